@@ -1,0 +1,5 @@
+#![allow(dead_code)]
+mod datapath;
+mod stp;
+
+fn main() {}

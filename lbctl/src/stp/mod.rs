@@ -1,0 +1,3 @@
+//! Spanning tree: the tree 802.1D says the config should produce, and port roles derived
+//! from what the kernel reports.
+pub mod theory;
