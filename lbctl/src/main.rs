@@ -1,5 +1,290 @@
+//! lbctl: builds and runs a redundant, load-balanced web service lab (VRRP, L7 proxy,
+//! STP, VXLAN, eBPF) out of network namespaces, or on real hosts.
 #![allow(dead_code)]
+mod backend;
+mod config;
 mod datapath;
+mod fault;
+mod status;
 mod stp;
+mod topo;
 
-fn main() {}
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use config::Config;
+use std::path::PathBuf;
+use topo::netns;
+
+#[derive(Parser)]
+#[command(name = "lbctl", version, about = "Redundant load-balanced web service lab: STP, VRRP, L7 proxy, VXLAN, eBPF")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct LabArgs {
+    /// Config file (default: the built-in scenario, configs/default.toml).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Lab name (namespace prefix lbctl-NAME-); default: the config's, or the only lab running.
+    #[arg(long)]
+    lab: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UpDown {
+    Up,
+    Down,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the lab in network namespaces, start its daemons, wait until it answers.
+    Up {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Do not load the BPF observer.
+        #[arg(long)]
+        no_bpf: bool,
+    },
+    /// Remove every namespace, daemon, pin and file of the lab. Idempotent.
+    Down {
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// Show nodes, addresses, STP ports (with theory check), daemons and BPF counters.
+    Status {
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a node's namespace: lbctl exec NODE -- CMD ARGS...
+    Exec {
+        #[arg(long)]
+        lab: Option<String>,
+        node: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Take the link between two bridges/nodes down or up, then wait for STP.
+    Link {
+        action: UpDown,
+        a: String,
+        b: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Return at once instead of waiting for the tree to converge.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Take a whole bridge (switch) down or up, then wait for STP.
+    Bridge {
+        action: UpDown,
+        bridge: String,
+        #[command(flatten)]
+        lab: LabArgs,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Check a config file and print the plan summary, without building anything.
+    Check {
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// The built-in backend web server (run by `up` in each server node).
+    Serve {
+        /// Server name shown in the page.
+        #[arg(long, env = "LBCTL_NODE", default_value = "server")]
+        name: String,
+        #[arg(long, default_value = "0.0.0.0:80")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LBCTL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The config of a command: `-c FILE`, else the running lab's saved config, else the
+/// built-in scenario; `--lab` overrides the name.
+fn resolve(args: &LabArgs, for_up: bool) -> Result<(Config, String)> {
+    if let Some(p) = &args.config {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut cfg = Config::from_toml(&text, &p.display().to_string())?;
+        if let Some(l) = &args.lab {
+            cfg = cfg.with_lab_name(l)?;
+        }
+        return Ok((cfg, text));
+    }
+    let lab = match &args.lab {
+        Some(l) => Some(l.clone()),
+        None if !for_up => {
+            let labs = topo::state::labs();
+            match labs.len() {
+                0 => None,
+                1 => Some(labs[0].clone()),
+                _ => bail!("several labs are up ({}); choose one with --lab", labs.join(", ")),
+            }
+        }
+        None => None,
+    };
+    if let Some(l) = &lab {
+        if !for_up {
+            if let Some(text) = topo::state::load_config_text(l) {
+                let origin = topo::state::run_dir(l).join("config.toml");
+                let cfg = Config::from_toml(&text, &origin.display().to_string())?.with_lab_name(l)?;
+                return Ok((cfg, text));
+            }
+        }
+    }
+    let mut cfg = Config::default_scenario();
+    if let Some(l) = &lab {
+        cfg = cfg.with_lab_name(l)?;
+    }
+    Ok((cfg, config::DEFAULT_TOML.to_string()))
+}
+
+fn main() -> Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Exec { lab, node, cmd } => exec(lab, &node, &cmd),
+        Cmd::Check { config } => {
+            let cfg = match &config {
+                Some(p) => Config::load(p)?,
+                None => Config::default_scenario(),
+            };
+            let plan = topo::plan::Plan::new(&cfg);
+            println!(
+                "config ok: lab {:?}, {} nodes, {} bridges, {} veth pairs, {} tunnel endpoint(s)",
+                plan.lab,
+                plan.nodes.len(),
+                plan.bridges.len(),
+                plan.veths.len(),
+                plan.vxlans.len()
+            );
+            Ok(())
+        }
+        cmd => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(run(cmd)),
+    }
+}
+
+async fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Up { lab, no_bpf } => {
+            netns::require_root()?;
+            let (cfg, text) = resolve(&lab, true)?;
+            let exe = std::env::current_exe().context("locating the lbctl executable")?;
+            let took = topo::build::up(
+                &cfg,
+                &text,
+                &topo::build::UpOptions { exe, bpf: !no_bpf, progress: true },
+            )
+            .await?;
+            print_next_steps(&cfg, took);
+            Ok(())
+        }
+        Cmd::Down { lab } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            topo::teardown::down(&cfg.lab.name, true)?;
+            Ok(())
+        }
+        Cmd::Status { lab, json } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            let s = status::collect(&cfg).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print!("{}", status::render(&s));
+            }
+            Ok(())
+        }
+        Cmd::Link { action, a, b, lab, no_wait } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            let plan = topo::plan::Plan::new(&cfg);
+            let up = matches!(action, UpDown::Up);
+            fault::set_link(&plan, &a, &b, up).await?;
+            eprintln!("link {a} - {b} {}", if up { "up" } else { "down" });
+            if !no_wait {
+                fault::converge(&cfg, true).await?;
+            }
+            Ok(())
+        }
+        Cmd::Bridge { action, bridge, lab, no_wait } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            let plan = topo::plan::Plan::new(&cfg);
+            let up = matches!(action, UpDown::Up);
+            fault::set_bridge(&plan, &bridge, up).await?;
+            eprintln!("bridge {bridge} {}", if up { "up" } else { "down" });
+            if !no_wait {
+                fault::converge(&cfg, true).await?;
+            }
+            Ok(())
+        }
+        Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
+        Cmd::Exec { .. } | Cmd::Check { .. } => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// `lbctl exec`: hands over to `ip netns exec`, which also mounts the namespace's own
+/// /sys so tools like `brctl showstp` see the node's bridges.
+fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    netns::require_root()?;
+    let (cfg, _) = resolve(&LabArgs { config: None, lab }, false)?;
+    let ns = config::netns_name(&cfg.lab.name, node);
+    if !netns::exists(&ns) {
+        let plan = topo::plan::Plan::new(&cfg);
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!("no node {node:?} running in lab {:?} (nodes: {})", cfg.lab.name, names.join(", "));
+    }
+    let err = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(cmd)
+        .exec();
+    Err(err).context("running ip netns exec")
+}
+
+fn print_next_steps(cfg: &Config, took: std::time::Duration) {
+    let lab = &cfg.lab.name;
+    let labarg = if lab == "lab" { String::new() } else { format!(" --lab {lab}") };
+    println!("\nlab {lab} is up in {:.1} s.", took.as_secs_f32());
+    if let Some(s) = &cfg.service {
+        println!("  service VIP:      http://{}:{}/ (balancers arrive with the agent)", s.vip, s.port);
+    }
+    let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
+    println!("Try next:");
+    println!("  lbctl status{labarg}                        # nodes, STP ports vs theory, BPF counters");
+    if let Some(srv) = first_server {
+        if let Some(a) = srv.ifaces.iter().find_map(|i| i.address) {
+            println!(
+                "  lbctl exec{labarg} bal1 -- curl -s http://{}:{}/   # a server's page",
+                a.addr(),
+                srv.http_port()
+            );
+        }
+    }
+    println!("  lbctl exec{labarg} user1 -- ping -c2 172.16.1.151     # across the external LAN");
+    println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
+    println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");
+    println!(
+        "  bpftool map dump pinned {}/swout1/OBS_PORT",
+        topo::state::pin_dir(lab).display()
+    );
+    println!("  lbctl down{labarg}                              # remove everything");
+}

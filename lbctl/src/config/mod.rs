@@ -1,0 +1,132 @@
+//! Lab configuration: the TOML model, its loading, and the validation that refuses a bad
+//! config before anything is created.
+mod model;
+mod validate;
+
+pub use model::*;
+pub use validate::parse_mac;
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The scenario of the lab text, built into the binary so `lbctl up` works without files.
+pub const DEFAULT_TOML: &str = include_str!("../../../configs/default.toml");
+
+impl Config {
+    /// Parses and validates a config file. Every problem is reported at once, each as
+    /// `FILE: FIELD: REASON`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// The built-in default scenario.
+    pub fn default_scenario() -> Config {
+        Self::from_toml(DEFAULT_TOML, "<built-in default.toml>")
+            .expect("the built-in default config is valid")
+    }
+
+    /// Parses and validates TOML text; `origin` names the file in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            // toml's message already carries line, column and the offending field.
+            anyhow::anyhow!("{origin}: {}", e.to_string().trim_end())
+        })?;
+        let problems = validate::validate(&cfg);
+        if !problems.is_empty() {
+            let list: Vec<String> = problems
+                .iter()
+                .map(|p| format!("{origin}: {}: {}", p.field, p.reason))
+                .collect();
+            bail!("invalid config ({} problem(s)):\n{}", list.len(), list.join("\n"));
+        }
+        Ok(cfg)
+    }
+
+    /// Overrides the lab name (e.g. `--lab`), re-checking it.
+    pub fn with_lab_name(mut self, name: &str) -> Result<Config> {
+        validate::check_lab_name(name).map_err(|r| anyhow::anyhow!("--lab: {r}"))?;
+        self.lab.name = name.to_string();
+        Ok(self)
+    }
+
+    /// Effective STP timers of a bridge (its own override, else the lab default).
+    pub fn timers(&self, b: &Bridge) -> (u32, u32, u32) {
+        (
+            b.hello_time.unwrap_or(self.stp.hello_time),
+            b.max_age.unwrap_or(self.stp.max_age),
+            b.forward_delay.unwrap_or(self.stp.forward_delay),
+        )
+    }
+
+    /// Every bridge with the namespace (switch or host name) that holds it.
+    pub fn all_bridges(&self) -> Vec<(&str, &Bridge)> {
+        let mut v: Vec<(&str, &Bridge)> =
+            self.switches.iter().map(|s| (s.name.as_str(), s)).collect();
+        for h in &self.hosts {
+            for b in &h.bridges {
+                v.push((h.name.as_str(), b));
+            }
+        }
+        v
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<(&str, &Bridge)> {
+        self.all_bridges().into_iter().find(|(_, b)| b.name == name)
+    }
+
+    pub fn lan(&self, name: &str) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.name == name)
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The longest forward delay of any STP bridge: bounds how long `up` waits.
+    pub fn max_forward_delay(&self) -> u32 {
+        self.all_bridges()
+            .iter()
+            .filter(|(_, b)| b.stp)
+            .map(|(_, b)| self.timers(b).2)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl Link {
+    /// Interface name of the link's end in `a`'s namespace.
+    pub fn a_name(&self) -> String {
+        self.a_iface.clone().unwrap_or_else(|| format!("to-{}", self.b))
+    }
+    /// Interface name of the link's end in `b`'s namespace.
+    pub fn b_name(&self) -> String {
+        self.b_iface.clone().unwrap_or_else(|| format!("to-{}", self.a))
+    }
+}
+
+impl Iface {
+    /// Name of the veth end plugged into the bridge, in the bridge's namespace.
+    pub fn port_name_for(&self, node: &str) -> String {
+        self.port_name.clone().unwrap_or_else(|| format!("{node}-{}", self.name))
+    }
+}
+
+impl Node {
+    /// Port of the built-in web server on a server node.
+    pub fn http_port(&self) -> u16 {
+        self.http_port.unwrap_or(80)
+    }
+}
+
+/// Network namespace name of a node of a lab.
+pub fn netns_name(lab: &str, node: &str) -> String {
+    format!("lbctl-{lab}-{node}")
+}
+
+/// Prefix shared by every namespace of a lab. Lab names are `[a-z0-9]+`, so the trailing
+/// `-` makes the prefix unambiguous between labs.
+pub fn netns_prefix(lab: &str) -> String {
+    format!("lbctl-{lab}-")
+}

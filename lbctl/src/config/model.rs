@@ -1,0 +1,291 @@
+//! The lab description as it is written in TOML. Every struct rejects unknown fields so a
+//! typo is an error, not a silently ignored setting.
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// A whole lab: the namespaces to create, the bridges inside them, the links between
+/// bridges, the LANs (IP subnets) and the services that later run on top.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub lab: Lab,
+    #[serde(default)]
+    pub stp: StpDefaults,
+    #[serde(default, rename = "lan")]
+    pub lans: Vec<Lan>,
+    #[serde(default, rename = "switch")]
+    pub switches: Vec<Switch>,
+    #[serde(default, rename = "host")]
+    pub hosts: Vec<Host>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<Link>,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub vxlan: Option<Vxlan>,
+    /// The balanced service (filled by the proxy issue): the VIP users reach and the
+    /// servers behind it.
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// First-hop redundancy for the VIP (filled by the VRRP issue).
+    #[serde(default)]
+    pub vrrp: Option<Vrrp>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lab {
+    /// Lab name: every namespace is `lbctl-<name>-<node>`, pins live under
+    /// `/sys/fs/bpf/lbctl/<name>/`. Lowercase letters and digits only, so one lab's
+    /// prefix can never be a prefix of another lab's.
+    pub name: String,
+}
+
+/// STP timers (seconds) and port defaults applied to every STP bridge unless it overrides them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StpDefaults {
+    #[serde(default = "default_hello")]
+    pub hello_time: u32,
+    #[serde(default = "default_max_age")]
+    pub max_age: u32,
+    #[serde(default = "default_fwd")]
+    pub forward_delay: u32,
+    /// Path cost of every bridge port unless a link or interface sets its own. Set
+    /// explicitly so the tree does not depend on the speed a veth happens to report.
+    #[serde(default = "default_cost")]
+    pub port_cost: u32,
+    /// 802.1D port priority (0..=63 in the kernel's encoding).
+    #[serde(default = "default_port_prio")]
+    pub port_priority: u8,
+}
+
+fn default_hello() -> u32 {
+    2
+}
+fn default_max_age() -> u32 {
+    20
+}
+fn default_fwd() -> u32 {
+    15
+}
+fn default_cost() -> u32 {
+    100
+}
+fn default_port_prio() -> u8 {
+    32
+}
+fn default_bridge_prio() -> u16 {
+    32768
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for StpDefaults {
+    fn default() -> Self {
+        StpDefaults {
+            hello_time: default_hello(),
+            max_age: default_max_age(),
+            forward_delay: default_fwd(),
+            port_cost: default_cost(),
+            port_priority: default_port_prio(),
+        }
+    }
+}
+
+/// An IP subnet and the broadcast domain that carries it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lan {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    /// MTU of every interface on this LAN (bridges, ports, node interfaces).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// A switch: a namespace that holds one bridge of the same name.
+pub type Switch = Bridge;
+
+/// A host (hypervisor): a namespace with bridges, optionally an address on them.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    pub name: String,
+    #[serde(default, rename = "bridge")]
+    pub bridges: Vec<Bridge>,
+}
+
+/// One kernel bridge: a switch's only bridge or one of a host's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bridge {
+    pub name: String,
+    /// The LAN (subnet) this bridge carries.
+    pub lan: String,
+    /// The namespace's own address on this bridge (e.g. 172.16.1.150/24 on vswout1).
+    #[serde(default)]
+    pub address: Option<Ipv4Net>,
+    #[serde(default = "yes")]
+    pub stp: bool,
+    /// Bridge priority (the high 16 bits of the bridge ID).
+    #[serde(default = "default_bridge_prio")]
+    pub priority: u16,
+    /// The bridge's MAC (low 48 bits of the bridge ID), "aa:bb:cc:dd:ee:ff". Derived from
+    /// lab and bridge name when absent, so the tree is reproducible.
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub hello_time: Option<u32>,
+    #[serde(default)]
+    pub max_age: Option<u32>,
+    #[serde(default)]
+    pub forward_delay: Option<u32>,
+}
+
+/// A point-to-point link between two bridges (a cable between switches).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub a: String,
+    pub b: String,
+    /// Port cost on both ends (a_cost / b_cost override per end).
+    #[serde(default)]
+    pub cost: Option<u32>,
+    #[serde(default)]
+    pub a_cost: Option<u32>,
+    #[serde(default)]
+    pub b_cost: Option<u32>,
+    #[serde(default)]
+    pub a_priority: Option<u8>,
+    #[serde(default)]
+    pub b_priority: Option<u8>,
+    /// Interface names on each end; default `to-<other bridge>`.
+    #[serde(default)]
+    pub a_iface: Option<String>,
+    #[serde(default)]
+    pub b_iface: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Balancer,
+    Server,
+    User,
+}
+
+/// A leaf node (balancer, server, user): a namespace with interfaces plugged into bridges.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    /// The host this node runs on (for grouping and fault reasoning); users have none.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default, rename = "iface")]
+    pub ifaces: Vec<Iface>,
+    /// For servers: the built-in web server's port.
+    #[serde(default)]
+    pub http_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Iface {
+    pub name: String,
+    pub bridge: String,
+    #[serde(default)]
+    pub address: Option<Ipv4Net>,
+    /// Name of the bridge-side end; default `<node>-<iface>`.
+    #[serde(default)]
+    pub port_name: Option<String>,
+    #[serde(default)]
+    pub cost: Option<u32>,
+    #[serde(default)]
+    pub priority: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VxlanMode {
+    /// The kernel's vxlan device.
+    #[default]
+    Kernel,
+    /// lbctl's own BPF VTEP (data path issue).
+    Ebpf,
+}
+
+/// The overlay joining the hosts' internal bridges into one broadcast domain.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vxlan {
+    #[serde(default = "default_vxlan_name")]
+    pub device: String,
+    pub vni: u32,
+    #[serde(default = "default_vxlan_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub mode: VxlanMode,
+    #[serde(rename = "endpoint")]
+    pub endpoints: Vec<VxlanEndpoint>,
+}
+
+fn default_vxlan_name() -> String {
+    "vxlan0".into()
+}
+fn default_vxlan_port() -> u16 {
+    4789
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanEndpoint {
+    pub host: String,
+    /// The internal bridge the tunnel is plugged into.
+    pub bridge: String,
+    /// The host's underlay address (must be one of its bridge addresses).
+    pub local: Ipv4Addr,
+}
+
+/// The balanced web service. The balancer issue gives these fields their behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub vip: Ipv4Addr,
+    #[serde(default = "default_service_port")]
+    pub port: u16,
+    /// Balancer node names.
+    pub balancers: Vec<String>,
+    /// Server node names, in round-robin order.
+    pub backends: Vec<String>,
+}
+
+fn default_service_port() -> u16 {
+    8000
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub vrid: u8,
+    #[serde(default = "default_advert")]
+    pub advert_int_ms: u32,
+    #[serde(rename = "priority")]
+    pub priorities: Vec<VrrpPriority>,
+}
+
+fn default_advert() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpPriority {
+    pub node: String,
+    pub priority: u8,
+}

@@ -1,0 +1,497 @@
+//! Semantic checks on a parsed config. Each problem names the field (a TOML path such as
+//! `link[2].b`) and the reason, so the user can fix the file without guessing.
+
+use super::model::*;
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+
+/// One thing wrong with a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub reason: String,
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn err(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// Kernel STP timer ranges (seconds), as net/bridge enforces them.
+const HELLO: (u32, u32) = (1, 10);
+const FWD: (u32, u32) = (2, 30);
+const MAX_AGE: (u32, u32) = (6, 40);
+/// Outer Ethernet + IPv4 + UDP + VXLAN headers a VXLAN frame adds on the underlay.
+pub const VXLAN_OVERHEAD: u32 = 50;
+const DEFAULT_MTU: u32 = 1500;
+
+pub fn check_lab_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 12 {
+        return Err(format!("lab name {name:?} must be 1 to 12 characters"));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "lab name {name:?} may only hold lowercase letters and digits (it prefixes namespace names)"
+        ));
+    }
+    Ok(())
+}
+
+/// The kernel's rule for interface names (dev_valid_name): 1..=15 bytes, not `.`/`..`,
+/// no `/`, `:` or whitespace.
+pub fn check_ifname(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("interface name is empty".into());
+    }
+    if name.len() > 15 {
+        return Err(format!(
+            "interface name {name:?} is {} characters; the kernel allows at most 15",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "interface name {name:?} is not valid (no '/', ':', spaces, '.' or '..')"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        if p.len() != 2 {
+            return None;
+        }
+        mac[i] = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
+fn check_timers(c: &mut Checker, field: &str, hello: u32, max_age: u32, fwd: u32) {
+    let mut ok = true;
+    for (name, v, (lo, hi)) in [
+        ("hello_time", hello, HELLO),
+        ("max_age", max_age, MAX_AGE),
+        ("forward_delay", fwd, FWD),
+    ] {
+        if v < lo || v > hi {
+            c.err(
+                format!("{field}.{name}"),
+                format!("{v} s is outside the kernel's range {lo}..={hi} s"),
+            );
+            ok = false;
+        }
+    }
+    if ok && 2 * (fwd - 1) < max_age {
+        c.err(
+            format!("{field}.max_age"),
+            format!(
+                "802.1D requires 2*(forward_delay-1) >= max_age, but 2*({fwd}-1) = {} < {max_age}",
+                2 * (fwd - 1)
+            ),
+        );
+    }
+    if ok && max_age < 2 * (hello + 1) {
+        c.err(
+            format!("{field}.max_age"),
+            format!(
+                "802.1D requires max_age >= 2*(hello_time+1), but {max_age} < 2*({hello}+1) = {}",
+                2 * (hello + 1)
+            ),
+        );
+    }
+}
+
+/// Runs every check and returns all problems found (empty = valid).
+pub fn validate(cfg: &Config) -> Vec<Problem> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    if let Err(r) = check_lab_name(&cfg.lab.name) {
+        c.err("lab.name", r);
+    }
+    let s = &cfg.stp;
+    check_timers(&mut c, "stp", s.hello_time, s.max_age, s.forward_delay);
+    if s.port_cost == 0 {
+        c.err("stp.port_cost", "a port cost must be at least 1");
+    }
+    if s.port_priority > 63 {
+        c.err("stp.port_priority", format!("{} is above 63", s.port_priority));
+    }
+
+    // LANs.
+    let mut lan_names = HashSet::new();
+    for (i, l) in cfg.lans.iter().enumerate() {
+        if !lan_names.insert(l.name.as_str()) {
+            c.err(format!("lan[{i}].name"), format!("duplicate LAN name {:?}", l.name));
+        }
+        if let Some(m) = l.mtu {
+            if !(68..=65535).contains(&m) {
+                c.err(format!("lan[{i}].mtu"), format!("{m} is outside 68..=65535"));
+            }
+        }
+        for (j, o) in cfg.lans.iter().enumerate().skip(i + 1) {
+            if l.subnet.contains(&o.subnet.network()) || o.subnet.contains(&l.subnet.network()) {
+                c.err(
+                    format!("lan[{j}].subnet"),
+                    format!("{} overlaps lan {:?} ({})", o.subnet, l.name, l.subnet),
+                );
+            }
+        }
+    }
+
+    // Namespaces: switches, hosts and nodes share one name space.
+    let mut ns_names: HashMap<String, String> = HashMap::new();
+    let mut add_ns = |c: &mut Checker, name: &str, field: String| {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            c.err(
+                field.clone(),
+                format!("node name {name:?} must be non-empty letters, digits, '-' or '_'"),
+            );
+        }
+        if let Some(prev) = ns_names.get(name) {
+            c.err(field, format!("duplicate name {name:?} (already used by {prev})"));
+        } else {
+            ns_names.insert(name.to_string(), field);
+        }
+    };
+    for (i, sw) in cfg.switches.iter().enumerate() {
+        add_ns(&mut c, &sw.name, format!("switch[{i}].name"));
+    }
+    for (i, h) in cfg.hosts.iter().enumerate() {
+        add_ns(&mut c, &h.name, format!("host[{i}].name"));
+    }
+    for (i, n) in cfg.nodes.iter().enumerate() {
+        add_ns(&mut c, &n.name, format!("node[{i}].name"));
+    }
+
+    // Bridges.
+    let mut bridges: HashMap<&str, (&str, &Bridge, String)> = HashMap::new();
+    let mut all: Vec<(String, &str, &Bridge)> = Vec::new();
+    for (i, sw) in cfg.switches.iter().enumerate() {
+        all.push((format!("switch[{i}]"), sw.name.as_str(), sw));
+    }
+    for (i, h) in cfg.hosts.iter().enumerate() {
+        for (j, b) in h.bridges.iter().enumerate() {
+            all.push((format!("host[{i}].bridge[{j}]"), h.name.as_str(), b));
+        }
+    }
+    // Interface names used in each namespace.
+    let mut ifnames: HashMap<String, HashMap<String, String>> = HashMap::new();
+    let mut use_ifname = |c: &mut Checker, ns: &str, name: &str, field: String| {
+        if let Err(r) = check_ifname(name) {
+            c.err(field.clone(), r);
+        }
+        let names = ifnames.entry(ns.to_string()).or_default();
+        if let Some(prev) = names.get(name) {
+            c.err(
+                field,
+                format!("interface name {name:?} is already used in namespace {ns:?} by {prev}"),
+            );
+        } else {
+            names.insert(name.to_string(), field);
+        }
+    };
+    for (field, ns, b) in &all {
+        if let Some((_, _, prev)) = bridges.get(b.name.as_str()) {
+            c.err(
+                format!("{field}.name"),
+                format!("duplicate bridge name {:?} (already {prev})", b.name),
+            );
+            continue;
+        }
+        bridges.insert(&b.name, (ns, b, field.clone()));
+        use_ifname(&mut c, ns, &b.name, format!("{field}.name"));
+        if cfg.lan(&b.lan).is_none() {
+            c.err(format!("{field}.lan"), format!("unknown LAN {:?}", b.lan));
+        }
+        if b.stp {
+            let (h, m, f) = cfg.timers(b);
+            if b.hello_time.is_some() || b.max_age.is_some() || b.forward_delay.is_some() {
+                check_timers(&mut c, field, h, m, f);
+            }
+        }
+        if let Some(mac) = &b.mac {
+            match parse_mac(mac) {
+                None => c.err(format!("{field}.mac"), format!("{mac:?} is not aa:bb:cc:dd:ee:ff")),
+                Some(m) if m[0] & 1 == 1 => c.err(
+                    format!("{field}.mac"),
+                    format!("{mac} is a multicast address; a bridge needs a unicast MAC"),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+
+    // Addresses: inside the LAN of the bridge they sit on, unique in the lab.
+    let mut addrs: HashMap<Ipv4Addr, String> = HashMap::new();
+    let mut check_addr = |c: &mut Checker, field: String, a: &ipnet::Ipv4Net, bridge: &str| {
+        if let Some((_, b, _)) = bridges.get(bridge) {
+            if let Some(lan) = cfg.lan(&b.lan) {
+                if !lan.subnet.contains(&a.addr()) || a.prefix_len() != lan.subnet.prefix_len() {
+                    c.err(
+                        field.clone(),
+                        format!(
+                            "{a} is outside LAN {:?} ({}) of bridge {bridge:?}",
+                            lan.name, lan.subnet
+                        ),
+                    );
+                } else if a.addr() == lan.subnet.network() || a.addr() == lan.subnet.broadcast() {
+                    c.err(
+                        field.clone(),
+                        format!("{a} is the network or broadcast address of {}", lan.subnet),
+                    );
+                }
+            }
+        }
+        if let Some(prev) = addrs.get(&a.addr()) {
+            c.err(field, format!("duplicate address {} (already {prev})", a.addr()));
+        } else {
+            addrs.insert(a.addr(), field);
+        }
+    };
+    for (field, _, b) in &all {
+        if let Some(a) = &b.address {
+            check_addr(&mut c, format!("{field}.address"), a, &b.name);
+        }
+    }
+
+    // Links between bridges.
+    let check_port = |c: &mut Checker, field: String, cost: Option<u32>, prio: Option<u8>| {
+        if cost == Some(0) {
+            c.err(format!("{field}cost"), "a port cost must be at least 1");
+        }
+        if let Some(p) = prio {
+            if p > 63 {
+                c.err(format!("{field}priority"), format!("port priority {p} is above 63"));
+            }
+        }
+    };
+    for (i, l) in cfg.links.iter().enumerate() {
+        let mut ends_ok = true;
+        for (end, name) in [("a", &l.a), ("b", &l.b)] {
+            if !bridges.contains_key(name.as_str()) {
+                ends_ok = false;
+                let known: Vec<&str> = {
+                    let mut k: Vec<&str> = bridges.keys().copied().collect();
+                    k.sort();
+                    k
+                };
+                let what = if cfg.node(name).is_some() || cfg.hosts.iter().any(|h| &h.name == name)
+                {
+                    format!("{name:?} is not a bridge or switch (links join bridges; plug nodes in with [[node.iface]])")
+                } else {
+                    format!("unknown node {name:?}")
+                };
+                c.err(
+                    format!("link[{i}].{end}"),
+                    format!("{what}; bridges are: {}", known.join(", ")),
+                );
+            }
+        }
+        if l.a == l.b {
+            c.err(format!("link[{i}].b"), "a link cannot join a bridge to itself");
+            continue;
+        }
+        check_port(&mut c, format!("link[{i}]."), l.cost, None);
+        check_port(&mut c, format!("link[{i}].a_"), l.a_cost, l.a_priority);
+        check_port(&mut c, format!("link[{i}].b_"), l.b_cost, l.b_priority);
+        if !ends_ok {
+            continue;
+        }
+        let (ans, ab, _) = bridges[l.a.as_str()];
+        let (bns, bb, _) = bridges[l.b.as_str()];
+        if ab.lan != bb.lan {
+            c.err(
+                format!("link[{i}]"),
+                format!(
+                    "joins {:?} (LAN {:?}) and {:?} (LAN {:?}): a link must stay inside one LAN",
+                    l.a, ab.lan, l.b, bb.lan
+                ),
+            );
+        }
+        let a_field = if l.a_iface.is_some() { "a_iface" } else { "a" };
+        let b_field = if l.b_iface.is_some() { "b_iface" } else { "b" };
+        use_ifname(&mut c, ans, &l.a_name(), format!("link[{i}].{a_field}"));
+        use_ifname(&mut c, bns, &l.b_name(), format!("link[{i}].{b_field}"));
+    }
+
+    // Leaf nodes.
+    for (i, n) in cfg.nodes.iter().enumerate() {
+        if let Some(h) = &n.host {
+            if !cfg.hosts.iter().any(|x| &x.name == h) {
+                c.err(format!("node[{i}].host"), format!("unknown host {h:?}"));
+            }
+        }
+        if n.ifaces.is_empty() {
+            c.err(format!("node[{i}].iface"), "a node needs at least one interface");
+        }
+        if n.http_port.is_some() && n.role != Role::Server {
+            c.err(format!("node[{i}].http_port"), "only servers run the web server");
+        }
+        if n.http_port == Some(0) {
+            c.err(format!("node[{i}].http_port"), "port 0 is not a port");
+        }
+        for (j, f) in n.ifaces.iter().enumerate() {
+            let field = format!("node[{i}].iface[{j}]");
+            use_ifname(&mut c, &n.name, &f.name, format!("{field}.name"));
+            if f.name == "lo" {
+                c.err(format!("{field}.name"), "\"lo\" is the loopback device");
+            }
+            match bridges.get(f.bridge.as_str()) {
+                None => c.err(format!("{field}.bridge"), format!("unknown bridge {:?}", f.bridge)),
+                Some((bns, _, _)) => {
+                    let pfield = if f.port_name.is_some() {
+                        format!("{field}.port_name")
+                    } else {
+                        format!("{field}.name")
+                    };
+                    use_ifname(&mut c, bns, &f.port_name_for(&n.name), pfield);
+                }
+            }
+            check_port(&mut c, format!("{field}."), f.cost, f.priority);
+            if let Some(a) = &f.address {
+                check_addr(&mut c, format!("{field}.address"), a, &f.bridge);
+            }
+        }
+    }
+
+    // VXLAN.
+    if let Some(v) = &cfg.vxlan {
+        if v.vni == 0 || v.vni >= 1 << 24 {
+            c.err("vxlan.vni", format!("{} is outside 1..=16777215 (24 bits)", v.vni));
+        }
+        if v.port == 0 {
+            c.err("vxlan.port", "port 0 is not a port");
+        }
+        if v.endpoints.len() < 2 {
+            c.err("vxlan.endpoint", "a tunnel needs at least two endpoints");
+        }
+        let mut seen_hosts = HashSet::new();
+        for (i, e) in v.endpoints.iter().enumerate() {
+            let field = format!("vxlan.endpoint[{i}]");
+            let Some(host) = cfg.hosts.iter().find(|h| h.name == e.host) else {
+                c.err(format!("{field}.host"), format!("unknown host {:?}", e.host));
+                continue;
+            };
+            if !seen_hosts.insert(e.host.as_str()) {
+                c.err(format!("{field}.host"), format!("host {:?} has two endpoints", e.host));
+            }
+            use_ifname(&mut c, &e.host, &v.device, "vxlan.device".into());
+            let Some(inner) = host.bridges.iter().find(|b| b.name == e.bridge) else {
+                c.err(
+                    format!("{field}.bridge"),
+                    format!("host {:?} has no bridge {:?}", e.host, e.bridge),
+                );
+                continue;
+            };
+            let Some(under) = host
+                .bridges
+                .iter()
+                .find(|b| b.address.map(|a| a.addr()) == Some(e.local))
+            else {
+                c.err(
+                    format!("{field}.local"),
+                    format!("{} is not an address of any bridge of host {:?}", e.local, e.host),
+                );
+                continue;
+            };
+            if under.name == inner.name {
+                c.err(
+                    format!("{field}.local"),
+                    "the underlay address cannot sit on the bridge the tunnel extends",
+                );
+            }
+            let under_mtu = cfg.lan(&under.lan).and_then(|l| l.mtu).unwrap_or(DEFAULT_MTU);
+            if let Some(lan) = cfg.lan(&inner.lan) {
+                let inner_mtu = lan.mtu.unwrap_or(DEFAULT_MTU);
+                if inner_mtu + VXLAN_OVERHEAD > under_mtu {
+                    let li = cfg.lans.iter().position(|l| l.name == lan.name).unwrap_or(0);
+                    c.err(
+                        format!("lan[{li}].mtu"),
+                        format!(
+                            "LAN {:?} carries VXLAN over a {under_mtu}-byte underlay, so its MTU must be at most {} (is {inner_mtu}); larger frames would be dropped silently",
+                            lan.name,
+                            under_mtu - VXLAN_OVERHEAD
+                        ),
+                    );
+                }
+            }
+        }
+        let inner_lans: HashSet<&str> = v
+            .endpoints
+            .iter()
+            .filter_map(|e| bridges.get(e.bridge.as_str()).map(|(_, b, _)| b.lan.as_str()))
+            .collect();
+        if inner_lans.len() > 1 {
+            c.err("vxlan.endpoint", "all endpoints must extend bridges of the same LAN");
+        }
+    }
+
+    // Service and VRRP placeholders: references must resolve.
+    if let Some(s) = &cfg.service {
+        if !cfg.lans.iter().any(|l| l.subnet.contains(&s.vip)) {
+            c.err("service.vip", format!("{} is in no LAN's subnet", s.vip));
+        }
+        if let Some(p) = addrs.get(&s.vip) {
+            c.err("service.vip", format!("{} is already the address of {p}", s.vip));
+        }
+        for (i, b) in s.balancers.iter().enumerate() {
+            match cfg.node(b) {
+                Some(n) if n.role == Role::Balancer => {}
+                Some(_) => c.err(format!("service.balancers[{i}]"), format!("{b:?} is not a balancer")),
+                None => c.err(format!("service.balancers[{i}]"), format!("unknown node {b:?}")),
+            }
+        }
+        for (i, b) in s.backends.iter().enumerate() {
+            match cfg.node(b) {
+                Some(n) if n.role == Role::Server => {}
+                Some(_) => c.err(format!("service.backends[{i}]"), format!("{b:?} is not a server")),
+                None => c.err(format!("service.backends[{i}]"), format!("unknown node {b:?}")),
+            }
+        }
+    }
+    if let Some(v) = &cfg.vrrp {
+        if v.vrid == 0 {
+            c.err("vrrp.vrid", "VRID 0 is reserved; use 1..=255");
+        }
+        if v.advert_int_ms < 10 || v.advert_int_ms > 40950 {
+            c.err("vrrp.advert_int_ms", format!("{} ms is outside 10..=40950", v.advert_int_ms));
+        }
+        for (i, p) in v.priorities.iter().enumerate() {
+            match cfg.node(&p.node) {
+                Some(n) if n.role == Role::Balancer => {}
+                _ => c.err(
+                    format!("vrrp.priority[{i}].node"),
+                    format!("{:?} is not a balancer", p.node),
+                ),
+            }
+            if p.priority == 0 {
+                c.err(format!("vrrp.priority[{i}].priority"), "priority 0 is reserved for resignation");
+            }
+        }
+    }
+    c.problems
+}

@@ -1,0 +1,376 @@
+//! `lbctl status`: nodes and addresses, every bridge port's STP state and derived role
+//! next to what theory expects, the root bridge of each LAN, daemons, and the BPF
+//! observer's counters read from the pinned maps.
+
+use crate::config::Config;
+use crate::datapath::observe;
+use crate::stp::theory::{BridgeId, PortState, Role};
+use crate::topo::inspect::{self, LabView, Mismatch};
+use crate::topo::plan::{Kind, Plan};
+use crate::topo::state;
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub lab: String,
+    pub nodes: Vec<NodeStatus>,
+    pub lans: Vec<LanStatus>,
+    pub ports: Vec<PortStatus>,
+    pub mismatches: Vec<Mismatch>,
+    pub daemons: Vec<DaemonStatus>,
+    pub counters: Vec<CounterRow>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub host: Option<String>,
+    pub netns: String,
+    pub present: bool,
+    pub addresses: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LanStatus {
+    pub name: String,
+    pub subnet: String,
+    /// Root bridge(s) the kernel reports (more than one if the LAN is partitioned).
+    pub roots: Vec<String>,
+    pub expected_roots: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortStatus {
+    pub bridge: String,
+    pub port: String,
+    pub port_no: u16,
+    pub peer: String,
+    pub stp: bool,
+    pub state: PortState,
+    pub role: Role,
+    pub cost: u32,
+    pub expected_state: Option<PortState>,
+    pub expected_role: Option<Role>,
+    pub designated_bridge: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DaemonStatus {
+    pub node: String,
+    pub daemon: String,
+    pub pid: u32,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CounterRow {
+    pub node: String,
+    pub iface: String,
+    pub bpdu_config: u64,
+    pub bpdu_tcn: u64,
+    pub bpdu_tc: u64,
+    pub bpdu_rstp: u64,
+    pub bpdu_bad: u64,
+    pub vrrp: u64,
+    pub vrrp_bad: u64,
+    /// (vrid, adverts)
+    pub vrrp_by_vrid: Vec<(u8, u64)>,
+}
+
+fn bridge_name_of(view: &LabView, id: &BridgeId) -> String {
+    view.bridges
+        .iter()
+        .find(|b| b.kernel.id == *id)
+        .map(|b| b.kernel.name.clone())
+        .unwrap_or_else(|| id.to_string())
+}
+
+pub async fn collect(cfg: &Config) -> Result<Status> {
+    let plan = Plan::new(cfg);
+    let view = inspect::read_lab(&plan).await?;
+    let (exp, mismatches) = inspect::compare(&plan, &view);
+
+    let mut nodes = Vec::new();
+    for n in &plan.nodes {
+        let nv = view.node(&n.name);
+        let mut addresses = Vec::new();
+        if let Some(nv) = nv {
+            for i in &nv.ifaces {
+                for a in &i.addrs {
+                    if i.name != "lo" {
+                        addresses.push((i.name.clone(), a.to_string()));
+                    }
+                }
+            }
+        }
+        nodes.push(NodeStatus {
+            name: n.name.clone(),
+            kind: n.kind,
+            host: n.host.clone(),
+            netns: n.netns.clone(),
+            present: nv.map(|x| x.present).unwrap_or(false),
+            addresses,
+        });
+    }
+
+    let mut lans = Vec::new();
+    for l in &cfg.lans {
+        let mut roots: Vec<String> = view
+            .bridges
+            .iter()
+            .filter(|b| b.kernel.stp && b.admin_up)
+            .filter(|b| plan.bridge(&b.kernel.name).map(|p| p.lan == l.name).unwrap_or(false))
+            .map(|b| bridge_name_of(&view, &b.kernel.root))
+            .collect();
+        roots.sort();
+        roots.dedup();
+        let mut expected_roots: Vec<String> = exp
+            .bridges
+            .iter()
+            .filter(|b| {
+                plan.bridge(&b.name)
+                    .map(|p| p.lan == l.name && p.stp)
+                    .unwrap_or(false)
+                    && view.bridge(&b.name).map(|v| v.admin_up).unwrap_or(false)
+            })
+            .map(|b| {
+                plan.bridges
+                    .iter()
+                    .find(|p| BridgeId { priority: p.priority, mac: p.mac } == b.root)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| b.root.to_string())
+            })
+            .collect();
+        expected_roots.sort();
+        expected_roots.dedup();
+        lans.push(LanStatus {
+            name: l.name.clone(),
+            subnet: l.subnet.to_string(),
+            roots,
+            expected_roots,
+        });
+    }
+
+    let mut ports = Vec::new();
+    for b in &plan.bridges {
+        let Some(kb) = view.bridge(&b.name) else { continue };
+        for p in &b.ports {
+            let Some(kp) = kb.ports.iter().find(|x| x.kernel.name == p.name) else {
+                continue;
+            };
+            let pe = exp.port(&b.name, &p.name);
+            let role = crate::stp::theory::derive_role(&kb.kernel, &kp.kernel);
+            let ok = !kb.kernel.stp
+                || !mismatches.iter().any(|m| m.bridge == b.name && m.port == p.name);
+            ports.push(PortStatus {
+                bridge: b.name.clone(),
+                port: p.name.clone(),
+                port_no: kp.kernel.port_no,
+                peer: p.peer.clone(),
+                stp: kb.kernel.stp,
+                state: kp.kernel.state,
+                role,
+                cost: kp.cost,
+                expected_state: pe.map(|e| e.state),
+                expected_role: pe.map(|e| e.role),
+                designated_bridge: bridge_name_of(&view, &kp.kernel.designated_bridge),
+                ok,
+            });
+        }
+    }
+
+    let daemons = state::recorded(&plan.lab)
+        .into_iter()
+        .map(|r| DaemonStatus {
+            running: state::is_alive(&r),
+            node: r.node,
+            daemon: r.daemon,
+            pid: r.pid,
+        })
+        .collect();
+
+    let mut counters = Vec::new();
+    for n in &plan.nodes {
+        let pin = state::node_pin_dir(&plan.lab, &n.name);
+        if !pin.exists() {
+            continue;
+        }
+        let Ok(c) = observe::read_observer(&pin) else { continue };
+        let nv = view.node(&n.name);
+        for pc in &c.ports {
+            let iface = nv
+                .and_then(|v| v.ifaces.iter().find(|i| i.ifindex == pc.ifindex))
+                .map(|i| i.name.clone())
+                .unwrap_or_else(|| format!("if{}", pc.ifindex));
+            counters.push(CounterRow {
+                node: n.name.clone(),
+                iface,
+                bpdu_config: pc.bpdu_config,
+                bpdu_tcn: pc.bpdu_tcn,
+                bpdu_tc: pc.bpdu_tc,
+                bpdu_rstp: pc.bpdu_rstp,
+                bpdu_bad: pc.bpdu_bad,
+                vrrp: pc.vrrp,
+                vrrp_bad: pc.vrrp_bad,
+                vrrp_by_vrid: c
+                    .vrrp
+                    .iter()
+                    .filter(|v| v.ifindex == pc.ifindex)
+                    .map(|v| (v.vrid, v.adverts))
+                    .collect(),
+            });
+        }
+    }
+
+    Ok(Status {
+        lab: plan.lab.clone(),
+        nodes,
+        lans,
+        ports,
+        mismatches,
+        daemons,
+        counters,
+    })
+}
+
+fn state_str(s: PortState) -> &'static str {
+    match s {
+        PortState::Disabled => "disabled",
+        PortState::Listening => "listening",
+        PortState::Learning => "learning",
+        PortState::Forwarding => "forwarding",
+        PortState::Blocking => "blocking",
+    }
+}
+
+fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Root => "root",
+        Role::Designated => "designated",
+        Role::Alternate => "alternate",
+        Role::Backup => "backup",
+        Role::Disabled => "disabled",
+    }
+}
+
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "lab {}", s.lab);
+    let _ = writeln!(o, "\nNODES");
+    for n in &s.nodes {
+        let kind = format!("{:?}", n.kind).to_lowercase();
+        let host = n.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+        let addrs: Vec<String> = n.addresses.iter().map(|(i, a)| format!("{i} {a}")).collect();
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<9}{:<7} {}{}",
+            n.name,
+            kind,
+            host,
+            if n.present { "" } else { "MISSING " },
+            addrs.join(", ")
+        );
+    }
+    for l in &s.lans {
+        let mark = if l.roots == l.expected_roots { "as expected" } else { "EXPECTED " };
+        let exp = if l.roots == l.expected_roots {
+            String::new()
+        } else {
+            l.expected_roots.join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "\nLAN {} ({}): root bridge {} ({mark}{exp})",
+            l.name,
+            l.subnet,
+            if l.roots.is_empty() { "-".into() } else { l.roots.join(", ") }
+        );
+    }
+    let _ = writeln!(o);
+    // Ports grouped by bridge (STP bridges first show their theory check).
+    let _ = writeln!(
+        o,
+        "PORTS\n  {:<8} {:<3} {:<11} {:<18} {:<10} {:<10} {:>5}  THEORY",
+        "BRIDGE", "NO", "PORT", "PEER", "STATE", "ROLE", "COST"
+    );
+    for p in &s.ports {
+        let theory = if !p.stp {
+            "(no STP)".to_string()
+        } else if p.ok {
+            "ok".to_string()
+        } else {
+            format!(
+                "!! expected {} {}",
+                p.expected_state.map(state_str).unwrap_or("?"),
+                p.expected_role.map(role_str).unwrap_or("?")
+            )
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<3} {:<11} {:<18} {:<10} {:<10} {:>5}  {}",
+            p.bridge,
+            p.port_no,
+            p.port,
+            p.peer,
+            state_str(p.state),
+            role_str(p.role),
+            p.cost,
+            theory
+        );
+    }
+    if s.mismatches.is_empty() {
+        let _ = writeln!(o, "  spanning tree matches 802.1D theory on every port");
+    } else {
+        let _ = writeln!(
+            o,
+            "  {} port(s) differ from theory (marked !!); STP may still be converging",
+            s.mismatches.len()
+        );
+    }
+    let _ = writeln!(o, "\nDAEMONS");
+    if s.daemons.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for d in &s.daemons {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<8} pid {:<7} {}",
+            d.node,
+            d.daemon,
+            d.pid,
+            if d.running { "running" } else { "NOT RUNNING" }
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\nBPF COUNTERS (TC ingress observer, pinned under {})",
+        state::pin_dir(&s.lab).display()
+    );
+    let _ = writeln!(
+        o,
+        "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  VRRP BY VRID",
+        "NODE", "IFACE", "BPDU", "TCN", "TC", "RSTP", "BAD", "VRRP", "BAD"
+    );
+    for c in &s.counters {
+        let by: Vec<String> = c.vrrp_by_vrid.iter().map(|(v, n)| format!("{v}:{n}")).collect();
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  {}",
+            c.node,
+            c.iface,
+            c.bpdu_config,
+            c.bpdu_tcn,
+            c.bpdu_tc,
+            c.bpdu_rstp,
+            c.bpdu_bad,
+            c.vrrp,
+            c.vrrp_bad,
+            by.join(" ")
+        );
+    }
+    o
+}

@@ -1,0 +1,342 @@
+//! `lbctl up`: builds the lab of a plan, starts its daemons, attaches the BPF observer,
+//! waits until STP has settled and the servers answer. On any error the half-built lab
+//! is torn down again, so a failed `up` leaves nothing behind.
+
+use super::inspect;
+use super::netns;
+use super::nl::{self, BridgeSettings};
+use super::plan::{Kind, Plan};
+use super::state;
+use super::teardown;
+use crate::config::{Config, VxlanMode};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tracing::{info, info_span, Instrument};
+
+pub struct UpOptions {
+    /// The lbctl executable daemons are started from.
+    pub exe: PathBuf,
+    /// Load and attach the BPF observation program on bridge ports.
+    pub bpf: bool,
+    /// Print progress lines to stderr.
+    pub progress: bool,
+}
+
+fn say(opts: &UpOptions, msg: &str) {
+    if opts.progress {
+        eprintln!("{msg}");
+    }
+}
+
+/// Builds the whole lab. `config_text` is saved so later commands know the topology.
+pub async fn up(cfg: &Config, config_text: &str, opts: &UpOptions) -> Result<Duration> {
+    let t0 = Instant::now();
+    let plan = Plan::new(cfg);
+    let prefix = crate::config::netns_prefix(&plan.lab);
+    let existing = netns::list_with_prefix(&prefix);
+    if !existing.is_empty() {
+        bail!(
+            "lab {:?} is already up ({} namespaces named {prefix}*); run `lbctl down --lab {}` first",
+            plan.lab,
+            existing.len(),
+            plan.lab
+        );
+    }
+    if opts.bpf && !Path::new("/sys/fs/bpf").join(".").exists() {
+        bail!("/sys/fs/bpf is missing: run scripts/bootstrap.sh (it mounts bpffs)");
+    }
+    state::save_config(&plan.lab, config_text)?;
+    let res = build(cfg, &plan, opts, t0).await;
+    if let Err(e) = res {
+        say(opts, "  build failed; removing what was created");
+        let _ = teardown::down(&plan.lab, false);
+        return Err(e);
+    }
+    Ok(t0.elapsed())
+}
+
+async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Result<()> {
+    let lab = plan.lab.as_str();
+    say(opts, &format!("lab {lab}: {} namespaces", plan.nodes.len()));
+    for n in &plan.nodes {
+        netns::create(&n.netns)?;
+    }
+    // One rtnetlink handle per namespace.
+    let mut handles = std::collections::HashMap::new();
+    for n in &plan.nodes {
+        handles.insert(n.name.clone(), netns::netlink(&n.netns).await?);
+        let h = &handles[&n.name];
+        nl::set_up(h, "lo", true).await?;
+    }
+    let h = |node: &str| handles.get(node).expect("handle for every planned node");
+
+    say(opts, &format!("  {} bridges (kernel STP where enabled)", plan.bridges.len()));
+    for b in &plan.bridges {
+        nl::add_bridge(
+            h(&b.node),
+            &BridgeSettings {
+                name: &b.name,
+                mac: b.mac,
+                stp: b.stp,
+                priority: b.priority,
+                hello_time: b.hello_time,
+                max_age: b.max_age,
+                forward_delay: b.forward_delay,
+                mtu: b.mtu,
+            },
+        )
+        .instrument(info_span!("bridge", node = %b.node, bridge = %b.name))
+        .await?;
+    }
+    // Bridged frames skip iptables in every namespace that bridges (the per-bridge
+    // nf_call_* options above cover the bridges; the sysctl covers the namespace default).
+    for n in plan.nodes.iter().filter(|n| matches!(n.kind, Kind::Switch | Kind::Host)) {
+        for key in [
+            "net/bridge/bridge-nf-call-iptables",
+            "net/bridge/bridge-nf-call-ip6tables",
+            "net/bridge/bridge-nf-call-arptables",
+        ] {
+            // Absent when br_netfilter is not loaded: then nothing filters bridged frames.
+            if let Err(e) = netns::sysctl(&n.netns, key, "0") {
+                tracing::debug!("{}: {e:#}", n.netns);
+            }
+        }
+    }
+
+    say(opts, &format!("  {} veth pairs", plan.veths.len()));
+    for v in &plan.veths {
+        let bns = plan.netns(&v.b.node);
+        nl::add_veth(h(&v.a.node), &v.a.ifname, &v.b.ifname, &bns).await?;
+        for end in [&v.a, &v.b] {
+            if let Some(m) = end.mtu {
+                nl::set_mtu(h(&end.node), &end.ifname, m).await?;
+            }
+        }
+    }
+    // Enslave in plan order so port numbers match the plan.
+    for b in &plan.bridges {
+        for p in &b.ports {
+            if plan.vxlans.iter().any(|x| x.node == b.node && x.device == p.name) {
+                continue; // created below
+            }
+            nl::enslave(h(&b.node), &p.name, &b.name, p.cost, p.priority).await?;
+        }
+    }
+    for v in &plan.veths {
+        for end in [&v.a, &v.b] {
+            if let Some(a) = end.address {
+                nl::add_addr(h(&end.node), &end.ifname, a).await?;
+            }
+        }
+    }
+    for b in &plan.bridges {
+        if let Some(a) = b.address {
+            nl::add_addr(h(&b.node), &b.name, a).await?;
+        }
+    }
+
+    if !plan.vxlans.is_empty() {
+        say(opts, "  VXLAN tunnel (kernel vxlan device, UDP 4789)");
+    }
+    for x in &plan.vxlans {
+        if x.mode == VxlanMode::Ebpf {
+            bail!("vxlan.mode = \"ebpf\" is not available yet; use \"kernel\"");
+        }
+        nl::add_vxlan(h(&x.node), &x.device, x.vni, x.port, x.local, &x.remotes, x.mtu).await?;
+        let b = plan.bridge(&x.bridge).expect("validated");
+        let p = b.ports.iter().find(|p| p.name == x.device).expect("planned port");
+        nl::enslave(h(&x.node), &x.device, &x.bridge, p.cost, p.priority).await?;
+    }
+
+    // Bring everything up: ports first, then bridges (STP starts when the bridge comes up
+    // with its ports already in place).
+    for v in &plan.veths {
+        nl::set_up(h(&v.a.node), &v.a.ifname, true).await?;
+        nl::set_up(h(&v.b.node), &v.b.ifname, true).await?;
+    }
+    for x in &plan.vxlans {
+        nl::set_up(h(&x.node), &x.device, true).await?;
+    }
+    for b in &plan.bridges {
+        nl::set_up(h(&b.node), &b.name, true).await?;
+    }
+    drop(handles);
+
+    if opts.bpf {
+        say(opts, "  BPF observer (TC ingress) on every bridge port");
+        attach_observers(plan)?;
+    }
+
+    say(opts, "  starting daemons");
+    start_daemons(cfg, plan, opts)?;
+
+    wait_stp(cfg, plan, opts, t0).await?;
+    // Nothing should have been learned on a blocked path, but flush anyway so the first
+    // packets follow the settled tree.
+    flush_all(plan).await?;
+    wait_servers(cfg, plan, opts).await?;
+    Ok(())
+}
+
+fn attach_observers(plan: &Plan) -> Result<()> {
+    for n in plan.nodes.iter().filter(|n| matches!(n.kind, Kind::Switch | Kind::Host)) {
+        let ifaces: Vec<String> = plan
+            .bridges_in(&n.name)
+            .flat_map(|b| b.ports.iter().map(|p| p.name.clone()))
+            .collect();
+        if ifaces.is_empty() {
+            continue;
+        }
+        let pin = state::node_pin_dir(&plan.lab, &n.name);
+        netns::run_in(&n.netns, move || {
+            crate::datapath::observe::attach_observer(&pin, &ifaces)
+        })
+        .with_context(|| format!("attaching the BPF observer in {}", n.name))?;
+    }
+    Ok(())
+}
+
+/// Starts a daemon (`lbctl ARGS…`) in a node's namespace, detached into its own session
+/// with output to the lab's log directory, and records its PID.
+pub fn spawn_daemon(lab: &str, node: &str, daemon: &str, exe: &Path, args: &[String]) -> Result<u32> {
+    let log = state::log_path(lab, node, daemon);
+    if let Some(d) = log.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .env("LBCTL_NODE", node)
+        .env("LBCTL_LAB", lab);
+    netns::command_in(&crate::config::netns_name(lab, node), &mut cmd)?;
+    // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and
+    // process group so it outlives `lbctl up` and ignores its Ctrl-C.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {daemon} in {node} ({})", exe.display()))?;
+    let pid = child.id();
+    state::record_pid(lab, node, daemon, pid)?;
+    info!(node, daemon, pid, "daemon started");
+    Ok(pid)
+}
+
+fn start_daemons(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
+    for n in cfg.nodes.iter().filter(|n| n.role == crate::config::Role::Server) {
+        let args = vec![
+            "serve".to_string(),
+            "--name".into(),
+            n.name.clone(),
+            "--listen".into(),
+            format!("0.0.0.0:{}", n.http_port()),
+        ];
+        spawn_daemon(&plan.lab, &n.name, "serve", &opts.exe, &args)?;
+    }
+    // Seam for the balancer issue: `lbctl agent` starts here in every balancer.
+    Ok(())
+}
+
+/// Waits until no STP port is listening or learning (twice in a row, so a port that is
+/// only between two states does not end the wait), showing progress.
+async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Result<()> {
+    let fwd = cfg.max_forward_delay();
+    if fwd == 0 {
+        return Ok(());
+    }
+    let max_age = plan.bridges.iter().map(|b| b.max_age).max().unwrap_or(0);
+    let limit = Duration::from_secs((2 * fwd + max_age + 10) as u64);
+    let start = Instant::now();
+    let mut settled = 0;
+    loop {
+        let view = inspect::read_lab(plan).await?;
+        let transient = inspect::transient_ports(&view);
+        if transient.is_empty() {
+            settled += 1;
+            if settled >= 2 {
+                break;
+            }
+        } else {
+            settled = 0;
+        }
+        if opts.progress {
+            eprint!(
+                "\r  STP: {:2} port(s) listening/learning, {:4.1} s (forward_delay {fwd} s)   ",
+                transient.len(),
+                t0.elapsed().as_secs_f32()
+            );
+            let _ = std::io::stderr().flush();
+        }
+        if start.elapsed() > limit {
+            let list: Vec<String> =
+                transient.iter().map(|(b, p, s)| format!("{b}/{p} {s:?}")).collect();
+            bail!("STP did not settle within {limit:?}: {}", list.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if opts.progress {
+        eprintln!("\r  STP settled after {:.1} s                                     ", t0.elapsed().as_secs_f32());
+    }
+    Ok(())
+}
+
+/// Flushes learned MAC entries on every bridge of the lab.
+pub async fn flush_all(plan: &Plan) -> Result<()> {
+    for b in &plan.bridges {
+        let ns = plan.netns(&b.node);
+        if !netns::exists(&ns) {
+            continue;
+        }
+        let h = netns::netlink(&ns).await?;
+        if nl::index_of(&h, &b.name).await?.is_some() {
+            nl::flush_fdb(&h, &b.name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every server's web server accepts connections (from its own namespace).
+async fn wait_servers(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in cfg.nodes.iter().filter(|n| n.role == crate::config::Role::Server) {
+        let ns = plan.netns(&n.name);
+        let port = n.http_port();
+        loop {
+            let ok = netns::run_in(&ns, move || {
+                Ok(std::net::TcpStream::connect_timeout(
+                    &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok())
+            })?;
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "web server of {} did not start; see {}",
+                    n.name,
+                    state::log_path(&plan.lab, &n.name, "serve").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    say(opts, "  web servers answering");
+    Ok(())
+}

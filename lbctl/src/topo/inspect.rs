@@ -1,0 +1,346 @@
+//! Reads the lab back from the kernel: bridges with their STP state, ports, addresses.
+//! Used by `up` (waiting for convergence), `status`, fault injection and the tests.
+
+use super::netns;
+use super::nl;
+use super::plan::Plan;
+use crate::stp::theory::{self, BridgeId, KernelBridge, KernelPort, PortState};
+use anyhow::Result;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::{
+    InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkInfo, State,
+};
+
+/// One bridge port as the kernel sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortView {
+    pub kernel: KernelPort,
+    pub cost: u32,
+    pub priority: u8,
+    /// Administratively up (IFF_UP).
+    pub admin_up: bool,
+    /// Carrier (the peer end is up too).
+    pub carrier: bool,
+    pub ifindex: u32,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BridgeView {
+    pub node: String,
+    pub kernel: KernelBridge,
+    pub admin_up: bool,
+    pub ports: Vec<PortView>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IfaceView {
+    pub name: String,
+    pub ifindex: u32,
+    pub admin_up: bool,
+    pub carrier: bool,
+    pub mtu: u32,
+    pub addrs: Vec<Ipv4Net>,
+    pub master: Option<u32>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeView {
+    pub node: String,
+    pub netns: String,
+    pub present: bool,
+    pub ifaces: Vec<IfaceView>,
+}
+
+fn bid(b: &rtnetlink::packet_route::link::BridgeId) -> BridgeId {
+    BridgeId {
+        priority: b.priority,
+        mac: b.address,
+    }
+}
+
+fn state_of(s: &rtnetlink::packet_route::link::BridgePortState) -> PortState {
+    use rtnetlink::packet_route::link::BridgePortState as S;
+    match s {
+        S::Disabled => PortState::Disabled,
+        S::Listening => PortState::Listening,
+        S::Learning => PortState::Learning,
+        S::Forwarding => PortState::Forwarding,
+        S::Blocking => PortState::Blocking,
+        S::Other(v) => PortState::from_kernel(*v).unwrap_or(PortState::Disabled),
+        _ => PortState::Disabled,
+    }
+}
+
+fn carrier(m: &rtnetlink::packet_route::link::LinkMessage) -> bool {
+    m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+        || m.attributes.iter().any(|a| matches!(a, LinkAttribute::Carrier(1)))
+}
+
+/// Reads every bridge (with ports) and every interface of one namespace.
+pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView>)> {
+    if !netns::exists(ns) {
+        return Ok((
+            NodeView {
+                node: node.into(),
+                netns: ns.into(),
+                present: false,
+                ifaces: vec![],
+            },
+            vec![],
+        ));
+    }
+    let h = netns::netlink(ns).await?;
+    let links = nl::dump_links(&h).await?;
+    let addrs = nl::dump_addrs(&h).await?;
+    let mut ifaces = Vec::new();
+    let mut bridges: Vec<(u32, BridgeView)> = Vec::new();
+    let mut ports: Vec<(u32, PortView)> = Vec::new();
+    for m in &links {
+        let name = nl::link_name(m).unwrap_or("?").to_string();
+        let idx = m.header.index;
+        let master = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        });
+        let mtu = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(v) => Some(*v),
+                _ => None,
+            })
+            .unwrap_or(0);
+        ifaces.push(IfaceView {
+            name: name.clone(),
+            ifindex: idx,
+            admin_up: nl::is_admin_up(m),
+            carrier: carrier(m),
+            mtu,
+            addrs: addrs.iter().filter(|(i, _)| *i == idx).map(|(_, a)| *a).collect(),
+            master,
+        });
+        let infos = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkInfo(v) => Some(v),
+            _ => None,
+        });
+        let Some(infos) = infos else { continue };
+        for info in infos {
+            match info {
+                LinkInfo::Data(InfoData::Bridge(opts)) => {
+                    let mut kb = KernelBridge {
+                        name: name.clone(),
+                        id: BridgeId { priority: 0, mac: [0; 6] },
+                        root: BridgeId { priority: 0, mac: [0; 6] },
+                        root_port_no: 0,
+                        root_path_cost: 0,
+                        stp: false,
+                    };
+                    for o in opts {
+                        match o {
+                            InfoBridge::BridgeId(b) => kb.id = bid(b),
+                            InfoBridge::RootId(b) => kb.root = bid(b),
+                            InfoBridge::RootPort(p) => kb.root_port_no = *p,
+                            InfoBridge::RootPathCost(c) => kb.root_path_cost = *c,
+                            InfoBridge::StpState(s) => {
+                                kb.stp = matches!(
+                                    s,
+                                    rtnetlink::packet_route::link::BridgeStpState::KernelStp
+                                )
+                            }
+                            _ => {}
+                        }
+                    }
+                    bridges.push((
+                        idx,
+                        BridgeView {
+                            node: node.into(),
+                            kernel: kb,
+                            admin_up: nl::is_admin_up(m),
+                            ports: vec![],
+                        },
+                    ));
+                }
+                LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
+                    let zero = BridgeId { priority: 0, mac: [0; 6] };
+                    let mut kp = KernelPort {
+                        name: name.clone(),
+                        port_no: 0,
+                        port_id: 0,
+                        state: PortState::Disabled,
+                        designated_bridge: zero,
+                        designated_port: 0,
+                        designated_root: zero,
+                        designated_cost: 0,
+                    };
+                    let mut cost = 0;
+                    let mut prio = 0;
+                    for o in opts {
+                        match o {
+                            InfoBridgePort::State(s) => kp.state = state_of(s),
+                            InfoBridgePort::PortNumber(n) => kp.port_no = *n,
+                            InfoBridgePort::PortId(n) => kp.port_id = *n,
+                            InfoBridgePort::BridgeId(b) => kp.designated_bridge = bid(b),
+                            InfoBridgePort::RootId(b) => kp.designated_root = bid(b),
+                            InfoBridgePort::DesignatedPort(p) => kp.designated_port = *p,
+                            InfoBridgePort::DesignatedCost(c) => kp.designated_cost = *c as u32,
+                            InfoBridgePort::Cost(c) => cost = *c,
+                            InfoBridgePort::Priority(p) => prio = *p as u8,
+                            _ => {}
+                        }
+                    }
+                    if let Some(mi) = master {
+                        ports.push((
+                            mi,
+                            PortView {
+                                kernel: kp,
+                                cost,
+                                priority: prio,
+                                admin_up: nl::is_admin_up(m),
+                                carrier: carrier(m),
+                                ifindex: idx,
+                            },
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (mi, p) in ports {
+        if let Some((_, b)) = bridges.iter_mut().find(|(i, _)| *i == mi) {
+            b.ports.push(p);
+        }
+    }
+    let mut bridges: Vec<BridgeView> = bridges.into_iter().map(|(_, b)| b).collect();
+    for b in &mut bridges {
+        b.ports.sort_by_key(|p| p.kernel.port_no);
+    }
+    Ok((
+        NodeView {
+            node: node.into(),
+            netns: ns.into(),
+            present: true,
+            ifaces,
+        },
+        bridges,
+    ))
+}
+
+/// The whole lab as the kernel sees it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LabView {
+    pub nodes: Vec<NodeView>,
+    pub bridges: Vec<BridgeView>,
+}
+
+impl LabView {
+    pub fn bridge(&self, name: &str) -> Option<&BridgeView> {
+        self.bridges.iter().find(|b| b.kernel.name == name)
+    }
+    pub fn node(&self, name: &str) -> Option<&NodeView> {
+        self.nodes.iter().find(|n| n.node == name)
+    }
+}
+
+pub async fn read_lab(plan: &Plan) -> Result<LabView> {
+    let mut nodes = Vec::new();
+    let mut bridges = Vec::new();
+    for n in &plan.nodes {
+        let (nv, bv) = read_node(&n.name, &n.netns).await?;
+        nodes.push(nv);
+        // Keep only the bridges the plan knows, in plan order.
+        bridges.extend(bv);
+    }
+    bridges.sort_by_key(|b| {
+        plan.bridges
+            .iter()
+            .position(|p| p.name == b.kernel.name)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(LabView { nodes, bridges })
+}
+
+/// STP ports still on their way to a stable state (listening or learning).
+pub fn transient_ports(v: &LabView) -> Vec<(String, String, PortState)> {
+    let mut out = Vec::new();
+    for b in &v.bridges {
+        if !b.kernel.stp {
+            continue;
+        }
+        for p in &b.ports {
+            if matches!(p.kernel.state, PortState::Listening | PortState::Learning) {
+                out.push((b.kernel.name.clone(), p.kernel.name.clone(), p.kernel.state));
+            }
+        }
+    }
+    out
+}
+
+/// The topology theory should be computed on: the plan, with each bridge's and port's
+/// up/down taken from the kernel (so injected faults are part of the expectation).
+pub fn topology_for(plan: &Plan, view: &LabView) -> theory::Topology {
+    let mut t = theory::Topology::default();
+    for b in &plan.bridges {
+        let kb = view.bridge(&b.name);
+        t.bridges.push(theory::BridgeSpec {
+            name: b.name.clone(),
+            id: BridgeId {
+                priority: b.priority,
+                mac: b.mac,
+            },
+            stp: b.stp,
+            up: kb.map(|k| k.admin_up).unwrap_or(false),
+        });
+        for p in &b.ports {
+            let kp = kb.and_then(|k| k.ports.iter().find(|x| x.kernel.name == p.name));
+            t.ports.push(theory::PortSpec {
+                bridge: b.name.clone(),
+                name: p.name.clone(),
+                port_no: p.port_no,
+                priority: p.priority,
+                cost: p.cost,
+                segment: p.segment.clone(),
+                up: kp.map(|k| k.admin_up && k.carrier).unwrap_or(false),
+            });
+        }
+    }
+    t
+}
+
+/// One port where the kernel disagrees with theory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Mismatch {
+    pub bridge: String,
+    pub port: String,
+    pub expected_role: theory::Role,
+    pub actual_role: theory::Role,
+    pub expected_state: PortState,
+    pub actual_state: PortState,
+}
+
+/// Compares the kernel's tree with the expected one, port by port (role and state).
+pub fn compare(plan: &Plan, view: &LabView) -> (theory::TreeExpectation, Vec<Mismatch>) {
+    let exp = theory::expected_tree(&topology_for(plan, view));
+    let mut out = Vec::new();
+    for pe in &exp.ports {
+        let Some(b) = view.bridge(&pe.bridge) else { continue };
+        if !b.kernel.stp {
+            continue;
+        }
+        let Some(p) = b.ports.iter().find(|p| p.kernel.name == pe.port) else {
+            continue;
+        };
+        let actual_role = theory::derive_role(&b.kernel, &p.kernel);
+        if actual_role != pe.role || p.kernel.state != pe.state {
+            out.push(Mismatch {
+                bridge: pe.bridge.clone(),
+                port: pe.port.clone(),
+                expected_role: pe.role,
+                actual_role,
+                expected_state: pe.state,
+                actual_state: p.kernel.state,
+            });
+        }
+    }
+    (exp, out)
+}

@@ -1,0 +1,223 @@
+//! rtnetlink operations lbctl needs, each on a handle whose socket lives in one
+//! namespace (see `netns::netlink`). Thin wrappers that add context to errors.
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::link::{
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
+    LinkMessage,
+};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVxlan};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+/// Index of interface `name`, or None.
+pub async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    match s.try_next().await {
+        Ok(Some(m)) => Ok(Some(m.header.index)),
+        Ok(None) => Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("looking up interface {name}")),
+    }
+}
+
+pub async fn index(h: &Handle, name: &str) -> Result<u32> {
+    index_of(h, name)
+        .await?
+        .ok_or_else(|| anyhow!("interface {name} does not exist"))
+}
+
+pub struct BridgeSettings<'a> {
+    pub name: &'a str,
+    pub mac: [u8; 6],
+    pub stp: bool,
+    pub priority: u16,
+    /// Seconds.
+    pub hello_time: u32,
+    pub max_age: u32,
+    pub forward_delay: u32,
+    pub mtu: Option<u32>,
+}
+
+/// Creates a kernel bridge with its MAC (fixes the bridge ID), STP mode, priority and
+/// timers. Kernel timers are in hundredths of a second (clock_t / USER_HZ).
+pub async fn add_bridge(h: &Handle, s: &BridgeSettings<'_>) -> Result<()> {
+    let mut b = LinkBridge::new(s.name)
+        .address(s.mac.to_vec())
+        .forward_delay(s.forward_delay * 100)
+        .hello_time(s.hello_time * 100)
+        .max_age(s.max_age * 100)
+        .priority(s.priority)
+        .stp_state(if s.stp {
+            BridgeStpState::KernelStp
+        } else {
+            BridgeStpState::Disabled
+        })
+        // Bridged frames must not go through iptables (br_netfilter would drop or
+        // mangle them in a lab with no iptables rules meant for them).
+        .nf_call_iptables(false)
+        .nf_call_ip6tables(false)
+        .nf_call_arptables(false);
+    if let Some(m) = s.mtu {
+        b = b.mtu(m);
+    }
+    h.link()
+        .add(b.build())
+        .execute()
+        .await
+        .with_context(|| format!("creating bridge {}", s.name))
+}
+
+/// Creates a veth pair: `name` in this handle's namespace, `peer` directly inside the
+/// namespace `peer_ns` (nothing ever appears in the root namespace).
+pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns: &str) -> Result<()> {
+    let ns = super::netns::open(peer_ns)?;
+    let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(peer.to_string())
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+        .name(name.to_string())
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+        .build();
+    let r = h.link().add(msg).execute().await;
+    drop(ns);
+    r.with_context(|| format!("creating veth {name} <-> {peer_ns}/{peer}"))
+}
+
+/// Plugs interface `port` into bridge `bridge`, with 802.1D path cost and port priority.
+pub async fn enslave(h: &Handle, port: &str, bridge: &str, cost: u32, prio: u8) -> Result<()> {
+    let pi = index(h, port).await?;
+    let bi = index(h, bridge).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(pi).controller(bi).build())
+        .execute()
+        .await
+        .with_context(|| format!("adding {port} to bridge {bridge}"))?;
+    set_port_stp(h, port, cost, prio).await
+}
+
+/// Sets a bridge port's path cost and priority.
+pub async fn set_port_stp(h: &Handle, port: &str, cost: u32, prio: u8) -> Result<()> {
+    let pi = index(h, port).await?;
+    h.link()
+        .set_port(LinkBridgePort::new(pi).cost(cost).priority(prio as u16).build())
+        .execute()
+        .await
+        .with_context(|| format!("setting STP cost {cost} / priority {prio} on port {port}"))
+}
+
+pub async fn set_mtu(h: &Handle, name: &str, mtu: u32) -> Result<()> {
+    let i = index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).mtu(mtu).build())
+        .execute()
+        .await
+        .with_context(|| format!("setting MTU {mtu} on {name}"))
+}
+
+pub async fn set_up(h: &Handle, name: &str, up: bool) -> Result<()> {
+    let i = index(h, name).await?;
+    let b = LinkUnspec::new_with_index(i);
+    let b = if up { b.up() } else { b.down() };
+    h.link()
+        .set(b.build())
+        .execute()
+        .await
+        .with_context(|| format!("setting {name} {}", if up { "up" } else { "down" }))
+}
+
+pub async fn add_addr(h: &Handle, name: &str, net: Ipv4Net) -> Result<()> {
+    let i = index(h, name).await?;
+    match h
+        .address()
+        .add(i, std::net::IpAddr::V4(net.addr()), net.prefix_len())
+        .execute()
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("adding {net} to {name}")),
+    }
+}
+
+/// Creates the kernel's vxlan device: VNI, UDP port (4789, not the kernel's legacy
+/// 8472), local underlay address and the remote endpoint; learning on, like the lab text.
+pub async fn add_vxlan(
+    h: &Handle,
+    name: &str,
+    vni: u32,
+    port: u16,
+    local: Ipv4Addr,
+    remotes: &[Ipv4Addr],
+    mtu: u32,
+) -> Result<()> {
+    let mut b = LinkVxlan::new(name, vni).port(port).local(local).learning(true).mtu(mtu);
+    match remotes {
+        [one] => b = b.remote(*one),
+        _ => bail!("vxlan {name}: the kernel data path supports exactly one remote endpoint"),
+    }
+    h.link()
+        .add(b.build())
+        .execute()
+        .await
+        .with_context(|| format!("creating vxlan {name} (vni {vni}, port {port})"))
+}
+
+/// Flushes the learned (dynamic) MAC entries of a bridge, so traffic follows a new
+/// spanning tree at once instead of waiting for entries to age out.
+pub async fn flush_fdb(h: &Handle, bridge: &str) -> Result<()> {
+    let i = index(h, bridge).await?;
+    let mut m = LinkMessage::default();
+    m.header.index = i;
+    m.attributes.push(LinkAttribute::LinkInfo(vec![
+        rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Bridge),
+        rtnetlink::packet_route::link::LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::FdbFlush])),
+    ]));
+    h.link()
+        .set(m)
+        .execute()
+        .await
+        .with_context(|| format!("flushing the MAC table of {bridge}"))
+}
+
+/// Every link of the namespace.
+pub async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>> {
+    h.link().get().execute().try_collect().await.context("dumping links")
+}
+
+pub fn link_name(m: &LinkMessage) -> Option<&str> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+pub fn is_admin_up(m: &LinkMessage) -> bool {
+    m.header.flags.contains(LinkFlags::Up)
+}
+
+/// IPv4 addresses per interface index.
+pub async fn dump_addrs(h: &Handle) -> Result<Vec<(u32, Ipv4Net)>> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let msgs: Vec<_> = h
+        .address()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .context("dumping addresses")?;
+    let mut v = Vec::new();
+    for m in msgs {
+        for a in &m.attributes {
+            if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = a {
+                if let Ok(n) = Ipv4Net::new(*ip, m.header.prefix_len) {
+                    v.push((m.header.index, n));
+                }
+            }
+        }
+    }
+    Ok(v)
+}

@@ -1,0 +1,156 @@
+//! What a running lab leaves on disk so any later lbctl process (status, down, faults)
+//! knows it: the config it was built from, the PIDs of the daemons it started (with their
+//! start times, so a recycled PID is never killed), their logs, and the BPF pin directory.
+
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const RUN_ROOT: &str = "/run/lbctl";
+pub const BPF_ROOT: &str = "/sys/fs/bpf/lbctl";
+
+pub fn run_dir(lab: &str) -> PathBuf {
+    Path::new(RUN_ROOT).join(lab)
+}
+
+pub fn pin_dir(lab: &str) -> PathBuf {
+    Path::new(BPF_ROOT).join(lab)
+}
+
+pub fn node_pin_dir(lab: &str, node: &str) -> PathBuf {
+    pin_dir(lab).join(node)
+}
+
+pub fn log_path(lab: &str, node: &str, daemon: &str) -> PathBuf {
+    run_dir(lab).join("logs").join(format!("{node}.{daemon}.log"))
+}
+
+fn pid_dir(lab: &str) -> PathBuf {
+    run_dir(lab).join("pids")
+}
+
+/// Saves the config text the lab was built from (with the effective lab name).
+pub fn save_config(lab: &str, text: &str) -> Result<()> {
+    let d = run_dir(lab);
+    std::fs::create_dir_all(d.join("logs")).with_context(|| format!("creating {}", d.display()))?;
+    std::fs::create_dir_all(pid_dir(lab))?;
+    std::fs::write(d.join("config.toml"), text).context("saving the lab's config")?;
+    std::fs::write(d.join("lab"), lab).context("saving the lab's name")?;
+    Ok(())
+}
+
+/// The config text a running lab was built from.
+pub fn load_config_text(lab: &str) -> Option<String> {
+    std::fs::read_to_string(run_dir(lab).join("config.toml")).ok()
+}
+
+/// Labs that have a state directory.
+pub fn labs() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(RUN_ROOT)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("lab").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Process start time (field 22 of /proc/PID/stat, clock ticks since boot).
+pub fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields resume after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonRecord {
+    pub node: String,
+    pub daemon: String,
+    pub pid: u32,
+    pub start_time: u64,
+    pub file: PathBuf,
+}
+
+pub fn record_pid(lab: &str, node: &str, daemon: &str, pid: u32) -> Result<()> {
+    let st = start_time(pid).unwrap_or(0);
+    std::fs::create_dir_all(pid_dir(lab))?;
+    let f = pid_dir(lab).join(format!("{node}.{daemon}.pid"));
+    std::fs::write(&f, format!("{pid} {st}\n")).with_context(|| format!("writing {}", f.display()))
+}
+
+pub fn recorded(lab: &str) -> Vec<DaemonRecord> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(pid_dir(lab)).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".pid") else { continue };
+        let Some((node, daemon)) = stem.split_once('.') else { continue };
+        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        let mut it = text.split_whitespace();
+        let (Some(pid), Some(st)) = (it.next(), it.next()) else { continue };
+        let (Ok(pid), Ok(st)) = (pid.parse(), st.parse()) else { continue };
+        v.push(DaemonRecord {
+            node: node.into(),
+            daemon: daemon.into(),
+            pid,
+            start_time: st,
+            file: e.path(),
+        });
+    }
+    v.sort_by(|a, b| (&a.node, &a.daemon).cmp(&(&b.node, &b.daemon)));
+    v
+}
+
+/// Whether the recorded process is still the one we started (same PID and start time).
+pub fn is_alive(r: &DaemonRecord) -> bool {
+    start_time(r.pid) == Some(r.start_time)
+}
+
+/// Ends a recorded daemon: SIGTERM, up to 2 s of grace, then SIGKILL. Only ever the PID
+/// we recorded, and only while its start time still matches.
+pub fn stop(r: &DaemonRecord) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    if is_alive(r) {
+        let pid = Pid::from_raw(r.pid as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while is_alive(r) && Instant::now() < deadline {
+            reap(r.pid);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if is_alive(r) {
+            let _ = kill(pid, Signal::SIGKILL);
+            std::thread::sleep(Duration::from_millis(50));
+            reap(r.pid);
+        }
+    }
+    let _ = std::fs::remove_file(&r.file);
+    Ok(())
+}
+
+/// Collects a zombie if the daemon happens to be our own child (tests start daemons
+/// from the same process).
+fn reap(pid: u32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let _ = waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+}
+
+pub fn remove_run_dir(lab: &str) -> Result<()> {
+    let d = run_dir(lab);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("removing {}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Removes the lab's BPF pins (files and directories in bpffs unlink like normal ones).
+pub fn remove_pins(lab: &str) -> Result<()> {
+    let d = pin_dir(lab);
+    if d.exists() {
+        std::fs::remove_dir_all(&d).with_context(|| format!("removing BPF pins {}", d.display()))?;
+    }
+    Ok(())
+}
