@@ -1,1 +1,79 @@
-fn main() {}
+//! Developer tasks for the lbctl workspace. Run through the alias in `.cargo/config.toml`:
+//! `cargo xtask <command>`.
+mod ebpf;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Developer tasks for the lbctl workspace")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the BPF programs (crate lb-ebpf) with nightly for bpfel-unknown-none.
+    ///
+    /// This is the same build lbctl's build script runs before embedding the object; use it to
+    /// build or inspect the object on its own. Needs the nightly toolchain with rust-src and
+    /// bpf-linker (scripts/bootstrap.sh installs both).
+    BuildEbpf {
+        /// Cargo target directory of the BPF build [default: $CARGO_TARGET_DIR/lb-ebpf, or
+        /// target/lb-ebpf in the workspace]
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
+        /// Rustup toolchain to build with
+        #[arg(long, default_value = ebpf::EBPF_TOOLCHAIN)]
+        toolchain: String,
+        /// Also copy the object to this path
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/Cargo.toml lives one level below the workspace root.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::BuildEbpf {
+            target_dir,
+            toolchain,
+            out,
+        } => {
+            let root = workspace_root();
+            let target_dir = target_dir.unwrap_or_else(|| {
+                std::env::var_os("CARGO_TARGET_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| root.join("target"))
+                    .join("lb-ebpf")
+            });
+            let obj = ebpf::EbpfBuild {
+                workspace_root: &root,
+                target_dir: &target_dir,
+                toolchain: &toolchain,
+                stdout_to_stderr: false,
+            }
+            .run()
+            .map_err(|e| anyhow!(e))
+            .context("cargo xtask build-ebpf")?;
+            if let Some(out) = out {
+                std::fs::copy(&obj, &out)
+                    .with_context(|| format!("copying {} to {}", obj.display(), out.display()))?;
+                println!("{}", out.display());
+            } else {
+                println!("{}", obj.display());
+            }
+            Ok(())
+        }
+    }
+}
