@@ -11,7 +11,6 @@ use crate::topo::netns;
 use crate::topo::nl;
 use crate::topo::plan::{Plan, VethPlan};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 fn matches_end(end: &crate::topo::plan::VethEnd, x: &str) -> bool {
@@ -75,6 +74,7 @@ pub async fn converge(cfg: &Config, progress: bool) -> Result<Duration> {
         .unwrap_or(0) as u64;
     let limit = Duration::from_secs(max_age + 2 * fwd + 10);
     let mut stable = 0;
+    let mut prog = crate::progress::Progress::new(progress);
     loop {
         let view = inspect::read_lab(&plan).await?;
         let (_, mism) = inspect::compare(&plan, &view);
@@ -87,15 +87,12 @@ pub async fn converge(cfg: &Config, progress: bool) -> Result<Duration> {
         } else {
             stable = 0;
         }
-        if progress {
-            eprint!(
-                "\r  STP: {:2} port(s) differ from theory, {:2} listening/learning, {:4.1} s   ",
-                mism.len(),
-                transient.len(),
-                t0.elapsed().as_secs_f32()
-            );
-            let _ = std::io::stderr().flush();
-        }
+        prog.update(&format!(
+            "  STP: {:2} port(s) differ from theory, {:2} listening/learning, {:4.1} s",
+            mism.len(),
+            transient.len(),
+            t0.elapsed().as_secs_f32()
+        ));
         if t0.elapsed() > limit {
             let l: Vec<String> = mism
                 .iter()
@@ -112,8 +109,9 @@ pub async fn converge(cfg: &Config, progress: bool) -> Result<Duration> {
     }
     flush_all(&plan).await.context("flushing MAC tables after convergence")?;
     let took = t0.elapsed();
-    if progress {
-        eprintln!("\r  STP converged to the expected tree in {:.1} s; MAC tables flushed            ", took.as_secs_f32());
-    }
+    prog.done(&format!(
+        "  STP converged to the expected tree in {:.1} s; MAC tables flushed",
+        took.as_secs_f32()
+    ));
     Ok(took)
 }

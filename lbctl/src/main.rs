@@ -5,6 +5,7 @@ mod backend;
 mod config;
 mod datapath;
 mod fault;
+mod progress;
 mod status;
 mod stp;
 mod topo;

@@ -495,3 +495,158 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     }
     c.problems
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    const DEFAULT: &str = include_str!("../../../configs/default.toml");
+
+    /// Applies a textual edit to the default config and returns the error message.
+    fn refused(from: &str, to: &str) -> String {
+        assert!(DEFAULT.contains(from), "edit target {from:?} not in default.toml");
+        let text = DEFAULT.replacen(from, to, 1);
+        match Config::from_toml(&text, "test.toml") {
+            Ok(_) => panic!("config with {to:?} was accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    }
+
+    fn assert_names(msg: &str, field: &str, words: &[&str]) {
+        assert!(msg.contains("test.toml"), "no file in: {msg}");
+        assert!(msg.contains(&format!("{field}:")), "field {field} not named in: {msg}");
+        for w in words {
+            assert!(msg.contains(w), "{w:?} missing from: {msg}");
+        }
+    }
+
+    #[test]
+    fn default_is_valid() {
+        Config::from_toml(DEFAULT, "default.toml").unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_name() {
+        let msg = refused("priority = 8192", "priority = 8192\nprio = 3");
+        assert!(msg.contains("test.toml") && msg.contains("unknown field `prio`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_node_in_link() {
+        let msg = refused("a = \"swout1\"\nb = \"swout2\"", "a = \"swout1\"\nb = \"swoutX\"");
+        assert_names(&msg, "link[0].b", &["unknown node \"swoutX\""]);
+    }
+
+    #[test]
+    fn leaf_node_in_link_is_explained() {
+        let msg = refused("a = \"swout1\"\nb = \"swout2\"", "a = \"swout1\"\nb = \"user1\"");
+        assert_names(&msg, "link[0].b", &["not a bridge"]);
+    }
+
+    #[test]
+    fn duplicate_node_name() {
+        let msg = refused("name = \"user2\"", "name = \"user1\"");
+        assert_names(&msg, "node[1].name", &["duplicate name \"user1\""]);
+    }
+
+    #[test]
+    fn duplicate_bridge_name() {
+        let msg = refused("name = \"vswin2\"", "name = \"vswin1\"");
+        assert_names(&msg, "host[1].bridge[1].name", &["duplicate bridge name"]);
+    }
+
+    #[test]
+    fn duplicate_address() {
+        let msg = refused("address = \"172.16.1.101/24\"", "address = \"172.16.1.100/24\"");
+        assert_names(&msg, "node[1].iface[0].address", &["duplicate address 172.16.1.100"]);
+    }
+
+    #[test]
+    fn address_outside_subnet() {
+        let msg = refused("address = \"10.0.0.3/24\"", "address = \"10.0.1.3/24\"");
+        assert_names(&msg, "node[6].iface[0].address", &["outside LAN \"int\""]);
+    }
+
+    #[test]
+    fn interface_name_too_long() {
+        let msg = refused("name = \"eth1\"\nbridge = \"vswin1\"", "name = \"averyverylongname\"\nbridge = \"vswin1\"");
+        assert_names(&msg, "node[2].iface[1].name", &["at most 15"]);
+    }
+
+    #[test]
+    fn generated_port_name_too_long() {
+        // The bridge-side name "<node>-<iface>" must fit too.
+        let msg = refused("name = \"eth1\"\nbridge = \"vswin1\"", "name = \"ethernet123\"\nbridge = \"vswin1\"");
+        assert_names(&msg, "node[2].iface[1].name", &["bal1-ethernet123", "at most 15"]);
+    }
+
+    #[test]
+    fn stp_timer_out_of_kernel_range() {
+        let msg = refused("hello_time = 1", "hello_time = 11");
+        assert_names(&msg, "stp.hello_time", &["1..=10"]);
+        let msg = refused("forward_delay = 4", "forward_delay = 31");
+        assert_names(&msg, "stp.forward_delay", &["2..=30"]);
+        let msg = refused("max_age = 6", "max_age = 41");
+        assert_names(&msg, "stp.max_age", &["6..=40"]);
+    }
+
+    #[test]
+    fn stp_timers_break_802_1d_relations() {
+        // 2*(4-1) = 6 < 8
+        let msg = refused("max_age = 6", "max_age = 8");
+        assert_names(&msg, "stp.max_age", &["2*(forward_delay-1) >= max_age"]);
+        // max_age 6 < 2*(3+1) = 8 (forward_delay 10 keeps the other relation true)
+        let text = DEFAULT
+            .replacen("hello_time = 1", "hello_time = 3", 1)
+            .replacen("forward_delay = 4", "forward_delay = 10", 1);
+        let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
+        assert_names(&msg, "stp.max_age", &["max_age >= 2*(hello_time+1)"]);
+    }
+
+    #[test]
+    fn per_bridge_timer_override_is_checked() {
+        let msg = refused("priority = 4096", "priority = 4096\nforward_delay = 1");
+        assert_names(&msg, "switch[1].forward_delay", &["2..=30"]);
+    }
+
+    #[test]
+    fn vxlan_mtu_must_leave_room_for_headers() {
+        let msg = refused("mtu = 1450", "mtu = 1500");
+        assert_names(&msg, "lan[1].mtu", &["at most 1450"]);
+    }
+
+    #[test]
+    fn vxlan_endpoint_local_must_be_a_host_address() {
+        let msg = refused("local = \"172.16.1.151\"", "local = \"172.16.1.152\"");
+        assert_names(&msg, "vxlan.endpoint[1].local", &["not an address"]);
+    }
+
+    #[test]
+    fn bad_lab_name() {
+        let msg = refused("name = \"lab\"", "name = \"my-lab\"");
+        assert_names(&msg, "lab.name", &["lowercase letters and digits"]);
+    }
+
+    #[test]
+    fn bad_mac_and_multicast_mac() {
+        let msg = refused("priority = 8192", "priority = 8192\nmac = \"zz:00:00:00:00:01\"");
+        assert_names(&msg, "switch[0].mac", &["not aa:bb"]);
+        let msg = refused("priority = 8192", "priority = 8192\nmac = \"01:00:00:00:00:01\"");
+        assert_names(&msg, "switch[0].mac", &["multicast"]);
+    }
+
+    #[test]
+    fn all_problems_reported_at_once() {
+        let text = DEFAULT
+            .replacen("b = \"swout2\"", "b = \"nowhere\"", 1)
+            .replacen("address = \"10.0.0.3/24\"", "address = \"10.9.9.9/24\"", 1);
+        let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
+        assert!(msg.contains("2 problem(s)") && msg.contains("link[0].b") && msg.contains("node[6].iface[0].address"), "{msg}");
+    }
+
+    #[test]
+    fn service_references_resolve() {
+        let msg = refused("backends = [\"serv1\", \"serv2\", \"serv3\"]", "backends = [\"serv1\", \"bal1\"]");
+        assert_names(&msg, "service.backends[1]", &["not a server"]);
+    }
+}

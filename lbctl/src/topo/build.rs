@@ -10,7 +10,6 @@ use super::state;
 use super::teardown;
 use crate::config::{Config, VxlanMode};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -263,6 +262,7 @@ async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
     let limit = Duration::from_secs((2 * fwd + max_age + 10) as u64);
     let start = Instant::now();
     let mut settled = 0;
+    let mut prog = crate::progress::Progress::new(opts.progress);
     loop {
         let view = inspect::read_lab(plan).await?;
         let transient = inspect::transient_ports(&view);
@@ -274,14 +274,11 @@ async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
         } else {
             settled = 0;
         }
-        if opts.progress {
-            eprint!(
-                "\r  STP: {:2} port(s) listening/learning, {:4.1} s (forward_delay {fwd} s)   ",
-                transient.len(),
-                t0.elapsed().as_secs_f32()
-            );
-            let _ = std::io::stderr().flush();
-        }
+        prog.update(&format!(
+            "  STP: {:2} port(s) listening/learning, {:4.1} s (forward_delay {fwd} s)",
+            transient.len(),
+            t0.elapsed().as_secs_f32()
+        ));
         if start.elapsed() > limit {
             let list: Vec<String> =
                 transient.iter().map(|(b, p, s)| format!("{b}/{p} {s:?}")).collect();
@@ -289,9 +286,7 @@ async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    if opts.progress {
-        eprintln!("\r  STP settled after {:.1} s                                     ", t0.elapsed().as_secs_f32());
-    }
+    prog.done(&format!("  STP settled after {:.1} s", t0.elapsed().as_secs_f32()));
     Ok(())
 }
 

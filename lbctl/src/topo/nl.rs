@@ -176,8 +176,10 @@ pub async fn flush_fdb(h: &Handle, bridge: &str) -> Result<()> {
         rtnetlink::packet_route::link::LinkInfo::Kind(InfoKind::Bridge),
         rtnetlink::packet_route::link::LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::FdbFlush])),
     ]));
+    // RTM_SETLINK ignores IFLA_LINKINFO; bridge options only apply through RTM_NEWLINK
+    // on the existing device (what `ip link set … type bridge fdb_flush` sends).
     h.link()
-        .set(m)
+        .set_port(m)
         .execute()
         .await
         .with_context(|| format!("flushing the MAC table of {bridge}"))

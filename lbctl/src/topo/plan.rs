@@ -347,7 +347,7 @@ mod tests {
     fn default_plan_has_the_scenario() {
         let cfg = Config::default_scenario();
         let p = Plan::new(&cfg);
-        assert_eq!(p.nodes.len(), 12);
+        assert_eq!(p.nodes.len(), 11);
         let vsw1 = p.bridge("vswout1").unwrap();
         let names: Vec<(&str, u16)> =
             vsw1.ports.iter().map(|x| (x.name.as_str(), x.port_no)).collect();
