@@ -31,13 +31,30 @@ fn default_scenario() {
         vec!["vswout1/to-swout1", "vswout2/to-swout1"],
         "{st:#}"
     );
-    assert_eq!(port_state(&st, "vswout1", "to-swout2"), ("Forwarding".into(), "Root".into()));
-    assert_eq!(port_state(&st, "swout1", "to-swout2"), ("Forwarding".into(), "Root".into()));
-    assert_eq!(mismatches(&st), 0, "kernel tree differs from theory: {st:#}");
+    assert_eq!(
+        port_state(&st, "vswout1", "to-swout2"),
+        ("Forwarding".into(), "Root".into())
+    );
+    assert_eq!(
+        port_state(&st, "swout1", "to-swout2"),
+        ("Forwarding".into(), "Root".into())
+    );
+    assert_eq!(
+        mismatches(&st),
+        0,
+        "kernel tree differs from theory: {st:#}"
+    );
 
     // Reachability: users reach each other, the hosts and the balancers' external legs.
     for from in ["user1", "user2"] {
-        for to in ["172.16.1.100", "172.16.1.101", "172.16.1.150", "172.16.1.151", "172.16.1.250", "172.16.1.251"] {
+        for to in [
+            "172.16.1.100",
+            "172.16.1.101",
+            "172.16.1.150",
+            "172.16.1.151",
+            "172.16.1.250",
+            "172.16.1.251",
+        ] {
             assert!(lab.reaches(from, to, 3), "{from} cannot reach {to}");
         }
         // Nothing on the external side reaches the internal subnet.
@@ -45,9 +62,18 @@ fn default_scenario() {
             assert!(!lab.ping(from, to), "{from} reaches internal {to}");
         }
     }
-    assert!(!lab.ping("vm1", "10.0.0.1"), "host vm1 must not reach the internal LAN");
+    assert!(
+        !lab.ping("vm1", "10.0.0.1"),
+        "host vm1 must not reach the internal LAN"
+    );
     // Internal LAN: every internal address reaches every other, serv3 through VXLAN.
-    let internal = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.250", "10.0.0.251"];
+    let internal = [
+        "10.0.0.1",
+        "10.0.0.2",
+        "10.0.0.3",
+        "10.0.0.250",
+        "10.0.0.251",
+    ];
     for from in ["serv1", "serv3", "bal1", "bal2"] {
         for to in internal {
             assert!(lab.reaches(from, to, 3), "{from} cannot reach {to}");
@@ -55,28 +81,61 @@ fn default_scenario() {
     }
     // Every server answers its page on port 80 from inside the internal LAN.
     for (bal, ip) in [("bal1", "10.0.0.250"), ("bal2", "10.0.0.251")] {
-        for (srv, addr) in [("serv1", "10.0.0.1"), ("serv2", "10.0.0.2"), ("serv3", "10.0.0.3")] {
-            let o = lab.exec(bal, &["curl", "-s", "-m", "3", &format!("http://{addr}:80/")]);
+        for (srv, addr) in [
+            ("serv1", "10.0.0.1"),
+            ("serv2", "10.0.0.2"),
+            ("serv3", "10.0.0.3"),
+        ] {
+            let o = lab.exec(
+                bal,
+                &["curl", "-s", "-m", "3", &format!("http://{addr}:80/")],
+            );
             let body = String::from_utf8_lossy(&o.stdout);
-            assert!(body.contains(&format!("Esto es el servidor {srv}")), "{bal}->{srv}: {}", text(&o));
-            assert!(body.contains(&format!("direccion: {ip}")), "{bal}->{srv}: {body}");
+            assert!(
+                body.contains(&format!("Esto es el servidor {srv}")),
+                "{bal}->{srv}: {}",
+                text(&o)
+            );
+            assert!(
+                body.contains(&format!("direccion: {ip}")),
+                "{bal}->{srv}: {body}"
+            );
         }
     }
     // MTU: a full 1450-byte frame crosses the tunnel (1422 bytes of ICMP payload + 28).
-    let o = lab.exec("bal1", &["ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", "10.0.0.3"]);
-    assert!(o.status.success(), "1450-byte packet through VXLAN: {}", text(&o));
+    let o = lab.exec(
+        "bal1",
+        &[
+            "ping", "-c", "1", "-W", "2", "-M", "do", "-s", "1422", "10.0.0.3",
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "1450-byte packet through VXLAN: {}",
+        text(&o)
+    );
 
     // BPF counters: BPDUs are counted on STP ports and keep growing (hello 1 s).
     let before = total_bpdus(&st);
     assert!(before > 0, "no BPDU counted: {st:#}");
     std::thread::sleep(Duration::from_millis(2500));
     let after = total_bpdus(&lab.status());
-    assert!(after >= before + 4, "BPDU counters did not grow: {before} -> {after}");
+    assert!(
+        after >= before + 4,
+        "BPDU counters did not grow: {before} -> {after}"
+    );
     // bpftool reads the pinned map with BTF field names.
     let pin = format!("/sys/fs/bpf/lbctl/{}/swout1/OBS_PORT", lab.name);
-    let o = std::process::Command::new("bpftool").args(["map", "dump", "pinned", &pin]).output().unwrap();
+    let o = std::process::Command::new("bpftool")
+        .args(["map", "dump", "pinned", &pin])
+        .output()
+        .unwrap();
     let dump = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && dump.contains("bpdu_config"), "bpftool dump: {}", text(&o));
+    assert!(
+        o.status.success() && dump.contains("bpdu_config"),
+        "bpftool dump: {}",
+        text(&o)
+    );
 
     // Each single inter-switch link failure: the tree reconverges to the new theory and
     // user2 still reaches both hosts.
@@ -85,12 +144,18 @@ fn default_scenario() {
         let st = lab.status();
         assert_eq!(mismatches(&st), 0, "after {a}-{b} down: {st:#}");
         for to in ["172.16.1.150", "172.16.1.151"] {
-            assert!(lab.reaches("user2", to, 3), "after {a}-{b} down user2 cannot reach {to}");
+            assert!(
+                lab.reaches("user2", to, 3),
+                "after {a}-{b} down user2 cannot reach {to}"
+            );
         }
         lab.run(&["link", "up", a, b]);
         let st = lab.status();
         assert_eq!(mismatches(&st), 0, "after {a}-{b} up: {st:#}");
-        assert_eq!(blocked_ports(&st), vec!["vswout1/to-swout1", "vswout2/to-swout1"]);
+        assert_eq!(
+            blocked_ports(&st),
+            vec!["vswout1/to-swout1", "vswout2/to-swout1"]
+        );
     }
 
     // Root bridge failure: swout1 takes over as root; the hosts still reach each other.
@@ -108,15 +173,33 @@ fn default_scenario() {
     assert_eq!(mismatches(&st), 0);
 
     // down leaves no namespace, process or pin.
-    let pids: Vec<u64> = st["daemons"].as_array().unwrap().iter().map(|d| d["pid"].as_u64().unwrap()).collect();
+    let pids: Vec<u64> = st["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pid"].as_u64().unwrap())
+        .collect();
     assert_eq!(pids.len(), 3);
     let name = lab.name.clone();
     drop(lab);
-    assert!(namespaces_of(&name).is_empty(), "namespaces left: {:?}", namespaces_of(&name));
-    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/lbctl/{name}")).exists(), "pins left");
-    assert!(!std::path::Path::new(&format!("/run/lbctl/{name}")).exists(), "state left");
+    assert!(
+        namespaces_of(&name).is_empty(),
+        "namespaces left: {:?}",
+        namespaces_of(&name)
+    );
+    assert!(
+        !std::path::Path::new(&format!("/sys/fs/bpf/lbctl/{name}")).exists(),
+        "pins left"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/run/lbctl/{name}")).exists(),
+        "state left"
+    );
     for p in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists(), "daemon {p} still running");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "daemon {p} still running"
+        );
     }
     // And down is idempotent.
     lbctl_ok(&["down", "--lab", &name]);
@@ -139,7 +222,10 @@ fn two_labs_side_by_side_and_alternative_tree() {
         vec!["vswout1/to-swout2", "vswout2/to-swout1"],
         "{sa:#}"
     );
-    assert_eq!(port_state(&sa, "vswout2", "to-swout2"), ("Forwarding".into(), "Root".into()));
+    assert_eq!(
+        port_state(&sa, "vswout2", "to-swout2"),
+        ("Forwarding".into(), "Root".into())
+    );
     assert_eq!(mismatches(&sa), 0, "{sa:#}");
     let sb = b.status();
     assert_eq!(lan_roots(&sb, "ext"), vec!["swout2"]);
@@ -173,12 +259,23 @@ fn down_after_crashes() {
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(!namespaces_of(&lab).is_empty(), "up was killed before it built anything");
+    assert!(
+        !namespaces_of(&lab).is_empty(),
+        "up was killed before it built anything"
+    );
     // Kill one recorded daemon too, as a crash would.
     let pids: Vec<u32> = std::fs::read_dir(format!("/run/lbctl/{lab}/pids"))
         .unwrap()
         .flatten()
-        .map(|e| std::fs::read_to_string(e.path()).unwrap().split_whitespace().next().unwrap().parse().unwrap())
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect();
     assert!(!pids.is_empty());
     unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
@@ -204,13 +301,19 @@ fn bad_config_creates_nothing() {
     let text = std::fs::read_to_string(repo_file("configs/default.toml"))
         .unwrap()
         .replace("name = \"lab\"", "name = \"tbad\"")
-        .replace("a = \"swout1\"\nb = \"swout2\"", "a = \"swout1\"\nb = \"swout9\"");
+        .replace(
+            "a = \"swout1\"\nb = \"swout2\"",
+            "a = \"swout1\"\nb = \"swout9\"",
+        );
     let f = dir.join("bad.toml");
     std::fs::write(&f, text).unwrap();
     let o = lbctl(&["up", "-c", f.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("bad.toml") && err.contains("link[0].b") && err.contains("swout9"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("link[0].b") && err.contains("swout9"),
+        "{err}"
+    );
     assert!(namespaces_of("tbad").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

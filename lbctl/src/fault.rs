@@ -39,7 +39,10 @@ pub async fn set_link(plan: &Plan, x: &str, y: &str, up: bool) -> Result<()> {
                 .iter()
                 .map(|v| format!("{}/{} - {}/{}", v.a.node, v.a.ifname, v.b.node, v.b.ifname))
                 .collect();
-            bail!("{x:?} and {y:?} are joined by several links ({}); name bridges instead", l.join(", "))
+            bail!(
+                "{x:?} and {y:?} are joined by several links ({}); name bridges instead",
+                l.join(", ")
+            )
         }
     };
     for end in [&v.a, &v.b] {
@@ -53,7 +56,11 @@ pub async fn set_link(plan: &Plan, x: &str, y: &str, up: bool) -> Result<()> {
 pub async fn set_bridge(plan: &Plan, bridge: &str, up: bool) -> Result<()> {
     let Some(b) = plan.bridge(bridge) else {
         let names: Vec<&str> = plan.bridges.iter().map(|b| b.name.as_str()).collect();
-        bail!("no bridge {bridge:?} in lab {:?} (bridges: {})", plan.lab, names.join(", "));
+        bail!(
+            "no bridge {bridge:?} in lab {:?} (bridges: {})",
+            plan.lab,
+            names.join(", ")
+        );
     };
     let h = netns::netlink(&plan.netns(&b.node)).await?;
     nl::set_up(&h, bridge, up).await
@@ -99,15 +106,25 @@ pub async fn converge(cfg: &Config, progress: bool) -> Result<Duration> {
                 .map(|m| {
                     format!(
                         "{}/{} is {:?} {:?}, expected {:?} {:?}",
-                        m.bridge, m.port, m.actual_state, m.actual_role, m.expected_state, m.expected_role
+                        m.bridge,
+                        m.port,
+                        m.actual_state,
+                        m.actual_role,
+                        m.expected_state,
+                        m.expected_role
                     )
                 })
                 .collect();
-            bail!("the spanning tree did not reach the expected state within {limit:?}: {}", l.join("; "));
+            bail!(
+                "the spanning tree did not reach the expected state within {limit:?}: {}",
+                l.join("; ")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    flush_all(&plan).await.context("flushing MAC tables after convergence")?;
+    flush_all(&plan)
+        .await
+        .context("flushing MAC tables after convergence")?;
     let took = t0.elapsed();
     prog.done(&format!(
         "  STP converged to the expected tree in {:.1} s; MAC tables flushed",

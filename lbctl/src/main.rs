@@ -17,7 +17,11 @@ use std::path::PathBuf;
 use topo::netns;
 
 #[derive(Parser)]
-#[command(name = "lbctl", version, about = "Redundant load-balanced web service lab: STP, VRRP, L7 proxy, VXLAN, eBPF")]
+#[command(
+    name = "lbctl",
+    version,
+    about = "Redundant load-balanced web service lab: STP, VRRP, L7 proxy, VXLAN, eBPF"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -117,7 +121,8 @@ fn init_tracing() {
 /// built-in scenario; `--lab` overrides the name.
 fn resolve(args: &LabArgs, for_up: bool) -> Result<(Config, String)> {
     if let Some(p) = &args.config {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         let mut cfg = Config::from_toml(&text, &p.display().to_string())?;
         if let Some(l) = &args.lab {
             cfg = cfg.with_lab_name(l)?;
@@ -131,7 +136,10 @@ fn resolve(args: &LabArgs, for_up: bool) -> Result<(Config, String)> {
             match labs.len() {
                 0 => None,
                 1 => Some(labs[0].clone()),
-                _ => bail!("several labs are up ({}); choose one with --lab", labs.join(", ")),
+                _ => bail!(
+                    "several labs are up ({}); choose one with --lab",
+                    labs.join(", ")
+                ),
             }
         }
         None => None,
@@ -140,7 +148,8 @@ fn resolve(args: &LabArgs, for_up: bool) -> Result<(Config, String)> {
         if !for_up {
             if let Some(text) = topo::state::load_config_text(l) {
                 let origin = topo::state::run_dir(l).join("config.toml");
-                let cfg = Config::from_toml(&text, &origin.display().to_string())?.with_lab_name(l)?;
+                let cfg =
+                    Config::from_toml(&text, &origin.display().to_string())?.with_lab_name(l)?;
                 return Ok((cfg, text));
             }
         }
@@ -190,7 +199,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let took = topo::build::up(
                 &cfg,
                 &text,
-                &topo::build::UpOptions { exe, bpf: !no_bpf, progress: true },
+                &topo::build::UpOptions {
+                    exe,
+                    bpf: !no_bpf,
+                    progress: true,
+                },
             )
             .await?;
             print_next_steps(&cfg, took);
@@ -213,7 +226,13 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Link { action, a, b, lab, no_wait } => {
+        Cmd::Link {
+            action,
+            a,
+            b,
+            lab,
+            no_wait,
+        } => {
             netns::require_root()?;
             let (cfg, _) = resolve(&lab, false)?;
             let plan = topo::plan::Plan::new(&cfg);
@@ -225,7 +244,12 @@ async fn run(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Bridge { action, bridge, lab, no_wait } => {
+        Cmd::Bridge {
+            action,
+            bridge,
+            lab,
+            no_wait,
+        } => {
             netns::require_root()?;
             let (cfg, _) = resolve(&lab, false)?;
             let plan = topo::plan::Plan::new(&cfg);
@@ -252,7 +276,11 @@ fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
     if !netns::exists(&ns) {
         let plan = topo::plan::Plan::new(&cfg);
         let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
-        bail!("no node {node:?} running in lab {:?} (nodes: {})", cfg.lab.name, names.join(", "));
+        bail!(
+            "no node {node:?} running in lab {:?} (nodes: {})",
+            cfg.lab.name,
+            names.join(", ")
+        );
     }
     let err = std::process::Command::new("ip")
         .args(["netns", "exec", &ns])
@@ -263,14 +291,23 @@ fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
 
 fn print_next_steps(cfg: &Config, took: std::time::Duration) {
     let lab = &cfg.lab.name;
-    let labarg = if lab == "lab" { String::new() } else { format!(" --lab {lab}") };
+    let labarg = if lab == "lab" {
+        String::new()
+    } else {
+        format!(" --lab {lab}")
+    };
     println!("\nlab {lab} is up in {:.1} s.", took.as_secs_f32());
     if let Some(s) = &cfg.service {
-        println!("  service VIP:      http://{}:{}/ (balancers arrive with the agent)", s.vip, s.port);
+        println!(
+            "  service VIP:      http://{}:{}/ (balancers arrive with the agent)",
+            s.vip, s.port
+        );
     }
     let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
     println!("Try next:");
-    println!("  lbctl status{labarg}                        # nodes, STP ports vs theory, BPF counters");
+    println!(
+        "  lbctl status{labarg}                        # nodes, STP ports vs theory, BPF counters"
+    );
     if let Some(srv) = first_server {
         if let Some(a) = srv.ifaces.iter().find_map(|i| i.address) {
             println!(

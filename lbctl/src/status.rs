@@ -123,7 +123,11 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             .bridges
             .iter()
             .filter(|b| b.kernel.stp && b.admin_up)
-            .filter(|b| plan.bridge(&b.kernel.name).map(|p| p.lan == l.name).unwrap_or(false))
+            .filter(|b| {
+                plan.bridge(&b.kernel.name)
+                    .map(|p| p.lan == l.name)
+                    .unwrap_or(false)
+            })
             .map(|b| bridge_name_of(&view, &b.kernel.root))
             .collect();
         roots.sort();
@@ -140,7 +144,12 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             .map(|b| {
                 plan.bridges
                     .iter()
-                    .find(|p| BridgeId { priority: p.priority, mac: p.mac } == b.root)
+                    .find(|p| {
+                        BridgeId {
+                            priority: p.priority,
+                            mac: p.mac,
+                        } == b.root
+                    })
                     .map(|p| p.name.clone())
                     .unwrap_or_else(|| b.root.to_string())
             })
@@ -157,7 +166,9 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
 
     let mut ports = Vec::new();
     for b in &plan.bridges {
-        let Some(kb) = view.bridge(&b.name) else { continue };
+        let Some(kb) = view.bridge(&b.name) else {
+            continue;
+        };
         for p in &b.ports {
             let Some(kp) = kb.ports.iter().find(|x| x.kernel.name == p.name) else {
                 continue;
@@ -165,7 +176,9 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             let pe = exp.port(&b.name, &p.name);
             let role = crate::stp::theory::derive_role(&kb.kernel, &kp.kernel);
             let ok = !kb.kernel.stp
-                || !mismatches.iter().any(|m| m.bridge == b.name && m.port == p.name);
+                || !mismatches
+                    .iter()
+                    .any(|m| m.bridge == b.name && m.port == p.name);
             ports.push(PortStatus {
                 bridge: b.name.clone(),
                 port: p.name.clone(),
@@ -199,7 +212,9 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         if !pin.exists() {
             continue;
         }
-        let Ok(c) = observe::read_observer(&pin) else { continue };
+        let Ok(c) = observe::read_observer(&pin) else {
+            continue;
+        };
         let nv = view.node(&n.name);
         for pc in &c.ports {
             let iface = nv
@@ -263,8 +278,16 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(o, "\nNODES");
     for n in &s.nodes {
         let kind = format!("{:?}", n.kind).to_lowercase();
-        let host = n.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
-        let addrs: Vec<String> = n.addresses.iter().map(|(i, a)| format!("{i} {a}")).collect();
+        let host = n
+            .host
+            .as_deref()
+            .map(|h| format!(" on {h}"))
+            .unwrap_or_default();
+        let addrs: Vec<String> = n
+            .addresses
+            .iter()
+            .map(|(i, a)| format!("{i} {a}"))
+            .collect();
         let _ = writeln!(
             o,
             "  {:<8} {:<9}{:<7} {}{}",
@@ -276,7 +299,11 @@ pub fn render(s: &Status) -> String {
         );
     }
     for l in &s.lans {
-        let mark = if l.roots == l.expected_roots { "as expected" } else { "EXPECTED " };
+        let mark = if l.roots == l.expected_roots {
+            "as expected"
+        } else {
+            "EXPECTED "
+        };
         let exp = if l.roots == l.expected_roots {
             String::new()
         } else {
@@ -287,7 +314,11 @@ pub fn render(s: &Status) -> String {
             "\nLAN {} ({}): root bridge {} ({mark}{exp})",
             l.name,
             l.subnet,
-            if l.roots.is_empty() { "-".into() } else { l.roots.join(", ") }
+            if l.roots.is_empty() {
+                "-".into()
+            } else {
+                l.roots.join(", ")
+            }
         );
     }
     let _ = writeln!(o);
@@ -356,7 +387,11 @@ pub fn render(s: &Status) -> String {
         "NODE", "IFACE", "BPDU", "TCN", "TC", "RSTP", "BAD", "VRRP", "BAD"
     );
     for c in &s.counters {
-        let by: Vec<String> = c.vrrp_by_vrid.iter().map(|(v, n)| format!("{v}:{n}")).collect();
+        let by: Vec<String> = c
+            .vrrp_by_vrid
+            .iter()
+            .map(|(v, n)| format!("{v}:{n}"))
+            .collect();
         let _ = writeln!(
             o,
             "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  {}",

@@ -129,7 +129,13 @@ pub fn blocked_ports(status: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .filter(|p| p["stp"] == true && p["state"] == "Blocking")
-        .map(|p| format!("{}/{}", p["bridge"].as_str().unwrap(), p["port"].as_str().unwrap()))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["bridge"].as_str().unwrap(),
+                p["port"].as_str().unwrap()
+            )
+        })
         .collect();
     v.sort();
     v

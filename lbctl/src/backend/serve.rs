@@ -31,22 +31,30 @@ pub fn page(server: &str, client: std::net::IpAddr) -> String {
 
 fn respond(name: &str, peer: SocketAddr, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, body, ctype) = match (req.method(), req.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/" | "/index.php" | "/index.html") => {
-            (StatusCode::OK, page(name, peer.ip()), "text/html; charset=utf-8")
-        }
+        (&Method::GET | &Method::HEAD, "/" | "/index.php" | "/index.html") => (
+            StatusCode::OK,
+            page(name, peer.ip()),
+            "text/html; charset=utf-8",
+        ),
         (&Method::GET | &Method::HEAD, HEALTH_PATH) => {
             (StatusCode::OK, "ok\n".to_string(), "text/plain")
         }
-        (&Method::GET | &Method::HEAD, _) => {
-            (StatusCode::NOT_FOUND, "not found\n".to_string(), "text/plain")
-        }
+        (&Method::GET | &Method::HEAD, _) => (
+            StatusCode::NOT_FOUND,
+            "not found\n".to_string(),
+            "text/plain",
+        ),
         _ => (
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed\n".to_string(),
             "text/plain",
         ),
     };
-    let body = if req.method() == Method::HEAD { String::new() } else { body };
+    let body = if req.method() == Method::HEAD {
+        String::new()
+    } else {
+        body
+    };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut()
@@ -138,8 +146,10 @@ mod tests {
     async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut out = String::new();
         s.read_to_string(&mut out).await?;
         Ok(out)

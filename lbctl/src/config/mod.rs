@@ -39,7 +39,11 @@ impl Config {
                 .iter()
                 .map(|p| format!("{origin}: {}: {}", p.field, p.reason))
                 .collect();
-            bail!("invalid config ({} problem(s)):\n{}", list.len(), list.join("\n"));
+            bail!(
+                "invalid config ({} problem(s)):\n{}",
+                list.len(),
+                list.join("\n")
+            );
         }
         Ok(cfg)
     }
@@ -98,18 +102,24 @@ impl Config {
 impl Link {
     /// Interface name of the link's end in `a`'s namespace.
     pub fn a_name(&self) -> String {
-        self.a_iface.clone().unwrap_or_else(|| format!("to-{}", self.b))
+        self.a_iface
+            .clone()
+            .unwrap_or_else(|| format!("to-{}", self.b))
     }
     /// Interface name of the link's end in `b`'s namespace.
     pub fn b_name(&self) -> String {
-        self.b_iface.clone().unwrap_or_else(|| format!("to-{}", self.a))
+        self.b_iface
+            .clone()
+            .unwrap_or_else(|| format!("to-{}", self.a))
     }
 }
 
 impl Iface {
     /// Name of the veth end plugged into the bridge, in the bridge's namespace.
     pub fn port_name_for(&self, node: &str) -> String {
-        self.port_name.clone().unwrap_or_else(|| format!("{node}-{}", self.name))
+        self.port_name
+            .clone()
+            .unwrap_or_else(|| format!("{node}-{}", self.name))
     }
 }
 

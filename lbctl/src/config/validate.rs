@@ -60,7 +60,10 @@ pub fn check_ifname(name: &str) -> Result<(), String> {
             name.len()
         ));
     }
-    if name == "." || name == ".." || name.contains(['/', ':']) || name.contains(char::is_whitespace)
+    if name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace)
     {
         return Err(format!(
             "interface name {name:?} is not valid (no '/', ':', spaces, '.' or '..')"
@@ -134,18 +137,27 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         c.err("stp.port_cost", "a port cost must be at least 1");
     }
     if s.port_priority > 63 {
-        c.err("stp.port_priority", format!("{} is above 63", s.port_priority));
+        c.err(
+            "stp.port_priority",
+            format!("{} is above 63", s.port_priority),
+        );
     }
 
     // LANs.
     let mut lan_names = HashSet::new();
     for (i, l) in cfg.lans.iter().enumerate() {
         if !lan_names.insert(l.name.as_str()) {
-            c.err(format!("lan[{i}].name"), format!("duplicate LAN name {:?}", l.name));
+            c.err(
+                format!("lan[{i}].name"),
+                format!("duplicate LAN name {:?}", l.name),
+            );
         }
         if let Some(m) = l.mtu {
             if !(68..=65535).contains(&m) {
-                c.err(format!("lan[{i}].mtu"), format!("{m} is outside 68..=65535"));
+                c.err(
+                    format!("lan[{i}].mtu"),
+                    format!("{m} is outside 68..=65535"),
+                );
             }
         }
         for (j, o) in cfg.lans.iter().enumerate().skip(i + 1) {
@@ -172,7 +184,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             );
         }
         if let Some(prev) = ns_names.get(name) {
-            c.err(field, format!("duplicate name {name:?} (already used by {prev})"));
+            c.err(
+                field,
+                format!("duplicate name {name:?} (already used by {prev})"),
+            );
         } else {
             ns_names.insert(name.to_string(), field);
         }
@@ -235,7 +250,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         }
         if let Some(mac) = &b.mac {
             match parse_mac(mac) {
-                None => c.err(format!("{field}.mac"), format!("{mac:?} is not aa:bb:cc:dd:ee:ff")),
+                None => c.err(
+                    format!("{field}.mac"),
+                    format!("{mac:?} is not aa:bb:cc:dd:ee:ff"),
+                ),
                 Some(m) if m[0] & 1 == 1 => c.err(
                     format!("{field}.mac"),
                     format!("{mac} is a multicast address; a bridge needs a unicast MAC"),
@@ -267,7 +285,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             }
         }
         if let Some(prev) = addrs.get(&a.addr()) {
-            c.err(field, format!("duplicate address {} (already {prev})", a.addr()));
+            c.err(
+                field,
+                format!("duplicate address {} (already {prev})", a.addr()),
+            );
         } else {
             addrs.insert(a.addr(), field);
         }
@@ -285,7 +306,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         }
         if let Some(p) = prio {
             if p > 63 {
-                c.err(format!("{field}priority"), format!("port priority {p} is above 63"));
+                c.err(
+                    format!("{field}priority"),
+                    format!("port priority {p} is above 63"),
+                );
             }
         }
     };
@@ -312,7 +336,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             }
         }
         if l.a == l.b {
-            c.err(format!("link[{i}].b"), "a link cannot join a bridge to itself");
+            c.err(
+                format!("link[{i}].b"),
+                "a link cannot join a bridge to itself",
+            );
             continue;
         }
         check_port(&mut c, format!("link[{i}]."), l.cost, None);
@@ -346,10 +373,16 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             }
         }
         if n.ifaces.is_empty() {
-            c.err(format!("node[{i}].iface"), "a node needs at least one interface");
+            c.err(
+                format!("node[{i}].iface"),
+                "a node needs at least one interface",
+            );
         }
         if n.http_port.is_some() && n.role != Role::Server {
-            c.err(format!("node[{i}].http_port"), "only servers run the web server");
+            c.err(
+                format!("node[{i}].http_port"),
+                "only servers run the web server",
+            );
         }
         if n.http_port == Some(0) {
             c.err(format!("node[{i}].http_port"), "port 0 is not a port");
@@ -361,7 +394,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                 c.err(format!("{field}.name"), "\"lo\" is the loopback device");
             }
             match bridges.get(f.bridge.as_str()) {
-                None => c.err(format!("{field}.bridge"), format!("unknown bridge {:?}", f.bridge)),
+                None => c.err(
+                    format!("{field}.bridge"),
+                    format!("unknown bridge {:?}", f.bridge),
+                ),
                 Some((bns, _, _)) => {
                     let pfield = if f.port_name.is_some() {
                         format!("{field}.port_name")
@@ -381,7 +417,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     // VXLAN.
     if let Some(v) = &cfg.vxlan {
         if v.vni == 0 || v.vni >= 1 << 24 {
-            c.err("vxlan.vni", format!("{} is outside 1..=16777215 (24 bits)", v.vni));
+            c.err(
+                "vxlan.vni",
+                format!("{} is outside 1..=16777215 (24 bits)", v.vni),
+            );
         }
         if v.port == 0 {
             c.err("vxlan.port", "port 0 is not a port");
@@ -393,11 +432,17 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         for (i, e) in v.endpoints.iter().enumerate() {
             let field = format!("vxlan.endpoint[{i}]");
             let Some(host) = cfg.hosts.iter().find(|h| h.name == e.host) else {
-                c.err(format!("{field}.host"), format!("unknown host {:?}", e.host));
+                c.err(
+                    format!("{field}.host"),
+                    format!("unknown host {:?}", e.host),
+                );
                 continue;
             };
             if !seen_hosts.insert(e.host.as_str()) {
-                c.err(format!("{field}.host"), format!("host {:?} has two endpoints", e.host));
+                c.err(
+                    format!("{field}.host"),
+                    format!("host {:?} has two endpoints", e.host),
+                );
             }
             use_ifname(&mut c, &e.host, &v.device, "vxlan.device".into());
             let Some(inner) = host.bridges.iter().find(|b| b.name == e.bridge) else {
@@ -414,7 +459,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             else {
                 c.err(
                     format!("{field}.local"),
-                    format!("{} is not an address of any bridge of host {:?}", e.local, e.host),
+                    format!(
+                        "{} is not an address of any bridge of host {:?}",
+                        e.local, e.host
+                    ),
                 );
                 continue;
             };
@@ -424,11 +472,18 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                     "the underlay address cannot sit on the bridge the tunnel extends",
                 );
             }
-            let under_mtu = cfg.lan(&under.lan).and_then(|l| l.mtu).unwrap_or(DEFAULT_MTU);
+            let under_mtu = cfg
+                .lan(&under.lan)
+                .and_then(|l| l.mtu)
+                .unwrap_or(DEFAULT_MTU);
             if let Some(lan) = cfg.lan(&inner.lan) {
                 let inner_mtu = lan.mtu.unwrap_or(DEFAULT_MTU);
                 if inner_mtu + VXLAN_OVERHEAD > under_mtu {
-                    let li = cfg.lans.iter().position(|l| l.name == lan.name).unwrap_or(0);
+                    let li = cfg
+                        .lans
+                        .iter()
+                        .position(|l| l.name == lan.name)
+                        .unwrap_or(0);
                     c.err(
                         format!("lan[{li}].mtu"),
                         format!(
@@ -443,10 +498,17 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         let inner_lans: HashSet<&str> = v
             .endpoints
             .iter()
-            .filter_map(|e| bridges.get(e.bridge.as_str()).map(|(_, b, _)| b.lan.as_str()))
+            .filter_map(|e| {
+                bridges
+                    .get(e.bridge.as_str())
+                    .map(|(_, b, _)| b.lan.as_str())
+            })
             .collect();
         if inner_lans.len() > 1 {
-            c.err("vxlan.endpoint", "all endpoints must extend bridges of the same LAN");
+            c.err(
+                "vxlan.endpoint",
+                "all endpoints must extend bridges of the same LAN",
+            );
         }
     }
 
@@ -456,20 +518,35 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             c.err("service.vip", format!("{} is in no LAN's subnet", s.vip));
         }
         if let Some(p) = addrs.get(&s.vip) {
-            c.err("service.vip", format!("{} is already the address of {p}", s.vip));
+            c.err(
+                "service.vip",
+                format!("{} is already the address of {p}", s.vip),
+            );
         }
         for (i, b) in s.balancers.iter().enumerate() {
             match cfg.node(b) {
                 Some(n) if n.role == Role::Balancer => {}
-                Some(_) => c.err(format!("service.balancers[{i}]"), format!("{b:?} is not a balancer")),
-                None => c.err(format!("service.balancers[{i}]"), format!("unknown node {b:?}")),
+                Some(_) => c.err(
+                    format!("service.balancers[{i}]"),
+                    format!("{b:?} is not a balancer"),
+                ),
+                None => c.err(
+                    format!("service.balancers[{i}]"),
+                    format!("unknown node {b:?}"),
+                ),
             }
         }
         for (i, b) in s.backends.iter().enumerate() {
             match cfg.node(b) {
                 Some(n) if n.role == Role::Server => {}
-                Some(_) => c.err(format!("service.backends[{i}]"), format!("{b:?} is not a server")),
-                None => c.err(format!("service.backends[{i}]"), format!("unknown node {b:?}")),
+                Some(_) => c.err(
+                    format!("service.backends[{i}]"),
+                    format!("{b:?} is not a server"),
+                ),
+                None => c.err(
+                    format!("service.backends[{i}]"),
+                    format!("unknown node {b:?}"),
+                ),
             }
         }
     }
@@ -478,7 +555,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             c.err("vrrp.vrid", "VRID 0 is reserved; use 1..=255");
         }
         if v.advert_int_ms < 10 || v.advert_int_ms > 40950 {
-            c.err("vrrp.advert_int_ms", format!("{} ms is outside 10..=40950", v.advert_int_ms));
+            c.err(
+                "vrrp.advert_int_ms",
+                format!("{} ms is outside 10..=40950", v.advert_int_ms),
+            );
         }
         for (i, p) in v.priorities.iter().enumerate() {
             match cfg.node(&p.node) {
@@ -489,7 +569,10 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                 ),
             }
             if p.priority == 0 {
-                c.err(format!("vrrp.priority[{i}].priority"), "priority 0 is reserved for resignation");
+                c.err(
+                    format!("vrrp.priority[{i}].priority"),
+                    "priority 0 is reserved for resignation",
+                );
             }
         }
     }
@@ -504,7 +587,10 @@ mod tests {
 
     /// Applies a textual edit to the default config and returns the error message.
     fn refused(from: &str, to: &str) -> String {
-        assert!(DEFAULT.contains(from), "edit target {from:?} not in default.toml");
+        assert!(
+            DEFAULT.contains(from),
+            "edit target {from:?} not in default.toml"
+        );
         let text = DEFAULT.replacen(from, to, 1);
         match Config::from_toml(&text, "test.toml") {
             Ok(_) => panic!("config with {to:?} was accepted"),
@@ -514,7 +600,10 @@ mod tests {
 
     fn assert_names(msg: &str, field: &str, words: &[&str]) {
         assert!(msg.contains("test.toml"), "no file in: {msg}");
-        assert!(msg.contains(&format!("{field}:")), "field {field} not named in: {msg}");
+        assert!(
+            msg.contains(&format!("{field}:")),
+            "field {field} not named in: {msg}"
+        );
         for w in words {
             assert!(msg.contains(w), "{w:?} missing from: {msg}");
         }
@@ -528,18 +617,27 @@ mod tests {
     #[test]
     fn unknown_field_is_rejected_with_its_name() {
         let msg = refused("priority = 8192", "priority = 8192\nprio = 3");
-        assert!(msg.contains("test.toml") && msg.contains("unknown field `prio`"), "{msg}");
+        assert!(
+            msg.contains("test.toml") && msg.contains("unknown field `prio`"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn unknown_node_in_link() {
-        let msg = refused("a = \"swout1\"\nb = \"swout2\"", "a = \"swout1\"\nb = \"swoutX\"");
+        let msg = refused(
+            "a = \"swout1\"\nb = \"swout2\"",
+            "a = \"swout1\"\nb = \"swoutX\"",
+        );
         assert_names(&msg, "link[0].b", &["unknown node \"swoutX\""]);
     }
 
     #[test]
     fn leaf_node_in_link_is_explained() {
-        let msg = refused("a = \"swout1\"\nb = \"swout2\"", "a = \"swout1\"\nb = \"user1\"");
+        let msg = refused(
+            "a = \"swout1\"\nb = \"swout2\"",
+            "a = \"swout1\"\nb = \"user1\"",
+        );
         assert_names(&msg, "link[0].b", &["not a bridge"]);
     }
 
@@ -557,8 +655,15 @@ mod tests {
 
     #[test]
     fn duplicate_address() {
-        let msg = refused("address = \"172.16.1.101/24\"", "address = \"172.16.1.100/24\"");
-        assert_names(&msg, "node[1].iface[0].address", &["duplicate address 172.16.1.100"]);
+        let msg = refused(
+            "address = \"172.16.1.101/24\"",
+            "address = \"172.16.1.100/24\"",
+        );
+        assert_names(
+            &msg,
+            "node[1].iface[0].address",
+            &["duplicate address 172.16.1.100"],
+        );
     }
 
     #[test]
@@ -569,15 +674,25 @@ mod tests {
 
     #[test]
     fn interface_name_too_long() {
-        let msg = refused("name = \"eth1\"\nbridge = \"vswin1\"", "name = \"averyverylongname\"\nbridge = \"vswin1\"");
+        let msg = refused(
+            "name = \"eth1\"\nbridge = \"vswin1\"",
+            "name = \"averyverylongname\"\nbridge = \"vswin1\"",
+        );
         assert_names(&msg, "node[2].iface[1].name", &["at most 15"]);
     }
 
     #[test]
     fn generated_port_name_too_long() {
         // The bridge-side name "<node>-<iface>" must fit too.
-        let msg = refused("name = \"eth1\"\nbridge = \"vswin1\"", "name = \"ethernet123\"\nbridge = \"vswin1\"");
-        assert_names(&msg, "node[2].iface[1].name", &["bal1-ethernet123", "at most 15"]);
+        let msg = refused(
+            "name = \"eth1\"\nbridge = \"vswin1\"",
+            "name = \"ethernet123\"\nbridge = \"vswin1\"",
+        );
+        assert_names(
+            &msg,
+            "node[2].iface[1].name",
+            &["bal1-ethernet123", "at most 15"],
+        );
     }
 
     #[test]
@@ -629,9 +744,15 @@ mod tests {
 
     #[test]
     fn bad_mac_and_multicast_mac() {
-        let msg = refused("priority = 8192", "priority = 8192\nmac = \"zz:00:00:00:00:01\"");
+        let msg = refused(
+            "priority = 8192",
+            "priority = 8192\nmac = \"zz:00:00:00:00:01\"",
+        );
         assert_names(&msg, "switch[0].mac", &["not aa:bb"]);
-        let msg = refused("priority = 8192", "priority = 8192\nmac = \"01:00:00:00:00:01\"");
+        let msg = refused(
+            "priority = 8192",
+            "priority = 8192\nmac = \"01:00:00:00:00:01\"",
+        );
         assert_names(&msg, "switch[0].mac", &["multicast"]);
     }
 
@@ -641,12 +762,20 @@ mod tests {
             .replacen("b = \"swout2\"", "b = \"nowhere\"", 1)
             .replacen("address = \"10.0.0.3/24\"", "address = \"10.9.9.9/24\"", 1);
         let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
-        assert!(msg.contains("2 problem(s)") && msg.contains("link[0].b") && msg.contains("node[6].iface[0].address"), "{msg}");
+        assert!(
+            msg.contains("2 problem(s)")
+                && msg.contains("link[0].b")
+                && msg.contains("node[6].iface[0].address"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn service_references_resolve() {
-        let msg = refused("backends = [\"serv1\", \"serv2\", \"serv3\"]", "backends = [\"serv1\", \"bal1\"]");
+        let msg = refused(
+            "backends = [\"serv1\", \"serv2\", \"serv3\"]",
+            "backends = [\"serv1\", \"bal1\"]",
+        );
         assert_names(&msg, "service.backends[1]", &["not a server"]);
     }
 }

@@ -72,7 +72,13 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     }
     let h = |node: &str| handles.get(node).expect("handle for every planned node");
 
-    say(opts, &format!("  {} bridges (kernel STP where enabled)", plan.bridges.len()));
+    say(
+        opts,
+        &format!(
+            "  {} bridges (kernel STP where enabled)",
+            plan.bridges.len()
+        ),
+    );
     for b in &plan.bridges {
         nl::add_bridge(
             h(&b.node),
@@ -92,7 +98,11 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     }
     // Bridged frames skip iptables in every namespace that bridges (the per-bridge
     // nf_call_* options above cover the bridges; the sysctl covers the namespace default).
-    for n in plan.nodes.iter().filter(|n| matches!(n.kind, Kind::Switch | Kind::Host)) {
+    for n in plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, Kind::Switch | Kind::Host))
+    {
         for key in [
             "net/bridge/bridge-nf-call-iptables",
             "net/bridge/bridge-nf-call-ip6tables",
@@ -118,7 +128,11 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     // Enslave in plan order so port numbers match the plan.
     for b in &plan.bridges {
         for p in &b.ports {
-            if plan.vxlans.iter().any(|x| x.node == b.node && x.device == p.name) {
+            if plan
+                .vxlans
+                .iter()
+                .any(|x| x.node == b.node && x.device == p.name)
+            {
                 continue; // created below
             }
             nl::enslave(h(&b.node), &p.name, &b.name, p.cost, p.priority).await?;
@@ -144,9 +158,22 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
         if x.mode == VxlanMode::Ebpf {
             bail!("vxlan.mode = \"ebpf\" is not available yet; use \"kernel\"");
         }
-        nl::add_vxlan(h(&x.node), &x.device, x.vni, x.port, x.local, &x.remotes, x.mtu).await?;
+        nl::add_vxlan(
+            h(&x.node),
+            &x.device,
+            x.vni,
+            x.port,
+            x.local,
+            &x.remotes,
+            x.mtu,
+        )
+        .await?;
         let b = plan.bridge(&x.bridge).expect("validated");
-        let p = b.ports.iter().find(|p| p.name == x.device).expect("planned port");
+        let p = b
+            .ports
+            .iter()
+            .find(|p| p.name == x.device)
+            .expect("planned port");
         nl::enslave(h(&x.node), &x.device, &x.bridge, p.cost, p.priority).await?;
     }
 
@@ -181,7 +208,11 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
 }
 
 fn attach_observers(plan: &Plan) -> Result<()> {
-    for n in plan.nodes.iter().filter(|n| matches!(n.kind, Kind::Switch | Kind::Host)) {
+    for n in plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, Kind::Switch | Kind::Host))
+    {
         let ifaces: Vec<String> = plan
             .bridges_in(&n.name)
             .flat_map(|b| b.ports.iter().map(|p| p.name.clone()))
@@ -200,7 +231,13 @@ fn attach_observers(plan: &Plan) -> Result<()> {
 
 /// Starts a daemon (`lbctl ARGS…`) in a node's namespace, detached into its own session
 /// with output to the lab's log directory, and records its PID.
-pub fn spawn_daemon(lab: &str, node: &str, daemon: &str, exe: &Path, args: &[String]) -> Result<u32> {
+pub fn spawn_daemon(
+    lab: &str,
+    node: &str,
+    daemon: &str,
+    exe: &Path,
+    args: &[String],
+) -> Result<u32> {
     let log = state::log_path(lab, node, daemon);
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d)?;
@@ -237,7 +274,11 @@ pub fn spawn_daemon(lab: &str, node: &str, daemon: &str, exe: &Path, args: &[Str
 }
 
 fn start_daemons(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
-    for n in cfg.nodes.iter().filter(|n| n.role == crate::config::Role::Server) {
+    for n in cfg
+        .nodes
+        .iter()
+        .filter(|n| n.role == crate::config::Role::Server)
+    {
         let args = vec![
             "serve".to_string(),
             "--name".into(),
@@ -280,13 +321,18 @@ async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
             t0.elapsed().as_secs_f32()
         ));
         if start.elapsed() > limit {
-            let list: Vec<String> =
-                transient.iter().map(|(b, p, s)| format!("{b}/{p} {s:?}")).collect();
+            let list: Vec<String> = transient
+                .iter()
+                .map(|(b, p, s)| format!("{b}/{p} {s:?}"))
+                .collect();
             bail!("STP did not settle within {limit:?}: {}", list.join(", "));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    prog.done(&format!("  STP settled after {:.1} s", t0.elapsed().as_secs_f32()));
+    prog.done(&format!(
+        "  STP settled after {:.1} s",
+        t0.elapsed().as_secs_f32()
+    ));
     Ok(())
 }
 
@@ -308,7 +354,11 @@ pub async fn flush_all(plan: &Plan) -> Result<()> {
 /// Waits until every server's web server accepts connections (from its own namespace).
 async fn wait_servers(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    for n in cfg.nodes.iter().filter(|n| n.role == crate::config::Role::Server) {
+    for n in cfg
+        .nodes
+        .iter()
+        .filter(|n| n.role == crate::config::Role::Server)
+    {
         let ns = plan.netns(&n.name);
         let port = n.http_port();
         loop {

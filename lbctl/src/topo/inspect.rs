@@ -72,8 +72,12 @@ fn state_of(s: &rtnetlink::packet_route::link::BridgePortState) -> PortState {
 }
 
 fn carrier(m: &rtnetlink::packet_route::link::LinkMessage) -> bool {
-    m.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
-        || m.attributes.iter().any(|a| matches!(a, LinkAttribute::Carrier(1)))
+    m.attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+        || m.attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::Carrier(1)))
 }
 
 /// Reads every bridge (with ports) and every interface of one namespace.
@@ -116,7 +120,11 @@ pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView
             admin_up: nl::is_admin_up(m),
             carrier: carrier(m),
             mtu,
-            addrs: addrs.iter().filter(|(i, _)| *i == idx).map(|(_, a)| *a).collect(),
+            addrs: addrs
+                .iter()
+                .filter(|(i, _)| *i == idx)
+                .map(|(_, a)| *a)
+                .collect(),
             master,
         });
         let infos = m.attributes.iter().find_map(|a| match a {
@@ -129,8 +137,14 @@ pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView
                 LinkInfo::Data(InfoData::Bridge(opts)) => {
                     let mut kb = KernelBridge {
                         name: name.clone(),
-                        id: BridgeId { priority: 0, mac: [0; 6] },
-                        root: BridgeId { priority: 0, mac: [0; 6] },
+                        id: BridgeId {
+                            priority: 0,
+                            mac: [0; 6],
+                        },
+                        root: BridgeId {
+                            priority: 0,
+                            mac: [0; 6],
+                        },
                         root_port_no: 0,
                         root_path_cost: 0,
                         stp: false,
@@ -161,7 +175,10 @@ pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView
                     ));
                 }
                 LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
-                    let zero = BridgeId { priority: 0, mac: [0; 6] };
+                    let zero = BridgeId {
+                        priority: 0,
+                        mac: [0; 6],
+                    };
                     let mut kp = KernelPort {
                         name: name.clone(),
                         port_no: 0,
@@ -323,7 +340,9 @@ pub fn compare(plan: &Plan, view: &LabView) -> (theory::TreeExpectation, Vec<Mis
     let exp = theory::expected_tree(&topology_for(plan, view));
     let mut out = Vec::new();
     for pe in &exp.ports {
-        let Some(b) = view.bridge(&pe.bridge) else { continue };
+        let Some(b) = view.bridge(&pe.bridge) else {
+            continue;
+        };
         if !b.kernel.stp {
             continue;
         }

@@ -1,9 +1,9 @@
 //! The lab's topology: planning it from the config, building it in network namespaces
 //! with rtnetlink, reading it back from the kernel, and tearing it down.
-pub mod netns;
-pub mod nl;
 pub mod build;
 pub mod inspect;
+pub mod netns;
+pub mod nl;
 pub mod plan;
 pub mod state;
 pub mod teardown;

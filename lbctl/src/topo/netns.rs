@@ -52,7 +52,12 @@ pub fn create(name: &str) -> Result<()> {
         .write(true)
         .create_new(true)
         .open(&p)
-        .with_context(|| format!("creating {} (does the namespace already exist?)", p.display()))?;
+        .with_context(|| {
+            format!(
+                "creating {} (does the namespace already exist?)",
+                p.display()
+            )
+        })?;
     let p2 = p.clone();
     let res = std::thread::spawn(move || -> Result<()> {
         unshare(CloneFlags::CLONE_NEWNET).context("unshare(CLONE_NEWNET)")?;

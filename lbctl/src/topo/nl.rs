@@ -5,8 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags,
-    LinkMessage,
+    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVxlan};
 use std::net::Ipv4Addr;
@@ -103,7 +102,12 @@ pub async fn enslave(h: &Handle, port: &str, bridge: &str, cost: u32, prio: u8) 
 pub async fn set_port_stp(h: &Handle, port: &str, cost: u32, prio: u8) -> Result<()> {
     let pi = index(h, port).await?;
     h.link()
-        .set_port(LinkBridgePort::new(pi).cost(cost).priority(prio as u16).build())
+        .set_port(
+            LinkBridgePort::new(pi)
+                .cost(cost)
+                .priority(prio as u16)
+                .build(),
+        )
         .execute()
         .await
         .with_context(|| format!("setting STP cost {cost} / priority {prio} on port {port}"))
@@ -154,7 +158,11 @@ pub async fn add_vxlan(
     remotes: &[Ipv4Addr],
     mtu: u32,
 ) -> Result<()> {
-    let mut b = LinkVxlan::new(name, vni).port(port).local(local).learning(true).mtu(mtu);
+    let mut b = LinkVxlan::new(name, vni)
+        .port(port)
+        .local(local)
+        .learning(true)
+        .mtu(mtu);
     match remotes {
         [one] => b = b.remote(*one),
         _ => bail!("vxlan {name}: the kernel data path supports exactly one remote endpoint"),
@@ -187,7 +195,12 @@ pub async fn flush_fdb(h: &Handle, bridge: &str) -> Result<()> {
 
 /// Every link of the namespace.
 pub async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>> {
-    h.link().get().execute().try_collect().await.context("dumping links")
+    h.link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .context("dumping links")
 }
 
 pub fn link_name(m: &LinkMessage) -> Option<&str> {

@@ -111,7 +111,10 @@ pub fn derived_mac(lab: &str, what: &str) -> [u8; 6] {
 }
 
 pub fn mac_string(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl Plan {
@@ -175,16 +178,22 @@ impl Plan {
             })
             .collect();
         let add_port = |bridges: &mut Vec<BridgePlan>, bridge: &str, mut p: PortPlan| {
-            let b = bridges.iter_mut().find(|b| b.name == bridge).expect("validated bridge");
+            let b = bridges
+                .iter_mut()
+                .find(|b| b.name == bridge)
+                .expect("validated bridge");
             p.port_no = b.ports.len() as u16 + 1;
             b.ports.push(p);
         };
 
         // Enslave order = links in config order, then leaf interfaces, then tunnels.
         let mut veths = Vec::new();
-        let node_of = |br: &str| cfg.bridge(br).map(|(n, _)| n.to_string()).unwrap_or_default();
-        let lan_mtu_of_bridge =
-            |br: &str| cfg.bridge(br).and_then(|(_, b)| mtu_of(&b.lan));
+        let node_of = |br: &str| {
+            cfg.bridge(br)
+                .map(|(n, _)| n.to_string())
+                .unwrap_or_default()
+        };
+        let lan_mtu_of_bridge = |br: &str| cfg.bridge(br).and_then(|(_, b)| mtu_of(&b.lan));
         for (i, l) in cfg.links.iter().enumerate() {
             let seg = format!("link[{i}]");
             let prio = cfg.stp.port_priority;
@@ -349,14 +358,23 @@ mod tests {
         let p = Plan::new(&cfg);
         assert_eq!(p.nodes.len(), 11);
         let vsw1 = p.bridge("vswout1").unwrap();
-        let names: Vec<(&str, u16)> =
-            vsw1.ports.iter().map(|x| (x.name.as_str(), x.port_no)).collect();
-        assert_eq!(names, vec![("to-swout1", 1), ("to-swout2", 2), ("bal1-eth0", 3)]);
+        let names: Vec<(&str, u16)> = vsw1
+            .ports
+            .iter()
+            .map(|x| (x.name.as_str(), x.port_no))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("to-swout1", 1), ("to-swout2", 2), ("bal1-eth0", 3)]
+        );
         let vswin1 = p.bridge("vswin1").unwrap();
         assert_eq!(vswin1.mtu, Some(1450));
         assert!(vswin1.ports.iter().any(|x| x.name == "vxlan0"));
         assert_eq!(p.vxlans.len(), 2);
-        assert_eq!(p.vxlans[0].remotes, vec!["172.16.1.151".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(
+            p.vxlans[0].remotes,
+            vec!["172.16.1.151".parse::<Ipv4Addr>().unwrap()]
+        );
         assert_eq!(p.veths.iter().filter(|v| v.inter_bridge).count(), 5);
         assert_eq!(p.link_between("swout2", "vswout1").len(), 1);
         // Derived MACs are stable and locally administered unicast.

@@ -22,7 +22,9 @@ pub fn node_pin_dir(lab: &str, node: &str) -> PathBuf {
 }
 
 pub fn log_path(lab: &str, node: &str, daemon: &str) -> PathBuf {
-    run_dir(lab).join("logs").join(format!("{node}.{daemon}.log"))
+    run_dir(lab)
+        .join("logs")
+        .join(format!("{node}.{daemon}.log"))
 }
 
 fn pid_dir(lab: &str) -> PathBuf {
@@ -83,14 +85,28 @@ pub fn record_pid(lab: &str, node: &str, daemon: &str, pid: u32) -> Result<()> {
 
 pub fn recorded(lab: &str) -> Vec<DaemonRecord> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(pid_dir(lab)).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(pid_dir(lab))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().to_string();
-        let Some(stem) = name.strip_suffix(".pid") else { continue };
-        let Some((node, daemon)) = stem.split_once('.') else { continue };
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        let Some(stem) = name.strip_suffix(".pid") else {
+            continue;
+        };
+        let Some((node, daemon)) = stem.split_once('.') else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
         let mut it = text.split_whitespace();
-        let (Some(pid), Some(st)) = (it.next(), it.next()) else { continue };
-        let (Ok(pid), Ok(st)) = (pid.parse(), st.parse()) else { continue };
+        let (Some(pid), Some(st)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let (Ok(pid), Ok(st)) = (pid.parse(), st.parse()) else {
+            continue;
+        };
         v.push(DaemonRecord {
             node: node.into(),
             daemon: daemon.into(),
@@ -135,7 +151,10 @@ pub fn stop(r: &DaemonRecord) -> Result<()> {
 /// from the same process).
 fn reap(pid: u32) {
     use nix::sys::wait::{waitpid, WaitPidFlag};
-    let _ = waitpid(nix::unistd::Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+    let _ = waitpid(
+        nix::unistd::Pid::from_raw(pid as i32),
+        Some(WaitPidFlag::WNOHANG),
+    );
 }
 
 pub fn remove_run_dir(lab: &str) -> Result<()> {
@@ -150,7 +169,8 @@ pub fn remove_run_dir(lab: &str) -> Result<()> {
 pub fn remove_pins(lab: &str) -> Result<()> {
     let d = pin_dir(lab);
     if d.exists() {
-        std::fs::remove_dir_all(&d).with_context(|| format!("removing BPF pins {}", d.display()))?;
+        std::fs::remove_dir_all(&d)
+            .with_context(|| format!("removing BPF pins {}", d.display()))?;
     }
     Ok(())
 }

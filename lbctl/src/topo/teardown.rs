@@ -30,11 +30,17 @@ pub fn down(lab: &str, progress: bool) -> Result<DownReport> {
     // Processes we did not start but that sit in one of our namespaces.
     let inodes: Vec<(u64, String)> = names
         .iter()
-        .filter_map(|n| std::fs::metadata(netns::path(n)).ok().map(|m| (m.ino(), n.clone())))
+        .filter_map(|n| {
+            std::fs::metadata(netns::path(n))
+                .ok()
+                .map(|m| (m.ino(), n.clone()))
+        })
         .collect();
     if !inodes.is_empty() {
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
             if let Ok(m) = std::fs::metadata(format!("/proc/{pid}/ns/net")) {
                 if let Some((_, n)) = inodes.iter().find(|(i, _)| *i == m.ino()) {
                     rep.foreign.push((pid, n.clone()));
