@@ -66,6 +66,32 @@ pub async fn set_bridge(plan: &Plan, bridge: &str, up: bool) -> Result<()> {
     nl::set_up(&h, bridge, up).await
 }
 
+/// A failure lbctl can inject (and repair).
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// The link between two bridges or nodes.
+    Link(String, String),
+    /// A whole bridge (switch).
+    Bridge(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Link(a, b) => write!(f, "link {a} - {b}"),
+            Fault::Bridge(b) => write!(f, "bridge {b}"),
+        }
+    }
+}
+
+/// Injects (`up` = false) or repairs (`up` = true) a fault.
+pub async fn apply(plan: &Plan, f: &Fault, up: bool) -> Result<()> {
+    match f {
+        Fault::Link(a, b) => set_link(plan, a, b, up).await,
+        Fault::Bridge(b) => set_bridge(plan, b, up).await,
+    }
+}
+
 /// Waits until the kernel tree equals theory and no port is listening/learning, then
 /// flushes learned MACs. Returns the time it took.
 pub async fn converge(cfg: &Config, progress: bool) -> Result<Duration> {

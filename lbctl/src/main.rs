@@ -232,38 +232,29 @@ async fn run(cmd: Cmd) -> Result<()> {
             b,
             lab,
             no_wait,
-        } => {
-            netns::require_root()?;
-            let (cfg, _) = resolve(&lab, false)?;
-            let plan = topo::plan::Plan::new(&cfg);
-            let up = matches!(action, UpDown::Up);
-            fault::set_link(&plan, &a, &b, up).await?;
-            eprintln!("link {a} - {b} {}", if up { "up" } else { "down" });
-            if !no_wait {
-                fault::converge(&cfg, true).await?;
-            }
-            Ok(())
-        }
+        } => inject(&lab, no_wait, action, fault::Fault::Link(a, b)).await,
         Cmd::Bridge {
             action,
             bridge,
             lab,
             no_wait,
-        } => {
-            netns::require_root()?;
-            let (cfg, _) = resolve(&lab, false)?;
-            let plan = topo::plan::Plan::new(&cfg);
-            let up = matches!(action, UpDown::Up);
-            fault::set_bridge(&plan, &bridge, up).await?;
-            eprintln!("bridge {bridge} {}", if up { "up" } else { "down" });
-            if !no_wait {
-                fault::converge(&cfg, true).await?;
-            }
-            Ok(())
-        }
+        } => inject(&lab, no_wait, action, fault::Fault::Bridge(bridge)).await,
         Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
         Cmd::Exec { .. } | Cmd::Check { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// Applies one injected failure (or its repair), then waits for STP unless told not to.
+async fn inject(lab: &LabArgs, no_wait: bool, action: UpDown, f: fault::Fault) -> Result<()> {
+    netns::require_root()?;
+    let (cfg, _) = resolve(lab, false)?;
+    let up = matches!(action, UpDown::Up);
+    fault::apply(&topo::plan::Plan::new(&cfg), &f, up).await?;
+    eprintln!("{f} {}", if up { "up" } else { "down" });
+    if !no_wait {
+        fault::converge(&cfg, true).await?;
+    }
+    Ok(())
 }
 
 /// `lbctl exec`: hands over to `ip netns exec`, which also mounts the namespace's own

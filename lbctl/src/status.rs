@@ -70,13 +70,8 @@ pub struct DaemonStatus {
 pub struct CounterRow {
     pub node: String,
     pub iface: String,
-    pub bpdu_config: u64,
-    pub bpdu_tcn: u64,
-    pub bpdu_tc: u64,
-    pub bpdu_rstp: u64,
-    pub bpdu_bad: u64,
-    pub vrrp: u64,
-    pub vrrp_bad: u64,
+    #[serde(flatten)]
+    pub counts: observe::PortCounters,
     /// (vrid, adverts)
     pub vrrp_by_vrid: Vec<(u8, u64)>,
 }
@@ -224,13 +219,7 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             counters.push(CounterRow {
                 node: n.name.clone(),
                 iface,
-                bpdu_config: pc.bpdu_config,
-                bpdu_tcn: pc.bpdu_tcn,
-                bpdu_tc: pc.bpdu_tc,
-                bpdu_rstp: pc.bpdu_rstp,
-                bpdu_bad: pc.bpdu_bad,
-                vrrp: pc.vrrp,
-                vrrp_bad: pc.vrrp_bad,
+                counts: pc.clone(),
                 vrrp_by_vrid: c
                     .vrrp
                     .iter()
@@ -397,13 +386,13 @@ pub fn render(s: &Status) -> String {
             "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  {}",
             c.node,
             c.iface,
-            c.bpdu_config,
-            c.bpdu_tcn,
-            c.bpdu_tc,
-            c.bpdu_rstp,
-            c.bpdu_bad,
-            c.vrrp,
-            c.vrrp_bad,
+            c.counts.bpdu_config,
+            c.counts.bpdu_tcn,
+            c.counts.bpdu_tc,
+            c.counts.bpdu_rstp,
+            c.counts.bpdu_bad,
+            c.counts.vrrp,
+            c.counts.vrrp_bad,
             by.join(" ")
         );
     }
