@@ -2,6 +2,7 @@
 //! STP, VXLAN, eBPF) out of network namespaces, or on real hosts.
 #![allow(dead_code)]
 mod backend;
+mod balance;
 mod config;
 mod datapath;
 mod fault;

@@ -140,3 +140,15 @@ pub fn netns_name(lab: &str, node: &str) -> String {
 pub fn netns_prefix(lab: &str) -> String {
     format!("lbctl-{lab}-")
 }
+
+/// Parses a status range "200-399" or a single code "200" into (low, high).
+pub fn parse_status_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let v: u16 = s.trim().parse().ok()?;
+            (v, v)
+        }
+    };
+    ((100..=599).contains(&lo) && (100..=599).contains(&hi) && lo <= hi).then_some((lo, hi))
+}

@@ -252,21 +252,185 @@ pub struct VxlanEndpoint {
     pub local: Ipv4Addr,
 }
 
-/// The balanced web service. The balancer issue gives these fields their behaviour.
+/// The balanced web service: what `lbctl agent` runs on each balancer. Knob names follow
+/// HAProxy's where one exists (balance, cookie, inter/rise/fall, timeouts).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub vip: Ipv4Addr,
     #[serde(default = "default_service_port")]
     pub port: u16,
-    /// Balancer node names.
+    /// Balancer node names (each runs `lbctl agent`).
     pub balancers: Vec<String>,
-    /// Server node names, in round-robin order.
-    pub backends: Vec<String>,
+    /// Port of the agent's admin listener (Prometheus /metrics, /stats JSON).
+    #[serde(default = "default_admin_port")]
+    pub admin_port: u16,
+    /// "roundrobin" (smooth weighted, config order) or "leastconn".
+    #[serde(default)]
+    pub balance: Balance,
+    /// Cookie insertion for stickiness (HAProxy `cookie NAME insert`); off when absent.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub check: Check,
+    /// The servers, in round-robin order.
+    #[serde(rename = "backend")]
+    pub backends: Vec<Backend>,
+    /// Content routing: the first matching route picks the pool; otherwise "default".
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
 }
 
 fn default_service_port() -> u16 {
     8000
+}
+fn default_admin_port() -> u16 {
+    8404
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Balance {
+    #[default]
+    Roundrobin,
+    Leastconn,
+}
+
+/// Timeouts in milliseconds (HAProxy: timeout connect / http-request / server /
+/// http-keep-alive).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect_ms: u64,
+    /// Time allowed for a client to send a whole request head (slowloris guard): 408.
+    pub http_request_ms: u64,
+    /// Time allowed for a backend to start answering: 504.
+    pub server_ms: u64,
+    /// Idle keep-alive time between requests on a client connection.
+    pub keep_alive_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect_ms: 2000,
+            http_request_ms: 5000,
+            server_ms: 10000,
+            keep_alive_ms: 10000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request head accepted (HAProxy tune.bufsize-like): 431 above.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request: 431 above.
+    pub max_headers: usize,
+    /// Concurrent client connections; more wait in the accept queue.
+    pub max_conns: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16384,
+            max_headers: 100,
+            max_conns: 4096,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    #[default]
+    Http,
+    Tcp,
+}
+
+/// Active health check (HAProxy defaults: inter 2s, rise 2, fall 3).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Check {
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    pub method: String,
+    pub path: String,
+    /// Accepted status range, "200-399" or a single code "200".
+    pub expect_status: String,
+    pub inter_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+impl Default for Check {
+    fn default() -> Self {
+        Check {
+            kind: CheckKind::Http,
+            method: "GET".into(),
+            path: "/health".into(),
+            expect_status: "200-399".into(),
+            inter_ms: 2000,
+            timeout_ms: 2000,
+            rise: 2,
+            fall: 3,
+        }
+    }
+}
+
+/// One server behind the balancers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// A server node of this lab (its address and http_port are used)...
+    #[serde(default)]
+    pub node: Option<String>,
+    /// ...or an explicit address for real hosts, "10.0.0.1:80".
+    #[serde(default)]
+    pub address: Option<std::net::SocketAddrV4>,
+    /// Name in stats and cookies; defaults to the node name or the address.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    #[serde(default = "default_pool")]
+    pub pool: String,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+fn default_pool() -> String {
+    "default".into()
+}
+
+impl Backend {
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.node.clone())
+            .or_else(|| self.address.map(|a| a.to_string()))
+            .unwrap_or_default()
+    }
+}
+
+/// A content-routing rule: requests whose path starts with `path_prefix`, or ends with
+/// one of `extensions` (without the dot), go to `pool`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    pub pool: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

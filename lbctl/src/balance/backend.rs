@@ -1,0 +1,212 @@
+//! Runtime state of one backend server, shared by the proxy (which picks backends and
+//! reports passive failures), the health checker (which records check results) and the
+//! admin listener (which exports it). The up/down hysteresis (rise/fall) lives here, pure,
+//! so it is unit-tested without sockets.
+
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+/// Why a check (or a live request) failed; shown in logs and stats.
+pub type Reason = String;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub ok: bool,
+    /// "200 OK", "connection refused", "timeout", "status 500"...
+    pub reason: Reason,
+    pub duration_ms: u64,
+    /// Seconds since the Unix epoch.
+    pub at: f64,
+    /// Active check or passive (live traffic) observation.
+    pub passive: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CheckState {
+    pub last: Option<CheckResult>,
+    pub consecutive_ok: u32,
+    pub consecutive_fail: u32,
+    /// Seconds since the Unix epoch of the last up/down transition.
+    pub last_change: f64,
+    pub transitions: u64,
+}
+
+/// A change of a backend's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub backend: String,
+    pub up: bool,
+    pub reason: Reason,
+}
+
+/// Response counters by class (1xx..5xx) and other traffic counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub responses: [AtomicU64; 5],
+    /// Connection failures, timeouts, resets talking to this backend.
+    pub failures: AtomicU64,
+    /// Requests retried on a reused connection the backend had closed.
+    pub retries: AtomicU64,
+    /// Requests moved to another backend after this one failed.
+    pub redispatches: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Sum of response times (time to response head), for the average.
+    pub response_time_us_total: AtomicU64,
+}
+
+pub struct BackendState {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub pool: String,
+    healthy: AtomicBool,
+    /// Requests in flight (leastconn).
+    pub active: AtomicU64,
+    pub counters: Counters,
+    check: Mutex<CheckState>,
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl BackendState {
+    /// A backend starts up, as in HAProxy: it goes down after `fall` failed checks.
+    pub fn new(name: &str, addr: SocketAddr, weight: u32, pool: &str) -> BackendState {
+        BackendState {
+            name: name.to_string(),
+            addr,
+            weight,
+            pool: pool.to_string(),
+            healthy: AtomicBool::new(true),
+            active: AtomicU64::new(0),
+            counters: Counters::default(),
+            check: Mutex::new(CheckState {
+                last_change: now_epoch(),
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn check_state(&self) -> CheckState {
+        self.check.lock().expect("check state lock").clone()
+    }
+
+    /// Records one observation and applies the rise/fall hysteresis: `rise` consecutive
+    /// successes bring a down backend up, `fall` consecutive failures take an up backend
+    /// down. Returns the transition, if any, for the caller to log.
+    pub fn record(
+        &self,
+        ok: bool,
+        reason: &str,
+        duration: Duration,
+        passive: bool,
+        rise: u32,
+        fall: u32,
+    ) -> Option<Transition> {
+        let mut st = self.check.lock().expect("check state lock");
+        st.last = Some(CheckResult {
+            ok,
+            reason: reason.to_string(),
+            duration_ms: duration.as_millis() as u64,
+            at: now_epoch(),
+            passive,
+        });
+        if ok {
+            st.consecutive_ok += 1;
+            st.consecutive_fail = 0;
+        } else {
+            st.consecutive_fail += 1;
+            st.consecutive_ok = 0;
+        }
+        let up = self.is_up();
+        let flip = if up {
+            !ok && st.consecutive_fail >= fall.max(1)
+        } else {
+            ok && st.consecutive_ok >= rise.max(1)
+        };
+        if !flip {
+            return None;
+        }
+        self.healthy.store(!up, Ordering::Relaxed);
+        st.last_change = now_epoch();
+        st.transitions += 1;
+        Some(Transition {
+            backend: self.name.clone(),
+            up: !up,
+            reason: reason.to_string(),
+        })
+    }
+
+    /// Counts a response of status `code` in its class.
+    pub fn count_response(&self, code: u16) {
+        let class = (code / 100).clamp(1, 5) as usize - 1;
+        self.counters.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b() -> BackendState {
+        BackendState::new("s1", "127.0.0.1:80".parse().unwrap(), 1, "default")
+    }
+
+    #[test]
+    fn starts_up_and_falls_after_fall_failures() {
+        let s = b();
+        assert!(s.is_up());
+        assert_eq!(s.record(false, "refused", Duration::ZERO, false, 2, 3), None);
+        assert_eq!(s.record(false, "refused", Duration::ZERO, false, 2, 3), None);
+        let t = s.record(false, "timeout", Duration::ZERO, false, 2, 3).unwrap();
+        assert!(!t.up && t.reason == "timeout");
+        assert!(!s.is_up());
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let s = b();
+        s.record(false, "x", Duration::ZERO, false, 2, 3);
+        s.record(false, "x", Duration::ZERO, false, 2, 3);
+        s.record(true, "200", Duration::ZERO, false, 2, 3);
+        s.record(false, "x", Duration::ZERO, false, 2, 3);
+        s.record(false, "x", Duration::ZERO, false, 2, 3);
+        assert!(s.is_up());
+    }
+
+    #[test]
+    fn rises_after_rise_successes() {
+        let s = b();
+        for _ in 0..3 {
+            s.record(false, "x", Duration::ZERO, false, 2, 3);
+        }
+        assert!(!s.is_up());
+        assert_eq!(s.record(true, "200", Duration::ZERO, false, 2, 3), None);
+        let t = s.record(true, "200", Duration::ZERO, false, 2, 3).unwrap();
+        assert!(t.up);
+        assert_eq!(s.check_state().transitions, 2);
+    }
+
+    #[test]
+    fn response_classes() {
+        let s = b();
+        s.count_response(200);
+        s.count_response(503);
+        s.count_response(502);
+        assert_eq!(s.counters.responses[1].load(Ordering::Relaxed), 1);
+        assert_eq!(s.counters.responses[4].load(Ordering::Relaxed), 2);
+    }
+}
