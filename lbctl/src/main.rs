@@ -6,6 +6,7 @@ mod balance;
 mod config;
 mod datapath;
 mod fault;
+mod health;
 mod progress;
 mod status;
 mod stp;
