@@ -192,6 +192,21 @@ pub struct Node {
     /// For servers: the built-in web server's port.
     #[serde(default)]
     pub http_port: Option<u16>,
+    /// For servers: which web server runs there ("builtin" = `lbctl serve`, "apache" =
+    /// Apache + PHP from Debian's apache2 and libapache2-mod-php).
+    #[serde(default)]
+    pub web: WebServer,
+}
+
+/// The web server a server node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebServer {
+    /// `lbctl serve`, the built-in hyper server.
+    #[default]
+    Builtin,
+    /// One Apache (prefork + mod_php) instance per server namespace.
+    Apache,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
