@@ -11,6 +11,7 @@ mod progress;
 mod status;
 mod stp;
 mod topo;
+mod vrrp;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};

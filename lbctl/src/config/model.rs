@@ -448,18 +448,75 @@ pub struct Route {
     pub pool: String,
 }
 
+/// VRRP for the service VIP between the balancers (keepalived-compatible; see
+/// `crate::vrrp`). Defaults follow keepalived where it has one.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vrrp {
     pub vrid: u8,
+    /// v2: whole seconds only; v3: multiples of 10 ms (centiseconds).
     #[serde(default = "default_advert")]
     pub advert_int_ms: u32,
     #[serde(rename = "priority")]
     pub priorities: Vec<VrrpPriority>,
+    /// 2 (RFC 3768, keepalived's default) or 3 (RFC 5798/9568).
+    #[serde(default = "default_vrrp_version")]
+    pub version: u8,
+    /// A higher-priority backup takes over from a lower-priority master (keepalived's
+    /// default; `nopreempt` is `false`).
+    #[serde(default = "default_true")]
+    pub preempt: bool,
+    #[serde(default)]
+    pub preempt_delay_ms: u32,
+    /// Unicast instead of 224.0.0.18: adverts go to each peer (a node's own address in the
+    /// list is skipped, so one list serves every balancer).
+    #[serde(default)]
+    pub unicast_peers: Vec<Ipv4Addr>,
+    /// VRRPv3 checksum sent: "pseudo-header" (keepalived, FRR) or "rfc" (message only, as
+    /// RFC 9568 words it). Both are accepted on receipt.
+    #[serde(default = "default_v3_checksum")]
+    pub v3_checksum: String,
+    /// keepalived's garp_master_delay: second burst of gratuitous ARPs after becoming master.
+    #[serde(default = "default_garp_delay")]
+    pub garp_delay_ms: u32,
+    /// keepalived's garp_master_repeat: gratuitous ARPs per burst.
+    #[serde(default = "default_garp_repeat")]
+    pub garp_repeat: u32,
+    /// Run as `sh -c '<notify> "$@"' sh INSTANCE STATE` on every state change.
+    #[serde(default)]
+    pub notify: Option<String>,
+    /// VRRPv2 simple-text authentication (at most 8 characters).
+    #[serde(default)]
+    pub auth_pass: Option<String>,
+    /// Priority taken off while the balancer cannot serve (no healthy backend), like a
+    /// keepalived track_script weight: 150 − 60 = 90 < 100 hands the VIP to the backup.
+    #[serde(default = "default_weight_penalty")]
+    pub weight_penalty: u8,
+    /// The interface carrying the VIP; default: the balancer's interface on the VIP's subnet.
+    #[serde(default)]
+    pub interface: Option<String>,
 }
 
 fn default_advert() -> u32 {
     1000
+}
+fn default_vrrp_version() -> u8 {
+    2
+}
+fn default_true() -> bool {
+    true
+}
+fn default_v3_checksum() -> String {
+    "pseudo-header".into()
+}
+fn default_garp_delay() -> u32 {
+    5000
+}
+fn default_garp_repeat() -> u32 {
+    5
+}
+fn default_weight_penalty() -> u8 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -467,4 +524,163 @@ fn default_advert() -> u32 {
 pub struct VrrpPriority {
     pub node: String,
     pub priority: u8,
+}
+
+impl Vrrp {
+    /// The VRRP instance balancer `node` runs for the service VIP.
+    pub fn instance_config(
+        &self,
+        cfg: &Config,
+        node: &str,
+    ) -> anyhow::Result<crate::vrrp::VrrpConfig> {
+        use anyhow::{anyhow, Context};
+        let vip = cfg
+            .service
+            .as_ref()
+            .map(|s| s.vip)
+            .context("[vrrp] needs [service] (its vip)")?;
+        let n = cfg
+            .nodes
+            .iter()
+            .find(|n| n.name == node)
+            .ok_or_else(|| anyhow!("unknown node {node:?}"))?;
+        let priority = self
+            .priorities
+            .iter()
+            .find(|p| p.node == node)
+            .map(|p| p.priority)
+            .ok_or_else(|| anyhow!("vrrp.priority has no entry for {node:?}"))?;
+        let interface = match &self.interface {
+            Some(i) => i.clone(),
+            None => n
+                .ifaces
+                .iter()
+                .find(|i| i.address.is_some_and(|a| a.contains(&vip)))
+                .map(|i| i.name.clone())
+                .ok_or_else(|| anyhow!("{node} has no interface on the subnet of VIP {vip}"))?,
+        };
+        let own: Vec<Ipv4Addr> = n
+            .ifaces
+            .iter()
+            .filter_map(|i| i.address.map(|a| a.addr()))
+            .collect();
+        Ok(crate::vrrp::VrrpConfig {
+            instance: format!("vrid{}", self.vrid),
+            interface,
+            vrid: self.vrid,
+            priority,
+            version: self.version,
+            advert_int_ms: self.advert_int_ms,
+            vips: vec![vip],
+            preempt: self.preempt,
+            preempt_delay_ms: self.preempt_delay_ms,
+            unicast_peers: self
+                .unicast_peers
+                .iter()
+                .copied()
+                .filter(|p| !own.contains(p))
+                .collect(),
+            v3_checksum_pseudo_header: self.v3_checksum != "rfc",
+            garp_delay_ms: self.garp_delay_ms,
+            garp_repeat: self.garp_repeat,
+            notify: self.notify.clone(),
+            auth_pass: self.auth_pass.clone(),
+            weight_penalty: self.weight_penalty,
+        })
+    }
+}
+
+#[cfg(test)]
+mod vrrp_config_tests {
+    use crate::config::Config;
+
+    const DEFAULT: &str = include_str!("../../../configs/default.toml");
+
+    fn with(extra: &str) -> Result<Config, String> {
+        let text = DEFAULT.replacen("[vrrp]\n", &format!("[vrrp]\n{extra}\n"), 1);
+        Config::from_toml(&text, "t.toml").map_err(|e| format!("{e:#}"))
+    }
+
+    #[test]
+    fn default_scenario_instances() {
+        let cfg = with("").unwrap();
+        let v = cfg.vrrp.as_ref().unwrap();
+        let b1 = v.instance_config(&cfg, "bal1").unwrap();
+        assert_eq!(
+            (b1.interface.as_str(), b1.priority, b1.version, b1.vrid),
+            ("eth0", 150, 2, 12)
+        );
+        assert_eq!(
+            b1.vips,
+            vec!["172.16.1.254".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+        assert!(b1.preempt && b1.v3_checksum_pseudo_header);
+        assert_eq!(
+            (b1.garp_delay_ms, b1.garp_repeat, b1.weight_penalty),
+            (5000, 5, 60)
+        );
+        let b2 = v.instance_config(&cfg, "bal2").unwrap();
+        assert_eq!(b2.priority, 100);
+        assert!(
+            b1.priority - b1.weight_penalty < b2.priority,
+            "an unhealthy bal1 gives way"
+        );
+        crate::vrrp::validate(&b1).unwrap();
+    }
+
+    #[test]
+    fn unicast_peers_skip_own_address() {
+        let cfg = with("unicast_peers = [\"172.16.1.250\", \"172.16.1.251\"]").unwrap();
+        let b1 = cfg
+            .vrrp
+            .as_ref()
+            .unwrap()
+            .instance_config(&cfg, "bal1")
+            .unwrap();
+        assert_eq!(
+            b1.unicast_peers,
+            vec!["172.16.1.251".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn v3_fast_adverts_accepted() {
+        let text = DEFAULT.replacen(
+            "advert_int_ms = 1000",
+            "advert_int_ms = 100\nversion = 3\nv3_checksum = \"rfc\"",
+            1,
+        );
+        let cfg = Config::from_toml(&text, "t.toml").unwrap();
+        let b2 = cfg
+            .vrrp
+            .as_ref()
+            .unwrap()
+            .instance_config(&cfg, "bal2")
+            .unwrap();
+        assert!(!b2.v3_checksum_pseudo_header);
+        assert_eq!(b2.advert_int_ms, 100);
+    }
+
+    #[test]
+    fn refusals_name_their_field() {
+        let v2_fast = DEFAULT.replacen("advert_int_ms = 1000", "advert_int_ms = 1500", 1);
+        let e = format!("{:#}", Config::from_toml(&v2_fast, "t.toml").unwrap_err());
+        assert!(
+            e.contains("vrrp.advert_int_ms") && e.contains("whole seconds"),
+            "{e}"
+        );
+        for (extra, field) in [
+            ("version = 4", "vrrp.version"),
+            ("v3_checksum = \"both\"", "vrrp.v3_checksum"),
+            ("version = 3\nauth_pass = \"x\"", "vrrp.auth_pass"),
+            ("auth_pass = \"123456789\"", "vrrp.auth_pass"),
+            ("unicast_peers = [\"224.0.0.18\"]", "vrrp.unicast_peers[0]"),
+            ("interface = \"a-very-long-interface\"", "vrrp.interface"),
+            ("notify = \" \"", "vrrp.notify"),
+        ] {
+            let e = with(extra).expect_err(extra);
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+        assert!(with("bogus = 1").is_err(), "unknown fields are refused");
+    }
 }

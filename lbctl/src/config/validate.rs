@@ -596,19 +596,102 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         if v.vrid == 0 {
             c.err("vrrp.vrid", "VRID 0 is reserved; use 1..=255");
         }
-        if v.advert_int_ms < 10 || v.advert_int_ms > 40950 {
+        match v.version {
+            2 => {
+                if v.advert_int_ms % 1000 != 0 || !(1000..=255_000).contains(&v.advert_int_ms) {
+                    c.err(
+                        "vrrp.advert_int_ms",
+                        format!(
+                            "{} ms: VRRPv2 advertises whole seconds (1000..=255000 ms); use version = 3 for less",
+                            v.advert_int_ms
+                        ),
+                    );
+                }
+            }
+            3 => {
+                if v.advert_int_ms % 10 != 0 || !(10..=40950).contains(&v.advert_int_ms) {
+                    c.err(
+                        "vrrp.advert_int_ms",
+                        format!(
+                            "{} ms: VRRPv3 advertises centiseconds (10..=40950 ms in steps of 10)",
+                            v.advert_int_ms
+                        ),
+                    );
+                }
+            }
+            n => c.err("vrrp.version", format!("{n}: use 2 or 3")),
+        }
+        if v.v3_checksum != "pseudo-header" && v.v3_checksum != "rfc" {
             c.err(
-                "vrrp.advert_int_ms",
-                format!("{} ms is outside 10..=40950", v.advert_int_ms),
+                "vrrp.v3_checksum",
+                format!("{:?}: use \"pseudo-header\" or \"rfc\"", v.v3_checksum),
             );
         }
+        if let Some(p) = &v.auth_pass {
+            if v.version != 2 {
+                c.err("vrrp.auth_pass", "authentication exists in VRRPv2 only");
+            }
+            if p.is_empty() || p.len() > 8 {
+                c.err("vrrp.auth_pass", "must be 1..=8 bytes (VRRPv2 carries 8)");
+            }
+        }
+        if let Some(n) = &v.notify {
+            if n.trim().is_empty() {
+                c.err("vrrp.notify", "empty command");
+            }
+        }
+        if cfg.service.is_none() {
+            c.err(
+                "vrrp",
+                "needs a [service] section (its vip is the virtual address)",
+            );
+        }
+        let vip = cfg.service.as_ref().map(|s| s.vip);
+        for (i, a) in v.unicast_peers.iter().enumerate() {
+            if Some(*a) == vip || a.is_multicast() || a.is_unspecified() || a.is_broadcast() {
+                c.err(
+                    format!("vrrp.unicast_peers[{i}]"),
+                    format!("{a} cannot be a peer"),
+                );
+            }
+        }
+        if let Some(i) = &v.interface {
+            if i.is_empty() || i.len() > 15 {
+                c.err(
+                    "vrrp.interface",
+                    format!("{i:?} is not an interface name (1..=15 characters)"),
+                );
+            }
+        }
+        let mut seen = HashSet::new();
         for (i, p) in v.priorities.iter().enumerate() {
             match cfg.node(&p.node) {
-                Some(n) if n.role == Role::Balancer => {}
+                Some(n) if n.role == Role::Balancer => {
+                    let on_vip_subnet = vip.is_some_and(|vip| {
+                        n.ifaces
+                            .iter()
+                            .any(|f| f.address.is_some_and(|a| a.contains(&vip)))
+                    });
+                    if vip.is_some() && v.interface.is_none() && !on_vip_subnet {
+                        c.err(
+                            format!("vrrp.priority[{i}].node"),
+                            format!(
+                                "{:?} has no interface on the VIP's subnet (set vrrp.interface)",
+                                p.node
+                            ),
+                        );
+                    }
+                }
                 _ => c.err(
                     format!("vrrp.priority[{i}].node"),
                     format!("{:?} is not a balancer", p.node),
                 ),
+            }
+            if !seen.insert(p.node.as_str()) {
+                c.err(
+                    format!("vrrp.priority[{i}].node"),
+                    format!("{:?} has two priorities", p.node),
+                );
             }
             if p.priority == 0 {
                 c.err(
