@@ -14,9 +14,11 @@ fi
 
 # Debian packages. llvm-22-dev/libpolly-22-dev/libzstd-dev: bpf-linker links libLLVM.
 # bpftool: inspect pinned programs/maps. iproute2/iputils-ping/curl/tcpdump/bridge-utils:
-# used by the lab and its tests.
+# used by the lab and its tests. apache2/libapache2-mod-php: the Apache + PHP backends
+# (node web = "apache"). haproxy/wrk/keepalived: reference balancer, load generator and
+# VRRP daemon to compare lbctl against.
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 iputils-ping curl
-          tcpdump bridge-utils procps)
+          tcpdump bridge-utils procps apache2 libapache2-mod-php haproxy wrk keepalived)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +28,16 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    # apache2, haproxy and keepalived are tools here (lbctl runs its own instances inside
+    # the lab's namespaces): their system-wide services, started by the packages on a
+    # systemd machine, are not wanted in the root namespace.
+    if [[ -d /run/systemd/system ]]; then
+        for svc in apache2 haproxy keepalived; do
+            if [[ " ${missing[*]} " == *" $svc "* ]]; then
+                systemctl disable --now "$svc" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 else
     log "Debian packages present"
 fi

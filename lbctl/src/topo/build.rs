@@ -279,6 +279,16 @@ fn start_daemons(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
         .iter()
         .filter(|n| n.role == crate::config::Role::Server)
     {
+        if n.web == crate::config::WebServer::Apache {
+            // Apache + PHP on the node's address (and 127.0.0.1), instead of `lbctl serve`.
+            let ip = n
+                .ifaces
+                .iter()
+                .find_map(|i| i.address)
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED, |a| a.addr());
+            super::apache::start(&plan.lab, &n.name, (ip, n.http_port()).into(), &opts.exe)?;
+            continue;
+        }
         let args = vec![
             "serve".to_string(),
             "--name".into(),

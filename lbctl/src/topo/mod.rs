@@ -1,5 +1,6 @@
 //! The lab's topology: planning it from the config, building it in network namespaces
 //! with rtnetlink, reading it back from the kernel, and tearing it down.
+pub mod apache;
 pub mod build;
 pub mod inspect;
 pub mod netns;
