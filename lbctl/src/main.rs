@@ -8,6 +8,7 @@ mod datapath;
 mod fault;
 mod health;
 mod progress;
+mod proxy;
 mod status;
 mod stp;
 mod topo;

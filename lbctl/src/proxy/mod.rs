@@ -1,0 +1,148 @@
+//! The balancer's L7 proxy (HTTP/1.1 over tokio + hyper): listeners bound with
+//! IP_FREEBIND, per-connection limits and timeouts (408/414/431/400 like HAProxy), request
+//! forwarding over kept-alive pooled backend connections bound to the balancer's internal
+//! address, passive health accounting, redispatch and retries, WebSocket/Upgrade
+//! pass-through, and counters.
+//!
+//! Behaviour summary (details in each module):
+//! - client side (`server`): a request head must arrive within `http_request_ms` of its
+//!   first byte, else `408` and close; an idle connection (no byte of a next request) is
+//!   closed silently after `keep_alive_ms` (`http_request_ms` for a fresh connection's
+//!   first request); heads over `max_header_bytes` or with more than `max_headers` fields
+//!   get `431`, URIs over 8 KiB `414`, malformed requests `400`; every close is a lingering
+//!   close (shut the write side, drain what the client still sends) so the client reads
+//!   the error instead of a reset; at most `max_conns` connections, more wait in the
+//!   kernel's accept queue.
+//! - smuggling (`forward::check_request`): hyper refuses two different Content-Lengths, a
+//!   non-final or missing `chunked` and Transfer-Encoding in HTTP/1.0 (400); we also refuse
+//!   any Transfer-Encoding other than exactly `chunked` (400) and several Host headers
+//!   (400). Transfer-Encoding + Content-Length: handled HAProxy-like (hyper drops the
+//!   Content-Length, the body is read as chunked, re-framed towards the backend, and the
+//!   client connection is closed after the response).
+//! - backend side (`client`): see there for the exact retry/redispatch rules.
+mod body;
+mod client;
+mod error;
+mod forward;
+mod server;
+#[cfg(test)]
+mod tests;
+
+use crate::balance::backend::BackendState;
+use serde::Serialize;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+pub use server::bind_listener;
+
+/// What `lbctl agent` runs on a balancer.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Bound with IP_FREEBIND (so the VIP can be listened on before VRRP gives it to us)
+    /// and SO_REUSEADDR.
+    pub listen: Vec<SocketAddr>,
+    /// Local address of backend connections (the balancer's internal address).
+    pub source: Option<IpAddr>,
+    pub timeouts: crate::config::Timeouts,
+    pub limits: crate::config::Limits,
+    pub balance: crate::config::Balance,
+    pub cookie: Option<String>,
+    pub routes: Vec<crate::config::Route>,
+    /// Passive failure accounting: `BackendState::record(false, .., passive = true, rise, fall)`.
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// Process-wide frontend counters (see [`frontend_stats`]).
+#[derive(Debug, Default)]
+pub struct FrontendStats {
+    /// Requests received, including those refused before reaching a backend.
+    pub requests: AtomicU64,
+    /// Responses sent to clients by class 1xx..5xx (ours and the backends').
+    pub responses: [AtomicU64; 5],
+    pub conns_current: AtomicU64,
+    pub conns_total: AtomicU64,
+    /// 400: malformed request, smuggling attempt.
+    pub bad_request: AtomicU64,
+    /// 408: request head not complete within `http_request_ms`.
+    pub header_timeout: AtomicU64,
+    /// 414/431: URI or request head too large, too many header fields.
+    pub too_large: AtomicU64,
+    /// 503: no up backend could be reached.
+    pub no_backend: AtomicU64,
+    /// 502: backend refused/reset/closed or answered something that is not HTTP.
+    pub bad_gateway: AtomicU64,
+    /// 504: backend did not answer within `server_ms`.
+    pub gateway_timeout: AtomicU64,
+    /// Responses whose body the backend did not finish: the client connection is aborted.
+    pub aborted_mid_body: AtomicU64,
+}
+
+/// A plain copy of [`FrontendStats`] for JSON/Prometheus export.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct FrontendSnapshot {
+    pub requests: u64,
+    pub responses: [u64; 5],
+    pub conns_current: u64,
+    pub conns_total: u64,
+    pub bad_request: u64,
+    pub header_timeout: u64,
+    pub too_large: u64,
+    pub no_backend: u64,
+    pub bad_gateway: u64,
+    pub gateway_timeout: u64,
+    pub aborted_mid_body: u64,
+}
+
+impl FrontendStats {
+    pub fn count_response(&self, code: u16) {
+        let class = (code / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> FrontendSnapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FrontendSnapshot {
+            requests: g(&self.requests),
+            responses: std::array::from_fn(|i| g(&self.responses[i])),
+            conns_current: g(&self.conns_current),
+            conns_total: g(&self.conns_total),
+            bad_request: g(&self.bad_request),
+            header_timeout: g(&self.header_timeout),
+            too_large: g(&self.too_large),
+            no_backend: g(&self.no_backend),
+            bad_gateway: g(&self.bad_gateway),
+            gateway_timeout: g(&self.gateway_timeout),
+            aborted_mid_body: g(&self.aborted_mid_body),
+        }
+    }
+}
+
+fn global_stats() -> &'static Arc<FrontendStats> {
+    static STATS: OnceLock<Arc<FrontendStats>> = OnceLock::new();
+    STATS.get_or_init(Default::default)
+}
+
+/// The counters of every proxy started with [`run`] in this process (one per agent).
+pub fn frontend_stats() -> &'static FrontendStats {
+    global_stats()
+}
+
+/// Binds every `listen` address, then serves until `shutdown` resolves (then stops
+/// accepting, lets connections finish their current request for up to 2 s, and returns).
+/// Returns Err only if a listener cannot be bound. Counts into [`frontend_stats`].
+pub async fn run(
+    cfg: ProxyConfig,
+    backends: Vec<Arc<BackendState>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let listeners = cfg
+        .listen
+        .iter()
+        .map(|a| bind_listener(*a))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    server::serve(listeners, cfg, backends, global_stats().clone(), shutdown).await;
+    Ok(())
+}

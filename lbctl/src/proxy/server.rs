@@ -1,0 +1,556 @@
+//! The client side: listeners, the per-connection hyper server with limits and our own
+//! timeouts, the request handler, and Upgrade tunnels.
+//!
+//! Timeouts are ours rather than hyper's `header_read_timeout` (which closes without a
+//! response and runs while a kept-alive connection is idle too): each connection has a
+//! phase, moved by the bytes read (IO wrapper) and by requests starting and finishing
+//! (service and response body):
+//! - idle (no byte of a next request): closed silently after `keep_alive_ms`, or
+//!   `http_request_ms` before the first request (like HAProxy's `http-ignore-probes`);
+//! - reading a head (some bytes, no complete head yet): after `http_request_ms` from the
+//!   first byte, `408 Request Timeout` is written and the connection closed;
+//! - busy (requests in flight) or upgraded: no deadline here (backend side has `server_ms`).
+//!
+//! Every close is lingering: write side shut, then what the client still sends is read
+//! and dropped (up to 1 s / 1 MiB) so a client that is still sending gets our error
+//! response rather than a TCP reset.
+
+use super::body::{ReqBody, RespBody};
+use super::client::{self, Pool, Replay};
+use super::error::{self, ProxyError};
+use super::forward;
+use super::{FrontendStats, ProxyConfig};
+use crate::balance::backend::BackendState;
+use crate::balance::Balancer;
+use anyhow::Context as _;
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderMap, COOKIE, SET_COOKIE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_MAX_BYTES: usize = 1 << 20;
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A listening socket with SO_REUSEADDR and IP_FREEBIND (the address, e.g. the VIP, need
+/// not be configured yet).
+pub fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .context("creating listening socket")?;
+    sock.set_reuseaddr(true)?;
+    let one: libc::c_int = 1;
+    // SAFETY: valid fd, option value of the documented size. IP_FREEBIND also applies to
+    // IPv6 sockets on Linux.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_IP,
+            libc::IP_FREEBIND,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context("setting IP_FREEBIND");
+    }
+    sock.bind(addr)
+        .with_context(|| format!("binding proxy listener {addr}"))?;
+    sock.listen(1024)
+        .with_context(|| format!("listening on {addr}"))
+}
+
+/// What every connection and request of one proxy shares.
+pub struct Shared {
+    pub cfg: ProxyConfig,
+    pub balancer: Balancer,
+    pub pool: Arc<Pool>,
+    pub stats: Arc<FrontendStats>,
+}
+
+/// Serves on `listeners` until `shutdown` resolves.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    cfg: ProxyConfig,
+    backends: Vec<Arc<BackendState>>,
+    stats: Arc<FrontendStats>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let max_conns = cfg.limits.max_conns.clamp(1, Semaphore::MAX_PERMITS >> 1);
+    let pool = Arc::new(Pool::new(
+        backends.len(),
+        cfg.source,
+        Duration::from_millis(cfg.timeouts.connect_ms.max(1)),
+        Duration::from_millis(cfg.timeouts.keep_alive_ms),
+    ));
+    let balancer = Balancer::new(
+        backends,
+        cfg.balance,
+        cfg.cookie.clone(),
+        cfg.routes.clone(),
+    );
+    let shared = Arc::new(Shared {
+        cfg,
+        balancer,
+        pool,
+        stats,
+    });
+    let sem = Arc::new(Semaphore::new(max_conns));
+    let (tx, rx) = watch::channel(false);
+    let mut accepts = tokio::task::JoinSet::new();
+    for l in listeners {
+        let addr = l.local_addr().ok();
+        tracing::info!(?addr, "proxy listening");
+        accepts.spawn(accept_loop(l, shared.clone(), sem.clone(), rx.clone()));
+    }
+    shutdown.await;
+    let _ = tx.send(true);
+    accepts.shutdown().await;
+    // Connections finish their current request (keep-alive disabled), then release their
+    // permit; wait for all of them, within a grace period.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, sem.acquire_many(max_conns as u32)).await;
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    sh: Arc<Shared>,
+    sem: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        // Take a connection slot first: above max_conns, clients wait in the backlog.
+        let permit = tokio::select! {
+            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = stopped(&mut stop) => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => return,
+        };
+        let span = tracing::info_span!("conn", peer = %peer);
+        tokio::spawn(connection(stream, peer, permit, sh.clone(), stop.clone()).instrument(span));
+    }
+}
+
+/// Resolves once shutdown has been signalled (or the proxy is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await.is_ok();
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request.
+    Idle,
+    /// Some bytes of a request head received.
+    Head,
+    /// This many requests in flight.
+    Busy(u32),
+    Upgraded,
+}
+
+/// Per-connection state shared by the IO wrapper, the handler and the watchdog.
+pub struct ConnState {
+    phase: Mutex<(Phase, Instant, bool)>,
+    changed: Notify,
+    peer: SocketAddr,
+    local: SocketAddr,
+    /// The connection slot, released when the connection (and any tunnel) is gone.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl ConnState {
+    fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>, served: bool) {
+        let mut p = self.phase.lock().expect("phase lock");
+        if let Some(n) = f(p.0) {
+            *p = (n, Instant::now(), p.2 || served);
+            drop(p);
+            self.changed.notify_one();
+        }
+    }
+
+    fn on_bytes(&self) {
+        // Cheap check first: this runs on every read.
+        if self.phase.lock().expect("phase lock").0 == Phase::Idle {
+            self.set(|p| (p == Phase::Idle).then_some(Phase::Head), false);
+        }
+    }
+
+    fn begin_request(&self) {
+        self.set(
+            |p| match p {
+                Phase::Busy(n) => Some(Phase::Busy(n + 1)),
+                Phase::Upgraded => None,
+                _ => Some(Phase::Busy(1)),
+            },
+            false,
+        );
+    }
+
+    fn end_request(&self) {
+        self.set(
+            |p| match p {
+                Phase::Busy(n) if n > 1 => Some(Phase::Busy(n - 1)),
+                Phase::Busy(_) => Some(Phase::Idle),
+                _ => None,
+            },
+            true,
+        );
+    }
+
+    fn upgraded(&self) {
+        self.set(|_| Some(Phase::Upgraded), true);
+    }
+
+    /// The current deadline and what expires then.
+    fn deadline(&self, t: &crate::config::Timeouts) -> Option<(Instant, Phase)> {
+        let (phase, since, served) = *self.phase.lock().expect("phase lock");
+        let ms = match phase {
+            Phase::Idle if served => t.keep_alive_ms,
+            Phase::Idle | Phase::Head => t.http_request_ms,
+            _ => return None,
+        };
+        Some((since + Duration::from_millis(ms.max(1)), phase))
+    }
+}
+
+/// Marks a request in flight on its connection until dropped (with the response body).
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.end_request();
+    }
+}
+
+/// The client socket as hyper sees it: shared so that we can still write a 408 and do a
+/// lingering close once hyper has let go of it; reads move the connection's phase.
+struct ClientIo {
+    stream: Arc<TcpStream>,
+    state: Arc<ConnState>,
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.stream.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match self.stream.try_read(unfilled) {
+                Ok(n) => {
+                    if n > 0 {
+                        self.state.on_bytes();
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for ClientIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return Poll::Ready(r),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ =
+            nix::sys::socket::shutdown(self.stream.as_raw_fd(), nix::sys::socket::Shutdown::Write);
+        Poll::Ready(Ok(()))
+    }
+}
+
+enum End {
+    Done(Result<(), hyper::Error>),
+    Idle,
+    HeadTimeout,
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    sh: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let stats = sh.stats.clone();
+    stats.conns_total.fetch_add(1, Ordering::Relaxed);
+    stats.conns_current.fetch_add(1, Ordering::Relaxed);
+    struct Current(Arc<FrontendStats>);
+    impl Drop for Current {
+        fn drop(&mut self) {
+            self.0.conns_current.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _current = Current(stats.clone());
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let stream = Arc::new(stream);
+    let state = Arc::new(ConnState {
+        phase: Mutex::new((Phase::Idle, Instant::now(), false)),
+        changed: Notify::new(),
+        peer,
+        local,
+        _permit: permit,
+    });
+    tracing::debug!(%local, "connection accepted");
+    let io = ClientIo {
+        stream: stream.clone(),
+        state: state.clone(),
+    };
+    let svc = {
+        let sh = sh.clone();
+        let state = state.clone();
+        hyper::service::service_fn(move |req| handle(req, sh.clone(), state.clone()))
+    };
+    let limits = &sh.cfg.limits;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_headers(limits.max_headers.max(1))
+        .max_header_size(limits.max_header_bytes.max(1))
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    let mut conn = Box::pin(
+        builder
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades(),
+    );
+    let timeouts = sh.cfg.timeouts.clone();
+    let mut stopping = false;
+    let end = loop {
+        let deadline = state.deadline(&timeouts);
+        let notified = state.changed.notified();
+        tokio::select! {
+            r = conn.as_mut() => break End::Done(r),
+            _ = notified => continue,
+            _ = tokio::time::sleep_until(deadline.map_or_else(Instant::now, |d| d.0)), if deadline.is_some() => {
+                match state.deadline(&timeouts) {
+                    Some((at, Phase::Head)) if at <= Instant::now() => break End::HeadTimeout,
+                    Some((at, Phase::Idle)) if at <= Instant::now() => break End::Idle,
+                    _ => continue,
+                }
+            }
+            _ = stopped(&mut stop), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    drop(conn);
+    let mut prefix = None;
+    match end {
+        End::Done(Ok(())) => tracing::debug!("connection closed"),
+        End::Done(Err(e)) => {
+            // hyper answered these itself (400/414/431) before closing.
+            if e.is_parse_too_large() {
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                stats.too_large.fetch_add(1, Ordering::Relaxed);
+                stats.count_response(431);
+                tracing::info!(error = %e, "request head too large: 431");
+            } else if e.is_parse() {
+                stats.requests.fetch_add(1, Ordering::Relaxed);
+                stats.bad_request.fetch_add(1, Ordering::Relaxed);
+                stats.count_response(400);
+                tracing::info!(error = %e, "malformed request: 400");
+            } else {
+                tracing::debug!(error = %e, "connection error");
+            }
+        }
+        End::Idle => tracing::debug!("idle connection timed out, closing"),
+        End::HeadTimeout => {
+            stats.requests.fetch_add(1, Ordering::Relaxed);
+            stats.header_timeout.fetch_add(1, Ordering::Relaxed);
+            stats.count_response(408);
+            tracing::info!("request head not received in time: 408");
+            prefix = Some(error::raw(StatusCode::REQUEST_TIMEOUT));
+        }
+    }
+    // Upgraded connections belong to their tunnel now.
+    if let Ok(stream) = Arc::try_unwrap(stream) {
+        linger(stream, prefix).await;
+    }
+}
+
+/// Writes `prefix` (if any), shuts the write side and drains what the client still sends,
+/// so that closing does not reset the connection before the client read our response.
+async fn linger(mut stream: TcpStream, prefix: Option<Vec<u8>>) {
+    let until = Instant::now() + LINGER;
+    if let Some(p) = prefix {
+        let _ = tokio::time::timeout_at(until, stream.write_all(&p)).await;
+    }
+    let _ = stream.shutdown().await;
+    let mut buf = [0u8; 4096];
+    let mut total = 0;
+    while total < LINGER_MAX_BYTES {
+        match tokio::time::timeout_at(until, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => break,
+        }
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    sh: Arc<Shared>,
+    state: Arc<ConnState>,
+) -> Result<Response<RespBody>, Infallible> {
+    state.begin_request();
+    let inflight = InFlight(state.clone());
+    sh.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::debug_span!("req", method = %req.method(), uri = %req.uri());
+    let mut resp = match proxy(req, &sh, &state).instrument(span.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            let status = e.status();
+            error::count(&sh.stats, status);
+            span.in_scope(
+                || tracing::info!(status = status.as_u16(), reason = %e.reason(), "request failed"),
+            );
+            error::response(status)
+        }
+    };
+    sh.stats.count_response(resp.status().as_u16());
+    resp.body_mut().guard(inflight);
+    Ok(resp)
+}
+
+async fn proxy(
+    mut req: Request<Incoming>,
+    sh: &Arc<Shared>,
+    state: &Arc<ConnState>,
+) -> Result<Response<RespBody>, ProxyError> {
+    forward::check_request(req.method(), req.uri(), req.headers())?;
+    let upgrade = forward::wants_upgrade(req.version(), req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let pool = sh.balancer.pool_for(req.uri().path()).to_string();
+    let first = sh
+        .balancer
+        .select(req.uri().path(), req.headers())
+        .ok_or_else(|| ProxyError::NoBackend(format!("no backend up in pool {pool:?}")))?;
+    let mut cookies = HeaderMap::new();
+    for v in req.headers().get_all(COOKIE) {
+        cookies.append(COOKIE, v.clone());
+    }
+    let (mut parts, body) = req.into_parts();
+    forward::to_backend(&mut parts, state.peer, state.local, upgrade)?;
+    let replay = Replay::of(&parts, body.is_end_stream());
+    let breq = Request::from_parts(parts, ReqBody::new(body));
+    let (mut resp, pick, took) = client::dispatch(sh, first, &pool, breq, replay).await?;
+    let b = pick.backend.clone();
+    let status = resp.status();
+    b.count_response(status.as_u16());
+    b.counters
+        .response_time_us_total
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    tracing::debug!(backend = %b.name, status = status.as_u16(), "response");
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && client_upgrade.is_none() {
+        return Err(ProxyError::BadGateway(format!(
+            "{}: 101 to a request that did not ask to upgrade",
+            b.name
+        )));
+    }
+    forward::strip_hop_by_hop(resp.headers_mut(), switching);
+    if let Some(c) = sh.balancer.set_cookie_for(pick.idx, &cookies) {
+        resp.headers_mut().append(SET_COOKIE, c);
+    }
+    if switching {
+        let backend_upgrade = hyper::upgrade::on(&mut resp);
+        let client_upgrade = client_upgrade.expect("checked above");
+        state.upgraded();
+        let tunnel_state = state.clone();
+        tokio::spawn(
+            async move {
+                let _keep = (tunnel_state, pick);
+                match tokio::join!(client_upgrade, backend_upgrade) {
+                    (Ok(c), Ok(s)) => {
+                        let mut c = TokioIo::new(c);
+                        let mut s = TokioIo::new(s);
+                        match tokio::io::copy_bidirectional(&mut c, &mut s).await {
+                            Ok((up, down)) => {
+                                b.counters.bytes_in.fetch_add(up, Ordering::Relaxed);
+                                b.counters.bytes_out.fetch_add(down, Ordering::Relaxed);
+                                tracing::debug!(up, down, "tunnel closed");
+                            }
+                            Err(e) => tracing::debug!(error = %e, "tunnel ended"),
+                        }
+                    }
+                    (c, s) => {
+                        tracing::info!(client = ?c.err(), backend = ?s.err(), "upgrade failed")
+                    }
+                }
+            }
+            .instrument(tracing::Span::current()),
+        );
+        let (parts, _) = resp.into_parts();
+        return Ok(Response::from_parts(parts, RespBody::empty()));
+    }
+    let (parts, body) = resp.into_parts();
+    let mut out = RespBody::stream(body, b, sh.stats.clone());
+    out.guard(pick);
+    Ok(Response::from_parts(parts, out))
+}

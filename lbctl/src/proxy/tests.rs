@@ -1,0 +1,909 @@
+//! End-to-end tests on loopback: real hyper and raw TCP fake backends, hyper and raw TCP
+//! clients. Each test is bounded in time.
+
+use super::server::{bind_listener, serve};
+use super::{FrontendStats, ProxyConfig};
+use crate::balance::backend::BackendState;
+use crate::config::{Balance, Limits, Route, Timeouts};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test took too long");
+}
+
+fn config() -> ProxyConfig {
+    ProxyConfig {
+        listen: vec![],
+        source: Some("127.0.0.1".parse().unwrap()),
+        timeouts: Timeouts {
+            connect_ms: 500,
+            http_request_ms: 2000,
+            server_ms: 2000,
+            keep_alive_ms: 2000,
+        },
+        limits: Limits::default(),
+        balance: Balance::Roundrobin,
+        cookie: None,
+        routes: vec![],
+        rise: 2,
+        fall: 3,
+    }
+}
+
+struct Proxy {
+    addr: SocketAddr,
+    stats: Arc<FrontendStats>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start(cfg: ProxyConfig, backends: Vec<Arc<BackendState>>) -> Proxy {
+    let l = bind_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = l.local_addr().unwrap();
+    let stats = Arc::new(FrontendStats::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(vec![l], cfg, backends, stats.clone(), async move {
+        let _ = rx.await;
+    }));
+    Proxy {
+        addr,
+        stats,
+        _stop: tx,
+    }
+}
+
+fn be(name: &str, addr: SocketAddr) -> Arc<BackendState> {
+    be_in(name, addr, 1, "default")
+}
+
+fn be_in(name: &str, addr: SocketAddr, weight: u32, pool: &str) -> Arc<BackendState> {
+    Arc::new(BackendState::new(name, addr, weight, pool))
+}
+
+fn full(s: impl Into<Bytes>) -> http_body_util::combinators::BoxBody<Bytes, hyper::Error> {
+    Full::new(s.into()).map_err(|n| match n {}).boxed()
+}
+
+/// A hyper backend: `/sleep/MS` answers after MS ms, `/echo` streams the request body
+/// back, anything else answers its name then the request headers, one per line. Every
+/// request target is recorded.
+async fn web(name: &'static str) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let path = req.uri().path().to_string();
+                        seen.lock().unwrap().push(path.clone());
+                        let resp = if let Some(ms) = path.strip_prefix("/sleep/") {
+                            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+                            Response::new(full(name))
+                        } else if path == "/echo" {
+                            Response::new(req.into_body().boxed())
+                        } else {
+                            let mut text = format!("{name}\n");
+                            for (k, v) in req.headers() {
+                                text.push_str(&format!("{k}: {}\n", v.to_str().unwrap()));
+                            }
+                            Response::builder()
+                                .header("x-backend", name)
+                                .header("connection", "x-internal")
+                                .header("x-internal", "secret")
+                                .body(full(text))
+                                .unwrap()
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A raw TCP backend: `f` handles each connection.
+async fn raw_backend<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(f(s));
+        }
+    });
+    addr
+}
+
+/// Reads a request head (up to the blank line).
+async fn read_head(s: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => buf.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// An address nobody listens on.
+async fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+struct Got {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+/// One request on a new connection through hyper's client.
+async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Got {
+        status: parts.status,
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn req(path: &str) -> hyper::http::request::Builder {
+    Request::builder().uri(path).header("host", "svc")
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Got {
+    send(addr, req(path).body(Full::default()).unwrap()).await
+}
+
+fn first_line(body: &str) -> &str {
+    body.lines().next().unwrap_or("")
+}
+
+/// Writes raw bytes on a new connection (ignoring write errors: the proxy may close
+/// early) and returns everything read until the proxy closes.
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn names(addr: SocketAddr, n: usize) -> Vec<String> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let g = get(addr, "/").await;
+        assert_eq!(g.status, 200, "{}", g.body);
+        v.push(first_line(&g.body).to_string());
+    }
+    v
+}
+
+#[tokio::test]
+async fn round_robin_cycles_s1_s2_s3() {
+    bounded(async {
+        let (a1, _) = web("s1").await;
+        let (a2, _) = web("s2").await;
+        let (a3, _) = web("s3").await;
+        let bs = vec![be("s1", a1), be("s2", a2), be("s3", a3)];
+        let p = start(config(), bs.clone()).await;
+        assert_eq!(
+            names(p.addr, 7).await,
+            ["s1", "s2", "s3", "s1", "s2", "s3", "s1"]
+        );
+        assert_eq!(bs[0].counters.requests.load(Ordering::Relaxed), 3);
+        assert_eq!(bs[1].counters.responses[1].load(Ordering::Relaxed), 2);
+        assert!(bs[0].counters.bytes_out.load(Ordering::Relaxed) > 0);
+        assert!(
+            bs[0]
+                .counters
+                .response_time_us_total
+                .load(Ordering::Relaxed)
+                > 0
+        );
+        assert_eq!(bs[0].active.load(Ordering::Relaxed), 0);
+        let s = p.stats.snapshot();
+        assert_eq!((s.requests, s.responses[1]), (7, 7));
+        assert_eq!(s.conns_total, 7);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn weights_3_1_are_smooth() {
+    bounded(async {
+        let (a, _) = web("A").await;
+        let (b, _) = web("B").await;
+        let p = start(
+            config(),
+            vec![be_in("A", a, 3, "default"), be_in("B", b, 1, "default")],
+        )
+        .await;
+        assert_eq!(
+            names(p.addr, 8).await,
+            ["A", "A", "B", "A", "A", "A", "B", "A"]
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn leastconn_avoids_the_busy_backend() {
+    bounded(async {
+        let (a1, _) = web("s1").await;
+        let (a2, _) = web("s2").await;
+        let mut cfg = config();
+        cfg.balance = Balance::Leastconn;
+        let bs = vec![be("s1", a1), be("s2", a2)];
+        let p = start(cfg, bs.clone()).await;
+        let addr = p.addr;
+        let slow = tokio::spawn(async move { get(addr, "/sleep/700").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(bs[0].active.load(Ordering::Relaxed), 1);
+        assert_eq!(names(p.addr, 3).await, ["s2", "s2", "s2"]);
+        assert_eq!(slow.await.unwrap().body, "s1");
+        assert_eq!(bs[0].active.load(Ordering::Relaxed), 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cookie_insertion_and_stickiness() {
+    bounded(async {
+        let (a1, _) = web("s1").await;
+        let (a2, _) = web("s2").await;
+        let mut cfg = config();
+        cfg.cookie = Some("SRV".into());
+        let bs = vec![be("s1", a1), be("s2", a2)];
+        let p = start(cfg, bs.clone()).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!(first_line(&g.body), "s1");
+        assert_eq!(g.headers["set-cookie"], "SRV=s1; Path=/; HttpOnly");
+        for _ in 0..3 {
+            let g = send(
+                p.addr,
+                req("/")
+                    .header("cookie", "a=b; SRV=s2")
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(first_line(&g.body), "s2");
+            assert!(g.headers.get("set-cookie").is_none());
+        }
+        // Unknown backend: normal pick, new cookie.
+        let g = send(
+            p.addr,
+            req("/")
+                .header("cookie", "SRV=zz")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        let name = first_line(&g.body).to_string();
+        assert_eq!(
+            g.headers["set-cookie"],
+            format!("SRV={name}; Path=/; HttpOnly").as_str()
+        );
+        // Down backend: moved, new cookie.
+        for _ in 0..3 {
+            bs[1].record(false, "x", Duration::ZERO, true, 2, 3);
+        }
+        let g = send(
+            p.addr,
+            req("/")
+                .header("cookie", "SRV=s2")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(first_line(&g.body), "s1");
+        assert_eq!(g.headers["set-cookie"], "SRV=s1; Path=/; HttpOnly");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn routes_by_prefix_and_extension() {
+    bounded(async {
+        let (w, _) = web("web").await;
+        let (st, _) = web("static").await;
+        let mut cfg = config();
+        cfg.routes = vec![Route {
+            path_prefix: Some("/static/".into()),
+            extensions: vec!["css".into(), "png".into()],
+            pool: "static".into(),
+        }];
+        let p = start(cfg, vec![be("web", w), be_in("static", st, 1, "static")]).await;
+        for (path, want) in [
+            ("/static/a", "static"),
+            ("/site/main.css", "static"),
+            ("/logo.PNG", "static"),
+            ("/index.html", "web"),
+            ("/", "web"),
+        ] {
+            assert_eq!(first_line(&get(p.addr, path).await.body), want, "{path}");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn forwarding_headers_added_and_hop_by_hop_stripped() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        let g = send(
+            p.addr,
+            req("/")
+                .header("x-forwarded-for", "203.0.113.7")
+                .header("connection", "keep-alive, x-hop")
+                .header("x-hop", "1")
+                .header("keep-alive", "timeout=5")
+                .header("proxy-connection", "keep-alive")
+                .header("te", "trailers")
+                .header("upgrade", "h2c")
+                .header("x-end-to-end", "kept")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await;
+        let seen: Vec<&str> = g.body.lines().skip(1).collect();
+        assert!(
+            seen.contains(&"x-forwarded-for: 203.0.113.7, 127.0.0.1"),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&"forwarded: for=127.0.0.1;proto=http;by=127.0.0.1"),
+            "{seen:?}"
+        );
+        assert!(seen.contains(&"x-end-to-end: kept"));
+        assert!(seen.contains(&"host: svc"));
+        for h in [
+            "x-hop",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "upgrade",
+            "connection",
+        ] {
+            assert!(
+                !seen.iter().any(|l| l.starts_with(&format!("{h}:"))),
+                "{h} forwarded: {seen:?}"
+            );
+        }
+        // Response side: the backend's Connection-listed header is dropped.
+        assert_eq!(g.headers["x-backend"], "s1");
+        assert!(g.headers.get("x-internal").is_none());
+    })
+    .await
+}
+
+#[tokio::test]
+async fn bodies_are_streamed_both_ways() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let bs = vec![be("s1", a)];
+        let p = start(config(), bs.clone()).await;
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        // Chunked request (no Content-Length): a stream body.
+        let (mut tx, body) =
+            futures::channel::mpsc::channel::<Result<hyper::body::Frame<Bytes>, Infallible>>(4);
+        let s = TcpStream::connect(p.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let r = Request::post("/echo")
+            .header("host", "svc")
+            .body(http_body_util::StreamBody::new(body))
+            .unwrap();
+        let data = payload.clone();
+        tokio::spawn(async move {
+            use futures::SinkExt;
+            for c in data.chunks(64 * 1024) {
+                tx.send(Ok(hyper::body::Frame::data(Bytes::copy_from_slice(c))))
+                    .await
+                    .unwrap();
+            }
+        });
+        let resp = sender.send_request(r).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let got = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(got.len(), payload.len());
+        assert!(got[..] == payload[..]);
+        assert_eq!(bs[0].counters.bytes_in.load(Ordering::Relaxed), 1_000_000);
+        assert_eq!(bs[0].counters.bytes_out.load(Ordering::Relaxed), 1_000_000);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refused_backend_is_redispatched_and_marked_down() {
+    bounded(async {
+        let dead = dead_addr().await;
+        let (a2, _) = web("s2").await;
+        let (a3, _) = web("s3").await;
+        let mut cfg = config();
+        cfg.fall = 2;
+        let bs = vec![be("s1", dead), be("s2", a2), be("s3", a3)];
+        let p = start(cfg, bs.clone()).await;
+        let got = names(p.addr, 8).await;
+        assert!(got.iter().all(|n| n == "s2" || n == "s3"), "{got:?}");
+        assert!(!bs[0].is_up(), "s1 should be down after 2 passive failures");
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 2);
+        assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 2);
+        let st = bs[0].check_state();
+        assert!(st.last.unwrap().passive);
+        assert_eq!(p.stats.snapshot().responses[1], 8);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn all_backends_down_is_503_at_once() {
+    bounded(async {
+        let bs = vec![be("s1", dead_addr().await), be("s2", dead_addr().await)];
+        let p = start(config(), bs.clone()).await;
+        let t = Instant::now();
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 503);
+        assert_eq!(g.headers["connection"], "close");
+        assert!(g.body.contains("503"));
+        // Now both are marked down (fall 3 needs more failures): force it.
+        for b in &bs {
+            for _ in 0..3 {
+                b.record(false, "x", Duration::ZERO, false, 2, 3);
+            }
+        }
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 503);
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.stats.snapshot().no_backend, 2);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backend_closing_before_answering_is_502() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+        })
+        .await;
+        let bs = vec![be("s1", a)];
+        let p = start(config(), bs.clone()).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 502);
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(p.stats.snapshot().bad_gateway, 1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backend_answering_garbage_is_502() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            let _ = s.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        assert_eq!(get(p.addr, "/").await.status, 502);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_backend_is_504() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
+        .await;
+        let mut cfg = config();
+        cfg.timeouts.server_ms = 300;
+        let bs = vec![be("s1", a)];
+        let p = start(cfg, bs.clone()).await;
+        let t = Instant::now();
+        assert_eq!(get(p.addr, "/").await.status, 504);
+        assert!(t.elapsed() < Duration::from_millis(1500));
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(bs[0].check_state().last.unwrap().reason, "timeout");
+        assert_eq!(p.stats.snapshot().gateway_timeout, 1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backend_dying_mid_body_aborts_the_client() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            let head = read_head(&mut s).await;
+            let resp: &[u8] = if head.contains("/chunked") {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello"
+            };
+            let _ = s.write_all(resp).await;
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        for path in ["/length", "/chunked"] {
+            let s = TcpStream::connect(p.addr).await.unwrap();
+            let (mut tx, conn) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(s))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let resp = tx
+                .send_request(req(path).body(Full::<Bytes>::default()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let err = resp
+                .into_body()
+                .collect()
+                .await
+                .expect_err("body must not look complete");
+            // hyper's client sees the connection end before the announced length or the
+            // last chunk: an incomplete body, never a complete one.
+            let msg = format!("{err:?}");
+            assert!(
+                err.is_incomplete_message()
+                    || msg.contains("IncompleteBody")
+                    || msg.contains("UnexpectedEof"),
+                "{path}: {msg}"
+            );
+            // Raw view: the chunked response never gets its last chunk.
+            let out = raw(
+                p.addr,
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+            )
+            .await;
+            assert!(out.contains("hello"), "{out}");
+            assert!(!out.ends_with("0\r\n\r\n"), "{out}");
+        }
+        assert_eq!(p.stats.snapshot().aborted_mid_body, 4);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn retry_on_reused_connection_closed_by_backend() {
+    bounded(async {
+        // Each backend connection answers its first request (keep-alive), then reads the
+        // next one and closes without answering: the keep-alive race.
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+            read_head(&mut s).await;
+        })
+        .await;
+        let bs = vec![be("s1", a)];
+        let p = start(config(), bs.clone()).await;
+        assert_eq!(get(p.addr, "/").await.status, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 200);
+        assert_eq!(g.body, "ok");
+        assert_eq!(bs[0].counters.retries.load(Ordering::Relaxed), 1);
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 0);
+        // A request with a body is not replayed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let g = send(
+            p.addr,
+            Request::post("/")
+                .header("host", "x")
+                .body(Full::from("data"))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(g.status, 502);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn smuggling_and_malformed_requests_are_refused() {
+    bounded(async {
+        let (a, seen) = web("s1").await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        let ok = |p: SocketAddr| async move {
+            let g = get(p, "/good").await;
+            assert_eq!(g.status, 200);
+        };
+        let mut h = String::from("GET / HTTP/1.1\r\nHost: x\r\n");
+        for i in 0..150 {
+            h.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        h.push_str("\r\n");
+        let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "u".repeat(9000));
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "two content-lengths",
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(),
+                "HTTP/1.1 400",
+            ),
+            (
+                "te identity",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nabcd".to_vec(),
+                "HTTP/1.1 400",
+            ),
+            (
+                "te gzip, chunked",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                "HTTP/1.1 400",
+            ),
+            (
+                "te chunked then identity",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n".to_vec(),
+                "HTTP/1.1 400",
+            ),
+            (
+                "te in http/1.0",
+                b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                "HTTP/1.1 400",
+            ),
+            ("two hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+            ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+            ("20 kB header", big.into_bytes(), "HTTP/1.1 431"),
+            ("150 headers", h.into_bytes(), "HTTP/1.1 431"),
+            ("long uri", long_uri.into_bytes(), "HTTP/1.1 414"),
+        ];
+        for (what, bytes, want) in cases {
+            let out = raw(p.addr, &bytes).await;
+            assert!(out.starts_with(want), "{what}: {out:?}");
+            assert!(out.to_ascii_lowercase().contains("connection: close"), "{what}: {out:?}");
+            ok(p.addr).await;
+        }
+        // HTTP/0.9: refused (400) and never forwarded.
+        let out = raw(p.addr, b"GET /nine\r\n").await;
+        assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out:?}");
+        ok(p.addr).await;
+        // TE + CL: hyper drops the Content-Length, reads the chunked body, closes after
+        // the response; the bytes after the chunked body are never a request.
+        let out = raw(
+            p.addr,
+            b"POST /te-cl HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+        assert!(out.to_ascii_lowercase().contains("connection: close"), "{out:?}");
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "{out:?}");
+        ok(p.addr).await;
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.iter().any(|s| s == "/smuggled" || s == "/nine" || s == "/"), "{seen:?}");
+        assert!(seen.contains(&"/te-cl".to_string()));
+        let s = p.stats.snapshot();
+        assert_eq!(s.too_large, 3);
+        assert!(s.bad_request >= 7, "{s:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slowloris_gets_408_then_a_good_request_works() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let mut cfg = config();
+        cfg.timeouts.http_request_ms = 300;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let t = Instant::now();
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.write_all(b"X-Slow: 1\r\n").await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(
+            out.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+            "{out:?}"
+        );
+        assert!(out.contains("Connection: close"));
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(290) && took < Duration::from_millis(1500),
+            "{took:?}"
+        );
+        assert_eq!(get(p.addr, "/").await.status, 200);
+        assert_eq!(p.stats.snapshot().header_timeout, 1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed_silently() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let mut cfg = config();
+        cfg.timeouts.keep_alive_ms = 300;
+        cfg.timeouts.http_request_ms = 5000;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let s = TcpStream::connect(p.addr).await.unwrap();
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(s))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        for _ in 0..2 {
+            let r = tx
+                .send_request(req("/").body(Full::default()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.into_body().collect().await.unwrap();
+            // Idle, but less than keep_alive: still open.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        let t = Instant::now();
+        conn.await.unwrap().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(1000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.stats.snapshot().header_timeout, 0);
+        assert_eq!(get(p.addr, "/").await.status, 200);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn max_conns_makes_extra_connections_wait() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let mut cfg = config();
+        cfg.limits.max_conns = 1;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let s = TcpStream::connect(p.addr).await.unwrap();
+        let (mut tx, conn) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(s))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let r = tx
+            .send_request(req("/").body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        r.into_body().collect().await.unwrap();
+        assert_eq!(p.stats.snapshot().conns_current, 1);
+        let addr = p.addr;
+        let second = tokio::spawn(async move { get(addr, "/").await.status });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !second.is_finished(),
+            "second connection served beyond max_conns"
+        );
+        drop(tx);
+        let _ = conn.await;
+        assert_eq!(second.await.unwrap(), 200);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn upgrade_is_passed_through() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            let head = read_head(&mut s).await.to_ascii_lowercase();
+            assert!(head.contains("upgrade: websocket"), "{head}");
+            assert!(head.contains("connection: upgrade"), "{head}");
+            s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => s.write_all(&buf[..n]).await.unwrap(),
+                }
+            }
+        })
+        .await;
+        let bs = vec![be("s1", a)];
+        let p = start(config(), bs.clone()).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+        for msg in [&b"ping"[..], b"hello tunnel"] {
+            s.write_all(msg).await.unwrap();
+            let mut buf = vec![0u8; msg.len()];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(buf, msg);
+        }
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(bs[0].counters.responses[0].load(Ordering::Relaxed), 1);
+        assert_eq!(bs[0].active.load(Ordering::Relaxed), 0);
+        assert_eq!(bs[0].counters.bytes_in.load(Ordering::Relaxed), 16);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn listener_binds_a_nonlocal_address() {
+    // IP_FREEBIND: an address not configured on any interface (TEST-NET-3).
+    let l = bind_listener("203.0.113.254:0".parse().unwrap()).unwrap();
+    assert_eq!(l.local_addr().unwrap().ip().to_string(), "203.0.113.254");
+}
+
+#[tokio::test]
+async fn run_binds_and_stops_on_shutdown() {
+    bounded(async {
+        let (a, _) = web("s1").await;
+        let port = dead_addr().await.port();
+        let mut cfg = config();
+        cfg.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(super::run(cfg, vec![be("s1", a)], async move {
+            let _ = rx.await;
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            get(SocketAddr::from(([127, 0, 0, 1], port)), "/")
+                .await
+                .status,
+            200
+        );
+        tx.send(()).unwrap();
+        h.await.unwrap().unwrap();
+        assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    })
+    .await
+}
