@@ -19,7 +19,7 @@
 //! - otherwise a closed/reset connection or a response that is not HTTP: 502; no response
 //!   head within `server_ms`: 504; both recorded as passive failures.
 
-use super::body::ReqBody;
+use super::body::{Progress, ReqBody, Waiting};
 use super::error::ProxyError;
 use super::server::Shared;
 use crate::balance::backend::BackendState;
@@ -209,6 +209,35 @@ fn describe(e: &hyper::Error) -> String {
     }
 }
 
+/// Awaits `fut` unless the exchange stalls: `server` while waiting for the backend (to
+/// read our request body, or to answer once it has all of it), `client` while waiting for
+/// the client's request body. Both are inactivity timeouts; Err says who stalled.
+async fn wait<T>(
+    fut: impl std::future::Future<Output = T>,
+    progress: &Progress,
+    server: Duration,
+    client: Duration,
+) -> Result<T, Waiting> {
+    tokio::pin!(fut);
+    loop {
+        let w = progress.get();
+        let deadline = match w {
+            Waiting::Client(t) => t + client,
+            Waiting::Backend(t) => t + server,
+        };
+        // Re-check at least every 250 ms: who we wait for may change meanwhile.
+        let check = deadline.min(tokio::time::Instant::now() + Duration::from_millis(250));
+        tokio::select! {
+            r = &mut fut => return Ok(r),
+            _ = tokio::time::sleep_until(check) => {
+                if progress.get() == w && tokio::time::Instant::now() >= deadline {
+                    return Err(w);
+                }
+            }
+        }
+    }
+}
+
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
 /// `pool`). Returns the response head, the backend that answered and its response time.
 pub async fn dispatch(
@@ -217,11 +246,13 @@ pub async fn dispatch(
     pool: &str,
     mut req: Request<ReqBody>,
     replay: Option<Replay>,
+    progress: &Progress,
 ) -> Result<(Response<hyper::body::Incoming>, Pick, Duration), ProxyError> {
     let mut tried: Vec<usize> = Vec::new();
     let mut fresh_only = false;
     let mut replayed = false;
     let server_timeout = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
+    let client_timeout = Duration::from_millis(sh.cfg.timeouts.http_request_ms.max(1));
     loop {
         let b = pick.backend.clone();
         let started = Instant::now();
@@ -259,9 +290,19 @@ pub async fn dispatch(
         };
         b.counters.requests.fetch_add(1, Ordering::Relaxed);
         req.body_mut().set_backend(b.clone());
-        let sent = tokio::time::timeout(server_timeout, tx.try_send_request(req)).await;
+        let sent = wait(
+            tx.try_send_request(req),
+            progress,
+            server_timeout,
+            client_timeout,
+        )
+        .await;
         match sent {
-            Err(_) => {
+            Err(Waiting::Client(_)) => {
+                // The client stopped sending its request body: its fault, not the backend's.
+                return Err(ProxyError::ClientTimeout);
+            }
+            Err(Waiting::Backend(_)) => {
                 let reason = format!("no response within {} ms", server_timeout.as_millis());
                 tracing::info!(backend = %b.name, %reason, "backend timeout");
                 passive_failure(sh, &b, "timeout", started.elapsed());

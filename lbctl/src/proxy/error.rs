@@ -22,6 +22,8 @@ pub enum ProxyError {
     BadGateway(String),
     /// 504: no response head within `server_ms`.
     GatewayTimeout(String),
+    /// 408: the client stalled while sending its request body.
+    ClientTimeout,
     /// The client's own request body failed (client went away): 400, nothing recorded
     /// against the backend.
     ClientAborted(String),
@@ -32,6 +34,7 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest(_) | ProxyError::ClientAborted(_) => StatusCode::BAD_REQUEST,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::ClientTimeout => StatusCode::REQUEST_TIMEOUT,
             ProxyError::UriTooLong => StatusCode::URI_TOO_LONG,
             ProxyError::NoBackend(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -44,6 +47,7 @@ impl ProxyError {
             ProxyError::BadRequest(r) => r.to_string(),
             ProxyError::MethodNotAllowed => "CONNECT is not supported".into(),
             ProxyError::UriTooLong => "URI too long".into(),
+            ProxyError::ClientTimeout => "client stopped sending its request body".into(),
             ProxyError::NoBackend(r)
             | ProxyError::BadGateway(r)
             | ProxyError::GatewayTimeout(r)

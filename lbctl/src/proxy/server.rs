@@ -15,7 +15,7 @@
 //! and dropped (up to 1 s / 1 MiB) so a client that is still sending gets our error
 //! response rather than a TCP reset.
 
-use super::body::{ReqBody, RespBody};
+use super::body::{Progress, ReqBody, RespBody};
 use super::client::{self, Pool, Replay};
 use super::error::{self, ProxyError};
 use super::forward;
@@ -498,8 +498,10 @@ async fn proxy(
     let (mut parts, body) = req.into_parts();
     forward::to_backend(&mut parts, state.peer, state.local, upgrade)?;
     let replay = Replay::of(&parts, body.is_end_stream());
-    let breq = Request::from_parts(parts, ReqBody::new(body));
-    let (mut resp, pick, took) = client::dispatch(sh, first, &pool, breq, replay).await?;
+    let progress = Progress::new();
+    let breq = Request::from_parts(parts, ReqBody::new(body, progress.clone()));
+    let (mut resp, pick, took) =
+        client::dispatch(sh, first, &pool, breq, replay, &progress).await?;
     let b = pick.backend.clone();
     let status = resp.status();
     b.count_response(status.as_u16());
@@ -550,7 +552,8 @@ async fn proxy(
         return Ok(Response::from_parts(parts, RespBody::empty()));
     }
     let (parts, body) = resp.into_parts();
-    let mut out = RespBody::stream(body, b, sh.stats.clone());
+    let idle = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
+    let mut out = RespBody::stream(body, b, sh.stats.clone(), idle);
     out.guard(pick);
     Ok(Response::from_parts(parts, out))
 }

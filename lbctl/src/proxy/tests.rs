@@ -907,3 +907,115 @@ async fn run_binds_and_stops_on_shutdown() {
     })
     .await
 }
+
+/// A raw backend that reads the whole Content-Length body before answering its size.
+async fn body_counting_backend() -> SocketAddr {
+    raw_backend(|mut s| async move {
+        let head = read_head(&mut s).await.to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; len];
+        if s.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let text = len.to_string();
+        let _ = s
+            .write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}",
+                    text.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stalled_client_body_is_408_and_not_the_backends_fault() {
+    bounded(async {
+        let a = body_counting_backend().await;
+        let mut cfg = config();
+        cfg.timeouts.http_request_ms = 300;
+        cfg.timeouts.server_ms = 5000;
+        let bs = vec![be("s1", a)];
+        let p = start(cfg, bs.clone()).await;
+        let t = Instant::now();
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+        assert!(
+            t.elapsed() < Duration::from_millis(2000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 0);
+        assert_eq!(bs[0].check_state().consecutive_fail, 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_but_steady_upload_is_not_a_timeout() {
+    bounded(async {
+        let a = body_counting_backend().await;
+        let mut cfg = config();
+        cfg.timeouts.http_request_ms = 300;
+        cfg.timeouts.server_ms = 300;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            s.write_all(b"0123456789").await.unwrap();
+        }
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out:?}");
+        assert!(out.ends_with("\r\n\r\n50"), "{out:?}");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backend_stalling_mid_body_is_aborted_after_server_timeout() {
+    bounded(async {
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello")
+                .await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await;
+        let mut cfg = config();
+        cfg.timeouts.server_ms = 300;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let t = Instant::now();
+        let out = raw(p.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            out.starts_with("HTTP/1.1 200") && out.ends_with("hello"),
+            "{out:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(2000),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(p.stats.snapshot().aborted_mid_body, 1);
+    })
+    .await
+}
