@@ -21,7 +21,12 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// Transfer-Encoding in HTTP/1.0, HTTP/0.9 request lines and malformed heads; with
 /// Transfer-Encoding and Content-Length together it drops the Content-Length, reads the
 /// body as chunked and closes the connection after the response (HAProxy's behaviour).
-pub fn check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<(), ProxyError> {
+pub fn check_request(
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<(), ProxyError> {
     // Only exactly `chunked` (once): "gzip, chunked" would lose its gzip coding when we
     // re-frame, "chunked, chunked" is forbidden by RFC 9112 §7.
     let mut codings = headers
@@ -35,8 +40,13 @@ pub fn check_request(method: &Method, uri: &Uri, headers: &HeaderMap) -> Result<
             return Err(ProxyError::BadRequest("unsupported Transfer-Encoding"));
         }
     }
-    if headers.get_all(HOST).iter().count() > 1 {
-        return Err(ProxyError::BadRequest("several Host headers"));
+    match headers.get_all(HOST).iter().count() {
+        0 if version == Version::HTTP_11 && uri.authority().is_none() => {
+            // RFC 9112 §3.2: a server MUST respond 400 to an HTTP/1.1 request without Host.
+            return Err(ProxyError::BadRequest("no Host header"));
+        }
+        0 | 1 => {}
+        _ => return Err(ProxyError::BadRequest("several Host headers")),
     }
     if *method == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
@@ -193,7 +203,11 @@ mod tests {
     }
 
     fn check(pairs: &[(&str, &str)]) -> Result<(), ProxyError> {
-        check_request(&Method::POST, &Uri::from_static("/"), &h(pairs))
+        let mut m = h(pairs);
+        if !m.contains_key(HOST) {
+            m.insert(HOST, HeaderValue::from_static("svc"));
+        }
+        check_request(&Method::POST, &Uri::from_static("/"), Version::HTTP_11, &m)
     }
 
     #[test]
@@ -210,19 +224,26 @@ mod tests {
         .is_err());
         assert!(check(&[("host", "a"), ("host", "b")]).is_err());
         assert!(check(&[("host", "a")]).is_ok());
+        let none = HeaderMap::new();
+        let root = Uri::from_static("/");
+        assert!(check_request(&Method::GET, &root, Version::HTTP_11, &none).is_err());
+        assert!(check_request(&Method::GET, &root, Version::HTTP_10, &none).is_ok());
+        let abs = Uri::from_static("http://a/");
+        assert!(check_request(&Method::GET, &abs, Version::HTTP_11, &none).is_ok());
     }
 
     #[test]
     fn long_uri_and_connect_are_refused() {
         let long: Uri = format!("/{}", "a".repeat(MAX_URI_BYTES)).parse().unwrap();
         assert!(matches!(
-            check_request(&Method::GET, &long, &HeaderMap::new()),
+            check_request(&Method::GET, &long, Version::HTTP_10, &HeaderMap::new()),
             Err(ProxyError::UriTooLong)
         ));
         assert!(matches!(
             check_request(
                 &Method::CONNECT,
                 &Uri::from_static("a:443"),
+                Version::HTTP_10,
                 &HeaderMap::new()
             ),
             Err(ProxyError::MethodNotAllowed)

@@ -15,11 +15,19 @@
 //!   kernel's accept queue.
 //! - smuggling (`forward::check_request`): hyper refuses two different Content-Lengths, a
 //!   non-final or missing `chunked` and Transfer-Encoding in HTTP/1.0 (400); we also refuse
-//!   any Transfer-Encoding other than exactly `chunked` (400) and several Host headers
-//!   (400). Transfer-Encoding + Content-Length: handled HAProxy-like (hyper drops the
+//!   any Transfer-Encoding other than exactly `chunked` (400), several Host headers or
+//!   none in HTTP/1.1 (400), CONNECT (405). Transfer-Encoding + Content-Length: handled HAProxy-like (hyper drops the
 //!   Content-Length, the body is read as chunked, re-framed towards the backend, and the
 //!   client connection is closed after the response).
+//! - timeouts while a request is in flight are inactivity timeouts: the client stalling
+//!   its request body for `http_request_ms` gets 408 (not held against the backend); the
+//!   backend not reading/answering for `server_ms` gives 504 (passive failure), and a
+//!   backend stalling mid-body for `server_ms` aborts the client connection.
 //! - backend side (`client`): see there for the exact retry/redispatch rules.
+//! - counters: `FrontendStats` (process-wide, [`frontend_stats`]); per backend in
+//!   `BackendState::counters` (`bytes_in` = request bytes sent to it, `bytes_out` = its
+//!   response bytes sent to clients, `active` = requests in flight until their response
+//!   body is done; 408 for a stalled body counts in `header_timeout`).
 mod body;
 mod client;
 mod error;

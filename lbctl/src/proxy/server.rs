@@ -483,7 +483,7 @@ async fn proxy(
     sh: &Arc<Shared>,
     state: &Arc<ConnState>,
 ) -> Result<Response<RespBody>, ProxyError> {
-    forward::check_request(req.method(), req.uri(), req.headers())?;
+    forward::check_request(req.method(), req.uri(), req.version(), req.headers())?;
     let upgrade = forward::wants_upgrade(req.version(), req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let pool = sh.balancer.pool_for(req.uri().path()).to_string();

@@ -695,6 +695,7 @@ async fn smuggling_and_malformed_requests_are_refused() {
                 b"POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
                 "HTTP/1.1 400",
             ),
+            ("no host", b"GET / HTTP/1.1\r\n\r\n".to_vec(), "HTTP/1.1 400"),
             ("two hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), "HTTP/1.1 400"),
             ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n".to_vec(), "HTTP/1.1 400"),
             ("20 kB header", big.into_bytes(), "HTTP/1.1 431"),
@@ -727,7 +728,7 @@ async fn smuggling_and_malformed_requests_are_refused() {
         assert!(seen.contains(&"/te-cl".to_string()));
         let s = p.stats.snapshot();
         assert_eq!(s.too_large, 3);
-        assert!(s.bad_request >= 7, "{s:?}");
+        assert!(s.bad_request >= 8, "{s:?}");
     })
     .await
 }
