@@ -1,6 +1,7 @@
 //! lbctl: builds and runs a redundant, load-balanced web service lab (VRRP, L7 proxy,
 //! STP, VXLAN, eBPF) out of network namespaces, or on real hosts.
 #![allow(dead_code)]
+mod agent;
 mod backend;
 mod balance;
 mod config;
@@ -101,6 +102,17 @@ enum Cmd {
     Check {
         #[arg(short, long)]
         config: Option<PathBuf>,
+    },
+    /// The balancer daemon: L7 proxy, health checks, admin listener (started by `up`).
+    Agent {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The balancer node this agent runs as.
+        #[arg(long, env = "LBCTL_NODE")]
+        node: String,
+        /// Listen addresses (default: the VIP and the node's external address, service port).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
     },
     /// The built-in backend web server (run by `up` in each server node).
     Serve {
@@ -244,6 +256,10 @@ async fn run(cmd: Cmd) -> Result<()> {
             no_wait,
         } => inject(&lab, no_wait, action, fault::Fault::Bridge(bridge)).await,
         Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
+        Cmd::Agent { lab, node, listen } => {
+            let (cfg, _) = resolve(&lab, false)?;
+            agent::run(agent::AgentPlan::new(&cfg, &node, &listen)?).await
+        }
         Cmd::Exec { .. } | Cmd::Check { .. } => unreachable!("handled before the runtime starts"),
     }
 }
@@ -293,10 +309,19 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
     };
     println!("\nlab {lab} is up in {:.1} s.", took.as_secs_f32());
     if let Some(s) = &cfg.service {
+        for b in &s.balancers {
+            if let Some(a) = cfg
+                .node(b)
+                .and_then(|n| n.ifaces.iter().filter_map(|i| i.address).find(|a| a.contains(&s.vip)))
+            {
+                println!("  service through {b}: http://{}:{}/", a.addr(), s.port);
+            }
+        }
         println!(
-            "  service VIP:      http://{}:{}/ (balancers arrive with the agent)",
+            "  service VIP:      http://{}:{}/ (answers once VRRP gives the VIP to a balancer)",
             s.vip, s.port
         );
+        println!("  agent admin:      http://<balancer>:{}/metrics and /stats", s.admin_port);
     }
     let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
     println!("Try next:");
@@ -313,6 +338,7 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
         }
     }
     println!("  lbctl exec{labarg} user1 -- ping -c2 172.16.1.151     # across the external LAN");
+    println!("  for i in 1 2 3; do lbctl exec{labarg} user1 -- curl -s http://172.16.1.250:8000/ | grep servidor; done");
     println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
     println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");
     println!(

@@ -21,6 +21,8 @@ pub struct Status {
     pub mismatches: Vec<Mismatch>,
     pub daemons: Vec<DaemonStatus>,
     pub counters: Vec<CounterRow>,
+    /// Each balancer's backends as its agent reports them.
+    pub balancers: Vec<crate::agent::admin::Stats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -230,7 +232,29 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         }
     }
 
+    let mut balancers = Vec::new();
+    if let Some(svc) = &cfg.service {
+        for b in &svc.balancers {
+            let ns = plan.netns(b);
+            if !crate::topo::netns::exists(&ns) {
+                continue;
+            }
+            let admin = std::net::SocketAddr::from(([127, 0, 0, 1], svc.admin_port));
+            let node = b.clone();
+            let st = crate::topo::netns::run_in(&ns, move || {
+                Ok(crate::agent::admin::fetch_stats(admin))
+            })?
+            .unwrap_or(crate::agent::admin::Stats {
+                node,
+                frontend: None,
+                backends: vec![],
+            });
+            balancers.push(st);
+        }
+    }
+
     Ok(Status {
+        balancers,
         lab: plan.lab.clone(),
         nodes,
         lans,
@@ -350,6 +374,39 @@ pub fn render(s: &Status) -> String {
             "  {} port(s) differ from theory (marked !!); STP may still be converging",
             s.mismatches.len()
         );
+    }
+    if !s.balancers.is_empty() {
+        let _ = writeln!(o, "\nBALANCERS (backends as each agent sees them)");
+        let _ = writeln!(
+            o,
+            "  {:<6} {:<8} {:<14} {:<5} {:>3} {:>8} {:>6} {:>6} {:>6}  LAST CHECK",
+            "NODE", "BACKEND", "ADDRESS", "STATE", "WT", "REQS", "2xx", "5xx", "FAILS"
+        );
+        for b in &s.balancers {
+            if b.backends.is_empty() {
+                let _ = writeln!(o, "  {:<6} agent not answering", b.node);
+            }
+            for be in &b.backends {
+                let check = match (&be.check_ok, &be.check_reason) {
+                    (Some(ok), Some(r)) => format!("{} ({r})", if *ok { "ok" } else { "FAIL" }),
+                    _ => "none yet".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "  {:<6} {:<8} {:<14} {:<5} {:>3} {:>8} {:>6} {:>6} {:>6}  {}",
+                    b.node,
+                    be.name,
+                    be.address,
+                    if be.up { "UP" } else { "DOWN" },
+                    be.weight,
+                    be.requests,
+                    be.responses[1],
+                    be.responses[4],
+                    be.failures,
+                    check
+                );
+            }
+        }
     }
     let _ = writeln!(o, "\nDAEMONS");
     if s.daemons.is_empty() {

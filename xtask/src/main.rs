@@ -1,5 +1,6 @@
 //! Developer tasks for the lbctl workspace. Run through the alias in `.cargo/config.toml`:
 //! `cargo xtask <command>`.
+mod bench;
 mod ebpf;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,27 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Benchmarks (ours against the reference tool, same run, reported as ratios).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// lbctl's L7 proxy vs HAProxy with wrk on loopback; also RSS at 1,000 idle connections.
+    Proxy {
+        /// Alternating rounds (each runs wrk against both).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 8)]
+        secs: u32,
+        /// wrk connections.
+        #[arg(long, default_value_t = 50)]
+        conns: u32,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -45,6 +67,9 @@ fn workspace_root() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Cmd::Bench {
+            what: BenchCmd::Proxy { rounds, secs, conns },
+        } => bench::proxy(&workspace_root(), rounds, secs, conns),
         Cmd::BuildEbpf {
             target_dir,
             toolchain,

@@ -89,7 +89,7 @@ pub struct FrontendStats {
 }
 
 /// A plain copy of [`FrontendStats`] for JSON/Prometheus export.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default, serde::Deserialize)]
 pub struct FrontendSnapshot {
     pub requests: u64,
     pub responses: [u64; 5],

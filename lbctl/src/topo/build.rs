@@ -204,6 +204,61 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     // packets follow the settled tree.
     flush_all(plan).await?;
     wait_servers(cfg, plan, opts).await?;
+    // Balancers start once the network is settled, so their first health checks see the
+    // lab as it is (not the STP listening phase, which would mark far servers down).
+    start_agents(cfg, plan, opts)?;
+    wait_agents(cfg, plan, opts).await?;
+    Ok(())
+}
+
+/// Starts `lbctl agent` (proxy, health checks, admin) in every balancer of the service.
+fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
+    if let Some(svc) = &cfg.service {
+        for b in &svc.balancers {
+            let args = vec![
+                "agent".to_string(),
+                "--lab".into(),
+                plan.lab.clone(),
+                "--node".into(),
+                b.clone(),
+            ];
+            spawn_daemon(&plan.lab, b, "agent", &opts.exe, &args)?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every balancer's proxy answers `GET /` on its own external address.
+async fn wait_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
+    let Some(svc) = &cfg.service else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for b in &svc.balancers {
+        let Some(node) = cfg.node(b) else { continue };
+        let Some(ext) = node
+            .ifaces
+            .iter()
+            .filter_map(|i| i.address)
+            .find(|a| a.contains(&svc.vip))
+        else {
+            continue;
+        };
+        let addr = std::net::SocketAddr::from((ext.addr(), svc.port));
+        let ns = plan.netns(b);
+        loop {
+            let ok = netns::run_in(&ns, move || Ok(crate::agent::admin::http_get_ok(addr, "/")))?;
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the agent of {b} does not answer on {addr}; see {}",
+                    state::log_path(&plan.lab, b, "agent").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    say(opts, "  balancers answering");
     Ok(())
 }
 
@@ -298,7 +353,6 @@ fn start_daemons(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
         ];
         spawn_daemon(&plan.lab, &n.name, "serve", &opts.exe, &args)?;
     }
-    // Seam for the balancer issue: `lbctl agent` starts here in every balancer.
     Ok(())
 }
 

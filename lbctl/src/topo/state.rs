@@ -119,9 +119,17 @@ pub fn recorded(lab: &str) -> Vec<DaemonRecord> {
     v
 }
 
-/// Whether the recorded process is still the one we started (same PID and start time).
+/// Whether the recorded process is still the one we started (same PID and start time)
+/// and has not exited (a zombie waiting for its parent to reap it counts as gone).
 pub fn is_alive(r: &DaemonRecord) -> bool {
-    start_time(r.pid) == Some(r.start_time)
+    start_time(r.pid) == Some(r.start_time) && !is_zombie(r.pid)
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')))
+        .unwrap_or(false)
 }
 
 /// Ends a recorded daemon: SIGTERM, up to 2 s of grace, then SIGKILL. Only ever the PID

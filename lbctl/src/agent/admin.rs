@@ -1,0 +1,351 @@
+//! The agent's admin listener (its own port): Prometheus `/metrics` with names after
+//! HAProxy's exporter (`lbctl_server_*` for what HAProxy calls `haproxy_server_*`), and a
+//! JSON `/stats` that `lbctl status` reads.
+
+use crate::balance::backend::BackendState;
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+/// One backend as `/stats` reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct BackendStats {
+    pub name: String,
+    pub address: String,
+    pub pool: String,
+    pub weight: u32,
+    pub up: bool,
+    pub active: u64,
+    pub requests: u64,
+    /// Responses by class: 1xx, 2xx, 3xx, 4xx, 5xx.
+    pub responses: [u64; 5],
+    pub failures: u64,
+    pub retries: u64,
+    pub redispatches: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub avg_response_ms: f64,
+    pub check_ok: Option<bool>,
+    pub check_reason: Option<String>,
+    pub check_duration_ms: Option<u64>,
+    pub check_passive: Option<bool>,
+    pub last_change: f64,
+    pub transitions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub node: String,
+    /// Client-side counters of the proxy (requests, responses, errors by kind).
+    #[serde(default)]
+    pub frontend: Option<crate::proxy::FrontendSnapshot>,
+    pub backends: Vec<BackendStats>,
+}
+
+pub fn snapshot(node: &str, backends: &[Arc<BackendState>]) -> Stats {
+    let backends = backends
+        .iter()
+        .map(|b| {
+            let c = &b.counters;
+            let ck = b.check_state();
+            let total: u64 = c.responses.iter().map(|r| r.load(Ordering::Relaxed)).sum();
+            let rt = c.response_time_us_total.load(Ordering::Relaxed);
+            BackendStats {
+                name: b.name.clone(),
+                address: b.addr.to_string(),
+                pool: b.pool.clone(),
+                weight: b.weight,
+                up: b.is_up(),
+                active: b.active.load(Ordering::Relaxed),
+                requests: c.requests.load(Ordering::Relaxed),
+                responses: std::array::from_fn(|i| c.responses[i].load(Ordering::Relaxed)),
+                failures: c.failures.load(Ordering::Relaxed),
+                retries: c.retries.load(Ordering::Relaxed),
+                redispatches: c.redispatches.load(Ordering::Relaxed),
+                bytes_in: c.bytes_in.load(Ordering::Relaxed),
+                bytes_out: c.bytes_out.load(Ordering::Relaxed),
+                avg_response_ms: if total > 0 { rt as f64 / total as f64 / 1000.0 } else { 0.0 },
+                check_ok: ck.last.as_ref().map(|l| l.ok),
+                check_reason: ck.last.as_ref().map(|l| l.reason.clone()),
+                check_duration_ms: ck.last.as_ref().map(|l| l.duration_ms),
+                check_passive: ck.last.as_ref().map(|l| l.passive),
+                last_change: ck.last_change,
+                transitions: ck.transitions,
+            }
+        })
+        .collect();
+    Stats {
+        node: node.to_string(),
+        frontend: Some(crate::proxy::frontend_stats().snapshot()),
+        backends,
+    }
+}
+
+/// Label value escaping for the Prometheus text format.
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Prometheus text exposition (version 0.0.4).
+pub fn metrics(s: &Stats) -> String {
+    let mut o = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in rows {
+            let _ = writeln!(o, "{name}{{{labels}}} {v}");
+        }
+    };
+    let l = |b: &BackendStats| format!("proxy=\"service\",server=\"{}\"", esc(&b.name));
+    let per = |f: &dyn Fn(&BackendStats) -> String| -> Vec<(String, String)> {
+        s.backends.iter().map(|b| (l(b), f(b))).collect()
+    };
+    family(
+        "lbctl_server_status",
+        "gauge",
+        "Current status of the server (1 = UP, 0 = DOWN).",
+        per(&|b| (b.up as u8).to_string()),
+    );
+    family(
+        "lbctl_server_weight",
+        "gauge",
+        "Effective weight of the server.",
+        per(&|b| b.weight.to_string()),
+    );
+    family(
+        "lbctl_server_current_sessions",
+        "gauge",
+        "Requests in flight to the server.",
+        per(&|b| b.active.to_string()),
+    );
+    family(
+        "lbctl_server_sessions_total",
+        "counter",
+        "Requests sent to the server.",
+        per(&|b| b.requests.to_string()),
+    );
+    let mut codes = Vec::new();
+    for b in &s.backends {
+        for (i, n) in b.responses.iter().enumerate() {
+            codes.push((format!("{},code=\"{}xx\"", l(b), i + 1), n.to_string()));
+        }
+    }
+    family(
+        "lbctl_server_http_responses_total",
+        "counter",
+        "HTTP responses from the server by code class.",
+        codes,
+    );
+    family(
+        "lbctl_server_bytes_in_total",
+        "counter",
+        "Request bytes sent to the server.",
+        per(&|b| b.bytes_in.to_string()),
+    );
+    family(
+        "lbctl_server_bytes_out_total",
+        "counter",
+        "Response bytes received from the server.",
+        per(&|b| b.bytes_out.to_string()),
+    );
+    family(
+        "lbctl_server_connection_errors_total",
+        "counter",
+        "Failed connections, resets and timeouts on live traffic.",
+        per(&|b| b.failures.to_string()),
+    );
+    family(
+        "lbctl_server_retry_warnings_total",
+        "counter",
+        "Requests retried on a fresh connection.",
+        per(&|b| b.retries.to_string()),
+    );
+    family(
+        "lbctl_server_redispatch_warnings_total",
+        "counter",
+        "Requests redispatched to another server after this one failed.",
+        per(&|b| b.redispatches.to_string()),
+    );
+    family(
+        "lbctl_server_response_time_average_seconds",
+        "gauge",
+        "Average time to the response head.",
+        per(&|b| format!("{:.6}", b.avg_response_ms / 1000.0)),
+    );
+    family(
+        "lbctl_server_check_status",
+        "gauge",
+        "Result of the last health check (1 passed, 0 failed, -1 none yet).",
+        per(&|b| match b.check_ok {
+            Some(true) => "1".into(),
+            Some(false) => "0".into(),
+            None => "-1".into(),
+        }),
+    );
+    family(
+        "lbctl_server_check_duration_seconds",
+        "gauge",
+        "Duration of the last health check.",
+        per(&|b| format!("{:.6}", b.check_duration_ms.unwrap_or(0) as f64 / 1000.0)),
+    );
+    family(
+        "lbctl_server_check_up_down_total",
+        "counter",
+        "UP/DOWN transitions of the server.",
+        per(&|b| b.transitions.to_string()),
+    );
+    if let Some(f) = &s.frontend {
+        let fl = "proxy=\"service\"".to_string();
+        let one = |v: u64| vec![(fl.clone(), v.to_string())];
+        family("lbctl_frontend_http_requests_total", "counter", "HTTP requests received.", one(f.requests));
+        family(
+            "lbctl_frontend_http_responses_total",
+            "counter",
+            "HTTP responses sent to clients by code class.",
+            f.responses
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("{fl},code=\"{}xx\"", i + 1), n.to_string()))
+                .collect(),
+        );
+        family("lbctl_frontend_current_sessions", "gauge", "Open client connections.", one(f.conns_current));
+        family("lbctl_frontend_sessions_total", "counter", "Client connections accepted.", one(f.conns_total));
+        let errs = [
+            ("bad_request", f.bad_request),
+            ("header_timeout", f.header_timeout),
+            ("too_large", f.too_large),
+            ("no_backend", f.no_backend),
+            ("bad_gateway", f.bad_gateway),
+            ("gateway_timeout", f.gateway_timeout),
+            ("aborted_mid_body", f.aborted_mid_body),
+        ];
+        family(
+            "lbctl_frontend_errors_total",
+            "counter",
+            "Requests answered with an error or aborted, by kind.",
+            errs.iter().map(|(k, v)| (format!("{fl},kind=\"{k}\""), v.to_string())).collect(),
+        );
+    }
+    family(
+        "lbctl_server_last_change_seconds",
+        "gauge",
+        "Time of the last UP/DOWN transition (Unix seconds).",
+        per(&|b| format!("{:.3}", b.last_change)),
+    );
+    o
+}
+
+fn respond(node: &str, backends: &[Arc<BackendState>], req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match req.uri().path() {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics(&snapshot(node, backends)),
+        ),
+        "/stats" => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&snapshot(node, backends)).unwrap_or_default(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "lbctl agent admin: /metrics, /stats\n".to_string(),
+        ),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+/// Binds the admin listener and serves it in the background.
+pub async fn serve(
+    addr: SocketAddr,
+    node: String,
+    backends: Vec<Arc<BackendState>>,
+) -> Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding admin listener {addr}"))?;
+    let node = Arc::new(node);
+    let backends = Arc::new(backends);
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            };
+            let node = node.clone();
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let r = respond(&node, &backends, &req);
+                    async move { Ok::<_, std::convert::Infallible>(r) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await
+                {
+                    debug!("admin connection: {e}");
+                }
+            });
+        }
+    }))
+}
+
+/// A blocking HTTP/1.0 GET (for use on a thread inside a namespace): the response, or
+/// None on any failure. Bounded by 2 s.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write as _};
+    let t = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
+    s.set_read_timeout(Some(t)).ok()?;
+    s.set_write_timeout(Some(t)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbctl\r\n\r\n").ok()?;
+    let mut out = Vec::new();
+    s.take(4 << 20).read_to_end(&mut out).ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Whether `GET path` answers 200.
+pub fn http_get_ok(addr: SocketAddr, path: &str) -> bool {
+    http_get(addr, path)
+        .map(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
+        .unwrap_or(false)
+}
+
+/// Reads a running agent's `/stats` (blocking; call on a thread in its namespace).
+pub fn fetch_stats(addr: SocketAddr) -> Option<Stats> {
+    let r = http_get(addr, "/stats")?;
+    let body = r.split_once("\r\n\r\n")?.1;
+    serde_json::from_str(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_text_has_haproxy_like_names() {
+        let b = Arc::new(BackendState::new("serv1", "10.0.0.1:80".parse().unwrap(), 1, "default"));
+        b.count_response(200);
+        let m = metrics(&snapshot("bal1", &[b]));
+        assert!(m.contains("lbctl_server_status{proxy=\"service\",server=\"serv1\"} 1"), "{m}");
+        assert!(m.contains("lbctl_server_http_responses_total{proxy=\"service\",server=\"serv1\",code=\"2xx\"} 1"));
+        assert!(m.contains("# TYPE lbctl_server_check_status gauge"));
+    }
+}

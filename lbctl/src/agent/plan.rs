@@ -1,0 +1,148 @@
+//! What one balancer's agent does, derived from the lab config and the node name: which
+//! addresses it listens on, which address it opens backend connections from, and the
+//! backends with their addresses.
+
+use crate::balance::backend::BackendState;
+use crate::config::{Check, Config, Role};
+use crate::proxy::ProxyConfig;
+use anyhow::{anyhow, bail, Result};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct BackendPlan {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub pool: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentPlan {
+    pub node: String,
+    pub listen: Vec<SocketAddr>,
+    pub source: Option<IpAddr>,
+    pub admin: SocketAddr,
+    pub backends: Vec<BackendPlan>,
+    pub check: Check,
+    pub service: crate::config::Service,
+}
+
+impl AgentPlan {
+    /// The plan of balancer `node` in `cfg`. `listen` (from the command line) overrides
+    /// the derived listen addresses.
+    pub fn new(cfg: &Config, node: &str, listen: &[SocketAddr]) -> Result<AgentPlan> {
+        let svc = cfg
+            .service
+            .as_ref()
+            .ok_or_else(|| anyhow!("the config has no [service] section"))?;
+        let n = cfg.node(node);
+        if let Some(n) = n {
+            if n.role != Role::Balancer {
+                bail!("node {node:?} is a {:?}, not a balancer", n.role);
+            }
+        } else if listen.is_empty() {
+            bail!("no node {node:?} in the config (give --listen to run without one)");
+        }
+        let addrs: Vec<ipnet::Ipv4Net> = n
+            .map(|n| n.ifaces.iter().filter_map(|i| i.address).collect())
+            .unwrap_or_default();
+        let mut backends = Vec::new();
+        for b in &svc.backends {
+            let addr = match (&b.node, b.address) {
+                (_, Some(a)) => a,
+                (Some(name), None) => {
+                    let sn = cfg
+                        .node(name)
+                        .ok_or_else(|| anyhow!("backend node {name:?} is not in the config"))?;
+                    let ip = sn
+                        .ifaces
+                        .iter()
+                        .find_map(|i| i.address)
+                        .ok_or_else(|| anyhow!("backend node {name:?} has no address"))?;
+                    SocketAddrV4::new(ip.addr(), sn.http_port())
+                }
+                (None, None) => bail!("a backend needs node or address"),
+            };
+            backends.push(BackendPlan {
+                name: b.display_name(),
+                addr: SocketAddr::V4(addr),
+                weight: b.weight,
+                pool: b.pool.clone(),
+            });
+        }
+        // Backend connections leave from our address on the backends' subnet.
+        let source = backends.first().and_then(|b| match b.addr.ip() {
+            IpAddr::V4(ip) => addrs.iter().find(|a| a.contains(&ip)).map(|a| IpAddr::V4(a.addr())),
+            IpAddr::V6(_) => None,
+        });
+        let listen = if listen.is_empty() {
+            let mut l = vec![SocketAddr::from((svc.vip, svc.port))];
+            if let Some(ext) = addrs.iter().find(|a| a.contains(&svc.vip)) {
+                l.push(SocketAddr::from((ext.addr(), svc.port)));
+            }
+            l
+        } else {
+            listen.to_vec()
+        };
+        Ok(AgentPlan {
+            node: node.to_string(),
+            listen,
+            source,
+            admin: SocketAddr::from((Ipv4Addr::UNSPECIFIED, svc.admin_port)),
+            backends,
+            check: svc.check.clone(),
+            service: svc.clone(),
+        })
+    }
+
+    pub fn backend_states(&self) -> Vec<Arc<BackendState>> {
+        self.backends
+            .iter()
+            .map(|b| Arc::new(BackendState::new(&b.name, b.addr, b.weight, &b.pool)))
+            .collect()
+    }
+
+    pub fn proxy_config(&self) -> ProxyConfig {
+        let s = &self.service;
+        ProxyConfig {
+            listen: self.listen.clone(),
+            source: self.source,
+            timeouts: s.timeouts.clone(),
+            limits: s.limits.clone(),
+            balance: s.balance,
+            cookie: s.cookie.clone(),
+            routes: s.routes.clone(),
+            rise: s.check.rise,
+            fall: s.check.fall,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bal1_of_the_default_scenario() {
+        let cfg = Config::default_scenario();
+        let p = AgentPlan::new(&cfg, "bal1", &[]).unwrap();
+        assert_eq!(
+            p.listen,
+            vec!["172.16.1.254:8000".parse().unwrap(), "172.16.1.250:8000".parse().unwrap()]
+        );
+        assert_eq!(p.source, Some("10.0.0.250".parse().unwrap()));
+        let names: Vec<(&str, String)> =
+            p.backends.iter().map(|b| (b.name.as_str(), b.addr.to_string())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("serv1", "10.0.0.1:80".to_string()),
+                ("serv2", "10.0.0.2:80".to_string()),
+                ("serv3", "10.0.0.3:80".to_string())
+            ]
+        );
+        assert!(AgentPlan::new(&cfg, "serv1", &[]).is_err());
+        assert!(AgentPlan::new(&cfg, "nobody", &[]).is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! Balancer tests in the lab: `lbctl agent` in bal1/bal2 proxying to real `lbctl serve`
+//! processes in the server namespaces, clients in the user namespaces. Root required;
+//! every lab is torn down by its guard.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+/// Runs `f` on a thread inside node `node` of `lab`.
+fn in_node<T: Send + 'static>(lab: &str, node: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let ns = std::fs::File::open(format!("/run/netns/lbctl-{lab}-{node}")).expect("node namespace");
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}
+
+/// Sends raw bytes, returns what came back until close or timeout.
+fn raw(addr: SocketAddr, req: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n").as_bytes(),
+        Duration::from_secs(5),
+    )
+}
+
+/// Which server answered a page ("serv1"...), if any.
+fn server_of(page: &str) -> Option<String> {
+    let i = page.find("Esto es el servidor ")? + "Esto es el servidor ".len();
+    Some(page[i..].split('<').next()?.trim().to_string())
+}
+
+fn bal1() -> SocketAddr {
+    "172.16.1.250:8000".parse().unwrap()
+}
+
+fn agent_stats(lab: &str, node: &str) -> serde_json::Value {
+    let r = in_node(lab, node, || {
+        raw("127.0.0.1:8404".parse().unwrap(), b"GET /stats HTTP/1.0\r\n\r\n", Duration::from_secs(2))
+    });
+    let body = r.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("stats of {node}: {e}: {r}"))
+}
+
+fn backend_up(stats: &serde_json::Value, name: &str) -> bool {
+    stats["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("no backend {name}"))["up"]
+        .as_bool()
+        .unwrap()
+}
+
+/// Round robin through bal1 and bal2 with the balancers' internal addresses in the pages;
+/// a backend killed under a steady client loop costs no client request, leaves rotation
+/// within fall x inter and returns within rise x inter.
+#[test]
+fn round_robin_and_backend_failure() {
+    require_root();
+    let lab = Lab::up(None);
+    let l = lab.name.clone();
+    let pages: Vec<String> = in_node(&l, "user1", || (0..6).map(|_| get(bal1(), "/")).collect());
+    let order: Vec<String> = pages.iter().map(|p| server_of(p).unwrap_or_else(|| panic!("no page: {p}"))).collect();
+    // Consecutive requests cycle the three servers exactly, in config order.
+    let start = order.iter().position(|s| s == "serv1").expect("serv1 answered");
+    let cycle = ["serv1", "serv2", "serv3"];
+    for (i, s) in order.iter().enumerate() {
+        assert_eq!(s, cycle[(i + 3 - start) % 3], "order {order:?}");
+    }
+    for p in &pages {
+        assert!(p.contains("direccion: 10.0.0.250"), "{p}");
+        assert!(p.starts_with("HTTP/1.1 200"), "{p}");
+    }
+    let p = in_node(&l, "user2", || get("172.16.1.251:8000".parse().unwrap(), "/"));
+    assert!(p.contains("direccion: 10.0.0.251"), "{p}");
+
+    // Kill serv2's web server (a daemon lbctl recorded) under a 50 ms client loop.
+    let st = lab.status();
+    let pid = st["daemons"].as_array().unwrap().iter()
+        .find(|d| d["node"] == "serv2" && d["daemon"] == "serve").unwrap()["pid"].as_u64().unwrap();
+    let l2 = l.clone();
+    let client = std::thread::spawn(move || {
+        in_node(&l2, "user1", || {
+            let mut fails = Vec::new();
+            let mut n = 0;
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(9) {
+                let p = get(bal1(), "/");
+                n += 1;
+                if !p.starts_with("HTTP/1.1 200") {
+                    fails.push(p);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (n, fails)
+        })
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Instant::now();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // Out of rotation within fall x inter (3 x 2 s), plus one check period of slack.
+    let mut down_after = None;
+    while killed.elapsed() < Duration::from_secs(9) {
+        if !backend_up(&agent_stats(&l, "bal1"), "serv2") {
+            down_after = Some(killed.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let down_after = down_after.expect("serv2 never marked down");
+    eprintln!("serv2 marked down {:.1} s after it died", down_after.as_secs_f32());
+    assert!(down_after <= Duration::from_secs(8), "{down_after:?}");
+    let (n, fails) = client.join().unwrap();
+    assert!(n > 50, "client loop made only {n} requests");
+    assert!(fails.is_empty(), "{} of {n} client requests failed: {:?}", fails.len(), fails.first());
+
+    // Restart it: back in rotation within rise x inter (2 x 2 s) plus slack.
+    let mut child = std::process::Command::new(lbctl_bin())
+        .args(["exec", "--lab", &l, "serv2", "--", lbctl_bin().to_str().unwrap(), "serve", "--name", "serv2", "--listen", "0.0.0.0:80"])
+        .spawn()
+        .unwrap();
+    let restarted = Instant::now();
+    let mut up_after = None;
+    while restarted.elapsed() < Duration::from_secs(8) {
+        if backend_up(&agent_stats(&l, "bal1"), "serv2") {
+            up_after = Some(restarted.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let up_after = up_after.expect("serv2 never came back");
+    eprintln!("serv2 back up {:.1} s after restart", up_after.as_secs_f32());
+    assert!(up_after <= Duration::from_secs(6), "{up_after:?}");
+}
+
+/// Without the VXLAN the internal LAN is two halves: bal1's checks see serv3 down, bal2's
+/// see serv1 and serv2 down, and each balancer serves only its half.
+#[test]
+fn health_checks_without_the_tunnel() {
+    require_root();
+    let text = std::fs::read_to_string(repo_file("configs/default.toml")).unwrap();
+    let start = text.find("[vxlan]").unwrap();
+    let end = text.find("# The balanced service").unwrap();
+    let cut = format!("{}{}", &text[..start], &text[end..]);
+    let dir = std::env::temp_dir().join(format!("lbctl-novx-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("novxlan.toml");
+    std::fs::write(&f, cut).unwrap();
+    let lab = Lab::up(Some(f.to_str().unwrap()));
+    let l = lab.name.clone();
+    // fall x inter = 6 s after start; wait for both views to settle.
+    let t = Instant::now();
+    loop {
+        let s1 = agent_stats(&l, "bal1");
+        let s2 = agent_stats(&l, "bal2");
+        let ok = backend_up(&s1, "serv1") && backend_up(&s1, "serv2") && !backend_up(&s1, "serv3")
+            && !backend_up(&s2, "serv1") && !backend_up(&s2, "serv2") && backend_up(&s2, "serv3");
+        if ok {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "views did not settle: {s1:#} {s2:#}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let servers: Vec<String> = in_node(&l, "user1", || {
+        (0..4).map(|_| server_of(&get(bal1(), "/")).unwrap_or_default()).collect()
+    });
+    assert!(servers.iter().all(|s| s == "serv1" || s == "serv2"), "{servers:?}");
+    assert!(servers.contains(&"serv1".to_string()) && servers.contains(&"serv2".to_string()));
+    let s: Vec<String> = in_node(&l, "user2", || {
+        (0..3).map(|_| server_of(&get("172.16.1.251:8000".parse().unwrap(), "/")).unwrap_or_default()).collect()
+    });
+    assert!(s.iter().all(|x| x == "serv3"), "{s:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
