@@ -461,6 +461,7 @@ mod tests {
     /// 224.0.0.18, pseudo-header checksum. By hand: pseudo-header words ac10 01fa (src)
     /// e000 0012 (dst) 0070 (proto) 000c (len) sum to 0x8e99; message words 310c 9601 0064
     /// ac10 01fe sum (folded) to 0x7580; total 0x10419 folds to 0x041a; checksum 0xfbe5.
+    /// keepalived 2.2.7 (`version 3`) sends exactly these bytes (tcpdump capture).
     const V3_GOLDEN_PSEUDO: [u8; 12] = [
         0x31, 0x0c, 0x96, 0x01, 0x00, 0x64, 0xfb, 0xe5, 0xac, 0x10, 0x01, 0xfe,
     ];

@@ -122,7 +122,9 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
     }
     match cfg.version {
         2 => {
-            if cfg.advert_int_ms % 1000 != 0 || !(1000..=255_000).contains(&cfg.advert_int_ms) {
+            if !cfg.advert_int_ms.is_multiple_of(1000)
+                || !(1000..=255_000).contains(&cfg.advert_int_ms)
+            {
                 p.push(format!(
                     "VRRPv2 advertises whole seconds (1..=255 s); {} ms is not one",
                     cfg.advert_int_ms
@@ -130,7 +132,8 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
             }
         }
         3 => {
-            if cfg.advert_int_ms % 10 != 0 || !(10..=40_950).contains(&cfg.advert_int_ms) {
+            if !cfg.advert_int_ms.is_multiple_of(10) || !(10..=40_950).contains(&cfg.advert_int_ms)
+            {
                 p.push(format!(
                     "VRRPv3 advertises centiseconds (10..=40950 ms in steps of 10); {} ms is not one",
                     cfg.advert_int_ms
