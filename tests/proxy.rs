@@ -67,13 +67,34 @@ fn backend_up(stats: &serde_json::Value, name: &str) -> bool {
         .unwrap()
 }
 
+/// How the test stops and restarts one server's web server.
+#[derive(Clone, Copy, PartialEq)]
+enum Web {
+    Builtin,
+    Apache,
+}
+
+/// configs/default.toml with `web = "apache"` on every server, in a temp dir.
+fn apache_config() -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_file("configs/default.toml")).unwrap();
+    let edited = text.replace("role = \"server\"\n", "role = \"server\"\nweb = \"apache\"\n");
+    let dir = std::env::temp_dir().join(format!("lbctl-apache-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("apache.toml");
+    std::fs::write(&p, edited).unwrap();
+    p
+}
+
 /// Round robin through bal1 and bal2 with the balancers' internal addresses in the pages;
 /// a backend killed under a steady client loop costs no client request, leaves rotation
 /// within fall x inter and returns within rise x inter.
-#[test]
-fn round_robin_and_backend_failure() {
+fn round_robin_and_backend_failure(web: Web) {
     require_root();
-    let lab = Lab::up(None);
+    let cfg = match web {
+        Web::Builtin => None,
+        Web::Apache => Some(apache_config()),
+    };
+    let lab = Lab::up(cfg.as_ref().map(|p| p.to_str().unwrap()));
     let l = lab.name.clone();
     let pages: Vec<String> = in_node(&l, "user1", || (0..6).map(|_| get(bal1(), "/")).collect());
     let order: Vec<String> = pages.iter().map(|p| server_of(p).unwrap_or_else(|| panic!("no page: {p}"))).collect();
@@ -92,8 +113,10 @@ fn round_robin_and_backend_failure() {
 
     // Kill serv2's web server (a daemon lbctl recorded) under a 50 ms client loop.
     let st = lab.status();
+    let daemon = if web == Web::Apache { "apache" } else { "serve" };
     let pid = st["daemons"].as_array().unwrap().iter()
-        .find(|d| d["node"] == "serv2" && d["daemon"] == "serve").unwrap()["pid"].as_u64().unwrap();
+        .find(|d| d["node"] == "serv2" && d["daemon"] == daemon)
+        .unwrap_or_else(|| panic!("no {daemon} daemon for serv2: {st:#}"))["pid"].as_u64().unwrap();
     let l2 = l.clone();
     let client = std::thread::spawn(move || {
         in_node(&l2, "user1", || {
@@ -113,7 +136,10 @@ fn round_robin_and_backend_failure() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let killed = Instant::now();
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    // The built-in server dies hard; Apache is stopped the way it stops (SIGTERM ends its
+    // process group), since SIGKILL on the parent would leave its children serving.
+    let sig = if web == Web::Apache { libc::SIGTERM } else { libc::SIGKILL };
+    unsafe { libc::kill(pid as i32, sig) };
     // Out of rotation within fall x inter (3 x 2 s), plus one check period of slack.
     let mut down_after = None;
     while killed.elapsed() < Duration::from_secs(9) {
@@ -131,10 +157,20 @@ fn round_robin_and_backend_failure() {
     assert!(fails.is_empty(), "{} of {n} client requests failed: {:?}", fails.len(), fails.first());
 
     // Restart it: back in rotation within rise x inter (2 x 2 s) plus slack.
-    let mut child = std::process::Command::new(lbctl_bin())
-        .args(["exec", "--lab", &l, "serv2", "--", lbctl_bin().to_str().unwrap(), "serve", "--name", "serv2", "--listen", "0.0.0.0:80"])
-        .spawn()
-        .unwrap();
+    let mut cmd = std::process::Command::new(lbctl_bin());
+    cmd.args(["exec", "--lab", &l, "serv2", "--"]);
+    match web {
+        Web::Builtin => {
+            cmd.args([lbctl_bin().to_str().unwrap(), "serve", "--name", "serv2", "--listen", "0.0.0.0:80"]);
+        }
+        Web::Apache => {
+            let conf = format!("/run/lbctl/{l}/apache/serv2/apache2.conf");
+            cmd.args(["apache2", "-f", &conf, "-DFOREGROUND"]);
+        }
+    }
+    // Its own process group: Apache's SIGTERM takes its whole group down.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().unwrap();
     let restarted = Instant::now();
     let mut up_after = None;
     while restarted.elapsed() < Duration::from_secs(8) {
@@ -144,11 +180,139 @@ fn round_robin_and_backend_failure() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
     let _ = child.wait();
     let up_after = up_after.expect("serv2 never came back");
     eprintln!("serv2 back up {:.1} s after restart", up_after.as_secs_f32());
     assert!(up_after <= Duration::from_secs(6), "{up_after:?}");
+}
+
+#[test]
+fn round_robin_and_backend_failure_builtin() {
+    round_robin_and_backend_failure(Web::Builtin);
+}
+
+#[test]
+fn round_robin_and_backend_failure_apache() {
+    round_robin_and_backend_failure(Web::Apache);
+}
+
+/// Bad requests from a user through bal1: each gets its error code, and a fresh good
+/// request right after still works.
+#[test]
+fn bad_requests_through_the_lab() {
+    require_root();
+    let lab = Lab::up(None);
+    let l = lab.name.clone();
+    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+    for i in 0..150 {
+        many.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many.push_str("\r\n");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("TE + CL", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n".into(), "HTTP/1.1 "),
+        ("two Content-Lengths", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".into(), "HTTP/1.1 400"),
+        ("TE identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\nabc".into(), "HTTP/1.1 400"),
+        ("20 kB header", big, "HTTP/1.1 431"),
+        ("150 headers", many, "HTTP/1.1 431"),
+        ("HTTP/0.9", "GET /\r\n".into(), "HTTP/1.1 400"),
+    ];
+    for (what, req, expect) in cases {
+        let (resp, good) = in_node(&l, "user1", move || {
+            let r = raw(bal1(), req.as_bytes(), Duration::from_secs(3));
+            (r, get(bal1(), "/"))
+        });
+        assert!(resp.starts_with(expect), "{what}: expected {expect}, got {resp:?}");
+        if what == "TE + CL" {
+            assert!(!resp.contains("404"), "smuggled request reached a backend: {resp}");
+        }
+        assert!(good.starts_with("HTTP/1.1 200"), "good request after {what}: {good}");
+    }
+    // Slowloris: a request head that never completes gets 408 after http_request_ms (5 s).
+    let (resp, took, good) = in_node(&l, "user1", || {
+        let t = Instant::now();
+        let r = raw(bal1(), b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ", Duration::from_secs(10));
+        (r, t.elapsed(), get(bal1(), "/"))
+    });
+    assert!(resp.starts_with("HTTP/1.1 408"), "slowloris: {resp:?}");
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(8), "{took:?}");
+    assert!(good.starts_with("HTTP/1.1 200"));
+    // An idle keep-alive connection is closed after keep_alive_ms (10 s) without a response.
+    let (resp, took) = in_node(&l, "user1", || {
+        let t = Instant::now();
+        let r = raw(bal1(), b"", Duration::from_secs(15));
+        (r, t.elapsed())
+    });
+    assert!(resp.is_empty(), "idle connection got {resp:?}");
+    assert!(took < Duration::from_secs(14), "idle connection not closed: {took:?}");
+}
+
+/// Weights, cookie stickiness and path routing, proven through bal1.
+#[test]
+fn weights_cookies_and_routes() {
+    require_root();
+    let text = std::fs::read_to_string(repo_file("configs/default.toml")).unwrap();
+    let edited = text
+        .replace("balance = \"roundrobin\"\n", "balance = \"roundrobin\"\ncookie = \"SRV\"\n")
+        .replace("[[service.backend]]\nnode = \"serv1\"\n", "[[service.backend]]\nnode = \"serv1\"\nweight = 2\n")
+        .replace("[[service.backend]]\nnode = \"serv3\"\n", "[[service.backend]]\nnode = \"serv3\"\npool = \"static\"\n\n[[service.route]]\npath_prefix = \"/static/\"\npool = \"static\"\n\n[[service.route]]\nextensions = [\"png\", \"css\"]\npool = \"static\"\n");
+    assert!(edited.contains("weight = 2") && edited.contains("pool = \"static\"") && edited.contains("cookie"));
+    let dir = std::env::temp_dir().join(format!("lbctl-wcr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("wcr.toml");
+    std::fs::write(&f, edited).unwrap();
+    let lab = Lab::up(Some(f.to_str().unwrap()));
+    let l = lab.name.clone();
+    let served = |r: &str| -> String {
+        r.lines()
+            .find_map(|h| h.to_ascii_lowercase().strip_prefix("x-served-by: ").map(|v| v.trim().to_string()))
+            .unwrap_or_default()
+    };
+    // Weights 2:1 over serv1/serv2, spread smoothly: never serv2 twice in a row.
+    let seq: Vec<String> = in_node(&l, "user1", || (0..9).map(|_| get(bal1(), "/")).collect::<Vec<String>>())
+        .iter()
+        .map(|r| served(r))
+        .collect();
+    let ones = seq.iter().filter(|s| *s == "serv1").count();
+    let twos = seq.iter().filter(|s| *s == "serv2").count();
+    assert_eq!(ones + twos, 9, "{seq:?}");
+    assert_eq!((ones, twos), (6, 3), "{seq:?}");
+    assert!(!seq.windows(2).any(|w| w[0] == "serv2" && w[1] == "serv2"), "{seq:?}");
+    // Path routing: /static/ and .png/.css go to the static pool (serv3) only.
+    let routed: Vec<String> = in_node(&l, "user1", || {
+        ["/static/a.js", "/img/logo.png", "/site.css", "/static/b"].iter().map(|p| get(bal1(), p)).collect::<Vec<String>>()
+    })
+    .iter()
+    .map(|r| served(r))
+    .collect();
+    assert!(routed.iter().all(|s| s == "serv3"), "{routed:?}");
+    // Cookie insertion: the first answer sets SRV=<server>; sending it back sticks to it.
+    let first = in_node(&l, "user1", || get(bal1(), "/"));
+    let cookie = first
+        .lines()
+        .find_map(|h| h.to_ascii_lowercase().starts_with("set-cookie: srv=").then(|| h.to_string()))
+        .unwrap_or_else(|| panic!("no Set-Cookie: {first}"));
+    let who = served(&first);
+    let val = cookie.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+    let sticky: Vec<String> = in_node(&l, "user1", move || {
+        (0..5)
+            .map(|_| {
+                raw(
+                    bal1(),
+                    format!("GET / HTTP/1.1\r\nHost: a\r\nCookie: {val}\r\nConnection: close\r\n\r\n").as_bytes(),
+                    Duration::from_secs(3),
+                )
+            })
+            .collect::<Vec<String>>()
+    })
+    .iter()
+    .map(|r| served(r))
+    .collect();
+    assert!(sticky.iter().all(|s| *s == who), "cookie for {who}: {sticky:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without the VXLAN the internal LAN is two halves: bal1's checks see serv3 down, bal2's
