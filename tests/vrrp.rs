@@ -150,6 +150,11 @@ impl Lab {
 
     /// Starts keepalived in `k` (priority, version, advert_int as keepalived writes it).
     fn keepalived(&mut self, prio: u8, version: u8, advert: &str) {
+        self.keepalived_with(prio, version, advert, "");
+    }
+
+    /// Same, with extra lines in the vrrp_instance block.
+    fn keepalived_with(&mut self, prio: u8, version: u8, advert: &str, extra: &str) {
         assert!(self.keepalived.is_none());
         let d = self.dir.path();
         let conf = d.join("keepalived.conf");
@@ -159,7 +164,7 @@ impl Lab {
                 "global_defs {{\n  router_id lbt\n  max_auto_priority -1\n}}\n\
                  vrrp_instance VI_1 {{\n  state BACKUP\n  interface vk\n  virtual_router_id 12\n  \
                  priority {prio}\n  advert_int {advert}\n  version {version}\n  \
-                 virtual_ipaddress {{\n    172.16.1.254\n  }}\n}}\n"
+                 virtual_ipaddress {{\n    172.16.1.254\n  }}\n{extra}\n}}\n"
             ),
         )
         .unwrap();
@@ -815,4 +820,60 @@ fn malformed_packets_dropped_and_counted() {
     let s = ours.snap();
     assert_eq!((s.adverts_received, s.master), (1, Some(THEIRS)), "{s:?}");
     eprintln!("drops: {:?}", s.drops);
+}
+
+/// Unicast (VRRPv3, so the pseudo-header checksum is computed over the peer's address):
+/// keepalived with unicast_peer, ours with unicast_peers, both directions.
+#[test]
+fn v3_unicast_peers_both_ways() {
+    if !ready() {
+        return;
+    }
+    let uni = "  unicast_src_ip 172.16.1.251\n  unicast_peer {\n    172.16.1.250\n  }";
+    let mut lab = Lab::new();
+    lab.keepalived_with(100, 3, "1", uni);
+    let mut cfg = lab.cfg(150, 3, 1000);
+    cfg.unicast_peers = vec![THEIRS];
+    let mut ours = Ours::start(&lab.a, cfg.clone());
+    wait(&lab, Some(&ours), "ours master (unicast)", 6.0, || {
+        ours_is_master(&lab, &ours)
+    });
+    // keepalived accepts our unicast adverts: it stays backup.
+    stable(&lab, &ours, true, 2.5);
+    let t0 = Instant::now();
+    ours.stop();
+    wait(
+        &lab,
+        None,
+        "keepalived master after our unicast priority 0",
+        3.0,
+        || lab.has_vip(&lab.k),
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(3000),
+        "{:?}",
+        t0.elapsed()
+    );
+    // Now keepalived (100) is master and unicasts to us: at equal priority (100) a backup
+    // does not preempt, whatever the addresses; we accept its adverts and stay backup.
+    cfg.priority = 100;
+    let ours = Ours::start(&lab.a, cfg);
+    wait(
+        &lab,
+        Some(&ours),
+        "keepalived master, ours backup (unicast)",
+        6.0,
+        || theirs_is_master(&lab, &ours),
+    );
+    stable(&lab, &ours, false, 2.0);
+    let s = ours.snap();
+    assert!(
+        s.checksum_forms
+            .get("v3_pseudo_header")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{s:?}"
+    );
+    assert!(s.drops.is_empty(), "{s:?}");
 }

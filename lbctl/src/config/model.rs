@@ -596,8 +596,15 @@ mod vrrp_config_tests {
 
     const DEFAULT: &str = include_str!("../../../configs/default.toml");
 
+    /// The default config with `extra` lines in [vrrp] (its `version = 2` line dropped
+    /// when `extra` sets the version).
     fn with(extra: &str) -> Result<Config, String> {
-        let text = DEFAULT.replacen("[vrrp]\n", &format!("[vrrp]\n{extra}\n"), 1);
+        let base = if extra.contains("version =") {
+            DEFAULT.replacen("\nversion = 2\n", "\n", 1)
+        } else {
+            DEFAULT.to_string()
+        };
+        let text = base.replacen("[vrrp]\n", &format!("[vrrp]\n{extra}\n"), 1);
         Config::from_toml(&text, "t.toml").map_err(|e| format!("{e:#}"))
     }
 
@@ -645,11 +652,8 @@ mod vrrp_config_tests {
 
     #[test]
     fn v3_fast_adverts_accepted() {
-        let text = DEFAULT.replacen(
-            "advert_int_ms = 1000",
-            "advert_int_ms = 100\nversion = 3\nv3_checksum = \"rfc\"",
-            1,
-        );
+        let text = DEFAULT.replacen("advert_int_ms = 1000", "advert_int_ms = 100", 1);
+        let text = text.replacen("version = 2", "version = 3\nv3_checksum = \"rfc\"", 1);
         let cfg = Config::from_toml(&text, "t.toml").unwrap();
         let b2 = cfg
             .vrrp
