@@ -177,9 +177,18 @@ fn resolve(args: &LabArgs, for_up: bool) -> Result<(Config, String)> {
     Ok((cfg, config::DEFAULT_TOML.to_string()))
 }
 
-fn main() -> Result<()> {
+fn main() {
     init_tracing();
     let cli = Cli::parse();
+    if let Err(e) = run_cli(cli) {
+        // The whole context chain on one line per cause, without a backtrace: these are
+        // user-facing errors (bad config, missing root, a failed step of `up`).
+        eprintln!("lbctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run_cli(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Exec { lab, node, cmd } => exec(lab, &node, &cmd),
         Cmd::Check { config } => {
