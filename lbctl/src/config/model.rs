@@ -473,7 +473,7 @@ pub struct Vrrp {
     #[serde(default)]
     pub unicast_peers: Vec<Ipv4Addr>,
     /// VRRPv3 checksum sent: "pseudo-header" (keepalived, FRR) or "rfc" (message only, as
-    /// RFC 9568 words it). Both are accepted on receipt.
+    /// RFC 9568 words it). Both are accepted on receipt. keepalived 2.2.7 refuses "rfc".
     #[serde(default = "default_v3_checksum")]
     pub v3_checksum: String,
     /// keepalived's garp_master_delay: second burst of gratuitous ARPs after becoming master.

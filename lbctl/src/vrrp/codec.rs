@@ -6,6 +6,8 @@
 //! "the VRRP message only", but keepalived and FRR (and RFC 5798's errata-era practice)
 //! include an IPv4 pseudo-header; we send the pseudo-header form by default and accept
 //! both, reporting which one each packet used ([`ChecksumForm`]).
+//! keepalived 2.2.7 refuses the message-only form ("Invalid VRRPv3 checksum", checked by
+//! hand in a namespace pair), so that form is only for peers that follow RFC 9568 literally.
 
 use std::net::Ipv4Addr;
 
