@@ -50,7 +50,11 @@ fn bal1() -> SocketAddr {
 
 fn agent_stats(lab: &str, node: &str) -> serde_json::Value {
     let r = in_node(lab, node, || {
-        raw("127.0.0.1:8404".parse().unwrap(), b"GET /stats HTTP/1.0\r\n\r\n", Duration::from_secs(2))
+        raw(
+            "127.0.0.1:8404".parse().unwrap(),
+            b"GET /stats HTTP/1.0\r\n\r\n",
+            Duration::from_secs(2),
+        )
     });
     let body = r.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("stats of {node}: {e}: {r}"))
@@ -77,7 +81,10 @@ enum Web {
 /// configs/default.toml with `web = "apache"` on every server, in a temp dir.
 fn apache_config() -> std::path::PathBuf {
     let text = std::fs::read_to_string(repo_file("configs/default.toml")).unwrap();
-    let edited = text.replace("role = \"server\"\n", "role = \"server\"\nweb = \"apache\"\n");
+    let edited = text.replace(
+        "role = \"server\"\n",
+        "role = \"server\"\nweb = \"apache\"\n",
+    );
     let dir = std::env::temp_dir().join(format!("lbctl-apache-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("apache.toml");
@@ -97,9 +104,15 @@ fn round_robin_and_backend_failure(web: Web) {
     let lab = Lab::up(cfg.as_ref().map(|p| p.to_str().unwrap()));
     let l = lab.name.clone();
     let pages: Vec<String> = in_node(&l, "user1", || (0..6).map(|_| get(bal1(), "/")).collect());
-    let order: Vec<String> = pages.iter().map(|p| server_of(p).unwrap_or_else(|| panic!("no page: {p}"))).collect();
+    let order: Vec<String> = pages
+        .iter()
+        .map(|p| server_of(p).unwrap_or_else(|| panic!("no page: {p}")))
+        .collect();
     // Consecutive requests cycle the three servers exactly, in config order.
-    let start = order.iter().position(|s| s == "serv1").expect("serv1 answered");
+    let start = order
+        .iter()
+        .position(|s| s == "serv1")
+        .expect("serv1 answered");
     let cycle = ["serv1", "serv2", "serv3"];
     for (i, s) in order.iter().enumerate() {
         assert_eq!(s, cycle[(i + 3 - start) % 3], "order {order:?}");
@@ -108,15 +121,26 @@ fn round_robin_and_backend_failure(web: Web) {
         assert!(p.contains("direccion: 10.0.0.250"), "{p}");
         assert!(p.starts_with("HTTP/1.1 200"), "{p}");
     }
-    let p = in_node(&l, "user2", || get("172.16.1.251:8000".parse().unwrap(), "/"));
+    let p = in_node(&l, "user2", || {
+        get("172.16.1.251:8000".parse().unwrap(), "/")
+    });
     assert!(p.contains("direccion: 10.0.0.251"), "{p}");
 
     // Kill serv2's web server (a daemon lbctl recorded) under a 50 ms client loop.
     let st = lab.status();
-    let daemon = if web == Web::Apache { "apache" } else { "serve" };
-    let pid = st["daemons"].as_array().unwrap().iter()
+    let daemon = if web == Web::Apache {
+        "apache"
+    } else {
+        "serve"
+    };
+    let pid = st["daemons"]
+        .as_array()
+        .unwrap()
+        .iter()
         .find(|d| d["node"] == "serv2" && d["daemon"] == daemon)
-        .unwrap_or_else(|| panic!("no {daemon} daemon for serv2: {st:#}"))["pid"].as_u64().unwrap();
+        .unwrap_or_else(|| panic!("no {daemon} daemon for serv2: {st:#}"))["pid"]
+        .as_u64()
+        .unwrap();
     let l2 = l.clone();
     let client = std::thread::spawn(move || {
         in_node(&l2, "user1", || {
@@ -138,7 +162,11 @@ fn round_robin_and_backend_failure(web: Web) {
     let killed = Instant::now();
     // The built-in server dies hard; Apache is stopped the way it stops (SIGTERM ends its
     // process group), since SIGKILL on the parent would leave its children serving.
-    let sig = if web == Web::Apache { libc::SIGTERM } else { libc::SIGKILL };
+    let sig = if web == Web::Apache {
+        libc::SIGTERM
+    } else {
+        libc::SIGKILL
+    };
     unsafe { libc::kill(pid as i32, sig) };
     // Out of rotation within fall x inter (3 x 2 s), plus one check period of slack.
     let mut down_after = None;
@@ -150,18 +178,33 @@ fn round_robin_and_backend_failure(web: Web) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let down_after = down_after.expect("serv2 never marked down");
-    eprintln!("serv2 marked down {:.1} s after it died", down_after.as_secs_f32());
+    eprintln!(
+        "serv2 marked down {:.1} s after it died",
+        down_after.as_secs_f32()
+    );
     assert!(down_after <= Duration::from_secs(8), "{down_after:?}");
     let (n, fails) = client.join().unwrap();
     assert!(n > 50, "client loop made only {n} requests");
-    assert!(fails.is_empty(), "{} of {n} client requests failed: {:?}", fails.len(), fails.first());
+    assert!(
+        fails.is_empty(),
+        "{} of {n} client requests failed: {:?}",
+        fails.len(),
+        fails.first()
+    );
 
     // Restart it: back in rotation within rise x inter (2 x 2 s) plus slack.
     let mut cmd = std::process::Command::new(lbctl_bin());
     cmd.args(["exec", "--lab", &l, "serv2", "--"]);
     match web {
         Web::Builtin => {
-            cmd.args([lbctl_bin().to_str().unwrap(), "serve", "--name", "serv2", "--listen", "0.0.0.0:80"]);
+            cmd.args([
+                lbctl_bin().to_str().unwrap(),
+                "serve",
+                "--name",
+                "serv2",
+                "--listen",
+                "0.0.0.0:80",
+            ]);
         }
         Web::Apache => {
             let conf = format!("/run/lbctl/{l}/apache/serv2/apache2.conf");
@@ -185,7 +228,10 @@ fn round_robin_and_backend_failure(web: Web) {
     let _ = child.kill();
     let _ = child.wait();
     let up_after = up_after.expect("serv2 never came back");
-    eprintln!("serv2 back up {:.1} s after restart", up_after.as_secs_f32());
+    eprintln!(
+        "serv2 back up {:.1} s after restart",
+        up_after.as_secs_f32()
+    );
     assert!(up_after <= Duration::from_secs(6), "{up_after:?}");
 }
 
@@ -206,7 +252,10 @@ fn bad_requests_through_the_lab() {
     require_root();
     let lab = Lab::up(None);
     let l = lab.name.clone();
-    let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
     for i in 0..150 {
         many.push_str(&format!("X-H{i}: v\r\n"));
@@ -225,20 +274,36 @@ fn bad_requests_through_the_lab() {
             let r = raw(bal1(), req.as_bytes(), Duration::from_secs(3));
             (r, get(bal1(), "/"))
         });
-        assert!(resp.starts_with(expect), "{what}: expected {expect}, got {resp:?}");
+        assert!(
+            resp.starts_with(expect),
+            "{what}: expected {expect}, got {resp:?}"
+        );
         if what == "TE + CL" {
-            assert!(!resp.contains("404"), "smuggled request reached a backend: {resp}");
+            assert!(
+                !resp.contains("404"),
+                "smuggled request reached a backend: {resp}"
+            );
         }
-        assert!(good.starts_with("HTTP/1.1 200"), "good request after {what}: {good}");
+        assert!(
+            good.starts_with("HTTP/1.1 200"),
+            "good request after {what}: {good}"
+        );
     }
     // Slowloris: a request head that never completes gets 408 after http_request_ms (5 s).
     let (resp, took, good) = in_node(&l, "user1", || {
         let t = Instant::now();
-        let r = raw(bal1(), b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ", Duration::from_secs(10));
+        let r = raw(
+            bal1(),
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ",
+            Duration::from_secs(10),
+        );
         (r, t.elapsed(), get(bal1(), "/"))
     });
     assert!(resp.starts_with("HTTP/1.1 408"), "slowloris: {resp:?}");
-    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(8), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
     assert!(good.starts_with("HTTP/1.1 200"));
     // An idle keep-alive connection is closed after keep_alive_ms (10 s) without a response.
     let (resp, took) = in_node(&l, "user1", || {
@@ -247,7 +312,10 @@ fn bad_requests_through_the_lab() {
         (r, t.elapsed())
     });
     assert!(resp.is_empty(), "idle connection got {resp:?}");
-    assert!(took < Duration::from_secs(14), "idle connection not closed: {took:?}");
+    assert!(
+        took < Duration::from_secs(14),
+        "idle connection not closed: {took:?}"
+    );
 }
 
 /// Weights, cookie stickiness and path routing, proven through bal1.
@@ -259,7 +327,11 @@ fn weights_cookies_and_routes() {
         .replace("balance = \"roundrobin\"\n", "balance = \"roundrobin\"\ncookie = \"SRV\"\n")
         .replace("[[service.backend]]\nnode = \"serv1\"\n", "[[service.backend]]\nnode = \"serv1\"\nweight = 2\n")
         .replace("[[service.backend]]\nnode = \"serv3\"\n", "[[service.backend]]\nnode = \"serv3\"\npool = \"static\"\n\n[[service.route]]\npath_prefix = \"/static/\"\npool = \"static\"\n\n[[service.route]]\nextensions = [\"png\", \"css\"]\npool = \"static\"\n");
-    assert!(edited.contains("weight = 2") && edited.contains("pool = \"static\"") && edited.contains("cookie"));
+    assert!(
+        edited.contains("weight = 2")
+            && edited.contains("pool = \"static\"")
+            && edited.contains("cookie")
+    );
     let dir = std::env::temp_dir().join(format!("lbctl-wcr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("wcr.toml");
@@ -268,22 +340,34 @@ fn weights_cookies_and_routes() {
     let l = lab.name.clone();
     let served = |r: &str| -> String {
         r.lines()
-            .find_map(|h| h.to_ascii_lowercase().strip_prefix("x-served-by: ").map(|v| v.trim().to_string()))
+            .find_map(|h| {
+                h.to_ascii_lowercase()
+                    .strip_prefix("x-served-by: ")
+                    .map(|v| v.trim().to_string())
+            })
             .unwrap_or_default()
     };
     // Weights 2:1 over serv1/serv2, spread smoothly: never serv2 twice in a row.
-    let seq: Vec<String> = in_node(&l, "user1", || (0..9).map(|_| get(bal1(), "/")).collect::<Vec<String>>())
-        .iter()
-        .map(|r| served(r))
-        .collect();
+    let seq: Vec<String> = in_node(&l, "user1", || {
+        (0..9).map(|_| get(bal1(), "/")).collect::<Vec<String>>()
+    })
+    .iter()
+    .map(|r| served(r))
+    .collect();
     let ones = seq.iter().filter(|s| *s == "serv1").count();
     let twos = seq.iter().filter(|s| *s == "serv2").count();
     assert_eq!(ones + twos, 9, "{seq:?}");
     assert_eq!((ones, twos), (6, 3), "{seq:?}");
-    assert!(!seq.windows(2).any(|w| w[0] == "serv2" && w[1] == "serv2"), "{seq:?}");
+    assert!(
+        !seq.windows(2).any(|w| w[0] == "serv2" && w[1] == "serv2"),
+        "{seq:?}"
+    );
     // Path routing: /static/ and .png/.css go to the static pool (serv3) only.
     let routed: Vec<String> = in_node(&l, "user1", || {
-        ["/static/a.js", "/img/logo.png", "/site.css", "/static/b"].iter().map(|p| get(bal1(), p)).collect::<Vec<String>>()
+        ["/static/a.js", "/img/logo.png", "/site.css", "/static/b"]
+            .iter()
+            .map(|p| get(bal1(), p))
+            .collect::<Vec<String>>()
     })
     .iter()
     .map(|r| served(r))
@@ -293,16 +377,31 @@ fn weights_cookies_and_routes() {
     let first = in_node(&l, "user1", || get(bal1(), "/"));
     let cookie = first
         .lines()
-        .find_map(|h| h.to_ascii_lowercase().starts_with("set-cookie: srv=").then(|| h.to_string()))
+        .find_map(|h| {
+            h.to_ascii_lowercase()
+                .starts_with("set-cookie: srv=")
+                .then(|| h.to_string())
+        })
         .unwrap_or_else(|| panic!("no Set-Cookie: {first}"));
     let who = served(&first);
-    let val = cookie.split_once(':').unwrap().1.trim().split(';').next().unwrap().to_string();
+    let val = cookie
+        .split_once(':')
+        .unwrap()
+        .1
+        .trim()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let sticky: Vec<String> = in_node(&l, "user1", move || {
         (0..5)
             .map(|_| {
                 raw(
                     bal1(),
-                    format!("GET / HTTP/1.1\r\nHost: a\r\nCookie: {val}\r\nConnection: close\r\n\r\n").as_bytes(),
+                    format!(
+                        "GET / HTTP/1.1\r\nHost: a\r\nCookie: {val}\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
                     Duration::from_secs(3),
                 )
             })
@@ -311,7 +410,10 @@ fn weights_cookies_and_routes() {
     .iter()
     .map(|r| served(r))
     .collect();
-    assert!(sticky.iter().all(|s| *s == who), "cookie for {who}: {sticky:?}");
+    assert!(
+        sticky.iter().all(|s| *s == who),
+        "cookie for {who}: {sticky:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -335,21 +437,35 @@ fn health_checks_without_the_tunnel() {
     loop {
         let s1 = agent_stats(&l, "bal1");
         let s2 = agent_stats(&l, "bal2");
-        let ok = backend_up(&s1, "serv1") && backend_up(&s1, "serv2") && !backend_up(&s1, "serv3")
-            && !backend_up(&s2, "serv1") && !backend_up(&s2, "serv2") && backend_up(&s2, "serv3");
+        let ok = backend_up(&s1, "serv1")
+            && backend_up(&s1, "serv2")
+            && !backend_up(&s1, "serv3")
+            && !backend_up(&s2, "serv1")
+            && !backend_up(&s2, "serv2")
+            && backend_up(&s2, "serv3");
         if ok {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(15), "views did not settle: {s1:#} {s2:#}");
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "views did not settle: {s1:#} {s2:#}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let servers: Vec<String> = in_node(&l, "user1", || {
-        (0..4).map(|_| server_of(&get(bal1(), "/")).unwrap_or_default()).collect()
+        (0..4)
+            .map(|_| server_of(&get(bal1(), "/")).unwrap_or_default())
+            .collect()
     });
-    assert!(servers.iter().all(|s| s == "serv1" || s == "serv2"), "{servers:?}");
+    assert!(
+        servers.iter().all(|s| s == "serv1" || s == "serv2"),
+        "{servers:?}"
+    );
     assert!(servers.contains(&"serv1".to_string()) && servers.contains(&"serv2".to_string()));
     let s: Vec<String> = in_node(&l, "user2", || {
-        (0..3).map(|_| server_of(&get("172.16.1.251:8000".parse().unwrap(), "/")).unwrap_or_default()).collect()
+        (0..3)
+            .map(|_| server_of(&get("172.16.1.251:8000".parse().unwrap(), "/")).unwrap_or_default())
+            .collect()
     });
     assert!(s.iter().all(|x| x == "serv3"), "{s:?}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -319,18 +319,20 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
     println!("\nlab {lab} is up in {:.1} s.", took.as_secs_f32());
     if let Some(s) = &cfg.service {
         for b in &s.balancers {
-            if let Some(a) = cfg
-                .node(b)
-                .and_then(|n| n.ifaces.iter().filter_map(|i| i.address).find(|a| a.contains(&s.vip)))
-            {
+            if let Some(a) = cfg.node(b).and_then(|n| {
+                n.ifaces
+                    .iter()
+                    .filter_map(|i| i.address)
+                    .find(|a| a.contains(&s.vip))
+            }) {
                 println!("  service through {b}: http://{}:{}/", a.addr(), s.port);
             }
         }
+        println!("  service VIP:      http://{}:{}/", s.vip, s.port);
         println!(
-            "  service VIP:      http://{}:{}/ (answers once VRRP gives the VIP to a balancer)",
-            s.vip, s.port
+            "  agent admin:      http://<balancer>:{}/metrics and /stats",
+            s.admin_port
         );
-        println!("  agent admin:      http://<balancer>:{}/metrics and /stats", s.admin_port);
     }
     let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
     println!("Try next:");
@@ -347,7 +349,13 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
         }
     }
     println!("  lbctl exec{labarg} user1 -- ping -c2 172.16.1.151     # across the external LAN");
-    println!("  for i in 1 2 3; do lbctl exec{labarg} user1 -- curl -s http://172.16.1.250:8000/ | grep servidor; done");
+    if let Some(s) = &cfg.service {
+        println!(
+            "  for i in 1 2 3; do lbctl exec{labarg} user1 -- curl -s http://{}:{}/ | grep servidor; done",
+            s.vip, s.port
+        );
+    }
+    println!("  lbctl bridge down{labarg} vswout1                 # checkpoint 2: bal2 becomes VRRP master");
     println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
     println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");
     println!(

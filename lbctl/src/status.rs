@@ -247,6 +247,7 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             .unwrap_or(crate::agent::admin::Stats {
                 node,
                 frontend: None,
+                vrrp: None,
                 backends: vec![],
             });
             balancers.push(st);
@@ -406,6 +407,51 @@ pub fn render(s: &Status) -> String {
                     check
                 );
             }
+        }
+    }
+    let vrrps: Vec<_> = s
+        .balancers
+        .iter()
+        .filter_map(|b| b.vrrp.as_ref().map(|v| (&b.node, v)))
+        .collect();
+    if !vrrps.is_empty() {
+        let _ = writeln!(o, "\nVRRP");
+        let _ = writeln!(
+            o,
+            "  {:<6} {:<8} {:>4} {:>5} {:<15} {:>6} {:>6} {:>5}  DROPS",
+            "NODE", "STATE", "VRID", "PRIO", "MASTER", "SENT", "RCVD", "TRANS"
+        );
+        for (node, v) in vrrps {
+            let drops: Vec<String> = v
+                .drops
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{r}:{n}"))
+                .collect();
+            let prio = if v.effective_priority != v.priority {
+                format!("{}({})", v.effective_priority, v.priority)
+            } else {
+                v.priority.to_string()
+            };
+            let _ = writeln!(
+                o,
+                "  {:<6} {:<8} {:>4} {:>5} {:<15} {:>6} {:>6} {:>5}  {}",
+                node,
+                v.state,
+                v.vrid,
+                prio,
+                v.master
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                v.adverts_sent,
+                v.adverts_received,
+                v.transitions,
+                if drops.is_empty() {
+                    "none".into()
+                } else {
+                    drops.join(" ")
+                }
+            );
         }
     }
     let _ = writeln!(o, "\nDAEMONS");

@@ -128,7 +128,13 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     for (i, port) in BACKENDS.iter().enumerate() {
         procs.0.push(
             Command::new(&lbctl)
-                .args(["serve", "--name", &format!("serv{}", i + 1), "--listen", &format!("127.0.0.1:{port}")])
+                .args([
+                    "serve",
+                    "--name",
+                    &format!("serv{}", i + 1),
+                    "--listen",
+                    &format!("127.0.0.1:{port}"),
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()?,
@@ -139,12 +145,22 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\n\n",
     );
     for port in BACKENDS {
-        cfg.push_str(&format!("[[service.backend]]\naddress = \"127.0.0.1:{port}\"\n\n"));
+        cfg.push_str(&format!(
+            "[[service.backend]]\naddress = \"127.0.0.1:{port}\"\n\n"
+        ));
     }
     let lab_cfg = dir.join("bench.toml");
     std::fs::write(&lab_cfg, cfg)?;
     let ours = Command::new(&lbctl)
-        .args(["agent", "-c", lab_cfg.to_str().unwrap(), "--node", "bench", "--listen", &format!("127.0.0.1:{OURS}")])
+        .args([
+            "agent",
+            "-c",
+            lab_cfg.to_str().unwrap(),
+            "--node",
+            "bench",
+            "--listen",
+            &format!("127.0.0.1:{OURS}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
@@ -153,7 +169,12 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     let servers: String = BACKENDS
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("    server serv{} 127.0.0.1:{p} check inter 2s rise 2 fall 3\n", i + 1))
+        .map(|(i, p)| {
+            format!(
+                "    server serv{} 127.0.0.1:{p} check inter 2s rise 2 fall 3\n",
+                i + 1
+            )
+        })
         .collect();
     let hcfg = format!(
         "global\n    maxconn 4096\n    nbthread 2\n\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout http-request 5s\n    timeout http-keep-alive 10s\n    option http-keep-alive\n    option forwardfor\n\nfrontend fe\n    bind 127.0.0.1:{HAPROXY}\n    default_backend be\n\nbackend be\n    balance roundrobin\n    option httpchk GET /health\n{servers}"

@@ -68,7 +68,12 @@ fn workspace_root() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Bench {
-            what: BenchCmd::Proxy { rounds, secs, conns },
+            what:
+                BenchCmd::Proxy {
+                    rounds,
+                    secs,
+                    conns,
+                },
         } => bench::proxy(&workspace_root(), rounds, secs, conns),
         Cmd::BuildEbpf {
             target_dir,

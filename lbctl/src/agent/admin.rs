@@ -53,10 +53,17 @@ pub struct Stats {
     /// Client-side counters of the proxy (requests, responses, errors by kind).
     #[serde(default)]
     pub frontend: Option<crate::proxy::FrontendSnapshot>,
+    /// The VRRP instance, when this agent runs one.
+    #[serde(default)]
+    pub vrrp: Option<crate::vrrp::VrrpSnapshot>,
     pub backends: Vec<BackendStats>,
 }
 
-pub fn snapshot(node: &str, backends: &[Arc<BackendState>]) -> Stats {
+pub fn snapshot(
+    node: &str,
+    backends: &[Arc<BackendState>],
+    vrrp: Option<&crate::vrrp::VrrpHandle>,
+) -> Stats {
     let backends = backends
         .iter()
         .map(|b| {
@@ -78,7 +85,11 @@ pub fn snapshot(node: &str, backends: &[Arc<BackendState>]) -> Stats {
                 redispatches: c.redispatches.load(Ordering::Relaxed),
                 bytes_in: c.bytes_in.load(Ordering::Relaxed),
                 bytes_out: c.bytes_out.load(Ordering::Relaxed),
-                avg_response_ms: if total > 0 { rt as f64 / total as f64 / 1000.0 } else { 0.0 },
+                avg_response_ms: if total > 0 {
+                    rt as f64 / total as f64 / 1000.0
+                } else {
+                    0.0
+                },
                 check_ok: ck.last.as_ref().map(|l| l.ok),
                 check_reason: ck.last.as_ref().map(|l| l.reason.clone()),
                 check_duration_ms: ck.last.as_ref().map(|l| l.duration_ms),
@@ -91,13 +102,16 @@ pub fn snapshot(node: &str, backends: &[Arc<BackendState>]) -> Stats {
     Stats {
         node: node.to_string(),
         frontend: Some(crate::proxy::frontend_stats().snapshot()),
+        vrrp: vrrp.map(|h| h.snapshot()),
         backends,
     }
 }
 
 /// Label value escaping for the Prometheus text format.
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Prometheus text exposition (version 0.0.4).
@@ -207,10 +221,61 @@ pub fn metrics(s: &Stats) -> String {
         "UP/DOWN transitions of the server.",
         per(&|b| b.transitions.to_string()),
     );
+    if let Some(v) = &s.vrrp {
+        let vl = format!("instance=\"{}\",vrid=\"{}\"", esc(&v.instance), v.vrid);
+        let state = |st: &str| (v.state == st) as u8;
+        family(
+            "lbctl_vrrp_state",
+            "gauge",
+            "VRRP state of the instance (1 for the current one).",
+            ["INIT", "BACKUP", "MASTER", "FAULT"]
+                .iter()
+                .map(|st| (format!("{vl},state=\"{st}\""), state(st).to_string()))
+                .collect(),
+        );
+        family(
+            "lbctl_vrrp_transitions_total",
+            "counter",
+            "VRRP state transitions.",
+            vec![(vl.clone(), v.transitions.to_string())],
+        );
+        family(
+            "lbctl_vrrp_priority",
+            "gauge",
+            "Effective VRRP priority (after the health penalty).",
+            vec![(vl.clone(), v.effective_priority.to_string())],
+        );
+        family(
+            "lbctl_vrrp_adverts_sent_total",
+            "counter",
+            "VRRP advertisements sent.",
+            vec![(vl.clone(), v.adverts_sent.to_string())],
+        );
+        family(
+            "lbctl_vrrp_adverts_received_total",
+            "counter",
+            "VRRP advertisements accepted.",
+            vec![(vl.clone(), v.adverts_received.to_string())],
+        );
+        family(
+            "lbctl_vrrp_dropped_total",
+            "counter",
+            "VRRP packets dropped, by reason.",
+            v.drops
+                .iter()
+                .map(|(r, n)| (format!("{vl},reason=\"{}\"", esc(r)), n.to_string()))
+                .collect(),
+        );
+    }
     if let Some(f) = &s.frontend {
         let fl = "proxy=\"service\"".to_string();
         let one = |v: u64| vec![(fl.clone(), v.to_string())];
-        family("lbctl_frontend_http_requests_total", "counter", "HTTP requests received.", one(f.requests));
+        family(
+            "lbctl_frontend_http_requests_total",
+            "counter",
+            "HTTP requests received.",
+            one(f.requests),
+        );
         family(
             "lbctl_frontend_http_responses_total",
             "counter",
@@ -221,8 +286,18 @@ pub fn metrics(s: &Stats) -> String {
                 .map(|(i, n)| (format!("{fl},code=\"{}xx\"", i + 1), n.to_string()))
                 .collect(),
         );
-        family("lbctl_frontend_current_sessions", "gauge", "Open client connections.", one(f.conns_current));
-        family("lbctl_frontend_sessions_total", "counter", "Client connections accepted.", one(f.conns_total));
+        family(
+            "lbctl_frontend_current_sessions",
+            "gauge",
+            "Open client connections.",
+            one(f.conns_current),
+        );
+        family(
+            "lbctl_frontend_sessions_total",
+            "counter",
+            "Client connections accepted.",
+            one(f.conns_total),
+        );
         let errs = [
             ("bad_request", f.bad_request),
             ("header_timeout", f.header_timeout),
@@ -236,7 +311,9 @@ pub fn metrics(s: &Stats) -> String {
             "lbctl_frontend_errors_total",
             "counter",
             "Requests answered with an error or aborted, by kind.",
-            errs.iter().map(|(k, v)| (format!("{fl},kind=\"{k}\""), v.to_string())).collect(),
+            errs.iter()
+                .map(|(k, v)| (format!("{fl},kind=\"{k}\""), v.to_string()))
+                .collect(),
         );
     }
     family(
@@ -248,17 +325,22 @@ pub fn metrics(s: &Stats) -> String {
     o
 }
 
-fn respond(node: &str, backends: &[Arc<BackendState>], req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn respond(
+    node: &str,
+    backends: &[Arc<BackendState>],
+    vrrp: Option<&crate::vrrp::VrrpHandle>,
+    req: &Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match req.uri().path() {
         "/metrics" => (
             StatusCode::OK,
             "text/plain; version=0.0.4",
-            metrics(&snapshot(node, backends)),
+            metrics(&snapshot(node, backends, vrrp)),
         ),
         "/stats" => (
             StatusCode::OK,
             "application/json",
-            serde_json::to_string_pretty(&snapshot(node, backends)).unwrap_or_default(),
+            serde_json::to_string_pretty(&snapshot(node, backends, vrrp)).unwrap_or_default(),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -268,7 +350,8 @@ fn respond(node: &str, backends: &[Arc<BackendState>], req: &Request<Incoming>) 
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
@@ -277,6 +360,7 @@ pub async fn serve(
     addr: SocketAddr,
     node: String,
     backends: Vec<Arc<BackendState>>,
+    vrrp: Option<crate::vrrp::VrrpHandle>,
 ) -> Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
@@ -291,9 +375,10 @@ pub async fn serve(
             };
             let node = node.clone();
             let backends = backends.clone();
+            let vrrp = vrrp.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let r = respond(&node, &backends, &req);
+                    let r = respond(&node, &backends, vrrp.as_ref(), &req);
                     async move { Ok::<_, std::convert::Infallible>(r) }
                 });
                 if let Err(e) = http1::Builder::new()
@@ -315,7 +400,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
     s.set_read_timeout(Some(t)).ok()?;
     s.set_write_timeout(Some(t)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbctl\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbctl\r\n\r\n"
+    )
+    .ok()?;
     let mut out = Vec::new();
     s.take(4 << 20).read_to_end(&mut out).ok()?;
     Some(String::from_utf8_lossy(&out).into_owned())
@@ -341,11 +430,21 @@ mod tests {
 
     #[test]
     fn metrics_text_has_haproxy_like_names() {
-        let b = Arc::new(BackendState::new("serv1", "10.0.0.1:80".parse().unwrap(), 1, "default"));
+        let b = Arc::new(BackendState::new(
+            "serv1",
+            "10.0.0.1:80".parse().unwrap(),
+            1,
+            "default",
+        ));
         b.count_response(200);
-        let m = metrics(&snapshot("bal1", &[b]));
-        assert!(m.contains("lbctl_server_status{proxy=\"service\",server=\"serv1\"} 1"), "{m}");
-        assert!(m.contains("lbctl_server_http_responses_total{proxy=\"service\",server=\"serv1\",code=\"2xx\"} 1"));
+        let m = metrics(&snapshot("bal1", &[b], None));
+        assert!(
+            m.contains("lbctl_server_status{proxy=\"service\",server=\"serv1\"} 1"),
+            "{m}"
+        );
+        assert!(m.contains(
+            "lbctl_server_http_responses_total{proxy=\"service\",server=\"serv1\",code=\"2xx\"} 1"
+        ));
         assert!(m.contains("# TYPE lbctl_server_check_status gauge"));
     }
 }

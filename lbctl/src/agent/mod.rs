@@ -24,9 +24,41 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         );
         let backends = plan.backend_states();
         let _checks = crate::health::spawn(&backends, &plan.check, plan.source);
-        let admin = admin::serve(plan.admin, plan.node.clone(), backends.clone())
-            .await
-            .context("starting the admin listener")?;
+        // VRRP: the instance owns the VIP; a balancer with no healthy backend takes the
+        // configured priority penalty so the other one takes over.
+        let vrrp = match &plan.vrrp {
+            Some(v) => {
+                let (h, task) = crate::vrrp::start(v.clone())
+                    .await
+                    .with_context(|| format!("starting VRRP instance {}", v.instance))?;
+                let hh = h.clone();
+                let bs = backends.clone();
+                let tracker = tokio::spawn(async move {
+                    let mut last = None;
+                    loop {
+                        let healthy = bs.iter().any(|b| b.is_up());
+                        if last != Some(healthy) {
+                            if last.is_some() {
+                                info!(healthy, "backend health changed: VRRP priority follows");
+                            }
+                            hh.set_healthy(healthy);
+                            last = Some(healthy);
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                });
+                Some((h, task, tracker))
+            }
+            None => None,
+        };
+        let admin = admin::serve(
+            plan.admin,
+            plan.node.clone(),
+            backends.clone(),
+            vrrp.as_ref().map(|(h, _, _)| h.clone()),
+        )
+        .await
+        .context("starting the admin listener")?;
         let shutdown = async {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -36,7 +68,20 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => info!("interrupted: stopping"),
             }
         };
+        // On SIGTERM, VRRP resigns first (priority 0, VIP removed) so the backup takes
+        // over at once, then the proxy drains.
+        let vrrp_handle = vrrp.as_ref().map(|(h, _, _)| h.clone());
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(h) = vrrp_handle {
+                h.shutdown().await;
+            }
+        };
         let res = crate::proxy::run(plan.proxy_config(), backends, shutdown).await;
+        if let Some((_, task, tracker)) = vrrp {
+            tracker.abort();
+            task.abort();
+        }
         admin.abort();
         res
     }

@@ -26,6 +26,9 @@ pub struct AgentPlan {
     pub backends: Vec<BackendPlan>,
     pub check: Check,
     pub service: crate::config::Service,
+    /// The VRRP instance protecting the VIP, when the config has `[vrrp]` with a
+    /// priority for this node.
+    pub vrrp: Option<crate::vrrp::VrrpConfig>,
 }
 
 impl AgentPlan {
@@ -73,7 +76,10 @@ impl AgentPlan {
         }
         // Backend connections leave from our address on the backends' subnet.
         let source = backends.first().and_then(|b| match b.addr.ip() {
-            IpAddr::V4(ip) => addrs.iter().find(|a| a.contains(&ip)).map(|a| IpAddr::V4(a.addr())),
+            IpAddr::V4(ip) => addrs
+                .iter()
+                .find(|a| a.contains(&ip))
+                .map(|a| IpAddr::V4(a.addr())),
             IpAddr::V6(_) => None,
         });
         let listen = if listen.is_empty() {
@@ -85,7 +91,14 @@ impl AgentPlan {
         } else {
             listen.to_vec()
         };
+        let vrrp = match &cfg.vrrp {
+            Some(v) if v.priorities.iter().any(|p| p.node == node) => {
+                Some(v.instance_config(cfg, node)?)
+            }
+            _ => None,
+        };
         Ok(AgentPlan {
+            vrrp,
             node: node.to_string(),
             listen,
             source,
@@ -129,11 +142,17 @@ mod tests {
         let p = AgentPlan::new(&cfg, "bal1", &[]).unwrap();
         assert_eq!(
             p.listen,
-            vec!["172.16.1.254:8000".parse().unwrap(), "172.16.1.250:8000".parse().unwrap()]
+            vec![
+                "172.16.1.254:8000".parse().unwrap(),
+                "172.16.1.250:8000".parse().unwrap()
+            ]
         );
         assert_eq!(p.source, Some("10.0.0.250".parse().unwrap()));
-        let names: Vec<(&str, String)> =
-            p.backends.iter().map(|b| (b.name.as_str(), b.addr.to_string())).collect();
+        let names: Vec<(&str, String)> = p
+            .backends
+            .iter()
+            .map(|b| (b.name.as_str(), b.addr.to_string()))
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -141,6 +160,15 @@ mod tests {
                 ("serv2", "10.0.0.2:80".to_string()),
                 ("serv3", "10.0.0.3:80".to_string())
             ]
+        );
+        let v = p.vrrp.as_ref().expect("bal1 runs VRRP");
+        assert_eq!(
+            (v.vrid, v.priority, v.interface.as_str()),
+            (12, 150, "eth0")
+        );
+        assert_eq!(
+            v.vips,
+            vec!["172.16.1.254".parse::<std::net::Ipv4Addr>().unwrap()]
         );
         assert!(AgentPlan::new(&cfg, "serv1", &[]).is_err());
         assert!(AgentPlan::new(&cfg, "nobody", &[]).is_err());

@@ -169,9 +169,17 @@ mod tests {
     fn starts_up_and_falls_after_fall_failures() {
         let s = b();
         assert!(s.is_up());
-        assert_eq!(s.record(false, "refused", Duration::ZERO, false, 2, 3), None);
-        assert_eq!(s.record(false, "refused", Duration::ZERO, false, 2, 3), None);
-        let t = s.record(false, "timeout", Duration::ZERO, false, 2, 3).unwrap();
+        assert_eq!(
+            s.record(false, "refused", Duration::ZERO, false, 2, 3),
+            None
+        );
+        assert_eq!(
+            s.record(false, "refused", Duration::ZERO, false, 2, 3),
+            None
+        );
+        let t = s
+            .record(false, "timeout", Duration::ZERO, false, 2, 3)
+            .unwrap();
         assert!(!t.up && t.reason == "timeout");
         assert!(!s.is_up());
     }

@@ -552,24 +552,43 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                 _ => c.err(field.clone(), "give exactly one of node or address"),
             }
             if b.weight > 256 {
-                c.err(format!("{field}.weight"), format!("{} is above 256 (HAProxy's maximum)", b.weight));
+                c.err(
+                    format!("{field}.weight"),
+                    format!("{} is above 256 (HAProxy's maximum)", b.weight),
+                );
             }
             if !bnames.insert(b.display_name()) {
-                c.err(format!("{field}.name"), format!("duplicate backend name {:?}", b.display_name()));
+                c.err(
+                    format!("{field}.name"),
+                    format!("duplicate backend name {:?}", b.display_name()),
+                );
             }
         }
         let pools: HashSet<&str> = s.backends.iter().map(|b| b.pool.as_str()).collect();
         for (i, r) in s.routes.iter().enumerate() {
             if !pools.contains(r.pool.as_str()) {
-                c.err(format!("service.route[{i}].pool"), format!("no backend is in pool {:?}", r.pool));
+                c.err(
+                    format!("service.route[{i}].pool"),
+                    format!("no backend is in pool {:?}", r.pool),
+                );
             }
             if r.path_prefix.is_none() && r.extensions.is_empty() {
-                c.err(format!("service.route[{i}]"), "a route needs path_prefix or extensions");
+                c.err(
+                    format!("service.route[{i}]"),
+                    "a route needs path_prefix or extensions",
+                );
             }
         }
         if let Some(ck) = &s.cookie {
-            if ck.is_empty() || !ck.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-') {
-                c.err("service.cookie", format!("{ck:?} is not a valid cookie name"));
+            if ck.is_empty()
+                || !ck
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+            {
+                c.err(
+                    "service.cookie",
+                    format!("{ck:?} is not a valid cookie name"),
+                );
             }
         }
         let ck = &s.check;
@@ -580,13 +599,19 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
             c.err("service.check", "inter_ms and timeout_ms must be positive");
         }
         if crate::config::parse_status_range(&ck.expect_status).is_none() {
-            c.err("service.check.expect_status", format!("{:?} is not \"200\" or \"200-399\"", ck.expect_status));
+            c.err(
+                "service.check.expect_status",
+                format!("{:?} is not \"200\" or \"200-399\"", ck.expect_status),
+            );
         }
         if !ck.path.starts_with('/') {
             c.err("service.check.path", "must start with '/'");
         }
         if ck.method.is_empty() || !ck.method.chars().all(|ch| ch.is_ascii_uppercase()) {
-            c.err("service.check.method", format!("{:?} is not an HTTP method", ck.method));
+            c.err(
+                "service.check.method",
+                format!("{:?} is not an HTTP method", ck.method),
+            );
         }
         if s.port == s.admin_port {
             c.err("service.admin_port", "must differ from service.port");
@@ -899,7 +924,10 @@ mod tests {
     fn service_references_resolve() {
         let msg = refused("node = \"serv2\"\n[[service", "node = \"bal1\"\n[[service");
         assert_names(&msg, "service.backend[1].node", &["not a server"]);
-        let msg = refused("path = \"/health\"", "path = \"/health\"\nexpect_status = \"2xx\"");
+        let msg = refused(
+            "path = \"/health\"",
+            "path = \"/health\"\nexpect_status = \"2xx\"",
+        );
         assert_names(&msg, "service.check.expect_status", &["2xx"]);
     }
 }

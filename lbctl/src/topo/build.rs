@@ -208,6 +208,7 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     // lab as it is (not the STP listening phase, which would mark far servers down).
     start_agents(cfg, plan, opts)?;
     wait_agents(cfg, plan, opts).await?;
+    wait_vip(cfg, plan, opts, t0).await?;
     Ok(())
 }
 
@@ -228,9 +229,57 @@ fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     Ok(())
 }
 
+/// With VRRP configured, waits until a user on the VIP's LAN gets a page through the VIP
+/// (a master has been elected, holds the VIP and announced it), showing progress.
+async fn wait_vip(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Result<()> {
+    let (Some(svc), Some(v)) = (&cfg.service, &cfg.vrrp) else {
+        return Ok(());
+    };
+    let Some(user) = cfg.nodes.iter().find(|n| {
+        n.role == crate::config::Role::User
+            && n.ifaces
+                .iter()
+                .any(|i| i.address.is_some_and(|a| a.contains(&svc.vip)))
+    }) else {
+        return Ok(());
+    };
+    let addr = std::net::SocketAddr::from((svc.vip, svc.port));
+    let ns = plan.netns(&user.name);
+    // Master_Down_Interval is 3 adverts plus skew; allow a few more.
+    let limit = Duration::from_millis(4 * v.advert_int_ms as u64 + 10_000);
+    let start = Instant::now();
+    let mut prog = crate::progress::Progress::new(opts.progress);
+    loop {
+        let ok = netns::run_in(&ns, move || Ok(crate::agent::admin::http_get_ok(addr, "/")))?;
+        if ok {
+            break;
+        }
+        prog.update(&format!(
+            "  VRRP: waiting for a master to answer on {addr} from {}, {:4.1} s",
+            user.name,
+            t0.elapsed().as_secs_f32()
+        ));
+        if start.elapsed() > limit {
+            bail!(
+                "no balancer answers on the VIP {addr} after {limit:?}; see {}",
+                state::run_dir(&plan.lab).join("logs").display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    prog.done(&format!(
+        "  service answers on the VIP {addr} (from {}) after {:.1} s",
+        user.name,
+        t0.elapsed().as_secs_f32()
+    ));
+    Ok(())
+}
+
 /// Waits until every balancer's proxy answers `GET /` on its own external address.
 async fn wait_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
-    let Some(svc) = &cfg.service else { return Ok(()) };
+    let Some(svc) = &cfg.service else {
+        return Ok(());
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     for b in &svc.balancers {
         let Some(node) = cfg.node(b) else { continue };
