@@ -269,6 +269,7 @@ impl Lab {
             v3_checksum_pseudo_header: true,
             garp_delay_ms: 5000,
             garp_repeat: 5,
+            garp_refresh_ms: 0,
             notify: None,
             auth_pass: None,
             weight_penalty: 60,

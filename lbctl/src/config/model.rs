@@ -482,6 +482,10 @@ pub struct Vrrp {
     /// keepalived's garp_master_repeat: gratuitous ARPs per burst.
     #[serde(default = "default_garp_repeat")]
     pub garp_repeat: u32,
+    /// keepalived's garp_master_refresh: periodic gratuitous ARPs while master (0 = off).
+    /// Repairs hosts' ARP entries after a partition heals.
+    #[serde(default = "default_garp_refresh")]
+    pub garp_refresh_ms: u32,
     /// Run as `sh -c '<notify> "$@"' sh INSTANCE STATE` on every state change.
     #[serde(default)]
     pub notify: Option<String>,
@@ -512,6 +516,10 @@ fn default_v3_checksum() -> String {
 fn default_garp_delay() -> u32 {
     5000
 }
+fn default_garp_refresh() -> u32 {
+    2000
+}
+
 fn default_garp_repeat() -> u32 {
     5
 }
@@ -583,6 +591,7 @@ impl Vrrp {
             v3_checksum_pseudo_header: self.v3_checksum != "rfc",
             garp_delay_ms: self.garp_delay_ms,
             garp_repeat: self.garp_repeat,
+            garp_refresh_ms: self.garp_refresh_ms,
             notify: self.notify.clone(),
             auth_pass: self.auth_pass.clone(),
             weight_penalty: self.weight_penalty,

@@ -312,7 +312,11 @@ impl Fsm {
         } else {
             // A lower priority (or equal from a lower address) thinks it is master: assert
             // ourselves at once, as keepalived does, instead of waiting for the interval.
+            // Two masters means a partition just healed: the other one's gratuitous ARPs
+            // may have moved hosts' ARP entries for the VIP to it, so announce ours again
+            // (keepalived's garp_lower_prio_repeat).
             out.push(Action::SendAdvert { prio: self.prio });
+            out.push(Action::SendGarp);
             self.arm(now + cs(self.cfg.advert_int_cs), out);
         }
     }
@@ -605,6 +609,10 @@ mod tests {
         r.fire();
         let a = r.at(3700, adv(100, HIGH_ADDR));
         assert_eq!(sends(&a), vec![150]);
+        assert!(
+            a.contains(&Action::SendGarp),
+            "re-announce the VIP after a partition: {a:?}"
+        );
         assert_eq!(r.fsm.state(), State::Master);
         assert!(a.contains(&Action::ArmTimer(r.t(4700))));
     }

@@ -50,6 +50,11 @@ pub struct VrrpConfig {
     pub garp_delay_ms: u32,
     /// keepalived's garp_master_repeat: gratuitous ARPs per burst (per VIP).
     pub garp_repeat: u32,
+    /// keepalived's garp_master_refresh: while master, a burst of gratuitous ARPs this
+    /// often (0 = off). After a partition heals, the master that kept the VIP may never
+    /// hear the other one's lower-priority advert (the other yields first), so hosts that
+    /// learnt the other's MAC for the VIP are only corrected by a refresh.
+    pub garp_refresh_ms: u32,
     /// Run as `sh -c '<notify> "$@"' sh INSTANCE STATE` on every state change.
     pub notify: Option<String>,
     /// VRRPv2 simple-text authentication (type 1; ≤ 8 bytes are used).
@@ -297,6 +302,7 @@ impl Runner {
                 _ = tokio::time::sleep_until(garp) => {
                     self.garp_at = None;
                     self.garp_burst();
+                    self.schedule_refresh();
                 }
                 _ = poll.tick() => {
                     let up = self.sock.link_up();
@@ -384,6 +390,9 @@ impl Runner {
                 self.garp_at = (self.cfg.garp_delay_ms > 0).then(|| {
                     Instant::now() + Duration::from_millis(u64::from(self.cfg.garp_delay_ms))
                 });
+                if self.garp_at.is_none() {
+                    self.schedule_refresh();
+                }
             }
             Action::StateChanged { from, to, reason } => {
                 tracing::info!(
@@ -431,6 +440,14 @@ impl Runner {
                     self.stats(|s| *s.drops.entry("tx_error".into()).or_default() += 1);
                 }
             }
+        }
+    }
+
+    /// Arms the next periodic refresh burst (garp_refresh_ms), while master.
+    fn schedule_refresh(&mut self) {
+        if self.cfg.garp_refresh_ms > 0 && self.fsm.state() == State::Master {
+            self.garp_at =
+                Some(Instant::now() + Duration::from_millis(u64::from(self.cfg.garp_refresh_ms)));
         }
     }
 
