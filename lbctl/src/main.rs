@@ -8,6 +8,7 @@ mod config;
 mod datapath;
 mod fault;
 mod health;
+mod probe;
 mod progress;
 mod proxy;
 mod status;
@@ -114,6 +115,18 @@ enum Cmd {
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
     },
+    /// A bounded client loop measuring failed requests and the user-visible outage (JSON).
+    Probe {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 50)]
+        period_ms: u64,
+        /// Deadline of each request.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        #[arg(long, default_value_t = 10000)]
+        duration_ms: u64,
+    },
     /// The built-in backend web server (run by `up` in each server node).
     Serve {
         /// Server name shown in the page.
@@ -191,6 +204,21 @@ fn main() {
 fn run_cli(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Exec { lab, node, cmd } => exec(lab, &node, &cmd),
+        Cmd::Probe {
+            url,
+            period_ms,
+            timeout_ms,
+            duration_ms,
+        } => {
+            let r = probe::run(
+                &url,
+                std::time::Duration::from_millis(period_ms),
+                std::time::Duration::from_millis(timeout_ms),
+                std::time::Duration::from_millis(duration_ms),
+            )?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
         Cmd::Check { config } => {
             let cfg = match &config {
                 Some(p) => Config::load(p)?,
@@ -269,7 +297,9 @@ async fn run(cmd: Cmd) -> Result<()> {
             let (cfg, _) = resolve(&lab, false)?;
             agent::run(agent::AgentPlan::new(&cfg, &node, &listen)?).await
         }
-        Cmd::Exec { .. } | Cmd::Check { .. } => unreachable!("handled before the runtime starts"),
+        Cmd::Exec { .. } | Cmd::Check { .. } | Cmd::Probe { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

@@ -118,10 +118,7 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     if !status.success() {
         bail!("building lbctl failed");
     }
-    let lbctl: PathBuf = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("release/lbctl");
+    let lbctl = lbctl_bin(root);
     let dir = std::env::temp_dir().join(format!("lbctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut procs = Procs(Vec::new());
@@ -234,5 +231,254 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     drop(idle);
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// One failover measurement: which VRRP implementation, advert interval, and fault.
+struct FailoverCase {
+    keepalived: bool,
+    advert_ms: u32,
+    graceful: bool,
+}
+
+fn lbctl_bin(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("release/lbctl")
+}
+
+/// The default scenario under lab name `lab`, VRRP v2 at 1 s or v3 below; for keepalived
+/// the [vrrp] section is removed (the agents then only proxy, bound to the VIP with
+/// IP_FREEBIND) and keepalived runs in the balancers instead.
+fn failover_config(root: &Path, lab: &str, c: &FailoverCase) -> Result<String> {
+    let text = std::fs::read_to_string(root.join("configs/default.toml"))?;
+    let text = text.replacen("name = \"lab\"", &format!("name = \"{lab}\""), 1);
+    let vrrp_at = text.find("[vrrp]").context("default.toml has [vrrp]")?;
+    let (head, vrrp) = text.split_at(vrrp_at);
+    if c.keepalived {
+        return Ok(head.to_string());
+    }
+    let version = if c.advert_ms % 1000 == 0 { 2 } else { 3 };
+    let vrrp = vrrp
+        .replacen(
+            "advert_int_ms = 1000",
+            &format!("advert_int_ms = {}", c.advert_ms),
+            1,
+        )
+        .replacen("version = 2", &format!("version = {version}"), 1);
+    Ok(format!("{head}{vrrp}"))
+}
+
+fn keepalived_conf(node: &str, prio: u8, advert_ms: u32) -> String {
+    let v3 = advert_ms % 1000 != 0;
+    format!(
+        "global_defs {{\n    router_id {node}\n    {}\n}}\nvrrp_instance svc {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 12\n    priority {prio}\n    advert_int {}\n    virtual_ipaddress {{\n        172.16.1.254/32\n    }}\n}}\n",
+        if v3 { "vrrp_version 3" } else { "vrrp_version 2" },
+        advert_ms as f64 / 1000.0
+    )
+}
+
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u64, u64)> {
+    let lab = "bfo";
+    let dir = std::env::temp_dir().join(format!("lbctl-bfo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let cfg = dir.join("bfo.toml");
+    std::fs::write(&cfg, failover_config(root, lab, c)?)?;
+    let _ = Command::new(lbctl).args(["down", "--lab", lab]).output();
+    run_ok(Command::new(lbctl).args(["up", "-c", cfg.to_str().unwrap()]))?;
+    // `down` on every exit path; keepalived is ended by PID below.
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new(self.0).args(["down", "--lab", "bfo"]).output();
+        }
+    }
+    let _down = Down(lbctl);
+    let mut kas = Procs(Vec::new());
+    if c.keepalived {
+        for (node, prio) in [("bal1", 150u8), ("bal2", 100u8)] {
+            let conf = dir.join(format!("{node}.conf"));
+            std::fs::write(&conf, keepalived_conf(node, prio, c.advert_ms))?;
+            let mut cmd = Command::new(lbctl);
+            cmd.args([
+                "exec",
+                "--lab",
+                lab,
+                node,
+                "--",
+                "keepalived",
+                "-n",
+                "-l",
+                "-f",
+            ])
+            .arg(&conf)
+            .args(["-p"])
+            .arg(dir.join(format!("{node}.pid")))
+            .args(["-r"])
+            .arg(dir.join(format!("{node}.vrrp.pid")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            kas.0.push(
+                cmd.spawn()
+                    .context("starting keepalived (scripts/bootstrap.sh installs it)")?,
+            );
+        }
+        // Wait for the VIP to answer.
+        let t = Instant::now();
+        loop {
+            let o = Command::new(lbctl)
+                .args([
+                    "exec",
+                    "--lab",
+                    lab,
+                    "user2",
+                    "--",
+                    "curl",
+                    "-s",
+                    "-m",
+                    "1",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code}",
+                    "http://172.16.1.254:8000/",
+                ])
+                .output()?;
+            if String::from_utf8_lossy(&o.stdout) == "200" {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(20) {
+                bail!("keepalived never brought the VIP up");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // Let the backups settle, then probe from user2 while the fault hits after 2 s.
+    std::thread::sleep(Duration::from_secs(2));
+    let probe_ms = 4000 + 4 * c.advert_ms as u64 + 3000;
+    let probe = Command::new(lbctl)
+        .args([
+            "exec",
+            "--lab",
+            lab,
+            "user2",
+            "--",
+            lbctl.to_str().unwrap(),
+            "probe",
+            "--url",
+            "http://172.16.1.254:8000/",
+            "--period-ms",
+            "50",
+            "--timeout-ms",
+            "500",
+            "--duration-ms",
+            &probe_ms.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    if c.graceful {
+        // SIGTERM to the VRRP speaker of bal1: it resigns with priority 0.
+        let pid = if c.keepalived {
+            kas.0[0].id()
+        } else {
+            let st: serde_json::Value = serde_json::from_str(&run_ok(
+                Command::new(lbctl).args(["status", "--lab", lab, "--json"]),
+            )?)?;
+            st["daemons"]
+                .as_array()
+                .and_then(|d| {
+                    d.iter()
+                        .find(|d| d["node"] == "bal1" && d["daemon"] == "agent")
+                })
+                .and_then(|d| d["pid"].as_u64())
+                .context("bal1's agent in lbctl status")? as u32
+        };
+        unsafe_kill(pid, 15);
+    } else {
+        run_ok(Command::new(lbctl).args([
+            "link",
+            "down",
+            "--lab",
+            lab,
+            "bal1",
+            "vswout1",
+            "--no-wait",
+        ]))?;
+    }
+    let out = probe.wait_with_output()?;
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("probe output: {}", String::from_utf8_lossy(&out.stdout)))?;
+    let num = |k: &str| json[k].as_u64().unwrap_or(0);
+    let r = (num("outage_ms"), num("failed"), num("requests"));
+    for k in &mut kas.0 {
+        unsafe_kill(k.id(), 15);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(kas);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(r)
+}
+
+fn unsafe_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+pub fn failover(root: &Path) -> Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-p", "lbctl"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building lbctl failed");
+    }
+    let lbctl = lbctl_bin(root);
+    println!("bench failover: 50 ms client loop from user2 against the VIP; bal1's link cut (or its VRRP speaker stopped) 2 s in");
+    for graceful in [false, true] {
+        for advert_ms in [1000u32, 100] {
+            let mut row = Vec::new();
+            for keepalived in [false, true] {
+                let c = FailoverCase {
+                    keepalived,
+                    advert_ms,
+                    graceful,
+                };
+                let (outage, failed, n) = failover_case(root, &lbctl, &c)?;
+                row.push(outage);
+                println!(
+                    "  {:<10} {:<9} advert {:>4} ms: outage {:>5} ms, {:>3}/{:<3} requests failed",
+                    if keepalived { "keepalived" } else { "lbctl" },
+                    if graceful { "graceful" } else { "link cut" },
+                    advert_ms,
+                    outage,
+                    failed,
+                    n
+                );
+            }
+            println!(
+                "  ratio lbctl/keepalived ({}, {} ms): {:.2}x",
+                if graceful { "graceful" } else { "link cut" },
+                advert_ms,
+                row[0] as f64 / row[1].max(1) as f64
+            );
+        }
+    }
     Ok(())
 }

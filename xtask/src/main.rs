@@ -55,6 +55,9 @@ enum BenchCmd {
         #[arg(long, default_value_t = 50)]
         conns: u32,
     },
+    /// VRRP failover in the lab: user-visible outage with our agent vs keepalived, same
+    /// intervals and priorities, link cut and graceful stop.
+    Failover,
 }
 
 fn workspace_root() -> PathBuf {
@@ -75,6 +78,9 @@ fn main() -> anyhow::Result<()> {
                     conns,
                 },
         } => bench::proxy(&workspace_root(), rounds, secs, conns),
+        Cmd::Bench {
+            what: BenchCmd::Failover,
+        } => bench::failover(&workspace_root()),
         Cmd::BuildEbpf {
             target_dir,
             toolchain,
