@@ -179,7 +179,7 @@ fn default_scenario() {
         .iter()
         .map(|d| d["pid"].as_u64().unwrap())
         .collect();
-    assert_eq!(pids.len(), 3);
+    assert_eq!(pids.len(), 5, "3 web servers and 2 balancer agents");
     let name = lab.name.clone();
     drop(lab);
     assert!(
