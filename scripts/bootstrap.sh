@@ -55,6 +55,14 @@ else
         --no-default-features --features llvm-22
 fi
 
+# cargo-fuzz: the VRRP codec's fuzz target runs in CI for a bounded time.
+if cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo-fuzz present"
+else
+    log "installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+fi
+
 if rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then
     log "nightly rust-src present"
 else

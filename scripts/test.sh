@@ -18,6 +18,10 @@ set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+echo "[test] fuzzing the VRRP codec for 30 s"
+fuzz_status=0
+bash scripts/fuzz.sh 30 || fuzz_status=$?
+if [ "$fuzz_status" -ne 0 ] && [ "$status" -eq 0 ]; then status=$fuzz_status; fi
 # One closing line over every test binary (cargo prints one "test result" per binary,
 # the last of which may be an empty doc-test run).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }

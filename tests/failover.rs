@@ -91,6 +91,46 @@ fn checkpoint2_vswout1_down_makes_bal2_master() {
     let (_, via) = in_node(&l, "user2", vip_page).expect("VIP answers user2");
     assert_eq!(via, "10.0.0.250");
 
+    // The BPF observer on vm1's port towards bal1 counts exactly the adverts bal1's agent
+    // says it sent (read together; one advert may fall between the two reads).
+    std::thread::sleep(Duration::from_millis(2500));
+    let st = lab.status();
+    let sent = st["balancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["node"] == "bal1")
+        .unwrap()["vrrp"]["adverts_sent"]
+        .as_u64()
+        .unwrap();
+    let seen = st["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["node"] == "vm1" && c["iface"] == "bal1-eth0")
+        .map(|c| {
+            c["vrrp_by_vrid"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|v| v[0] == 12)
+                .map(|v| v[1].as_u64().unwrap())
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    assert!(sent >= 2, "bal1 sent {sent} adverts");
+    assert!(
+        seen.abs_diff(sent) <= 1,
+        "agent sent {sent} adverts, BPF saw {seen}"
+    );
+    let bad = st["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["vrrp_bad"].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(bad, 0, "malformed VRRP seen by the observer");
+
     let stop = std::env::temp_dir().join(format!("lbctl-cp2-{}", std::process::id()));
     let _ = std::fs::remove_file(&stop);
     let client = client_loop(l.clone(), "user2", stop.clone());

@@ -259,7 +259,11 @@ fn failover_config(root: &Path, lab: &str, c: &FailoverCase) -> Result<String> {
     if c.keepalived {
         return Ok(head.to_string());
     }
-    let version = if c.advert_ms % 1000 == 0 { 2 } else { 3 };
+    let version = if c.advert_ms.is_multiple_of(1000) {
+        2
+    } else {
+        3
+    };
     let vrrp = vrrp
         .replacen(
             "advert_int_ms = 1000",
@@ -271,7 +275,7 @@ fn failover_config(root: &Path, lab: &str, c: &FailoverCase) -> Result<String> {
 }
 
 fn keepalived_conf(node: &str, prio: u8, advert_ms: u32) -> String {
-    let v3 = advert_ms % 1000 != 0;
+    let v3 = !advert_ms.is_multiple_of(1000);
     format!(
         "global_defs {{\n    router_id {node}\n    {}\n}}\nvrrp_instance svc {{\n    state BACKUP\n    interface eth0\n    virtual_router_id 12\n    priority {prio}\n    advert_int {}\n    virtual_ipaddress {{\n        172.16.1.254/32\n    }}\n}}\n",
         if v3 { "vrrp_version 3" } else { "vrrp_version 2" },
