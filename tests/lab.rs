@@ -257,7 +257,14 @@ fn down_after_crashes() {
     while namespaces_of(&lab).len() < 11 && t.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    // ...and until it has started at least one daemon (slower on a loaded machine).
+    let pid_dir = std::path::PathBuf::from(format!("/run/lbctl/{lab}/pids"));
+    while std::fs::read_dir(&pid_dir).map(|d| d.count()).unwrap_or(0) == 0
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(

@@ -388,7 +388,7 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
             "--period-ms",
             "50",
             "--timeout-ms",
-            "500",
+            "100",
             "--duration-ms",
             &probe_ms.to_string(),
         ])
