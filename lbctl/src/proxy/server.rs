@@ -262,12 +262,29 @@ impl AsyncRead for ClientIo {
     ) -> Poll<io::Result<()>> {
         loop {
             ready!(self.stream.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match self.stream.try_read(unfilled) {
+            // recv(2) straight into the unfilled (possibly uninitialised) part: zeroing
+            // hyper's read buffer before every read showed up as memset in the profile.
+            let fd = self.stream.as_raw_fd();
+            // SAFETY: we only write into `dst` through recv and mark as initialised exactly
+            // the bytes the kernel wrote.
+            let dst = unsafe { buf.unfilled_mut() };
+            let res = self.stream.try_io(tokio::io::Interest::READABLE, || {
+                // SAFETY: fd is the open socket; dst is valid for dst.len() bytes.
+                let r =
+                    unsafe { libc::recv(fd, dst.as_mut_ptr() as *mut libc::c_void, dst.len(), 0) };
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(r as usize)
+                }
+            });
+            match res {
                 Ok(n) => {
                     if n > 0 {
                         self.state.on_bytes();
                     }
+                    // SAFETY: recv initialised the first n bytes of the unfilled part.
+                    unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
