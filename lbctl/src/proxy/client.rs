@@ -80,19 +80,28 @@ impl Pool {
     /// Returns a connection to the pool once its response has been read completely (hyper
     /// reports it ready again); a connection closed or upgraded meanwhile is dropped.
     fn checkin(self: &Arc<Self>, idx: usize, mut tx: SendRequest<ReqBody>) {
+        // Usually the connection is ready again as soon as the response is done: put it
+        // back at once instead of spawning a task per request to wait for it.
+        if tx.is_ready() {
+            self.put_idle(idx, tx);
+            return;
+        }
         let pool = self.clone();
         tokio::spawn(async move {
             if tx.ready().await.is_ok() {
-                let mut idle = pool.idle[idx].lock().expect("pool lock");
-                idle.retain(|c| !c.tx.is_closed() && c.since.elapsed() < pool.idle_timeout);
-                if idle.len() < POOL_MAX_IDLE_PER_BACKEND {
-                    idle.push(Idle {
-                        tx,
-                        since: Instant::now(),
-                    });
-                }
+                pool.put_idle(idx, tx);
             }
         });
+    }
+
+    fn put_idle(&self, idx: usize, tx: SendRequest<ReqBody>) {
+        // One clock read per check-in, not one per idle connection.
+        let now = Instant::now();
+        let mut idle = self.idle[idx].lock().expect("pool lock");
+        idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+        if idle.len() < POOL_MAX_IDLE_PER_BACKEND {
+            idle.push(Idle { tx, since: now });
+        }
     }
 
     async fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
