@@ -7,18 +7,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-
-fn in_node<T: Send + 'static>(lab: &str, node: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = std::fs::File::open(format!("/run/netns/lbctl-{lab}-{node}")).expect("node namespace");
-    std::thread::spawn(move || {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
 
 /// GET / on the VIP with a 1 s budget; the page's "servidor" and "direccion" values.
 fn vip_page() -> Option<(String, String)> {

@@ -6,19 +6,7 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-
-/// Runs `f` on a thread inside node `node` of `lab`.
-fn in_node<T: Send + 'static>(lab: &str, node: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let ns = std::fs::File::open(format!("/run/netns/lbctl-{lab}-{node}")).expect("node namespace");
-    std::thread::spawn(move || {
-        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("thread in namespace")
-}
 
 /// Sends raw bytes, returns what came back until close or timeout.
 fn raw(addr: SocketAddr, req: &[u8], timeout: Duration) -> String {

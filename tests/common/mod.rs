@@ -191,3 +191,20 @@ pub fn is_root() -> bool {
 pub fn require_root() {
     assert!(is_root(), "lab tests need root (CI runs them as root)");
 }
+
+/// Runs `f` on a thread inside node `node` of lab `lab` (setns is per thread, so the test's
+/// other threads stay where they are).
+pub fn in_node<T: Send + 'static>(
+    lab: &str,
+    node: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    use std::os::fd::AsFd;
+    let ns = std::fs::File::open(format!("/run/netns/lbctl-{lab}-{node}")).expect("node namespace");
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+    .join()
+    .expect("thread in namespace")
+}

@@ -111,13 +111,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "-p", "lbctl"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building lbctl failed");
-    }
+    build_release(root)?;
     let lbctl = lbctl_bin(root);
     let dir = std::env::temp_dir().join(format!("lbctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -239,6 +233,18 @@ struct FailoverCase {
     keepalived: bool,
     advert_ms: u32,
     graceful: bool,
+}
+
+/// Builds the release lbctl the benchmarks run.
+fn build_release(root: &Path) -> Result<()> {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "-p", "lbctl"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building lbctl failed");
+    }
+    Ok(())
 }
 
 fn lbctl_bin(root: &Path) -> PathBuf {
@@ -446,13 +452,7 @@ fn unsafe_kill(pid: u32, sig: i32) {
 }
 
 pub fn failover(root: &Path) -> Result<()> {
-    let status = Command::new("cargo")
-        .args(["build", "--release", "-p", "lbctl"])
-        .current_dir(root)
-        .status()?;
-    if !status.success() {
-        bail!("building lbctl failed");
-    }
+    build_release(root)?;
     let lbctl = lbctl_bin(root);
     println!("bench failover: 50 ms client loop from user2 against the VIP; bal1's link cut (or its VRRP speaker stopped) 2 s in");
     for graceful in [false, true] {
