@@ -377,6 +377,23 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+    // The VRRP speaker of bal1, looked up before the probe starts so that the fault hits
+    // at the same moment of the probe's cadence for both implementations.
+    let speaker = if c.keepalived {
+        kas.0[0].id()
+    } else {
+        let st: serde_json::Value = serde_json::from_str(&run_ok(
+            Command::new(lbctl).args(["status", "--lab", lab, "--json"]),
+        )?)?;
+        st["daemons"]
+            .as_array()
+            .and_then(|d| {
+                d.iter()
+                    .find(|d| d["node"] == "bal1" && d["daemon"] == "agent")
+            })
+            .and_then(|d| d["pid"].as_u64())
+            .context("bal1's agent in lbctl status")? as u32
+    };
     // Let the backups settle, then probe from user2 while the fault hits after 2 s.
     std::thread::sleep(Duration::from_secs(2));
     let probe_ms = 4000 + 4 * c.advert_ms as u64 + 3000;
@@ -403,22 +420,8 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     std::thread::sleep(Duration::from_secs(2));
     if c.graceful {
         // SIGTERM to the VRRP speaker of bal1: it resigns with priority 0.
-        let pid = if c.keepalived {
-            kas.0[0].id()
-        } else {
-            let st: serde_json::Value = serde_json::from_str(&run_ok(
-                Command::new(lbctl).args(["status", "--lab", lab, "--json"]),
-            )?)?;
-            st["daemons"]
-                .as_array()
-                .and_then(|d| {
-                    d.iter()
-                        .find(|d| d["node"] == "bal1" && d["daemon"] == "agent")
-                })
-                .and_then(|d| d["pid"].as_u64())
-                .context("bal1's agent in lbctl status")? as u32
-        };
-        unsafe_kill(pid, 15);
+        let pid = speaker;
+        send_signal(pid, 15);
     } else {
         run_ok(Command::new(lbctl).args([
             "link",
@@ -436,7 +439,7 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     let num = |k: &str| json[k].as_u64().unwrap_or(0);
     let r = (num("outage_ms"), num("failed"), num("requests"));
     for k in &mut kas.0 {
-        unsafe_kill(k.id(), 15);
+        send_signal(k.id(), 15);
     }
     std::thread::sleep(Duration::from_millis(300));
     drop(kas);
@@ -444,7 +447,7 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     Ok(r)
 }
 
-fn unsafe_kill(pid: u32, sig: i32) {
+fn send_signal(pid: u32, sig: i32) {
     let _ = Command::new("kill")
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
