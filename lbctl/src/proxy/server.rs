@@ -398,13 +398,22 @@ async fn connection(
     );
     let timeouts = sh.cfg.timeouts.clone();
     let mut stopping = false;
+    // One timer per connection, moved with reset() as the phase changes (creating and
+    // dropping a timer per request showed in the profile).
+    let sleep = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(sleep);
     let end = loop {
         let deadline = state.deadline(&timeouts);
+        if let Some((at, _)) = deadline {
+            if sleep.deadline() != at {
+                sleep.as_mut().reset(at);
+            }
+        }
         let notified = state.changed.notified();
         tokio::select! {
             r = conn.as_mut() => break End::Done(r),
             _ = notified => continue,
-            _ = tokio::time::sleep_until(deadline.map_or_else(Instant::now, |d| d.0)), if deadline.is_some() => {
+            _ = &mut sleep, if deadline.is_some() => {
                 match state.deadline(&timeouts) {
                     Some((at, Phase::Head)) if at <= Instant::now() => break End::HeadTimeout,
                     Some((at, Phase::Idle)) if at <= Instant::now() => break End::Idle,
