@@ -247,6 +247,8 @@ fn two_labs_side_by_side_and_alternative_tree() {
 fn down_after_crashes() {
     require_root();
     let lab = unique_lab();
+    // Whatever happens below, the lab is removed at the end (a second `down` is a no-op).
+    let _guard = Lab { name: lab.clone() };
     let mut child = std::process::Command::new(lbctl_bin())
         .args(["up", "--lab", &lab])
         .stderr(std::process::Stdio::null())
