@@ -22,8 +22,10 @@ pub struct ProbeReport {
     pub servers: Vec<String>,
 }
 
-/// One GET with a total deadline; the page's server name on a 200.
-fn get(addr: SocketAddr, host: &str, path: &str, deadline: Duration) -> Option<String> {
+/// A blocking `GET path` (HTTP/1.1, `Connection: close`) with one deadline for connect,
+/// write and read: the whole response, or None on any failure. Blocking on purpose: it
+/// runs on threads that entered a node's namespace, where there is no runtime.
+pub fn http_get(addr: SocketAddr, host: &str, path: &str, deadline: Duration) -> Option<String> {
     let t = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, deadline).ok()?;
     let left = deadline.checked_sub(t.elapsed())?;
@@ -31,12 +33,17 @@ fn get(addr: SocketAddr, host: &str, path: &str, deadline: Duration) -> Option<S
     s.set_write_timeout(Some(left)).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lbctl\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut out = Vec::new();
-    s.take(1 << 20).read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out);
+    s.take(4 << 20).read_to_end(&mut out).ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// One GET with a total deadline; the page's server name on a 200.
+fn get(addr: SocketAddr, host: &str, path: &str, deadline: Duration) -> Option<String> {
+    let text = http_get(addr, host, path, deadline)?;
     if !text.starts_with("HTTP/1.1 200") {
         return None;
     }

@@ -392,22 +392,15 @@ pub async fn serve(
     }))
 }
 
-/// A blocking HTTP/1.0 GET (for use on a thread inside a namespace): the response, or
-/// None on any failure. Bounded by 2 s.
+/// A blocking GET with a 2 s deadline (for use on a thread inside a namespace): the
+/// response, or None on any failure.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write as _};
-    let t = std::time::Duration::from_secs(2);
-    let mut s = std::net::TcpStream::connect_timeout(&addr, t).ok()?;
-    s.set_read_timeout(Some(t)).ok()?;
-    s.set_write_timeout(Some(t)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: lbctl\r\n\r\n"
+    crate::probe::http_get(
+        addr,
+        &addr.to_string(),
+        path,
+        std::time::Duration::from_secs(2),
     )
-    .ok()?;
-    let mut out = Vec::new();
-    s.take(4 << 20).read_to_end(&mut out).ok()?;
-    Some(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Whether `GET path` answers 200.

@@ -80,8 +80,9 @@ impl Pool {
     /// Returns a connection to the pool once its response has been read completely (hyper
     /// reports it ready again); a connection closed or upgraded meanwhile is dropped.
     fn checkin(self: &Arc<Self>, idx: usize, mut tx: SendRequest<ReqBody>) {
-        // Usually the connection is ready again as soon as the response is done: put it
-        // back at once instead of spawning a task per request to wait for it.
+        // Checked in when the response head arrives: when nothing of the response is left
+        // to read the connection is ready at once and goes back without a task; otherwise
+        // a task waits until the body is done.
         if tx.is_ready() {
             self.put_idle(idx, tx);
             return;
@@ -247,6 +248,29 @@ async fn wait<T>(
     }
 }
 
+/// After `failed` could not be reached: the next up backend of `pool` not tried yet
+/// (counted as a redispatch of `failed`), or 503 with `why` when none is left.
+fn redispatch(
+    sh: &Shared,
+    pool: &str,
+    tried: &mut Vec<usize>,
+    failed: &Pick,
+    why: impl FnOnce() -> String,
+) -> Result<Pick, ProxyError> {
+    tried.push(failed.idx);
+    match sh.balancer.pick(pool, tried) {
+        Some(next) => {
+            failed
+                .backend
+                .counters
+                .redispatches
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(next)
+        }
+        None => Err(ProxyError::NoBackend(why())),
+    }
+}
+
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
 /// `pool`). Returns the response head, the backend that answered and its response time.
 pub async fn dispatch(
@@ -281,20 +305,10 @@ pub async fn dispatch(
             Err(reason) => {
                 tracing::info!(backend = %b.name, %reason, "cannot connect to backend, redispatching");
                 passive_failure(sh, &b, &reason, started.elapsed());
-                tried.push(pick.idx);
-                match sh.balancer.pick(pool, &tried) {
-                    Some(next) => {
-                        b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                        pick = next;
-                        continue;
-                    }
-                    None => {
-                        return Err(ProxyError::NoBackend(format!(
-                            "no backend reachable (last: {}: {reason})",
-                            b.name
-                        )))
-                    }
-                }
+                pick = redispatch(sh, pool, &mut tried, &pick, || {
+                    format!("no backend reachable (last: {}: {reason})", b.name)
+                })?;
+                continue;
             }
         };
         b.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -336,15 +350,10 @@ pub async fn dispatch(
                     // A brand new connection that is already dead: a connect failure.
                     let reason = "connection closed right after connect".to_string();
                     passive_failure(sh, &b, &reason, started.elapsed());
-                    tried.push(pick.idx);
-                    match sh.balancer.pick(pool, &tried) {
-                        Some(next) => {
-                            b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                            pick = next;
-                            continue;
-                        }
-                        None => return Err(ProxyError::NoBackend(format!("{}: {reason}", b.name))),
-                    }
+                    pick = redispatch(sh, pool, &mut tried, &pick, || {
+                        format!("{}: {reason}", b.name)
+                    })?;
+                    continue;
                 }
                 let err = e.into_error();
                 if err.is_user() {

@@ -229,6 +229,28 @@ fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     Ok(())
 }
 
+/// Runs `check` on a thread inside namespace `ns` every `every` until it holds (true) or
+/// `deadline` passes (false); `on_miss` runs after each failed check (progress).
+async fn poll_in_ns(
+    ns: &str,
+    deadline: Instant,
+    every: Duration,
+    check: impl Fn() -> bool + Send + Clone + 'static,
+    mut on_miss: impl FnMut(),
+) -> Result<bool> {
+    loop {
+        let c = check.clone();
+        if netns::run_in(ns, move || Ok(c()))? {
+            return Ok(true);
+        }
+        on_miss();
+        if Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// With VRRP configured, waits until a user on the VIP's LAN gets a page through the VIP
 /// (a master has been elected, holds the VIP and announced it), showing progress.
 async fn wait_vip(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Result<()> {
@@ -247,25 +269,26 @@ async fn wait_vip(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
     let ns = plan.netns(&user.name);
     // Master_Down_Interval is 3 adverts plus skew; allow a few more.
     let limit = Duration::from_millis(4 * v.advert_int_ms as u64 + 10_000);
-    let start = Instant::now();
     let mut prog = crate::progress::Progress::new(opts.progress);
-    loop {
-        let ok = netns::run_in(&ns, move || Ok(crate::agent::admin::http_get_ok(addr, "/")))?;
-        if ok {
-            break;
-        }
-        prog.update(&format!(
-            "  VRRP: waiting for a master to answer on {addr} from {}, {:4.1} s",
-            user.name,
-            t0.elapsed().as_secs_f32()
-        ));
-        if start.elapsed() > limit {
-            bail!(
-                "no balancer answers on the VIP {addr} after {limit:?}; see {}",
-                state::run_dir(&plan.lab).join("logs").display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let answered = poll_in_ns(
+        &ns,
+        Instant::now() + limit,
+        Duration::from_millis(200),
+        move || crate::agent::admin::http_get_ok(addr, "/"),
+        || {
+            prog.update(&format!(
+                "  VRRP: waiting for a master to answer on {addr} from {}, {:4.1} s",
+                user.name,
+                t0.elapsed().as_secs_f32()
+            ))
+        },
+    )
+    .await?;
+    if !answered {
+        bail!(
+            "no balancer answers on the VIP {addr} after {limit:?}; see {}",
+            state::run_dir(&plan.lab).join("logs").display()
+        );
     }
     prog.done(&format!(
         "  service answers on the VIP {addr} (from {}) after {:.1} s",
@@ -292,19 +315,19 @@ async fn wait_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> 
             continue;
         };
         let addr = std::net::SocketAddr::from((ext.addr(), svc.port));
-        let ns = plan.netns(b);
-        loop {
-            let ok = netns::run_in(&ns, move || Ok(crate::agent::admin::http_get_ok(addr, "/")))?;
-            if ok {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the agent of {b} does not answer on {addr}; see {}",
-                    state::log_path(&plan.lab, b, "agent").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let ok = poll_in_ns(
+            &plan.netns(b),
+            deadline,
+            Duration::from_millis(100),
+            move || crate::agent::admin::http_get_ok(addr, "/"),
+            || {},
+        )
+        .await?;
+        if !ok {
+            bail!(
+                "the agent of {b} does not answer on {addr}; see {}",
+                state::log_path(&plan.lab, b, "agent").display()
+            );
         }
     }
     say(opts, "  balancers answering");
@@ -472,27 +495,27 @@ async fn wait_servers(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()>
         .iter()
         .filter(|n| n.role == crate::config::Role::Server)
     {
-        let ns = plan.netns(&n.name);
         let port = n.http_port();
-        loop {
-            let ok = netns::run_in(&ns, move || {
-                Ok(std::net::TcpStream::connect_timeout(
+        let up = poll_in_ns(
+            &plan.netns(&n.name),
+            deadline,
+            Duration::from_millis(50),
+            move || {
+                std::net::TcpStream::connect_timeout(
                     &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                     Duration::from_millis(200),
                 )
-                .is_ok())
-            })?;
-            if ok {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "web server of {} did not start; see {}",
-                    n.name,
-                    state::log_path(&plan.lab, &n.name, "serve").display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                .is_ok()
+            },
+            || {},
+        )
+        .await?;
+        if !up {
+            bail!(
+                "web server of {} did not start; see {}",
+                n.name,
+                state::log_path(&plan.lab, &n.name, "serve").display()
+            );
         }
     }
     say(opts, "  web servers answering");

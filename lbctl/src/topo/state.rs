@@ -176,12 +176,8 @@ pub fn remove_run_dir(lab: &str) -> Result<()> {
     Ok(())
 }
 
-/// Removes the lab's BPF pins (files and directories in bpffs unlink like normal ones).
+/// Removes the lab's BPF pins (the observer's pin-directory removal: checks it is on
+/// bpffs, and unlinking the link pins detaches the programs).
 pub fn remove_pins(lab: &str) -> Result<()> {
-    let d = pin_dir(lab);
-    if d.exists() {
-        std::fs::remove_dir_all(&d)
-            .with_context(|| format!("removing BPF pins {}", d.display()))?;
-    }
-    Ok(())
+    crate::datapath::observe::remove_pins(&pin_dir(lab))
 }
