@@ -59,6 +59,51 @@ fn backend_up(stats: &serde_json::Value, name: &str) -> bool {
         .unwrap()
 }
 
+/// The `LB_HEALTH` entry of backend `addr` that `node`'s agent pinned, as bpftool prints it
+/// (field names from the BTF).
+fn health_map_entry(lab: &str, node: &str, addr: [u8; 4]) -> serde_json::Value {
+    let pin = format!("/sys/fs/bpf/lbctl/{lab}/{node}/LB_HEALTH");
+    let o = std::process::Command::new("bpftool")
+        .args(["-j", "map", "dump", "pinned", &pin])
+        .output()
+        .expect("running bpftool");
+    assert!(o.status.success(), "bpftool map dump {pin}: {o:?}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("bpftool JSON");
+    let want: Vec<u64> = addr.iter().map(|&b| u64::from(b)).collect();
+    // With -j, bpftool gives raw bytes plus a "formatted" (BTF) view of each entry.
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["formatted"])
+        .find(|e| {
+            e["key"]["addr"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_u64()).collect::<Vec<_>>() == want)
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no {addr:?} in {pin}: {v:#}"))["value"]
+        .clone()
+}
+
+/// serv2 as bal1 sees it: (agent's /stats, pinned LB_HEALTH map, `lbctl status` which reads
+/// the map).
+fn serv2_up_everywhere(l: &str) -> (bool, bool, bool) {
+    let st = lbctl_ok(&["status", "--lab", l, "--json"]);
+    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let b = st["balancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["node"] == "bal1")
+        .expect("bal1 in status");
+    assert_eq!(b["source"], "bpf", "status reads the pinned maps: {b:#}");
+    (
+        backend_up(&agent_stats(l, "bal1"), "serv2"),
+        health_map_entry(l, "bal1", [10, 0, 0, 2])["up"] == 1,
+        backend_up(b, "serv2"),
+    )
+}
+
 /// How the test stops and restarts one server's web server.
 #[derive(Clone, Copy, PartialEq)]
 enum Web {
@@ -157,15 +202,20 @@ fn round_robin_and_backend_failure(web: Web) {
     };
     unsafe { libc::kill(pid as i32, sig) };
     // Out of rotation within fall x inter (3 x 2 s), plus one check period of slack.
+    // The agent, its pinned health map and `lbctl status` (which reads the map) must all
+    // agree; the map is written within 100 ms of the agent's change.
     let mut down_after = None;
     while killed.elapsed() < Duration::from_secs(9) {
-        if !backend_up(&agent_stats(&l, "bal1"), "serv2") {
+        if serv2_up_everywhere(&l) == (false, false, false) {
             down_after = Some(killed.elapsed());
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let down_after = down_after.expect("serv2 never marked down");
+    let down_after = down_after.expect("serv2 never marked down (agent, map and status)");
+    let e = health_map_entry(&l, "bal1", [10, 0, 0, 2]);
+    assert_eq!(e["last"], 2, "last observation failed: {e:#}");
+    assert!(e["transitions"].as_u64().unwrap() >= 1, "{e:#}");
     eprintln!(
         "serv2 marked down {:.1} s after it died",
         down_after.as_secs_f32()
@@ -205,7 +255,7 @@ fn round_robin_and_backend_failure(web: Web) {
     let restarted = Instant::now();
     let mut up_after = None;
     while restarted.elapsed() < Duration::from_secs(8) {
-        if backend_up(&agent_stats(&l, "bal1"), "serv2") {
+        if serv2_up_everywhere(&l) == (true, true, true) {
             up_after = Some(restarted.elapsed());
             break;
         }

@@ -6,6 +6,9 @@
 //! the kernel, so padding must be explicit and zeroed.
 #![no_std]
 
+pub mod health;
+pub use health::*;
+
 /// Name of the observation program (TC ingress classifier). Kernel object names are cut at
 /// 15 characters, so every name here stays shorter.
 pub const OBS_PROG: &str = "lb_obs";
@@ -71,6 +74,11 @@ mod user {
     // padding (PortStats: 7 x u64; VrrpKey: u32 + u8 + [u8; 3] = 8 bytes, align 4).
     unsafe impl aya::Pod for super::PortStats {}
     unsafe impl aya::Pod for super::VrrpKey {}
+    // SAFETY: as above; HealthKey 4+2+2, HealthVal and VrrpState are laid out with explicit
+    // padding fields and sizes asserted in `health`.
+    unsafe impl aya::Pod for super::HealthKey {}
+    unsafe impl aya::Pod for super::HealthVal {}
+    unsafe impl aya::Pod for super::VrrpState {}
 }
 
 const _: () = {

@@ -114,6 +114,13 @@ enum Cmd {
         /// Listen addresses (default: the VIP and the node's external address, service port).
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
+        /// Where to pin the backend health and VRRP state maps (default:
+        /// /sys/fs/bpf/lbctl/<lab>/<node>).
+        #[arg(long)]
+        pin_dir: Option<std::path::PathBuf>,
+        /// Do not keep the state in BPF maps (no bpffs, no privileges).
+        #[arg(long)]
+        no_bpf: bool,
     },
     /// A bounded client loop measuring failed requests and the user-visible outage (JSON).
     Probe {
@@ -310,9 +317,19 @@ async fn run(cmd: Cmd) -> Result<()> {
             no_wait,
         } => inject(&lab, no_wait, action, fault::Fault::Bridge(bridge)).await,
         Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
-        Cmd::Agent { lab, node, listen } => {
+        Cmd::Agent {
+            lab,
+            node,
+            listen,
+            pin_dir,
+            no_bpf,
+        } => {
             let (cfg, _) = resolve(&lab, false)?;
-            agent::run(agent::AgentPlan::new(&cfg, &node, &listen)?).await
+            let mut plan = agent::AgentPlan::new(&cfg, &node, &listen)?;
+            plan.pin_dir = (!no_bpf).then(|| {
+                pin_dir.unwrap_or_else(|| topo::state::node_pin_dir(&cfg.lab.name, &node))
+            });
+            agent::run(plan).await
         }
         Cmd::Exec { .. } | Cmd::Check { .. } | Cmd::Probe { .. } => {
             unreachable!("handled before the runtime starts")

@@ -239,18 +239,7 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             if !crate::topo::netns::exists(&ns) {
                 continue;
             }
-            let admin = std::net::SocketAddr::from(([127, 0, 0, 1], svc.admin_port));
-            let node = b.clone();
-            let st = crate::topo::netns::run_in(&ns, move || {
-                Ok(crate::agent::admin::fetch_stats(admin))
-            })?
-            .unwrap_or(crate::agent::admin::Stats {
-                node,
-                frontend: None,
-                vrrp: None,
-                backends: vec![],
-            });
-            balancers.push(st);
+            balancers.push(balancer_stats(cfg, &plan, b, svc.admin_port)?);
         }
     }
 
@@ -264,6 +253,84 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         daemons,
         counters,
     })
+}
+
+/// A balancer's backends and VRRP instance, from the maps its agent pinned (so this works
+/// from any process, without a path into the balancer's namespace); from the agent's admin
+/// port only when the agent keeps no maps (`--no-bpf`). The proxy's own client-side
+/// counters (`frontend`) exist only at the admin port and are left out of the map view.
+fn balancer_stats(
+    cfg: &Config,
+    plan: &Plan,
+    node: &str,
+    admin_port: u16,
+) -> Result<crate::agent::admin::Stats> {
+    use crate::agent::admin::{BackendStats, Stats};
+    use crate::datapath::state_maps;
+    let dir = state::node_pin_dir(&plan.lab, node);
+    if dir.join(lb_common::HEALTH_MAP).exists() {
+        let ap = crate::agent::AgentPlan::new(cfg, node, &[])?;
+        let backends = state_maps::read_health(&dir)?
+            .into_iter()
+            .map(|e| {
+                let bp = ap.backends.get(e.index as usize);
+                BackendStats {
+                    name: bp
+                        .map(|b| b.name.clone())
+                        .unwrap_or_else(|| e.addr.to_string()),
+                    address: e.addr.to_string(),
+                    pool: bp.map(|b| b.pool.clone()).unwrap_or_default(),
+                    weight: e.weight,
+                    up: e.up,
+                    active: 0,
+                    requests: e.requests,
+                    responses: e.responses,
+                    failures: e.failures,
+                    retries: 0,
+                    redispatches: 0,
+                    bytes_in: 0,
+                    bytes_out: 0,
+                    // Not in the map: only the admin port's /stats has response times.
+                    avg_response_ms: 0.0,
+                    check_ok: e.last_ok,
+                    check_reason: e.last_ok.map(|_| e.reason.clone()),
+                    check_duration_ms: e.last_ok.map(|_| u64::from(e.check_ms)),
+                    check_passive: e.last_ok.map(|_| e.passive),
+                    last_change: e.last_change,
+                    transitions: e.transitions,
+                }
+            })
+            .collect();
+        let instance = ap
+            .vrrp
+            .as_ref()
+            .map(|v| v.instance.clone())
+            .unwrap_or_default();
+        let vrrp = if dir.join(lb_common::VRRP_MAP).exists() {
+            state_maps::read_vrrp(&dir, &instance)?.into_iter().next()
+        } else {
+            None
+        };
+        return Ok(Stats {
+            node: node.to_string(),
+            source: Some("bpf".into()),
+            frontend: None,
+            vrrp,
+            backends,
+        });
+    }
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let name = node.to_string();
+    let st = crate::topo::netns::run_in(&plan.netns(node), move || {
+        Ok(crate::agent::admin::fetch_stats(admin))
+    })?;
+    Ok(st.unwrap_or(Stats {
+        node: name,
+        source: None,
+        frontend: None,
+        vrrp: None,
+        backends: vec![],
+    }))
 }
 
 fn state_str(s: PortState) -> &'static str {
@@ -377,7 +444,22 @@ pub fn render(s: &Status) -> String {
         );
     }
     if !s.balancers.is_empty() {
-        let _ = writeln!(o, "\nBALANCERS (backends as each agent sees them)");
+        let sources: Vec<&str> = s
+            .balancers
+            .iter()
+            .map(|b| match b.source.as_deref() {
+                Some("bpf") => "pinned BPF maps",
+                Some(_) => "agent admin port",
+                None => "agent not answering",
+            })
+            .collect();
+        let mut sources_u = sources.clone();
+        sources_u.dedup();
+        let _ = writeln!(
+            o,
+            "\nBALANCERS (backends as each agent sees them; from {})",
+            sources_u.join(", ")
+        );
         let _ = writeln!(
             o,
             "  {:<6} {:<8} {:<14} {:<5} {:>3} {:>8} {:>6} {:>6} {:>6}  LAST CHECK",

@@ -50,6 +50,9 @@ pub struct BackendStats {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Stats {
     pub node: String,
+    /// Where these figures were read: "agent" (its admin port) or "bpf" (its pinned maps).
+    #[serde(default)]
+    pub source: Option<String>,
     /// Client-side counters of the proxy (requests, responses, errors by kind).
     #[serde(default)]
     pub frontend: Option<crate::proxy::FrontendSnapshot>,
@@ -101,6 +104,7 @@ pub fn snapshot(
         .collect();
     Stats {
         node: node.to_string(),
+        source: Some("agent".into()),
         frontend: Some(crate::proxy::frontend_stats().snapshot()),
         vrrp: vrrp.map(|h| h.snapshot()),
         backends,

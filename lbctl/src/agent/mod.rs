@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod plan;
+mod state_sync;
 
 use anyhow::{Context, Result};
 use tracing::{info, info_span, Instrument};
@@ -51,6 +52,13 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             }
             None => None,
         };
+        let sync = plan.pin_dir.as_ref().and_then(|dir| {
+            state_sync::spawn(
+                dir,
+                backends.clone(),
+                vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            )
+        });
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
@@ -83,6 +91,9 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             task.abort();
         }
         admin.abort();
+        if let Some(s) = sync {
+            s.abort();
+        }
         res
     }
     .instrument(span)

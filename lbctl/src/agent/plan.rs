@@ -29,6 +29,8 @@ pub struct AgentPlan {
     /// The VRRP instance protecting the VIP, when the config has `[vrrp]` with a
     /// priority for this node.
     pub vrrp: Option<crate::vrrp::VrrpConfig>,
+    /// Where the backend health and VRRP state maps are pinned (None: not kept in maps).
+    pub pin_dir: Option<std::path::PathBuf>,
 }
 
 impl AgentPlan {
@@ -106,6 +108,7 @@ impl AgentPlan {
             backends,
             check: svc.check.clone(),
             service: svc.clone(),
+            pin_dir: None,
         })
     }
 

@@ -71,7 +71,8 @@ pub struct BackendState {
     check: Mutex<CheckState>,
 }
 
-fn now_epoch() -> f64 {
+/// Seconds since the Unix epoch, as the stats show times.
+pub fn now_epoch() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

@@ -50,7 +50,7 @@ use lb_common::{PortStats, VrrpKey, OBS_PORT_MAP, OBS_PROG, OBS_VRRP_MAP};
 use serde::Serialize;
 
 /// The BPF object built from `lb-ebpf` by `build.rs`.
-fn object() -> &'static [u8] {
+pub(crate) fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"))
 }
 
@@ -312,7 +312,7 @@ pub fn remove_pins(pin_dir: &Path) -> Result<()> {
 
 /// Checks that `path` (or, when it does not exist yet, its nearest existing ancestor) is on a
 /// BPF filesystem.
-fn check_on_bpffs(path: &Path) -> Result<()> {
+pub(crate) fn check_on_bpffs(path: &Path) -> Result<()> {
     let existing = path
         .ancestors()
         .find(|p| p.exists())

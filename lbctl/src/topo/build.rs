@@ -216,13 +216,16 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
 fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     if let Some(svc) = &cfg.service {
         for b in &svc.balancers {
-            let args = vec![
+            let mut args = vec![
                 "agent".to_string(),
                 "--lab".into(),
                 plan.lab.clone(),
                 "--node".into(),
                 b.clone(),
             ];
+            if !opts.bpf {
+                args.push("--no-bpf".into());
+            }
             spawn_daemon(&plan.lab, b, "agent", &opts.exe, &args)?;
         }
     }

@@ -77,6 +77,9 @@ pub struct VrrpSnapshot {
     pub adverts_sent: u64,
     pub adverts_received: u64,
     pub transitions: u64,
+    /// Seconds since the Unix epoch of the last state change (of the start before any).
+    #[serde(default)]
+    pub last_change: f64,
     /// Per drop reason (see `codec::Drop::as_str`), plus `tx_error` for failed sends.
     pub drops: BTreeMap<String, u64>,
     /// Checksum form of accepted adverts: `v2`, `v3_pseudo_header`, `v3_message_only`.
@@ -208,6 +211,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         adverts_sent: 0,
         adverts_received: 0,
         transitions: 0,
+        last_change: now_epoch(),
         drops: BTreeMap::new(),
         checksum_forms: BTreeMap::new(),
     }));
@@ -402,7 +406,10 @@ impl Runner {
                 if to != State::Master {
                     self.garp_at = None;
                 }
-                self.stats(|s| s.transitions += 1);
+                self.stats(|s| {
+                    s.transitions += 1;
+                    s.last_change = now_epoch();
+                });
                 if let Some(cmd) = &self.cfg.notify {
                     if let Err(e) = io::notify(cmd, &self.cfg.instance, to.as_str()) {
                         tracing::warn!(instance = %self.cfg.instance, "{e:#}");
@@ -463,4 +470,12 @@ impl Runner {
             }
         }
     }
+}
+
+/// Seconds since the Unix epoch (the stats' time format).
+fn now_epoch() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
