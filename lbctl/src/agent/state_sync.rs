@@ -1,6 +1,7 @@
 //! Keeps the pinned state maps (`LB_HEALTH`, `LB_VRRP`, see `datapath::state_maps`) in step
-//! with the agent: every [`TICK`] it writes the entries that changed, so a health or VRRP
-//! transition is in the maps within one tick, and counters are never more than a tick old.
+//! with the agent: every [`TICK`] it writes the entries that changed, so a health transition
+//! is in the maps within one tick and counters are never more than a tick old; a VRRP change
+//! wakes it at once.
 //!
 //! The maps are an export, not a dependency: when bpffs or the privileges are missing (an
 //! agent on a real host run by hand) the agent logs why and goes on without them, and a
@@ -49,7 +50,14 @@ pub fn spawn(
                 }
                 Err(_) => {}
             }
-            tokio::time::sleep(TICK).await;
+            // VRRP changes are written at once (a script that sees the VIP move must find
+            // the new state in the map); the rest on the tick.
+            match &vrrp {
+                Some(h) => {
+                    let _ = tokio::time::timeout(TICK, h.changed()).await;
+                }
+                None => tokio::time::sleep(TICK).await,
+            }
         }
     }))
 }

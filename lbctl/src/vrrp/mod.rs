@@ -96,11 +96,18 @@ enum Cmd {
 pub struct VrrpHandle {
     snap: Arc<Mutex<VrrpSnapshot>>,
     tx: mpsc::UnboundedSender<Cmd>,
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl VrrpHandle {
     pub fn snapshot(&self) -> VrrpSnapshot {
         self.snap.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Resolves after the snapshot changed (a permit is kept if nobody waits, so a change
+    /// between two waits is not lost). For one waiter: the state exporter.
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 
     /// The balancer's health (like a keepalived track_script with a weight): while false,
@@ -216,6 +223,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         checksum_forms: BTreeMap::new(),
     }));
     let (tx, rx) = mpsc::unbounded_channel();
+    let changed = Arc::new(tokio::sync::Notify::new());
     tracing::info!(
         instance = %cfg.instance, iface = %cfg.interface, vrid = cfg.vrid, version = cfg.version,
         priority = cfg.priority, primary = %link.primary, "VRRP instance starting"
@@ -229,6 +237,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         fsm,
         policy,
         snap: snap.clone(),
+        changed: changed.clone(),
         rx: Some(rx),
         timer: None,
         garp_at: None,
@@ -239,7 +248,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         nl_task.abort();
         r
     });
-    Ok((VrrpHandle { snap, tx }, task))
+    Ok((VrrpHandle { snap, tx, changed }, task))
 }
 
 struct Runner {
@@ -251,6 +260,7 @@ struct Runner {
     fsm: Fsm,
     policy: RxPolicy,
     snap: Arc<Mutex<VrrpSnapshot>>,
+    changed: Arc<tokio::sync::Notify>,
     /// None once every handle is gone (the instance keeps running).
     rx: Option<mpsc::UnboundedReceiver<Cmd>>,
     timer: Option<Instant>,
@@ -332,7 +342,9 @@ impl Runner {
     }
 
     fn stats<T>(&self, f: impl FnOnce(&mut VrrpSnapshot) -> T) -> T {
-        f(&mut self.snap.lock().unwrap_or_else(|e| e.into_inner()))
+        let r = f(&mut self.snap.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.notify_one();
+        r
     }
 
     async fn packet(&mut self, n: usize, buf: &[u8]) {
