@@ -144,14 +144,6 @@ enum Cmd {
     },
 }
 
-/// Worker threads of the agent's runtime (`LBCTL_AGENT_THREADS`, default 1).
-fn agent_threads() -> usize {
-    std::env::var("LBCTL_AGENT_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LBCTL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
@@ -250,17 +242,14 @@ fn run_cli(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        // The agent's data path runs on one thread unless told otherwise: on these 2-core
-        // machines a second worker mostly adds cross-thread wakeups (measured with perf:
-        // the kernel's wakeup path dominated the profile with two workers).
-        cmd @ Cmd::Agent { .. } if agent_threads() <= 1 => {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(run(cmd))
-        }
+        // The agent's main thread is a current-thread runtime; the proxy adds one such
+        // thread per extra `service.nbthread` (see proxy::run).
+        cmd @ Cmd::Agent { .. } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(cmd)),
         cmd => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(agent_threads().max(2))
+            .worker_threads(2)
             .enable_all()
             .build()?
             .block_on(run(cmd)),

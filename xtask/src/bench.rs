@@ -133,7 +133,7 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     }
     // Our agent, from a config with the same three backends and HAProxy-like checks.
     let mut cfg = String::from(
-        "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\n\n",
+        "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\nnbthread = 2\n\n",
     );
     for port in BACKENDS {
         cfg.push_str(&format!(
@@ -149,6 +149,7 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
             lab_cfg.to_str().unwrap(),
             "--node",
             "bench",
+            "--no-bpf",
             "--listen",
             &format!("127.0.0.1:{OURS}"),
         ])

@@ -131,6 +131,12 @@ impl AgentPlan {
             routes: s.routes.clone(),
             rise: s.check.rise,
             fall: s.check.fall,
+            threads: s.nbthread.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(64)
+            }),
         }
     }
 }

@@ -298,6 +298,12 @@ pub struct Service {
     /// Content routing: the first matching route picks the pool; otherwise "default".
     #[serde(default, rename = "route")]
     pub routes: Vec<Route>,
+    /// Proxy threads (HAProxy's `nbthread`); absent: one per CPU, as HAProxy does. Each
+    /// thread runs its own event loop with its own listening sockets (SO_REUSEPORT) and its
+    /// own backend connection pool; the balancing state is shared, so round robin stays
+    /// exact across threads.
+    #[serde(default)]
+    pub nbthread: Option<usize>,
 }
 
 fn default_service_port() -> u16 {

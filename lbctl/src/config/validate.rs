@@ -616,6 +616,11 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         if s.port == s.admin_port {
             c.err("service.admin_port", "must differ from service.port");
         }
+        if let Some(n) = s.nbthread {
+            if !(1..=64).contains(&n) {
+                c.err("service.nbthread", format!("{n} is not between 1 and 64"));
+            }
+        }
     }
     if let Some(v) = &cfg.vrrp {
         if v.vrid == 0 {

@@ -371,8 +371,24 @@ pub async fn dispatch(
                     }
                 }
                 let reason = describe(&err);
-                tracing::info!(backend = %b.name, %reason, reused, "bad gateway");
                 passive_failure(sh, &b, &reason, started.elapsed());
+                // The backend closed without a byte of answer (a server stopping between
+                // accept and response): a request that can be replayed goes to another up
+                // backend, as HAProxy's `retry-on empty-response` with `option redispatch`.
+                // Nothing reached the client yet, and the request is idempotent.
+                if err.is_incomplete_message() {
+                    if let Some(r) = &replay {
+                        tried.push(pick.idx);
+                        if let Some(next) = sh.balancer.pick(pool, &tried) {
+                            tracing::info!(backend = %b.name, %reason, next = %next.backend.name, "empty response, redispatching");
+                            b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+                            pick = next;
+                            req = r.request();
+                            continue;
+                        }
+                    }
+                }
+                tracing::info!(backend = %b.name, %reason, reused, "bad gateway");
                 return Err(ProxyError::BadGateway(format!("{}: {reason}", b.name)));
             }
         }

@@ -42,8 +42,7 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-
-pub use server::bind_listener;
+use tracing::Instrument as _;
 
 /// What `lbctl agent` runs on a balancer.
 #[derive(Debug, Clone)]
@@ -61,6 +60,8 @@ pub struct ProxyConfig {
     /// Passive failure accounting: `BackendState::record(false, .., passive = true, rise, fall)`.
     pub rise: u32,
     pub fall: u32,
+    /// Event-loop threads (HAProxy's `nbthread`), at least 1.
+    pub threads: usize,
 }
 
 /// Process-wide frontend counters (see [`frontend_stats`]).
@@ -141,16 +142,72 @@ pub fn frontend_stats() -> &'static FrontendStats {
 /// Binds every `listen` address, then serves until `shutdown` resolves (then stops
 /// accepting, lets connections finish their current request for up to 2 s, and returns).
 /// Returns Err only if a listener cannot be bound. Counts into [`frontend_stats`].
+///
+/// With `threads` > 1, thread 0 is the caller's runtime and each other thread runs its own
+/// current-thread runtime, with its own SO_REUSEPORT listeners and backend pool (HAProxy's
+/// model: no task ever moves between threads, so there are no cross-thread wakeups on the
+/// request path; tokio's work-stealing runtime was measured slower than one thread here).
 pub async fn run(
     cfg: ProxyConfig,
     backends: Vec<Arc<BackendState>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let listeners = cfg
-        .listen
-        .iter()
-        .map(|a| bind_listener(*a))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    server::serve(listeners, cfg, backends, global_stats().clone(), shutdown).await;
+    use anyhow::Context as _;
+    let n = cfg.threads.max(1);
+    let mut sets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let set = cfg
+            .listen
+            .iter()
+            .map(|a| {
+                server::bind_listener_with(*a, n > 1)?
+                    .into_std()
+                    .context("detaching a listener")
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        sets.push(set);
+    }
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let common = server::Common::new(&cfg, backends, global_stats().clone(), rx);
+    let attach = |set: Vec<std::net::TcpListener>| {
+        set.into_iter()
+            .map(tokio::net::TcpListener::from_std)
+            .collect::<std::io::Result<Vec<_>>>()
+    };
+    let mut sets = sets.into_iter();
+    let first = sets.next().expect("at least one thread");
+    let mut threads = Vec::new();
+    for (i, set) in sets.enumerate() {
+        let (cfg, c) = (cfg.clone(), common.clone());
+        let t = std::thread::Builder::new()
+            .name(format!("proxy-{}", i + 1))
+            .spawn(move || -> anyhow::Result<()> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting a proxy thread's runtime")?;
+                rt.block_on(async move {
+                    let ls = attach(set).context("registering listeners")?;
+                    server::serve_thread(ls, cfg, c)
+                        .instrument(tracing::info_span!("proxy", thread = i + 1))
+                        .await;
+                    Ok(())
+                })
+            })
+            .context("starting a proxy thread")?;
+        threads.push(t);
+    }
+    let ls = attach(first).context("registering listeners")?;
+    let main = tokio::spawn(server::serve_thread(ls, cfg, common));
+    shutdown.await;
+    let _ = tx.send(true);
+    let _ = main.await;
+    for t in threads {
+        match tokio::task::spawn_blocking(move || t.join()).await {
+            Ok(Ok(Err(e))) => tracing::warn!("proxy thread: {e:#}"),
+            Ok(Err(_)) => tracing::warn!("a proxy thread panicked"),
+            _ => {}
+        }
+    }
     Ok(())
 }

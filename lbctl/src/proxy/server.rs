@@ -49,6 +49,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// A listening socket with SO_REUSEADDR and IP_FREEBIND (the address, e.g. the VIP, need
 /// not be configured yet).
 pub fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    bind_listener_with(addr, false)
+}
+
+/// [`bind_listener`], with SO_REUSEPORT when `reuseport`: every proxy thread binds its own
+/// socket to the same address and the kernel spreads new connections over them, so no
+/// thread wakes for a connection another one takes.
+pub fn bind_listener_with(addr: SocketAddr, reuseport: bool) -> anyhow::Result<TcpListener> {
     let sock = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -56,6 +63,9 @@ pub fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     }
     .context("creating listening socket")?;
     sock.set_reuseaddr(true)?;
+    if reuseport {
+        sock.set_reuseport(true).context("setting SO_REUSEPORT")?;
+    }
     let one: libc::c_int = 1;
     // SAFETY: valid fd, option value of the documented size. IP_FREEBIND also applies to
     // IPv6 sockets on Linux.
@@ -77,15 +87,51 @@ pub fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on {addr}"))
 }
 
-/// What every connection and request of one proxy shares.
+/// What every connection and request of one proxy thread shares.
 pub struct Shared {
     pub cfg: ProxyConfig,
-    pub balancer: Balancer,
+    /// One balancer for all threads: round robin stays exact whichever thread accepted.
+    pub balancer: Arc<Balancer>,
+    /// Backend connections are registered with one thread's event loop: a pool per thread.
     pub pool: Arc<Pool>,
     pub stats: Arc<FrontendStats>,
 }
 
-/// Serves on `listeners` until `shutdown` resolves.
+/// What the threads of one proxy share: balancing state, counters, the connection limit
+/// and the stop signal.
+#[derive(Clone)]
+pub struct Common {
+    pub balancer: Arc<Balancer>,
+    pub stats: Arc<FrontendStats>,
+    pub sem: Arc<Semaphore>,
+    pub max_conns: usize,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Common {
+    pub fn new(
+        cfg: &ProxyConfig,
+        backends: Vec<Arc<BackendState>>,
+        stats: Arc<FrontendStats>,
+        stop: watch::Receiver<bool>,
+    ) -> Common {
+        let max_conns = cfg.limits.max_conns.clamp(1, Semaphore::MAX_PERMITS >> 1);
+        Common {
+            balancer: Arc::new(Balancer::new(
+                backends,
+                cfg.balance,
+                cfg.cookie.clone(),
+                cfg.routes.clone(),
+            )),
+            stats,
+            sem: Arc::new(Semaphore::new(max_conns)),
+            max_conns,
+            stop,
+        }
+    }
+}
+
+/// Serves on `listeners` until `shutdown` resolves, on the calling task's thread.
 pub async fn serve(
     listeners: Vec<TcpListener>,
     cfg: ProxyConfig,
@@ -93,39 +139,47 @@ pub async fn serve(
     stats: Arc<FrontendStats>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let max_conns = cfg.limits.max_conns.clamp(1, Semaphore::MAX_PERMITS >> 1);
+    let (tx, rx) = watch::channel(false);
+    let common = Common::new(&cfg, backends, stats, rx);
+    let shard = tokio::spawn(serve_thread(listeners, cfg, common));
+    shutdown.await;
+    let _ = tx.send(true);
+    let _ = shard.await;
+}
+
+/// One proxy thread: accepts on its `listeners` until the stop signal, then lets its
+/// connections finish their current request (keep-alive disabled) within a grace period.
+/// Runs on the thread's own event loop; backend connections go to this thread's pool.
+pub async fn serve_thread(listeners: Vec<TcpListener>, cfg: ProxyConfig, c: Common) {
     let pool = Arc::new(Pool::new(
-        backends.len(),
+        c.balancer.backends().len(),
         cfg.source,
         Duration::from_millis(cfg.timeouts.connect_ms.max(1)),
         Duration::from_millis(cfg.timeouts.keep_alive_ms),
     ));
-    let balancer = Balancer::new(
-        backends,
-        cfg.balance,
-        cfg.cookie.clone(),
-        cfg.routes.clone(),
-    );
     let shared = Arc::new(Shared {
         cfg,
-        balancer,
+        balancer: c.balancer.clone(),
         pool,
-        stats,
+        stats: c.stats.clone(),
     });
-    let sem = Arc::new(Semaphore::new(max_conns));
-    let (tx, rx) = watch::channel(false);
     let mut accepts = tokio::task::JoinSet::new();
     for l in listeners {
         let addr = l.local_addr().ok();
         tracing::info!(?addr, "proxy listening");
-        accepts.spawn(accept_loop(l, shared.clone(), sem.clone(), rx.clone()));
+        accepts.spawn(accept_loop(
+            l,
+            shared.clone(),
+            c.sem.clone(),
+            c.stop.clone(),
+        ));
     }
-    shutdown.await;
-    let _ = tx.send(true);
+    let mut stop = c.stop.clone();
+    stopped(&mut stop).await;
     accepts.shutdown().await;
-    // Connections finish their current request (keep-alive disabled), then release their
-    // permit; wait for all of them, within a grace period.
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, sem.acquire_many(max_conns as u32)).await;
+    // Wait until no connection holds a slot (every thread's connections share the
+    // semaphore; the permits are released at once so other threads' waits end too).
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, c.sem.acquire_many(c.max_conns as u32)).await;
 }
 
 async fn accept_loop(

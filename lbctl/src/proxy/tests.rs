@@ -44,6 +44,7 @@ fn config() -> ProxyConfig {
         routes: vec![],
         rise: 2,
         fall: 3,
+        threads: 1,
     }
 }
 
@@ -522,6 +523,73 @@ async fn backend_closing_before_answering_is_502() {
         assert_eq!(g.status, 502);
         assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 1);
         assert_eq!(p.stats.snapshot().bad_gateway, 1);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn empty_response_is_redispatched_only_when_the_request_can_be_replayed() {
+    bounded(async {
+        // s1 accepts, reads the request and closes without a byte of answer (a server
+        // stopping between accept and response).
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+        })
+        .await;
+        let (a2, _) = web("s2").await;
+        let bs = vec![be("s1", a), be("s2", a2)];
+        let p = start(config(), bs.clone()).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 200, "{}", g.body);
+        assert_eq!(first_line(&g.body), "s2");
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 1);
+        assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 1);
+        // A POST with a body cannot be sent twice: the client gets the 502 (s1 is picked
+        // until it has failed `fall` times, then skipped).
+        let mut codes = Vec::new();
+        for _ in 0..4 {
+            let post = req("/")
+                .method("POST")
+                .body(Full::new(Bytes::from_static(b"x=1")))
+                .unwrap();
+            codes.push(send(p.addr, post).await.status.as_u16());
+        }
+        assert!(codes.contains(&502), "{codes:?}");
+        assert_eq!(bs[1].counters.redispatches.load(Ordering::Relaxed), 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn two_threads_share_one_exact_round_robin() {
+    bounded(async {
+        let (a1, _) = web("s1").await;
+        let (a2, _) = web("s2").await;
+        let (a3, _) = web("s3").await;
+        let port = dead_addr().await.port();
+        let mut cfg = config();
+        cfg.threads = 2;
+        cfg.listen = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let h = tokio::spawn(super::run(
+            cfg,
+            vec![be("s1", a1), be("s2", a2), be("s3", a3)],
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Every request on a new connection: SO_REUSEPORT spreads them over both threads'
+        // sockets, and the shared balancer still cycles exactly.
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let got = names(addr, 12).await;
+        let start = got.iter().position(|n| n == "s1").unwrap();
+        for (i, n) in got.iter().enumerate() {
+            assert_eq!(n, ["s1", "s2", "s3"][(i + 3 - start) % 3], "{got:?}");
+        }
+        tx.send(()).unwrap();
+        h.await.unwrap().unwrap();
+        assert!(TcpStream::connect(addr).await.is_err());
     })
     .await
 }
