@@ -203,6 +203,28 @@ fn passive_success(sh: &Shared, b: &BackendState, took: Duration) {
     }
 }
 
+/// The backend went away before a complete response head: EOF or a connection-level I/O
+/// error (reset, broken pipe). Not a parse error: a backend answering garbage is reported.
+fn closed_without_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
 fn describe(e: &hyper::Error) -> String {
     if e.is_incomplete_message() {
         "backend closed the connection before answering".into()
@@ -372,11 +394,12 @@ pub async fn dispatch(
                 }
                 let reason = describe(&err);
                 passive_failure(sh, &b, &reason, started.elapsed());
-                // The backend closed without a byte of answer (a server stopping between
-                // accept and response): a request that can be replayed goes to another up
-                // backend, as HAProxy's `retry-on empty-response` with `option redispatch`.
-                // Nothing reached the client yet, and the request is idempotent.
-                if err.is_incomplete_message() {
+                // The backend closed or reset the connection without a complete answer
+                // head (a server stopping between accept and response): a request that can
+                // be replayed goes to another up backend, like HAProxy's `retry-on
+                // empty-response conn-failure` with `option redispatch`. Nothing reached
+                // the client yet, and the request is idempotent without a body.
+                if closed_without_answer(&err) {
                     if let Some(r) = &replay {
                         tried.push(pick.idx);
                         if let Some(next) = sh.balancer.pick(pool, &tried) {

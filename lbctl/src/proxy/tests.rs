@@ -561,6 +561,26 @@ async fn empty_response_is_redispatched_only_when_the_request_can_be_replayed() 
 }
 
 #[tokio::test]
+async fn reset_before_answering_is_redispatched() {
+    bounded(async {
+        // s1 reads the request and resets the connection (SO_LINGER 0), as a killed
+        // server's kernel does for a socket with unread data.
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            let _ = s.set_linger(Some(Duration::ZERO));
+        })
+        .await;
+        let (a2, _) = web("s2").await;
+        let bs = vec![be("s1", a), be("s2", a2)];
+        let p = start(config(), bs.clone()).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!((g.status.as_u16(), first_line(&g.body)), (200, "s2"));
+        assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 1);
+    })
+    .await
+}
+
+#[tokio::test]
 async fn two_threads_share_one_exact_round_robin() {
     bounded(async {
         let (a1, _) = web("s1").await;
