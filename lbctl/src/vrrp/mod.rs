@@ -81,6 +81,34 @@ pub struct VrrpSnapshot {
     pub drops: BTreeMap<String, u64>,
     /// Checksum form of accepted adverts: `v2`, `v3_pseudo_header`, `v3_message_only`.
     pub checksum_forms: BTreeMap<String, u64>,
+    /// The last state changes, oldest first (at most [`EVENTS_KEPT`]).
+    #[serde(default)]
+    pub events: Vec<VrrpEvent>,
+}
+
+/// State changes kept in a snapshot.
+pub const EVENTS_KEPT: usize = 32;
+
+/// One state change, with the time it happened (Unix seconds).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VrrpEvent {
+    pub at: f64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// The master this instance last heard before the change (None if it never heard one).
+    pub previous_master: Option<Ipv4Addr>,
+    /// On a takeover (BACKUP -> MASTER): milliseconds between the last advert heard from
+    /// the previous master and this instance taking the VIP, i.e. how long the VIP went
+    /// without a live master as far as this balancer can measure it.
+    pub silence_ms: Option<u64>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 enum Cmd {
@@ -210,6 +238,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         transitions: 0,
         drops: BTreeMap::new(),
         checksum_forms: BTreeMap::new(),
+        events: Vec::new(),
     }));
     let (tx, rx) = mpsc::unbounded_channel();
     tracing::info!(
@@ -229,6 +258,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         timer: None,
         garp_at: None,
         healthy: true,
+        last_advert: None,
     };
     let task = tokio::spawn(async move {
         let r = runner.run().await;
@@ -253,6 +283,8 @@ struct Runner {
     /// The delayed second burst of gratuitous ARPs.
     garp_at: Option<Instant>,
     healthy: bool,
+    /// When the last advert was accepted, and from whom.
+    last_advert: Option<(Instant, Ipv4Addr)>,
 }
 
 const LINK_POLL: Duration = Duration::from_millis(100);
@@ -338,6 +370,7 @@ impl Runner {
                 self.stats(|s| *s.drops.entry(d.as_str().to_string()).or_default() += 1);
             }
             Ok(r) => {
+                self.last_advert = Some((Instant::now(), r.src));
                 self.stats(|s| {
                     s.adverts_received += 1;
                     *s.checksum_forms
@@ -402,7 +435,27 @@ impl Runner {
                 if to != State::Master {
                     self.garp_at = None;
                 }
-                self.stats(|s| s.transitions += 1);
+                let silence_ms = match (from, to, self.last_advert) {
+                    (State::Backup, State::Master, Some((t, _))) => {
+                        Some(t.elapsed().as_millis() as u64)
+                    }
+                    _ => None,
+                };
+                let ev = VrrpEvent {
+                    at: unix_now(),
+                    from: from.as_str().into(),
+                    to: to.as_str().into(),
+                    reason: reason.into(),
+                    previous_master: self.last_advert.map(|(_, a)| a),
+                    silence_ms,
+                };
+                self.stats(|s| {
+                    s.transitions += 1;
+                    if s.events.len() >= EVENTS_KEPT {
+                        s.events.remove(0);
+                    }
+                    s.events.push(ev);
+                });
                 if let Some(cmd) = &self.cfg.notify {
                     if let Err(e) = io::notify(cmd, &self.cfg.instance, to.as_str()) {
                         tracing::warn!(instance = %self.cfg.instance, "{e:#}");
