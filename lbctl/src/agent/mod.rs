@@ -5,6 +5,7 @@
 //! lab, so it runs unchanged on real hosts: `lbctl agent -c FILE --node NAME`.
 
 pub mod admin;
+pub mod dashboard;
 pub mod plan;
 
 use anyhow::{Context, Result};
@@ -51,11 +52,19 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             }
             None => None,
         };
+        let dash = dashboard::Dashboard::new(
+            plan.lab.clone(),
+            plan.node.clone(),
+            plan.peers.clone(),
+            plan.names.clone(),
+        );
+        let refresher = dash.spawn_refresher();
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
             backends.clone(),
             vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            Some(dash),
         )
         .await
         .context("starting the admin listener")?;
@@ -83,6 +92,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             task.abort();
         }
         admin.abort();
+        refresher.abort();
         res
     }
     .instrument(span)

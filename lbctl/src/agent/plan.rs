@@ -29,6 +29,13 @@ pub struct AgentPlan {
     /// The VRRP instance protecting the VIP, when the config has `[vrrp]` with a
     /// priority for this node.
     pub vrrp: Option<crate::vrrp::VrrpConfig>,
+    /// The lab (config) name, for the dashboard's picture (`lbctl graph --lab`).
+    pub lab: String,
+    /// The other balancers' admin listeners (their address on the VIP's LAN), whose
+    /// /stats the dashboard shows next to this one's.
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Every node address of the config, to name VRRP masters.
+    pub names: Vec<(Ipv4Addr, String)>,
 }
 
 impl AgentPlan {
@@ -97,8 +104,37 @@ impl AgentPlan {
             }
             _ => None,
         };
+        let vip_addr = |n: &crate::config::Node| {
+            n.ifaces
+                .iter()
+                .filter_map(|i| i.address)
+                .find(|a| a.contains(&svc.vip))
+                .map(|a| a.addr())
+        };
+        let peers = svc
+            .balancers
+            .iter()
+            .filter(|b| b.as_str() != node)
+            .filter_map(|b| {
+                let a = vip_addr(cfg.node(b)?)?;
+                Some((b.clone(), SocketAddr::from((a, svc.admin_port))))
+            })
+            .collect();
+        let names = cfg
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.ifaces
+                    .iter()
+                    .filter_map(|i| i.address)
+                    .map(move |a| (a.addr(), n.name.clone()))
+            })
+            .collect();
         Ok(AgentPlan {
             vrrp,
+            lab: cfg.lab.name.clone(),
+            peers,
+            names,
             node: node.to_string(),
             listen,
             source,

@@ -121,6 +121,12 @@ fn node_line(m: &Model, n: &GNode) -> String {
             attrs.push(("shape".into(), "ellipse".into()));
             fill = "#f2f2f2".into();
         }
+        NodeKind::Tunnel => {
+            attrs.push(("shape".into(), "ellipse".into()));
+            attrs.push(("color".into(), "#6a3d9a".into()));
+            attrs.push(("fontcolor".into(), "#6a3d9a".into()));
+            fill = "#f1eaf7".into();
+        }
         NodeKind::Vip => {
             attrs.push(("shape".into(), "octagon".into()));
             fill = if n.down {
@@ -170,7 +176,7 @@ fn level(m: &Model, id: &str) -> usize {
             NodeKind::Bridge if !in_host => 1,
             NodeKind::Bridge => 2 + 2 * lan_index(n.lan.as_deref()),
             NodeKind::Balancer => 3,
-            NodeKind::Server => 5,
+            NodeKind::Server | NodeKind::Tunnel => 5,
         },
     }
 }
@@ -238,7 +244,10 @@ fn edge_line(m: &Model, e: &GEdge) -> String {
             colour = "#6a3d9a".into();
             style.push("bold");
             penwidth = "2.5";
-            attrs.push(("constraint", "false".into()));
+            // A direct tunnel between two bridges of one rank must not push them apart.
+            if e.a != "node-vxlan" && e.b != "node-vxlan" {
+                attrs.push(("constraint", "false".into()));
+            }
             attrs.push(("fontcolor", "#6a3d9a".into()));
         }
         EdgeKind::Vip => {

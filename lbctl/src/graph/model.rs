@@ -21,6 +21,8 @@ pub enum NodeKind {
     User,
     /// The service's virtual IP.
     Vip,
+    /// The VXLAN segment, drawn as a hub when it joins more than two hosts.
+    Tunnel,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -391,22 +393,50 @@ impl Model {
             }
         }
         if let Some(v) = &cfg.vxlan {
-            for (i, x) in v.endpoints.iter().enumerate() {
-                for y in &v.endpoints[i + 1..] {
-                    let (pa, pb) = (end(&x.bridge, &v.device), end(&y.bridge, &v.device));
+            let label = format!("VXLAN VNI {} udp/{}", v.vni, v.port);
+            if v.endpoints.len() == 2 {
+                let (x, y) = (&v.endpoints[0], &v.endpoints[1]);
+                let (pa, pb) = (end(&x.bridge, &v.device), end(&y.bridge, &v.device));
+                edges.push(GEdge {
+                    id: format!("vxlan-{}-{}", x.host, y.host),
+                    kind: EdgeKind::Vxlan,
+                    a: node_id(&x.bridge),
+                    b: node_id(&y.bridge),
+                    down: disabled(&pa) || disabled(&pb),
+                    a_port: Some(pa),
+                    b_port: Some(pb),
+                    lan: cfg.bridge(&x.bridge).map(|(_, br)| br.lan.clone()),
+                    label: Some(format!("{label}\n{} - {}", x.local, y.local)),
+                });
+            } else if v.endpoints.len() > 2 {
+                // A full mesh of tunnels is unreadable past two hosts: one hub node for
+                // the segment, one edge per host's tunnel endpoint.
+                nodes.push(GNode {
+                    id: "node-vxlan".into(),
+                    name: "VXLAN".into(),
+                    kind: NodeKind::Tunnel,
+                    host: None,
+                    lan: None,
+                    lines: vec![format!("VNI {} udp/{}", v.vni, v.port)],
+                    down: false,
+                    root: false,
+                    vrrp: None,
+                    master: false,
+                    isolated_master: false,
+                    health: vec![],
+                });
+                for x in &v.endpoints {
+                    let p = end(&x.bridge, &v.device);
                     edges.push(GEdge {
-                        id: format!("vxlan-{}-{}", x.host, y.host),
+                        id: format!("vxlan-{}", x.host),
                         kind: EdgeKind::Vxlan,
                         a: node_id(&x.bridge),
-                        b: node_id(&y.bridge),
-                        down: disabled(&pa) || disabled(&pb),
-                        a_port: Some(pa),
-                        b_port: Some(pb),
+                        b: "node-vxlan".into(),
+                        down: disabled(&p),
+                        a_port: Some(p),
+                        b_port: None,
                         lan: cfg.bridge(&x.bridge).map(|(_, br)| br.lan.clone()),
-                        label: Some(format!(
-                            "VXLAN VNI {} udp/{}\n{} - {}",
-                            v.vni, v.port, x.local, y.local
-                        )),
+                        label: Some(x.local.to_string()),
                     });
                 }
             }
@@ -500,8 +530,8 @@ impl Model {
     }
 }
 
-/// Node ids reachable from any user over edges whose ports forward (or, without live
-/// state, over every edge). Without users, every node counts as reachable.
+/// Node ids reachable from any user through bridges, over edges whose ports forward
+/// (or, without live state, every node). Without users, every node counts as reachable.
 fn reachable_from_users(
     cfg: &Config,
     edges: &[GEdge],
@@ -532,7 +562,17 @@ fn reachable_from_users(
     };
     let mut seen: BTreeSet<String> = users.iter().filter(|u| !node_down(u)).cloned().collect();
     let mut todo: Vec<String> = seen.iter().cloned().collect();
+    // Frames cross bridges only: balancers and servers are proxies and hosts, not
+    // routers or bridges, so a leaf reached is not expanded (users are where we start).
+    let is_bridge = |id: &str| {
+        nodes
+            .iter()
+            .any(|n| n.id == id && n.kind == NodeKind::Bridge)
+    };
     while let Some(x) = todo.pop() {
+        if !is_bridge(&x) && !users.contains(&x) {
+            continue;
+        }
         for e in edges.iter().filter(|e| passable(e)) {
             let other = if e.a == x {
                 &e.b
