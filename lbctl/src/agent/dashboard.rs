@@ -55,8 +55,12 @@ struct Inner {
 pub struct PeerStats {
     pub node: String,
     pub admin: SocketAddr,
-    /// None when the peer did not answer.
+    /// The last stats it answered with (None if it never did).
     pub stats: Option<Stats>,
+    /// Whether it answered the last fetch (else `stats` is the last known).
+    pub answering: bool,
+    /// When it last answered (Unix seconds).
+    pub answered_at: Option<f64>,
 }
 
 pub struct Dashboard {
@@ -191,10 +195,24 @@ impl Dashboard {
                 .await
                 .ok()
                 .flatten();
-            out.push(PeerStats {
-                node: node.clone(),
-                admin: a,
-                stats,
+            // A peer that stops answering keeps its last known stats, marked as such: its
+            // VRRP history up to the cut still explains the failover.
+            let prev = self.inner().peers.iter().find(|p| &p.node == node).cloned();
+            out.push(match stats {
+                Some(st) => PeerStats {
+                    node: node.clone(),
+                    admin: a,
+                    stats: Some(st),
+                    answering: true,
+                    answered_at: Some(unix_now()),
+                },
+                None => PeerStats {
+                    node: node.clone(),
+                    admin: a,
+                    stats: prev.as_ref().and_then(|p| p.stats.clone()),
+                    answering: false,
+                    answered_at: prev.and_then(|p| p.answered_at),
+                },
             });
         }
         self.inner().peers = out;

@@ -396,3 +396,46 @@ pub fn to_dot(m: &Model) -> String {
     o.push_str("}\n");
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn default_config_draws_every_node_link_and_host() {
+        let m = Model::build(&Config::default_scenario(), None);
+        let d = to_dot(&m);
+        for id in [
+            "node-swout1",
+            "node-swout2",
+            "node-vswout1",
+            "node-vswin2",
+            "node-bal1",
+            "node-serv3",
+            "node-user2",
+            "node-vip",
+            "link-swout1-swout2",
+            "link-vswout2-swout2",
+            "iface-bal1-eth1",
+            "vxlan-vm1-vm2",
+            "cluster-vm1",
+            "cluster-vm2",
+        ] {
+            assert!(d.contains(&format!("id=\"{id}\"")), "{id} missing:\n{d}");
+        }
+        // Without live state nothing is blocked, rooted or master, and the VIP is unheld.
+        assert!(m.blocked.is_empty() && m.masters.is_empty() && m.roots.is_empty());
+        assert!(m.node("node-vip").unwrap().down);
+        assert!(d.contains("config only"));
+        // Every edge is written top-down: a switch above its hosts' bridges.
+        assert!(d.contains("\"node-swout1\" -- \"node-vswout1\""), "{d}");
+        assert!(d.contains("\"node-vswin1\" -- \"node-serv1\""), "{d}");
+    }
+
+    #[test]
+    fn dot_strings_are_escaped() {
+        assert_eq!(q("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(class_part("vswout1/to-swout1"), "vswout1_to-swout1");
+    }
+}

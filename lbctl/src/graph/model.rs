@@ -392,6 +392,13 @@ impl Model {
                 });
             }
         }
+        // A tunnel end is down when the bridge carrying its underlay address is.
+        let underlay_down = |host: &str, local: std::net::Ipv4Addr| {
+            plan.bridges_in(host)
+                .filter(|b| b.address.is_some_and(|a| a.addr() == local))
+                .any(|b| !bridge_up(&b.name))
+                || !present(host)
+        };
         if let Some(v) = &cfg.vxlan {
             let label = format!("VXLAN VNI {} udp/{}", v.vni, v.port);
             if v.endpoints.len() == 2 {
@@ -402,7 +409,10 @@ impl Model {
                     kind: EdgeKind::Vxlan,
                     a: node_id(&x.bridge),
                     b: node_id(&y.bridge),
-                    down: disabled(&pa) || disabled(&pb),
+                    down: disabled(&pa)
+                        || disabled(&pb)
+                        || underlay_down(&x.host, x.local)
+                        || underlay_down(&y.host, y.local),
                     a_port: Some(pa),
                     b_port: Some(pb),
                     lan: cfg.bridge(&x.bridge).map(|(_, br)| br.lan.clone()),
@@ -432,7 +442,7 @@ impl Model {
                         kind: EdgeKind::Vxlan,
                         a: node_id(&x.bridge),
                         b: "node-vxlan".into(),
-                        down: disabled(&p),
+                        down: disabled(&p) || underlay_down(&x.host, x.local),
                         a_port: Some(p),
                         b_port: None,
                         lan: cfg.bridge(&x.bridge).map(|(_, br)| br.lan.clone()),
