@@ -96,7 +96,8 @@ pub struct VrrpEvent {
     pub from: String,
     pub to: String,
     pub reason: String,
-    /// The master this instance last heard before the change (None if it never heard one).
+    /// The master this instance last deferred to before the change (None if it never
+    /// heard one with an equal or higher priority).
     pub previous_master: Option<Ipv4Addr>,
     /// On a takeover (BACKUP -> MASTER): milliseconds between the last advert heard from
     /// the previous master and this instance taking the VIP, i.e. how long the VIP went
@@ -283,7 +284,8 @@ struct Runner {
     /// The delayed second burst of gratuitous ARPs.
     garp_at: Option<Instant>,
     healthy: bool,
-    /// When the last advert was accepted, and from whom.
+    /// When the last advert from a master this instance defers to was accepted, and
+    /// from whom.
     last_advert: Option<(Instant, Ipv4Addr)>,
 }
 
@@ -370,7 +372,13 @@ impl Runner {
                 self.stats(|s| *s.drops.entry(d.as_str().to_string()).or_default() += 1);
             }
             Ok(r) => {
-                self.last_advert = Some((Instant::now(), r.src));
+                // Remember the master this instance defers to (an equal or higher
+                // priority, or one resigning with 0): a later takeover measures its
+                // silence from there. Lower-priority adverts (a master being preempted,
+                // or after a partition heals) are not a master we lost.
+                if r.advert.priority == 0 || r.advert.priority >= self.fsm.priority() {
+                    self.last_advert = Some((Instant::now(), r.src));
+                }
                 self.stats(|s| {
                     s.adverts_received += 1;
                     *s.checksum_forms
