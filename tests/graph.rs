@@ -270,4 +270,61 @@ fn graph_of_a_lab_twice_the_default_size() {
     };
     let (w, h) = (pt("width"), pt("height"));
     assert!(w < 1600.0 && h < 1000.0, "{w} x {h} pt");
+    // Readable: no two nodes' shapes overlap.
+    let boxes = node_boxes(&doc);
+    assert_eq!(
+        boxes.len(),
+        ids.values().filter(|c| c.contains("node")).count()
+    );
+    for (i, (a, ba)) in boxes.iter().enumerate() {
+        for (b, bb) in &boxes[i + 1..] {
+            let apart = ba[2] <= bb[0] || bb[2] <= ba[0] || ba[3] <= bb[1] || bb[3] <= ba[1];
+            assert!(apart, "{a} {ba:?} overlaps {b} {bb:?}");
+        }
+    }
+}
+
+/// Bounding box [x0, y0, x1, y1] of each node's shapes (polygons, paths, ellipses).
+fn node_boxes(doc: &roxmltree::Document) -> Vec<(String, [f64; 4])> {
+    let mut out = Vec::new();
+    for g in doc.descendants().filter(|n| {
+        n.has_tag_name("g")
+            && n.attribute("class")
+                .is_some_and(|c| c.split_whitespace().any(|x| x == "node"))
+    }) {
+        let mut pts: Vec<(f64, f64)> = Vec::new();
+        for shape in g.descendants().filter(|n| n.is_element()) {
+            let nums = |s: &str| -> Vec<f64> {
+                s.split(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            };
+            match shape.tag_name().name() {
+                "polygon" | "path" => {
+                    let v = nums(
+                        shape
+                            .attribute("points")
+                            .or(shape.attribute("d"))
+                            .unwrap_or(""),
+                    );
+                    pts.extend(v.chunks_exact(2).map(|c| (c[0], c[1])));
+                }
+                "ellipse" => {
+                    let f = |a: &str| shape.attribute(a).unwrap().parse::<f64>().unwrap();
+                    let (cx, cy, rx, ry) = (f("cx"), f("cy"), f("rx"), f("ry"));
+                    pts.push((cx - rx, cy - ry));
+                    pts.push((cx + rx, cy + ry));
+                }
+                _ => {}
+            }
+        }
+        assert!(!pts.is_empty(), "node {:?} has no shape", g.attribute("id"));
+        let b = pts
+            .iter()
+            .fold([f64::MAX, f64::MAX, f64::MIN, f64::MIN], |b, (x, y)| {
+                [b[0].min(*x), b[1].min(*y), b[2].max(*x), b[3].max(*y)]
+            });
+        out.push((g.attribute("id").unwrap_or("?").to_string(), b));
+    }
+    out
 }

@@ -408,7 +408,9 @@ async fn run(cmd: Cmd) -> Result<()> {
         Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
         Cmd::Agent { lab, node, listen } => {
             let (cfg, _) = resolve(&lab, false)?;
-            agent::run(agent::AgentPlan::new(&cfg, &node, &listen)?).await
+            let mut plan = agent::AgentPlan::new(&cfg, &node, &listen)?;
+            plan.config_file = lab.config.clone();
+            agent::run(plan).await
         }
         Cmd::Graph {
             lab,

@@ -69,6 +69,7 @@ pub struct Dashboard {
     exe: PathBuf,
     peers: Vec<(String, SocketAddr)>,
     names: Vec<(Ipv4Addr, String)>,
+    config_file: Option<PathBuf>,
     wanted: Mutex<Option<Instant>>,
     inner: Mutex<Inner>,
 }
@@ -102,6 +103,7 @@ impl Dashboard {
         node: String,
         peers: Vec<(String, SocketAddr)>,
         names: Vec<(Ipv4Addr, String)>,
+        config_file: Option<PathBuf>,
     ) -> Arc<Dashboard> {
         Arc::new(Dashboard {
             lab,
@@ -109,6 +111,7 @@ impl Dashboard {
             exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("lbctl")),
             peers,
             names,
+            config_file,
             wanted: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
         })
@@ -219,8 +222,12 @@ impl Dashboard {
     }
 
     async fn refresh_graph(&self) {
-        let run = tokio::process::Command::new(&self.exe)
-            .args(["graph", "--lab", &self.lab, "--format", "json"])
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(["graph", "--lab", &self.lab, "--format", "json"]);
+        if let Some(c) = &self.config_file {
+            cmd.arg("-c").arg(c);
+        }
+        let run = cmd
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)

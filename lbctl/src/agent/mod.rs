@@ -57,6 +57,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             plan.node.clone(),
             plan.peers.clone(),
             plan.names.clone(),
+            plan.config_file.clone(),
         );
         let refresher = dash.spawn_refresher();
         let admin = admin::serve(

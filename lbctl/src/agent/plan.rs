@@ -36,6 +36,9 @@ pub struct AgentPlan {
     pub peers: Vec<(String, SocketAddr)>,
     /// Every node address of the config, to name VRRP masters.
     pub names: Vec<(Ipv4Addr, String)>,
+    /// The config file the agent was started with (`-c`), which the dashboard's
+    /// picture is drawn from too; None: the lab's saved config.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl AgentPlan {
@@ -135,6 +138,7 @@ impl AgentPlan {
             lab: cfg.lab.name.clone(),
             peers,
             names,
+            config_file: None,
             node: node.to_string(),
             listen,
             source,
