@@ -127,7 +127,9 @@ enum Cmd {
     Capture {
         #[arg(long)]
         lab: Option<String>,
+        /// A node of the lab: balancer, server, user, switch or host (vm1, vm2).
         node: String,
+        /// An interface in that node (`lbctl exec NODE -- ip link` lists them).
         iface: String,
         /// Preset filter.
         #[arg(long, value_enum, conflicts_with_all = ["stp", "vxlan"])]
@@ -152,6 +154,7 @@ enum Cmd {
     Logs {
         #[arg(long)]
         lab: Option<String>,
+        /// A node that runs a daemon: a balancer or a server.
         node: String,
         /// Only this daemon's log (agent, serve, apache).
         #[arg(long)]
@@ -421,10 +424,10 @@ async fn run(cmd: Cmd) -> Result<()> {
             // Live state when this lab runs (reading it needs root); the config alone
             // otherwise.
             let live = topo::state::labs().contains(&cfg.lab.name)
-                && netns::exists(&config::netns_name(
-                    &cfg.lab.name,
-                    &topo::plan::Plan::new(&cfg).nodes[0].name,
-                ));
+                && topo::plan::Plan::new(&cfg)
+                    .nodes
+                    .iter()
+                    .any(|n| netns::exists(&n.netns));
             if live {
                 netns::require_root()?;
             }

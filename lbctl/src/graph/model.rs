@@ -598,3 +598,180 @@ fn reachable_from_users(
     }
     seen
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::admin::{BackendStats, Stats};
+    use crate::status::{LanStatus, NodeStatus, PortStatus};
+    use crate::stp::theory::Role;
+
+    fn vrrp(state: &str) -> crate::vrrp::VrrpSnapshot {
+        crate::vrrp::VrrpSnapshot {
+            instance: "vrid12".into(),
+            state: state.into(),
+            priority: 100,
+            effective_priority: 100,
+            master: None,
+            vrid: 12,
+            version: 2,
+            adverts_sent: 0,
+            adverts_received: 0,
+            transitions: 1,
+            drops: Default::default(),
+            checksum_forms: Default::default(),
+            events: vec![],
+        }
+    }
+
+    fn backend(name: &str, up: bool) -> BackendStats {
+        BackendStats {
+            name: name.into(),
+            address: String::new(),
+            pool: "default".into(),
+            weight: 1,
+            up,
+            active: 0,
+            requests: 0,
+            responses: [0; 5],
+            failures: 0,
+            retries: 0,
+            redispatches: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            avg_response_ms: 0.0,
+            check_ok: Some(up),
+            check_reason: None,
+            check_duration_ms: None,
+            check_passive: None,
+            last_change: 0.0,
+            transitions: 0,
+        }
+    }
+
+    /// A status of the default lab: every port forwarding except `states`' overrides.
+    fn status(states: &[(&str, &str, PortState)], bal1: &str, bal2: &str) -> Status {
+        let cfg = Config::default_scenario();
+        let plan = Plan::new(&cfg);
+        let mut ports = Vec::new();
+        for b in &plan.bridges {
+            for p in &b.ports {
+                let state = states
+                    .iter()
+                    .find(|(x, y, _)| *x == b.name && *y == p.name)
+                    .map(|s| s.2)
+                    .unwrap_or(PortState::Forwarding);
+                ports.push(PortStatus {
+                    bridge: b.name.clone(),
+                    port: p.name.clone(),
+                    port_no: p.port_no,
+                    peer: p.peer.clone(),
+                    stp: b.stp,
+                    state,
+                    role: Role::Designated,
+                    cost: p.cost,
+                    expected_state: None,
+                    expected_role: None,
+                    designated_bridge: String::new(),
+                    ok: true,
+                });
+            }
+        }
+        let stats = |node: &str, state: &str, down: &[&str]| Stats {
+            node: node.into(),
+            frontend: None,
+            vrrp: Some(vrrp(state)),
+            backends: ["serv1", "serv2", "serv3"]
+                .iter()
+                .map(|s| backend(s, !down.contains(s)))
+                .collect(),
+        };
+        Status {
+            lab: "lab".into(),
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| NodeStatus {
+                    name: n.name.clone(),
+                    kind: n.kind,
+                    host: n.host.clone(),
+                    netns: n.netns.clone(),
+                    present: true,
+                    addresses: vec![],
+                })
+                .collect(),
+            lans: vec![LanStatus {
+                name: "ext".into(),
+                subnet: String::new(),
+                roots: vec!["swout2".into()],
+                expected_roots: vec![],
+            }],
+            ports,
+            mismatches: vec![],
+            daemons: vec![],
+            counters: vec![],
+            balancers: vec![
+                stats("bal1", bal1, &[]),
+                stats("bal2", bal2, &["serv1", "serv2"]),
+            ],
+        }
+    }
+
+    #[test]
+    fn live_state_marks_blocked_ports_root_master_and_health() {
+        let st = status(
+            &[
+                ("vswout1", "to-swout1", PortState::Blocking),
+                ("vswout2", "to-swout1", PortState::Blocking),
+            ],
+            "MASTER",
+            "BACKUP",
+        );
+        let m = Model::build(&Config::default_scenario(), Some(&st));
+        assert_eq!(m.blocked, vec!["vswout1/to-swout1", "vswout2/to-swout1"]);
+        let e = m
+            .edges
+            .iter()
+            .find(|e| e.id == "link-vswout1-swout1")
+            .unwrap();
+        assert_eq!(e.blocked_ports(), vec!["vswout1/to-swout1"]);
+        assert!(m.node("node-swout2").unwrap().root);
+        assert!(!m.node("node-swout1").unwrap().root);
+        assert_eq!(m.masters, vec!["bal1"]);
+        assert!(m.edges.iter().any(|e| e.id == "vip-bal1"));
+        let s1 = m.node("node-serv1").unwrap();
+        assert_eq!(
+            s1.health,
+            vec![("bal1".into(), Some(true)), ("bal2".into(), Some(false))]
+        );
+    }
+
+    #[test]
+    fn a_master_behind_a_downed_bridge_is_isolated() {
+        // vswout1 down: its ports are disabled; bal1 still claims MASTER, bal2 took over.
+        let st = status(
+            &[
+                ("vswout1", "to-swout1", PortState::Disabled),
+                ("vswout1", "to-swout2", PortState::Disabled),
+                ("vswout1", "bal1-eth0", PortState::Disabled),
+                ("vswout2", "to-swout1", PortState::Blocking),
+            ],
+            "MASTER",
+            "MASTER",
+        );
+        let m = Model::build(&Config::default_scenario(), Some(&st));
+        assert_eq!(m.masters, vec!["bal2"]);
+        assert_eq!(m.isolated_masters, vec!["bal1"]);
+        assert!(m.node("node-vswout1").unwrap().down);
+        // The tunnel's underlay (vm1's address on vswout1) is down with it.
+        assert!(
+            m.edges
+                .iter()
+                .find(|e| e.id == "vxlan-vm1-vm2")
+                .unwrap()
+                .down
+        );
+        // Blocked ports only: disabled ones are down, not cut.
+        assert_eq!(m.blocked, vec!["vswout2/to-swout1"]);
+    }
+}
