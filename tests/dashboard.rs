@@ -2,7 +2,8 @@
 //! protocol): loaded from bal2's admin port by a browser inside user2's namespace, it
 //! renders without console errors, names bal1 as the VRRP master and draws it so; after
 //! `lbctl bridge down vswout1` the same page, without a reload, shows bal2 as master, the
-//! failover with its measured outage, and the STP change. Screenshots of both moments are
+//! failover with its measured outage, the STP change, and bal2 losing serv1 (the tunnel's
+//! underlay is down). Screenshots of both moments are
 //! saved under target/test-artifacts/.
 
 mod common;
@@ -289,6 +290,13 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
             "/port vswout1\\/to-swout2: forwarding -> disabled/.test(document.getElementById('stp').innerText)",
             &json!(true),
             Duration::from_secs(10),
+        );
+        // bal2's health checks lose serv1 and serv2 with the tunnel's underlay (fall x
+        // inter = 6 s): the backends table and the health changes follow.
+        cdp.wait_for(
+            "/bal2 sees serv1 DOWN/.test(document.getElementById('health').innerText)",
+            &json!(true),
+            Duration::from_secs(20),
         );
         cdp.screenshot("dashboard-bal2-master.png");
         // Let late errors (a failed poll, say) arrive before judging.

@@ -45,6 +45,9 @@ pub struct BackendStats {
     pub check_passive: Option<bool>,
     pub last_change: f64,
     pub transitions: u64,
+    /// Why the last up/down transition happened.
+    #[serde(default)]
+    pub change_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -96,6 +99,7 @@ pub fn snapshot(
                 check_passive: ck.last.as_ref().map(|l| l.passive),
                 last_change: ck.last_change,
                 transitions: ck.transitions,
+                change_reason: ck.change_reason.clone(),
             }
         })
         .collect();

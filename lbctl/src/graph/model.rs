@@ -646,6 +646,7 @@ mod tests {
             check_passive: None,
             last_change: 0.0,
             transitions: 0,
+            change_reason: None,
         }
     }
 
