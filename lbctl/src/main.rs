@@ -631,6 +631,10 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
             "  agent admin:      http://<balancer>:{}/metrics and /stats",
             s.admin_port
         );
+        println!(
+            "  dashboard:        http://{}:{}/ (the master's; any balancer's address works too)",
+            s.vip, s.admin_port
+        );
     }
     let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
     println!("Try next:");
@@ -653,6 +657,9 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
             s.vip, s.port
         );
     }
+    println!("  lbctl graph{labarg} -o lab.svg                    # the topology with live STP, VRRP, health");
+    println!("  lbctl capture{labarg} bal1 eth0 --vrrp -c 3         # VRRP adverts on the wire");
+    println!("  lbctl logs{labarg} bal1                             # the agent's log");
     println!("  lbctl bridge down{labarg} vswout1                 # checkpoint 2: bal2 becomes VRRP master");
     println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
     println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");
