@@ -288,31 +288,10 @@ impl Dashboard {
             error: None,
         };
         // STP changes since the last picture: port states and roots.
-        let mut changes = Vec::new();
-        if let Some(prev) = &inner.ports {
-            for (port, state) in &ports {
-                match prev.get(port) {
-                    Some(old) if old != state => {
-                        changes.push(format!("port {port}: {old} -> {state}"))
-                    }
-                    None => changes.push(format!("port {port}: appeared ({state})")),
-                    _ => {}
-                }
-            }
-            for port in prev.keys().filter(|p| !ports.contains_key(*p)) {
-                changes.push(format!("port {port}: gone"));
-            }
-            for (lan, r) in &info.roots {
-                let old = inner.graph.roots.get(lan);
-                if old.is_some_and(|o| o != r) {
-                    changes.push(format!(
-                        "LAN {lan}: root bridge {} -> {}",
-                        old.map(|o| o.join("/")).unwrap_or_default(),
-                        r.join("/")
-                    ));
-                }
-            }
-        }
+        let changes = match &inner.ports {
+            Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
+            None => vec![],
+        };
         for what in changes {
             if inner.changes.len() >= CHANGES_KEPT {
                 inner.changes.pop_front();
@@ -322,5 +301,81 @@ impl Dashboard {
         inner.ports = Some(ports);
         inner.graph = info;
         inner.svg = v["svg"].as_str().map(str::to_string);
+    }
+}
+
+/// What changed between two pictures: port states ("port B/P: old -> new", appeared,
+/// gone) and each LAN's root bridge.
+pub fn stp_changes(
+    prev: &BTreeMap<String, String>,
+    ports: &BTreeMap<String, String>,
+    prev_roots: &BTreeMap<String, Vec<String>>,
+    roots: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (port, state) in ports {
+        match prev.get(port) {
+            Some(old) if old != state => changes.push(format!("port {port}: {old} -> {state}")),
+            None => changes.push(format!("port {port}: appeared ({state})")),
+            _ => {}
+        }
+    }
+    for port in prev.keys().filter(|p| !ports.contains_key(*p)) {
+        changes.push(format!("port {port}: gone"));
+    }
+    for (lan, r) in roots {
+        if let Some(old) = prev_roots.get(lan) {
+            if old != r {
+                changes.push(format!(
+                    "LAN {lan}: root bridge {} -> {}",
+                    if old.is_empty() {
+                        "-".into()
+                    } else {
+                        old.join("/")
+                    },
+                    if r.is_empty() {
+                        "-".into()
+                    } else {
+                        r.join("/")
+                    }
+                ));
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn stp_changes_name_ports_and_roots() {
+        let prev = map(&[
+            ("vswout1/to-swout1", "blocking"),
+            ("swout1/x", "forwarding"),
+        ]);
+        let now = map(&[
+            ("vswout1/to-swout1", "disabled"),
+            ("swout1/y", "forwarding"),
+        ]);
+        let r = |x: &str| BTreeMap::from([("ext".to_string(), vec![x.to_string()])]);
+        let c = stp_changes(&prev, &now, &r("swout2"), &r("swout1"));
+        assert_eq!(
+            c,
+            vec![
+                "port swout1/y: appeared (forwarding)",
+                "port vswout1/to-swout1: blocking -> disabled",
+                "port swout1/x: gone",
+                "LAN ext: root bridge swout2 -> swout1",
+            ]
+        );
+        assert!(stp_changes(&now, &now, &r("swout1"), &r("swout1")).is_empty());
     }
 }
