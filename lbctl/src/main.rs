@@ -9,10 +9,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod agent;
 mod backend;
 mod balance;
+mod capture;
 mod config;
 mod datapath;
 mod fault;
+mod graph;
 mod health;
+mod logs;
 mod probe;
 mod progress;
 mod proxy;
@@ -52,6 +55,13 @@ struct LabArgs {
 enum UpDown {
     Up,
     Down,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GraphFormat {
+    Svg,
+    Dot,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -104,6 +114,63 @@ enum Cmd {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Draw the lab: hosts, LANs, links, STP-blocked ports, root, VRRP master, backend
+    /// health, VXLAN (live state when the lab runs; the config alone otherwise).
+    Graph {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// Output file; the format follows the extension (.svg, .dot, .json). Default: SVG
+        /// on stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Output format (overrides the extension).
+        #[arg(long, value_enum)]
+        format: Option<GraphFormat>,
+    },
+    /// Watch packets inside a node: tcpdump on IFACE (e.g. `capture bal1 eth0 --vrrp`,
+    /// `capture vm1 to-swout1 --stp`, `capture vm1 vswout1 --vxlan`).
+    Capture {
+        #[arg(long)]
+        lab: Option<String>,
+        /// A node of the lab: balancer, server, user, switch or host (vm1, vm2).
+        node: String,
+        /// An interface in that node (`lbctl exec NODE -- ip link` lists them).
+        iface: String,
+        /// Preset filter.
+        #[arg(long, value_enum, conflicts_with_all = ["stp", "vxlan"])]
+        preset: Option<capture::Preset>,
+        /// Same as --preset vrrp: VRRP advertisements.
+        #[arg(long, conflicts_with_all = ["stp", "vxlan"])]
+        vrrp: bool,
+        /// Same as --preset stp: BPDUs.
+        #[arg(long, conflicts_with = "vxlan")]
+        stp: bool,
+        /// Same as --preset vxlan: the tunnel's UDP traffic.
+        #[arg(long)]
+        vxlan: bool,
+        /// Stop after N packets.
+        #[arg(short = 'c', long)]
+        count: Option<u32>,
+        /// A tcpdump filter expression (ANDed with the preset's).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        filter: Vec<String>,
+    },
+    /// Show the log of a node's daemons (agent, serve, Apache).
+    Logs {
+        #[arg(long)]
+        lab: Option<String>,
+        /// A node that runs a daemon: a balancer or a server.
+        node: String,
+        /// Only this daemon's log (agent, serve, apache).
+        #[arg(long)]
+        daemon: Option<String>,
+        /// Keep printing what is appended (tail -F).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long)]
+        lines: Option<usize>,
+    },
     /// Check a config file and print the plan summary, without building anything.
     Check {
         #[arg(short, long)]
@@ -152,8 +219,11 @@ enum Cmd {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LBCTL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours on a terminal only: daemons write to log files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -216,6 +286,35 @@ fn main() {
 fn run_cli(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Exec { lab, node, cmd } => exec(lab, &node, &cmd),
+        Cmd::Capture {
+            lab,
+            node,
+            iface,
+            preset,
+            vrrp,
+            stp,
+            vxlan,
+            count,
+            filter,
+        } => {
+            let preset = preset.or(if vrrp {
+                Some(capture::Preset::Vrrp)
+            } else if stp {
+                Some(capture::Preset::Stp)
+            } else if vxlan {
+                Some(capture::Preset::Vxlan)
+            } else {
+                None
+            });
+            capture_cmd(lab, &node, &iface, preset, count, &filter)
+        }
+        Cmd::Logs {
+            lab,
+            node,
+            daemon,
+            follow,
+            lines,
+        } => logs_cmd(lab, &node, daemon.as_deref(), follow, lines),
         Cmd::Probe {
             url,
             period_ms,
@@ -323,9 +422,78 @@ async fn run(cmd: Cmd) -> Result<()> {
             plan.pin_dir = (!no_bpf).then(|| {
                 pin_dir.unwrap_or_else(|| topo::state::node_pin_dir(&cfg.lab.name, &node))
             });
+            plan.config_file = lab.config.clone();
             agent::run(plan).await
         }
-        Cmd::Exec { .. } | Cmd::Check { .. } | Cmd::Probe { .. } => {
+        Cmd::Graph {
+            lab,
+            output,
+            format,
+        } => {
+            let (cfg, _) = resolve(&lab, false)?;
+            // Live state when this lab runs (reading it needs root); the config alone
+            // otherwise.
+            let live = topo::state::labs().contains(&cfg.lab.name)
+                && topo::plan::Plan::new(&cfg)
+                    .nodes
+                    .iter()
+                    .any(|n| netns::exists(&n.netns));
+            if live {
+                netns::require_root()?;
+            }
+            let format = format.unwrap_or_else(|| {
+                match output
+                    .as_ref()
+                    .and_then(|p| p.extension())
+                    .and_then(|e| e.to_str())
+                {
+                    Some("dot") | Some("gv") => GraphFormat::Dot,
+                    Some("json") => GraphFormat::Json,
+                    _ => GraphFormat::Svg,
+                }
+            });
+            let pic = graph::picture(&cfg, live, format != GraphFormat::Dot).await?;
+            let text = match format {
+                GraphFormat::Svg => pic.svg.clone().unwrap_or_default(),
+                GraphFormat::Dot => pic.dot.clone(),
+                GraphFormat::Json => serde_json::to_string(&pic)?,
+            };
+            match output {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!(
+                        "{} ({}): {} nodes, {} edges, blocked: {}, root: {}, VRRP master: {}",
+                        p.display(),
+                        if live { "live" } else { "config only" },
+                        pic.model.nodes.len(),
+                        pic.model.edges.len(),
+                        if pic.model.blocked.is_empty() {
+                            "none".to_string()
+                        } else {
+                            pic.model.blocked.join(", ")
+                        },
+                        pic.model
+                            .roots
+                            .iter()
+                            .map(|(l, r)| format!("{l}: {}", r.join("/")))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        if pic.model.masters.is_empty() {
+                            "none".to_string()
+                        } else {
+                            pic.model.masters.join(", ")
+                        }
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Cmd::Exec { .. }
+        | Cmd::Check { .. }
+        | Cmd::Probe { .. }
+        | Cmd::Capture { .. }
+        | Cmd::Logs { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }
@@ -367,6 +535,88 @@ fn exec(lab: Option<String>, node: &str, cmd: &[String]) -> Result<()> {
     Err(err).context("running ip netns exec")
 }
 
+/// The running node's namespace, or an error listing the lab's nodes.
+fn node_ns(cfg: &Config, node: &str) -> Result<String> {
+    let ns = config::netns_name(&cfg.lab.name, node);
+    if !netns::exists(&ns) {
+        let plan = topo::plan::Plan::new(cfg);
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        bail!(
+            "no node {node:?} running in lab {:?} (nodes: {})",
+            cfg.lab.name,
+            names.join(", ")
+        );
+    }
+    Ok(ns)
+}
+
+/// `lbctl capture`: tcpdump inside the node (through `ip netns exec`, like `exec`).
+fn capture_cmd(
+    lab: Option<String>,
+    node: &str,
+    iface: &str,
+    preset: Option<capture::Preset>,
+    count: Option<u32>,
+    filter: &[String],
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    netns::require_root()?;
+    let (cfg, _) = resolve(&LabArgs { config: None, lab }, false)?;
+    let ns = node_ns(&cfg, node)?;
+    capture::check_iface(&ns, node, iface)?;
+    let f = capture::filter(&cfg, preset, filter);
+    let args = capture::tcpdump_args(iface, count, preset, &f);
+    eprintln!("capturing in {node}: {}", args.join(" "));
+    let err = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .args(&args)
+        .exec();
+    Err(err).context("running tcpdump through ip netns exec")
+}
+
+/// `lbctl logs`: prints (or follows) the node's daemon logs.
+fn logs_cmd(
+    lab: Option<String>,
+    node: &str,
+    daemon: Option<&str>,
+    follow: bool,
+    lines: Option<usize>,
+) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let (cfg, _) = resolve(&LabArgs { config: None, lab }, false)?;
+    let lab = cfg.lab.name.clone();
+    let files = logs::files(&lab, node, daemon);
+    if files.is_empty() {
+        let with = logs::nodes_with_logs(&lab);
+        bail!(
+            "no daemon log for {node:?}{} in lab {lab:?} (nodes with logs: {})",
+            daemon.map(|d| format!(" ({d})")).unwrap_or_default(),
+            if with.is_empty() {
+                "none".into()
+            } else {
+                with.join(", ")
+            }
+        );
+    }
+    if follow {
+        let n = lines.unwrap_or(20).to_string();
+        let err = std::process::Command::new("tail")
+            .args(["-n", &n, "-F"])
+            .args(&files)
+            .exec();
+        return Err(err).context("running tail -F");
+    }
+    for f in &files {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        if files.len() > 1 {
+            println!("==> {} <==", f.display());
+        }
+        print!("{}", logs::tail(&text, lines));
+    }
+    Ok(())
+}
+
 fn print_next_steps(cfg: &Config, took: std::time::Duration) {
     let lab = &cfg.lab.name;
     let labarg = if lab == "lab" {
@@ -391,6 +641,10 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
             "  agent admin:      http://<balancer>:{}/metrics and /stats",
             s.admin_port
         );
+        println!(
+            "  dashboard:        http://{}:{}/ (the master's; any balancer's address works too)",
+            s.vip, s.admin_port
+        );
     }
     let first_server = cfg.nodes.iter().find(|n| n.role == config::Role::Server);
     println!("Try next:");
@@ -413,6 +667,9 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
             s.vip, s.port
         );
     }
+    println!("  lbctl graph{labarg} -o lab.svg                    # the topology with live STP, VRRP, health");
+    println!("  lbctl capture{labarg} bal1 eth0 --vrrp -c 3         # VRRP adverts on the wire");
+    println!("  lbctl logs{labarg} bal1                             # the agent's log");
     println!("  lbctl bridge down{labarg} vswout1                 # checkpoint 2: bal2 becomes VRRP master");
     println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
     println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");

@@ -297,6 +297,8 @@ fn balancer_stats(
                     check_duration_ms: e.last_ok.map(|_| u64::from(e.check_ms)),
                     check_passive: e.last_ok.map(|_| e.passive),
                     last_change: e.last_change,
+                    // The map keeps the last observation's reason, not the transition's.
+                    change_reason: None,
                     transitions: e.transitions,
                 }
             })

@@ -187,6 +187,10 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds, 3 lbctl serve backends on loopback");
     let (mut o, mut h) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
+        // Progress while a round runs (2 x secs s with nothing else printed).
+        eprintln!(
+            "  round {round}/{rounds}: wrk against lbctl ({secs} s), then haproxy ({secs} s)..."
+        );
         let a = wrk(OURS, secs, conns)?;
         let b = wrk(HAPROXY, secs, conns)?;
         println!(
@@ -459,10 +463,18 @@ pub fn failover(root: &Path) -> Result<()> {
     build_release(root)?;
     let lbctl = lbctl_bin(root);
     println!("bench failover: 50 ms client loop from user2 against the VIP; bal1's link cut (or its VRRP speaker stopped) 2 s in");
+    let total = 8;
+    let mut case_no = 0;
     for graceful in [false, true] {
         for advert_ms in [1000u32, 100] {
             let mut row = Vec::new();
             for keepalived in [false, true] {
+                case_no += 1;
+                eprintln!(
+                    "  case {case_no}/{total}: {} {}, advert {advert_ms} ms: building the lab and probing...",
+                    if keepalived { "keepalived" } else { "lbctl" },
+                    if graceful { "graceful stop" } else { "link cut" }
+                );
                 let c = FailoverCase {
                     keepalived,
                     advert_ms,

@@ -45,6 +45,9 @@ pub struct BackendStats {
     pub check_passive: Option<bool>,
     pub last_change: f64,
     pub transitions: u64,
+    /// Why the last up/down transition happened.
+    #[serde(default)]
+    pub change_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -99,6 +102,7 @@ pub fn snapshot(
                 check_passive: ck.last.as_ref().map(|l| l.passive),
                 last_change: ck.last_change,
                 transitions: ck.transitions,
+                change_reason: ck.change_reason.clone(),
             }
         })
         .collect();
@@ -333,24 +337,47 @@ fn respond(
     node: &str,
     backends: &[Arc<BackendState>],
     vrrp: Option<&crate::vrrp::VrrpHandle>,
+    dash: Option<&super::dashboard::Dashboard>,
     req: &Request<Incoming>,
 ) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match req.uri().path() {
-        "/metrics" => (
+    let (status, ctype, body) = match (req.uri().path(), dash) {
+        ("/" | "/dashboard", Some(_)) => (
             StatusCode::OK,
-            "text/plain; version=0.0.4",
-            metrics(&snapshot(node, backends, vrrp)),
+            "text/html; charset=utf-8",
+            super::dashboard::PAGE.to_string(),
         ),
-        "/stats" => (
+        ("/dashboard.json", Some(d)) => (
             StatusCode::OK,
             "application/json",
-            serde_json::to_string_pretty(&snapshot(node, backends, vrrp)).unwrap_or_default(),
+            d.json(snapshot(node, backends, vrrp)),
         ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain",
-            "lbctl agent admin: /metrics, /stats\n".to_string(),
-        ),
+        ("/graph.svg", Some(d)) => match d.svg() {
+            Some(svg) => (StatusCode::OK, "image/svg+xml", svg),
+            None => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "the picture is being drawn\n".to_string(),
+            ),
+        },
+        ("/favicon.ico", _) => (StatusCode::NO_CONTENT, "image/x-icon", String::new()),
+        (path, _) => match path {
+            "/metrics" => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics(&snapshot(node, backends, vrrp)),
+            ),
+            "/stats" => (
+                StatusCode::OK,
+                "application/json",
+                serde_json::to_string_pretty(&snapshot(node, backends, vrrp)).unwrap_or_default(),
+            ),
+            _ => (
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                "lbctl agent admin: / (dashboard), /dashboard.json, /graph.svg, /metrics, /stats\n"
+                    .to_string(),
+            ),
+        },
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -365,6 +392,7 @@ pub async fn serve(
     node: String,
     backends: Vec<Arc<BackendState>>,
     vrrp: Option<crate::vrrp::VrrpHandle>,
+    dash: Option<Arc<super::dashboard::Dashboard>>,
 ) -> Result<JoinHandle<()>> {
     let listener = TcpListener::bind(addr)
         .await
@@ -380,9 +408,10 @@ pub async fn serve(
             let node = node.clone();
             let backends = backends.clone();
             let vrrp = vrrp.clone();
+            let dash = dash.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
-                    let r = respond(&node, &backends, vrrp.as_ref(), &req);
+                    let r = respond(&node, &backends, vrrp.as_ref(), dash.as_deref(), &req);
                     async move { Ok::<_, std::convert::Infallible>(r) }
                 });
                 if let Err(e) = http1::Builder::new()

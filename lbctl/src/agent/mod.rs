@@ -5,6 +5,7 @@
 //! lab, so it runs unchanged on real hosts: `lbctl agent -c FILE --node NAME`.
 
 pub mod admin;
+pub mod dashboard;
 pub mod plan;
 mod state_sync;
 
@@ -59,11 +60,20 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
                 vrrp.as_ref().map(|(h, _, _)| h.clone()),
             )
         });
+        let dash = dashboard::Dashboard::new(
+            plan.lab.clone(),
+            plan.node.clone(),
+            plan.peers.clone(),
+            plan.names.clone(),
+            plan.config_file.clone(),
+        );
+        let refresher = dash.spawn_refresher();
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
             backends.clone(),
             vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            Some(dash),
         )
         .await
         .context("starting the admin listener")?;
@@ -94,6 +104,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         if let Some(s) = sync {
             s.abort();
         }
+        refresher.abort();
         res
     }
     .instrument(span)

@@ -31,6 +31,16 @@ pub struct AgentPlan {
     pub vrrp: Option<crate::vrrp::VrrpConfig>,
     /// Where the backend health and VRRP state maps are pinned (None: not kept in maps).
     pub pin_dir: Option<std::path::PathBuf>,
+    /// The lab (config) name, for the dashboard's picture (`lbctl graph --lab`).
+    pub lab: String,
+    /// The other balancers' admin listeners (their address on the VIP's LAN), whose
+    /// /stats the dashboard shows next to this one's.
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Every node address of the config, to name VRRP masters.
+    pub names: Vec<(Ipv4Addr, String)>,
+    /// The config file the agent was started with (`-c`), which the dashboard's
+    /// picture is drawn from too; None: the lab's saved config.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl AgentPlan {
@@ -99,8 +109,38 @@ impl AgentPlan {
             }
             _ => None,
         };
+        let vip_addr = |n: &crate::config::Node| {
+            n.ifaces
+                .iter()
+                .filter_map(|i| i.address)
+                .find(|a| a.contains(&svc.vip))
+                .map(|a| a.addr())
+        };
+        let peers = svc
+            .balancers
+            .iter()
+            .filter(|b| b.as_str() != node)
+            .filter_map(|b| {
+                let a = vip_addr(cfg.node(b)?)?;
+                Some((b.clone(), SocketAddr::from((a, svc.admin_port))))
+            })
+            .collect();
+        let names = cfg
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.ifaces
+                    .iter()
+                    .filter_map(|i| i.address)
+                    .map(move |a| (a.addr(), n.name.clone()))
+            })
+            .collect();
         Ok(AgentPlan {
             vrrp,
+            lab: cfg.lab.name.clone(),
+            peers,
+            names,
+            config_file: None,
             node: node.to_string(),
             listen,
             source,

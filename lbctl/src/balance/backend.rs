@@ -32,6 +32,8 @@ pub struct CheckState {
     /// Seconds since the Unix epoch of the last up/down transition.
     pub last_change: f64,
     pub transitions: u64,
+    /// Why the last up/down transition happened (None before the first).
+    pub change_reason: Option<Reason>,
 }
 
 /// A change of a backend's health.
@@ -144,6 +146,7 @@ impl BackendState {
         self.healthy.store(!up, Ordering::Relaxed);
         st.last_change = now_epoch();
         st.transitions += 1;
+        st.change_reason = Some(reason.to_string());
         Some(Transition {
             backend: self.name.clone(),
             up: !up,

@@ -301,6 +301,8 @@ pub fn read_vrrp(dir: &Path, instance: &str) -> Result<Vec<VrrpSnapshot>> {
             last_change: v.last_change_ms as f64 / 1000.0,
             drops: [("total".to_string(), v.drops)].into_iter().collect(),
             checksum_forms: Default::default(),
+            // The transition history is the agent's (/stats, dashboard), not the map's.
+            events: Vec::new(),
         });
     }
     out.sort_by_key(|v| v.vrid);

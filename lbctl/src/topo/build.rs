@@ -383,7 +383,13 @@ pub fn spawn_daemon(
         .stdout(out.try_clone()?)
         .stderr(out)
         .env("LBCTL_NODE", node)
-        .env("LBCTL_LAB", lab);
+        .env("LBCTL_LAB", lab)
+        // Daemons log at info unless told otherwise, so `lbctl logs NODE` shows VRRP and
+        // health transitions (info is quiet on the request path: errors only).
+        .env(
+            "LBCTL_LOG",
+            std::env::var("LBCTL_LOG").unwrap_or_else(|_| "info".into()),
+        );
     netns::command_in(&crate::config::netns_name(lab, node), &mut cmd)?;
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and
     // process group so it outlives `lbctl up` and ignores its Ctrl-C.

@@ -84,6 +84,35 @@ pub struct VrrpSnapshot {
     pub drops: BTreeMap<String, u64>,
     /// Checksum form of accepted adverts: `v2`, `v3_pseudo_header`, `v3_message_only`.
     pub checksum_forms: BTreeMap<String, u64>,
+    /// The last state changes, oldest first (at most [`EVENTS_KEPT`]).
+    #[serde(default)]
+    pub events: Vec<VrrpEvent>,
+}
+
+/// State changes kept in a snapshot.
+pub const EVENTS_KEPT: usize = 32;
+
+/// One state change, with the time it happened (Unix seconds).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VrrpEvent {
+    pub at: f64,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    /// The master this instance last deferred to before the change (None if it never
+    /// heard one with an equal or higher priority).
+    pub previous_master: Option<Ipv4Addr>,
+    /// On a takeover (BACKUP -> MASTER): milliseconds between the last advert heard from
+    /// the previous master and this instance taking the VIP, i.e. how long the VIP went
+    /// without a live master as far as this balancer can measure it.
+    pub silence_ms: Option<u64>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 enum Cmd {
@@ -218,9 +247,10 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         adverts_sent: 0,
         adverts_received: 0,
         transitions: 0,
-        last_change: now_epoch(),
+        last_change: unix_now(),
         drops: BTreeMap::new(),
         checksum_forms: BTreeMap::new(),
+        events: Vec::new(),
     }));
     let (tx, rx) = mpsc::unbounded_channel();
     let changed = Arc::new(tokio::sync::Notify::new());
@@ -242,6 +272,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         timer: None,
         garp_at: None,
         healthy: true,
+        last_advert: None,
     };
     let task = tokio::spawn(async move {
         let r = runner.run().await;
@@ -267,6 +298,9 @@ struct Runner {
     /// The delayed second burst of gratuitous ARPs.
     garp_at: Option<Instant>,
     healthy: bool,
+    /// When the last advert from a master this instance defers to was accepted, and
+    /// from whom.
+    last_advert: Option<(Instant, Ipv4Addr)>,
 }
 
 const LINK_POLL: Duration = Duration::from_millis(100);
@@ -354,6 +388,13 @@ impl Runner {
                 self.stats(|s| *s.drops.entry(d.as_str().to_string()).or_default() += 1);
             }
             Ok(r) => {
+                // Remember the master this instance defers to (an equal or higher
+                // priority, or one resigning with 0): a later takeover measures its
+                // silence from there. Lower-priority adverts (a master being preempted,
+                // or after a partition heals) are not a master we lost.
+                if r.advert.priority == 0 || r.advert.priority >= self.fsm.priority() {
+                    self.last_advert = Some((Instant::now(), r.src));
+                }
                 self.stats(|s| {
                     s.adverts_received += 1;
                     *s.checksum_forms
@@ -418,9 +459,27 @@ impl Runner {
                 if to != State::Master {
                     self.garp_at = None;
                 }
+                let silence_ms = match (from, to, self.last_advert) {
+                    (State::Backup, State::Master, Some((t, _))) => {
+                        Some(t.elapsed().as_millis() as u64)
+                    }
+                    _ => None,
+                };
+                let ev = VrrpEvent {
+                    at: unix_now(),
+                    from: from.as_str().into(),
+                    to: to.as_str().into(),
+                    reason: reason.into(),
+                    previous_master: self.last_advert.map(|(_, a)| a),
+                    silence_ms,
+                };
                 self.stats(|s| {
                     s.transitions += 1;
-                    s.last_change = now_epoch();
+                    s.last_change = unix_now();
+                    if s.events.len() >= EVENTS_KEPT {
+                        s.events.remove(0);
+                    }
+                    s.events.push(ev);
                 });
                 if let Some(cmd) = &self.cfg.notify {
                     if let Err(e) = io::notify(cmd, &self.cfg.instance, to.as_str()) {
@@ -482,12 +541,4 @@ impl Runner {
             }
         }
     }
-}
-
-/// Seconds since the Unix epoch (the stats' time format).
-fn now_epoch() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
 }

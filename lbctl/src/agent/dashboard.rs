@@ -1,0 +1,381 @@
+//! The agent's dashboard on its admin port: `/` is one self-contained HTML page (no
+//! external assets) polling `/dashboard.json` and `/graph.svg`.
+//!
+//! What the agent shows is what it can know: its own backends and VRRP instance (state
+//! changes with their times, and on a takeover the silence since the old master's last
+//! advert), the other balancers' `/stats` fetched over the LAN, and the lab's picture
+//! (`lbctl graph`, run as a child process so it reads the same live state as the CLI),
+//! whose STP port states and roots are compared between refreshes to list STP changes.
+//! Nothing is refreshed while nobody looks at the dashboard.
+
+use super::admin::{self, Stats};
+use serde::Serialize;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PAGE: &str = include_str!("dashboard.html");
+
+/// How often the picture and the peers are refreshed while the page is open.
+const REFRESH: Duration = Duration::from_secs(2);
+/// The refresher sleeps once nobody asked for the dashboard for this long.
+const IDLE_AFTER: Duration = Duration::from_secs(30);
+const CHANGES_KEPT: usize = 50;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    pub at: f64,
+    pub what: String,
+}
+
+/// What the last `lbctl graph` said (the parts the page shows besides the SVG).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GraphInfo {
+    pub at: f64,
+    pub live: bool,
+    pub masters: Vec<String>,
+    pub isolated_masters: Vec<String>,
+    pub blocked: Vec<String>,
+    pub roots: BTreeMap<String, Vec<String>>,
+    pub error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    svg: Option<String>,
+    graph: GraphInfo,
+    ports: Option<BTreeMap<String, String>>,
+    changes: VecDeque<Change>,
+    peers: Vec<PeerStats>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStats {
+    pub node: String,
+    pub admin: SocketAddr,
+    /// The last stats it answered with (None if it never did).
+    pub stats: Option<Stats>,
+    /// Whether it answered the last fetch (else `stats` is the last known).
+    pub answering: bool,
+    /// When it last answered (Unix seconds).
+    pub answered_at: Option<f64>,
+}
+
+pub struct Dashboard {
+    lab: String,
+    node: String,
+    exe: PathBuf,
+    peers: Vec<(String, SocketAddr)>,
+    names: Vec<(Ipv4Addr, String)>,
+    config_file: Option<PathBuf>,
+    wanted: Mutex<Option<Instant>>,
+    inner: Mutex<Inner>,
+}
+
+/// The document behind the page.
+#[derive(Debug, Serialize)]
+pub struct DashboardJson<'a> {
+    pub lab: &'a str,
+    pub node: &'a str,
+    pub now: f64,
+    /// The VRRP master as this balancer knows it (itself, or the sender of the adverts
+    /// it hears), by name.
+    pub vrrp_master: Option<String>,
+    pub names: BTreeMap<String, String>,
+    pub stats: Stats,
+    pub peers: Vec<PeerStats>,
+    pub graph: GraphInfo,
+    pub stp_changes: Vec<Change>,
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Dashboard {
+    pub fn new(
+        lab: String,
+        node: String,
+        peers: Vec<(String, SocketAddr)>,
+        names: Vec<(Ipv4Addr, String)>,
+        config_file: Option<PathBuf>,
+    ) -> Arc<Dashboard> {
+        Arc::new(Dashboard {
+            lab,
+            node,
+            exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("lbctl")),
+            peers,
+            names,
+            config_file,
+            wanted: Mutex::new(None),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Someone looks at the dashboard: keep refreshing.
+    pub fn touch(&self) {
+        *self.wanted.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn is_wanted(&self) -> bool {
+        self.wanted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < IDLE_AFTER)
+    }
+
+    pub fn svg(&self) -> Option<String> {
+        self.touch();
+        self.inner().svg.clone()
+    }
+
+    pub fn name_of(&self, a: Ipv4Addr) -> String {
+        self.names
+            .iter()
+            .find(|(x, _)| *x == a)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| a.to_string())
+    }
+
+    pub fn json(&self, stats: Stats) -> String {
+        self.touch();
+        let vrrp_master = stats.vrrp.as_ref().and_then(|v| {
+            if v.state == "MASTER" {
+                Some(self.node.clone())
+            } else {
+                v.master.map(|m| self.name_of(m))
+            }
+        });
+        let inner = self.inner();
+        let doc = DashboardJson {
+            lab: &self.lab,
+            node: &self.node,
+            now: unix_now(),
+            vrrp_master,
+            names: self
+                .names
+                .iter()
+                .map(|(a, n)| (a.to_string(), n.clone()))
+                .collect(),
+            stats,
+            peers: inner.peers.clone(),
+            graph: inner.graph.clone(),
+            stp_changes: inner.changes.iter().cloned().collect(),
+        };
+        serde_json::to_string(&doc).unwrap_or_default()
+    }
+
+    /// Refreshes the picture and the peers every REFRESH while the page is open.
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if me.is_wanted() {
+                    me.refresh_graph().await;
+                    me.refresh_peers().await;
+                    tokio::time::sleep(REFRESH).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        })
+    }
+
+    async fn refresh_peers(&self) {
+        let mut out = Vec::new();
+        for (node, admin) in &self.peers {
+            let a = *admin;
+            let stats = tokio::task::spawn_blocking(move || admin::fetch_stats(a))
+                .await
+                .ok()
+                .flatten();
+            // A peer that stops answering keeps its last known stats, marked as such: its
+            // VRRP history up to the cut still explains the failover.
+            let prev = self.inner().peers.iter().find(|p| &p.node == node).cloned();
+            out.push(match stats {
+                Some(st) => PeerStats {
+                    node: node.clone(),
+                    admin: a,
+                    stats: Some(st),
+                    answering: true,
+                    answered_at: Some(unix_now()),
+                },
+                None => PeerStats {
+                    node: node.clone(),
+                    admin: a,
+                    stats: prev.as_ref().and_then(|p| p.stats.clone()),
+                    answering: false,
+                    answered_at: prev.and_then(|p| p.answered_at),
+                },
+            });
+        }
+        self.inner().peers = out;
+    }
+
+    async fn refresh_graph(&self) {
+        let mut cmd = tokio::process::Command::new(&self.exe);
+        cmd.args(["graph", "--lab", &self.lab, "--format", "json"]);
+        if let Some(c) = &self.config_file {
+            cmd.arg("-c").arg(c);
+        }
+        let run = cmd
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .output();
+        let res = match tokio::time::timeout(Duration::from_secs(10), run).await {
+            Err(_) => Err("lbctl graph took over 10 s".to_string()),
+            Ok(Err(e)) => Err(format!("running lbctl graph: {e}")),
+            Ok(Ok(o)) if !o.status.success() => Err(format!(
+                "lbctl graph: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Ok(Ok(o)) => serde_json::from_slice::<serde_json::Value>(&o.stdout)
+                .map_err(|e| format!("lbctl graph's JSON: {e}")),
+        };
+        let now = unix_now();
+        let mut inner = self.inner();
+        let v = match res {
+            Ok(v) => v,
+            Err(e) => {
+                inner.graph.error = Some(e);
+                return;
+            }
+        };
+        let m = &v["model"];
+        let strings = |x: &serde_json::Value| -> Vec<String> {
+            x.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let roots: BTreeMap<String, Vec<String>> = m["roots"]
+            .as_object()
+            .map(|o| o.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+            .unwrap_or_default();
+        let ports: BTreeMap<String, String> = m["ports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| {
+                        Some((
+                            format!("{}/{}", p[0].as_str()?, p[1].as_str()?),
+                            p[2].as_str()?.to_lowercase(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let info = GraphInfo {
+            at: now,
+            live: m["live"].as_bool().unwrap_or(false),
+            masters: strings(&m["masters"]),
+            isolated_masters: strings(&m["isolated_masters"]),
+            blocked: strings(&m["blocked"]),
+            roots,
+            error: None,
+        };
+        // STP changes since the last picture: port states and roots.
+        let changes = match &inner.ports {
+            Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
+            None => vec![],
+        };
+        for what in changes {
+            if inner.changes.len() >= CHANGES_KEPT {
+                inner.changes.pop_front();
+            }
+            inner.changes.push_back(Change { at: now, what });
+        }
+        inner.ports = Some(ports);
+        inner.graph = info;
+        inner.svg = v["svg"].as_str().map(str::to_string);
+    }
+}
+
+/// What changed between two pictures: port states ("port B/P: old -> new", appeared,
+/// gone) and each LAN's root bridge.
+pub fn stp_changes(
+    prev: &BTreeMap<String, String>,
+    ports: &BTreeMap<String, String>,
+    prev_roots: &BTreeMap<String, Vec<String>>,
+    roots: &BTreeMap<String, Vec<String>>,
+) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (port, state) in ports {
+        match prev.get(port) {
+            Some(old) if old != state => changes.push(format!("port {port}: {old} -> {state}")),
+            None => changes.push(format!("port {port}: appeared ({state})")),
+            _ => {}
+        }
+    }
+    for port in prev.keys().filter(|p| !ports.contains_key(*p)) {
+        changes.push(format!("port {port}: gone"));
+    }
+    for (lan, r) in roots {
+        if let Some(old) = prev_roots.get(lan) {
+            if old != r {
+                changes.push(format!(
+                    "LAN {lan}: root bridge {} -> {}",
+                    if old.is_empty() {
+                        "-".into()
+                    } else {
+                        old.join("/")
+                    },
+                    if r.is_empty() {
+                        "-".into()
+                    } else {
+                        r.join("/")
+                    }
+                ));
+            }
+        }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn stp_changes_name_ports_and_roots() {
+        let prev = map(&[
+            ("vswout1/to-swout1", "blocking"),
+            ("swout1/x", "forwarding"),
+        ]);
+        let now = map(&[
+            ("vswout1/to-swout1", "disabled"),
+            ("swout1/y", "forwarding"),
+        ]);
+        let r = |x: &str| BTreeMap::from([("ext".to_string(), vec![x.to_string()])]);
+        let c = stp_changes(&prev, &now, &r("swout2"), &r("swout1"));
+        assert_eq!(
+            c,
+            vec![
+                "port swout1/y: appeared (forwarding)",
+                "port vswout1/to-swout1: blocking -> disabled",
+                "port swout1/x: gone",
+                "LAN ext: root bridge swout2 -> swout1",
+            ]
+        );
+        assert!(stp_changes(&now, &now, &r("swout1"), &r("swout1")).is_empty());
+    }
+}

@@ -1,0 +1,441 @@
+//! The model as Graphviz DOT. Every node, cluster and edge carries a stable `id` and
+//! `class`es (Graphviz copies both into the SVG), so tests and the dashboard can find
+//! them: `node-bal1` with `balancer master`, `link-vswout1-swout1` with
+//! `link blocked blk-vswout1__to-swout1`, `vxlan-vm1-vm2` with `vxlan`…
+
+use super::model::{EdgeKind, GEdge, GNode, Model, NodeKind};
+use std::fmt::Write;
+
+/// Colours of the LANs' edges, in config order (then grey).
+const LAN_COLOURS: [&str; 4] = ["#1f6fb2", "#2e8b57", "#8a5a00", "#6a3d9a"];
+const BLOCKED: &str = "#d62728";
+const MASTER_FILL: &str = "#ffd84d";
+const UP_FILL: &str = "#b8e6b8";
+const DOWN_FILL: &str = "#f4a6a6";
+const UNKNOWN_FILL: &str = "#e0e0e0";
+
+/// A DOT string literal.
+fn q(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+/// Class names may only hold letters, digits, '-' and '_'.
+fn class_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn lan_colour(m: &Model, lan: Option<&str>) -> &'static str {
+    lan.and_then(|l| m.lans.iter().position(|x| x.name == l))
+        .and_then(|i| LAN_COLOURS.get(i).copied())
+        .unwrap_or("#666666")
+}
+
+fn node_line(m: &Model, n: &GNode) -> String {
+    let mut classes = vec![format!("{:?}", n.kind).to_lowercase()];
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    let mut style = vec!["filled"];
+    let mut fill = "#ffffff".to_string();
+    let mut label = n.name.clone();
+    for l in &n.lines {
+        label.push('\n');
+        label.push_str(l);
+    }
+    match n.kind {
+        NodeKind::Bridge => {
+            attrs.push(("shape".into(), "box".into()));
+            style.push("rounded");
+            fill = "#eef4fb".into();
+            if let Some(lan) = &n.lan {
+                classes.push(format!("lan-{}", class_part(lan)));
+                attrs.push(("color".into(), lan_colour(m, Some(lan)).into()));
+            }
+            if n.root {
+                classes.push("root".into());
+                attrs.push(("peripheries".into(), "2".into()));
+                attrs.push(("penwidth".into(), "2.5".into()));
+                style.push("bold");
+                fill = "#fff3c4".into();
+            }
+        }
+        NodeKind::Balancer => {
+            attrs.push(("shape".into(), "box".into()));
+            if let Some(v) = &n.vrrp {
+                classes.push(format!("vrrp-{}", v.to_lowercase()));
+            }
+            if n.master {
+                classes.push("master".into());
+                fill = MASTER_FILL.into();
+                attrs.push(("penwidth".into(), "3".into()));
+            } else if n.isolated_master {
+                classes.push("isolated-master".into());
+                style.push("dashed");
+                fill = "#fff8dc".into();
+            }
+        }
+        NodeKind::Server => {
+            attrs.push(("shape".into(), "box".into()));
+            classes.push("backend".into());
+            if !n.health.is_empty() {
+                // One stripe per balancer, in balancer order: its view of this backend.
+                let cols: Vec<&str> = n
+                    .health
+                    .iter()
+                    .map(|(_, up)| match up {
+                        Some(true) => UP_FILL,
+                        Some(false) => DOWN_FILL,
+                        None => UNKNOWN_FILL,
+                    })
+                    .collect();
+                fill = cols.join(":");
+                style.push("striped");
+                for (b, up) in &n.health {
+                    let s = match up {
+                        Some(true) => "up",
+                        Some(false) => "down",
+                        None => "unknown",
+                    };
+                    classes.push(format!("health-{}-{s}", class_part(b)));
+                }
+            }
+        }
+        NodeKind::User => {
+            attrs.push(("shape".into(), "ellipse".into()));
+            fill = "#f2f2f2".into();
+        }
+        NodeKind::Tunnel => {
+            attrs.push(("shape".into(), "ellipse".into()));
+            attrs.push(("color".into(), "#6a3d9a".into()));
+            attrs.push(("fontcolor".into(), "#6a3d9a".into()));
+            fill = "#f1eaf7".into();
+        }
+        NodeKind::Vip => {
+            attrs.push(("shape".into(), "octagon".into()));
+            fill = if n.down {
+                UNKNOWN_FILL.into()
+            } else {
+                MASTER_FILL.into()
+            };
+            attrs.push(("penwidth".into(), "2".into()));
+        }
+    }
+    if n.down {
+        classes.push("down".into());
+        style.push("dashed");
+        attrs.push(("fontcolor".into(), "#888888".into()));
+        if n.kind != NodeKind::Vip {
+            fill = "#dddddd".into();
+        }
+    }
+    let mut o = format!(
+        "{} [id={}, class={}, label={}, style={}, fillcolor={}",
+        q(&n.id),
+        q(&n.id),
+        q(&classes.join(" ")),
+        q(&label),
+        q(&style.join(",")),
+        q(&fill)
+    );
+    for (k, v) in attrs {
+        let _ = write!(o, ", {k}={}", q(&v));
+    }
+    o.push_str("];");
+    o
+}
+
+/// Vertical order of a node: users and the VIP on top, then switches, the hosts' bridges
+/// of each LAN in config order, with balancers and servers below the bridge they hang from.
+fn level(m: &Model, id: &str) -> usize {
+    let in_host = m.hosts.iter().any(|h| h.members.iter().any(|x| x == id));
+    let lan_index = |lan: Option<&str>| {
+        lan.and_then(|l| m.lans.iter().position(|x| x.name == l))
+            .unwrap_or(0)
+    };
+    match m.node(id) {
+        None => 0,
+        Some(n) => match n.kind {
+            NodeKind::User | NodeKind::Vip => 0,
+            NodeKind::Bridge if !in_host => 1,
+            NodeKind::Bridge => 2 + 2 * lan_index(n.lan.as_deref()),
+            NodeKind::Balancer => 3,
+            NodeKind::Server | NodeKind::Tunnel => 5,
+        },
+    }
+}
+
+fn edge_line(m: &Model, e: &GEdge) -> String {
+    // Dot ranks an edge's first end above its second: write each edge top-down.
+    let swapped;
+    let e = if level(m, &e.a) > level(m, &e.b) {
+        swapped = GEdge {
+            a: e.b.clone(),
+            b: e.a.clone(),
+            a_port: e.b_port.clone(),
+            b_port: e.a_port.clone(),
+            ..e.clone()
+        };
+        &swapped
+    } else {
+        e
+    };
+    let kind = match e.kind {
+        EdgeKind::Link => "link",
+        EdgeKind::Iface => "iface",
+        EdgeKind::Vxlan => "vxlan",
+        EdgeKind::Vip => "vip",
+    };
+    let mut classes = vec![kind.to_string()];
+    if e.kind == EdgeKind::Link || e.kind == EdgeKind::Iface {
+        classes.insert(0, "wire".into());
+    }
+    if let Some(l) = &e.lan {
+        classes.push(format!("lan-{}", class_part(l)));
+    }
+    let mut attrs: Vec<(&str, String)> = vec![("dir", "both".into())];
+    let mut colour = lan_colour(m, e.lan.as_deref()).to_string();
+    let mut style = vec![];
+    let mut penwidth = "1.6";
+    let blocked = e.blocked_ports();
+    let (mut tail, mut head) = ("none", "none");
+    if !blocked.is_empty() {
+        classes.push("blocked".into());
+        for b in &blocked {
+            classes.push(format!("blk-{}", class_part(&b.replace('/', "__"))));
+        }
+        colour = BLOCKED.into();
+        style.push("dashed");
+        // The cut is drawn at the blocked end: a bar across the wire, labelled.
+        let at = |p: &Option<super::model::PortEnd>| {
+            p.as_ref()
+                .map(|p| blocked.contains(&format!("{}/{}", p.bridge, p.port)))
+                .unwrap_or(false)
+        };
+        if at(&e.a_port) {
+            tail = "teetee";
+            attrs.push(("taillabel", "✂ blocked".into()));
+        }
+        if at(&e.b_port) {
+            head = "teetee";
+            attrs.push(("headlabel", "✂ blocked".into()));
+        }
+        attrs.push(("labelfontcolor", BLOCKED.into()));
+        attrs.push(("labelfontsize", "9".into()));
+    }
+    match e.kind {
+        EdgeKind::Vxlan => {
+            colour = "#6a3d9a".into();
+            style.push("bold");
+            penwidth = "2.5";
+            // A direct tunnel between two bridges of one rank must not push them apart.
+            if e.a != "node-vxlan" && e.b != "node-vxlan" {
+                attrs.push(("constraint", "false".into()));
+            }
+            attrs.push(("fontcolor", "#6a3d9a".into()));
+        }
+        EdgeKind::Vip => {
+            colour = "#c9a000".into();
+            penwidth = "3";
+            attrs.push(("fontcolor", "#806600".into()));
+        }
+        _ => {}
+    }
+    if e.down {
+        classes.push("down".into());
+        colour = "#aaaaaa".into();
+        style.push("dotted");
+    }
+    if let Some(l) = &e.label {
+        if e.kind != EdgeKind::Iface {
+            attrs.push(("label", l.clone()));
+        }
+        attrs.push(("fontsize", "9".into()));
+    }
+    let tooltip = [&e.a_port, &e.b_port]
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}/{} (port {}): {}",
+                p.bridge,
+                p.port,
+                p.port_no,
+                p.state
+                    .map(|s| format!("{s:?}").to_lowercase())
+                    .unwrap_or_else(|| "-".into())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !tooltip.is_empty() {
+        attrs.push(("tooltip", tooltip));
+    }
+    let mut o = format!(
+        "{} -- {} [id={}, class={}, color={}, penwidth={}, arrowtail={tail}, arrowhead={head}",
+        q(&e.a),
+        q(&e.b),
+        q(&e.id),
+        q(&classes.join(" ")),
+        q(&colour),
+        penwidth
+    );
+    if !style.is_empty() {
+        let _ = write!(o, ", style={}", q(&style.join(",")));
+    }
+    for (k, v) in attrs {
+        let _ = write!(o, ", {k}={}", q(&v));
+    }
+    o.push_str("];");
+    o
+}
+
+/// The whole picture as an undirected DOT graph.
+pub fn to_dot(m: &Model) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "graph {} {{", q(&format!("lab-{}", m.lab)));
+    let mut legend = format!("lab {}", m.lab);
+    for (i, l) in m.lans.iter().enumerate() {
+        let colour = ["blue", "green", "brown", "purple"]
+            .get(i)
+            .unwrap_or(&"grey");
+        let _ = write!(legend, "  ·  {} LAN {} ({colour})", l.name, l.subnet);
+    }
+    legend.push_str(
+        "\nred dashed ✂ = port blocked by STP  ·  double border = root bridge  ·  gold = VRRP master holding the VIP  ·  stripes = backend health as each balancer sees it",
+    );
+    if !m.live {
+        legend.push_str("\n(config only: the lab is not running)");
+    }
+    let _ = writeln!(
+        o,
+        "  graph [id=\"lab\", class=\"lab\", rankdir=TB, newrank=true, nodesep=0.35, ranksep=0.55, fontname=\"Helvetica\", fontsize=11, labelloc=b, label={}];",
+        q(&legend)
+    );
+    let _ = writeln!(
+        o,
+        "  node [fontname=\"Helvetica\", fontsize=10, margin=\"0.12,0.05\"];\n  edge [fontname=\"Helvetica\"];"
+    );
+    let in_host = |id: &str| m.hosts.iter().any(|h| h.members.iter().any(|x| x == id));
+    // Users first, then the switches, at the top: the external LAN.
+    let switches: Vec<&GNode> = m
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Bridge && !in_host(&n.id))
+        .collect();
+    if !switches.is_empty() {
+        let _ = writeln!(
+            o,
+            "  subgraph \"cluster_switches\" {{\n    id=\"cluster-switches\"; class=\"switches\"; label=\"switches\"; labelloc=t; style=\"rounded,dashed\"; color=\"#999999\"; fontsize=10;"
+        );
+        for n in &switches {
+            let _ = writeln!(o, "    {}", node_line(m, n));
+        }
+        let _ = writeln!(o, "  }}");
+    }
+    for h in &m.hosts {
+        let _ = writeln!(
+            o,
+            "  subgraph {} {{\n    id={}; class={}; label={}; style=\"rounded{}\"; color=\"#555555\"; bgcolor=\"#fafafa\"; fontsize=12; labelloc=t;",
+            q(&format!("cluster_{}", h.name)),
+            q(&format!("cluster-{}", h.name)),
+            q(if h.down { "host down" } else { "host" }),
+            q(&format!("host {}", h.name)),
+            if h.down { ",dashed" } else { "" }
+        );
+        for id in &h.members {
+            if let Some(n) = m.node(id) {
+                let _ = writeln!(o, "    {}", node_line(m, n));
+            }
+        }
+        let _ = writeln!(o, "  }}");
+    }
+    for n in m
+        .nodes
+        .iter()
+        .filter(|n| n.kind != NodeKind::Bridge && !in_host(&n.id))
+    {
+        let _ = writeln!(o, "  {}", node_line(m, n));
+    }
+    // Rank hints: users and the VIP on top, then the switches.
+    let ids = |k: NodeKind| -> Vec<String> {
+        m.nodes
+            .iter()
+            .filter(|n| n.kind == k && !in_host(&n.id))
+            .map(|n| q(&n.id))
+            .collect()
+    };
+    let mut top = ids(NodeKind::User);
+    top.extend(ids(NodeKind::Vip));
+    if !top.is_empty() {
+        let _ = writeln!(o, "  {{ rank=min; {} }}", top.join("; "));
+    }
+    let sw: Vec<String> = switches.iter().map(|n| q(&n.id)).collect();
+    if !sw.is_empty() {
+        let _ = writeln!(o, "  {{ rank=same; {} }}", sw.join("; "));
+    }
+    for e in &m.edges {
+        let _ = writeln!(o, "  {}", edge_line(m, e));
+    }
+    o.push_str("}\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn default_config_draws_every_node_link_and_host() {
+        let m = Model::build(&Config::default_scenario(), None);
+        let d = to_dot(&m);
+        for id in [
+            "node-swout1",
+            "node-swout2",
+            "node-vswout1",
+            "node-vswin2",
+            "node-bal1",
+            "node-serv3",
+            "node-user2",
+            "node-vip",
+            "link-swout1-swout2",
+            "link-vswout2-swout2",
+            "iface-bal1-eth1",
+            "vxlan-vm1-vm2",
+            "cluster-vm1",
+            "cluster-vm2",
+        ] {
+            assert!(d.contains(&format!("id=\"{id}\"")), "{id} missing:\n{d}");
+        }
+        // Without live state nothing is blocked, rooted or master, and the VIP is unheld.
+        assert!(m.blocked.is_empty() && m.masters.is_empty() && m.roots.is_empty());
+        assert!(m.node("node-vip").unwrap().down);
+        assert!(d.contains("config only"));
+        // Every edge is written top-down: a switch above its hosts' bridges.
+        assert!(d.contains("\"node-swout1\" -- \"node-vswout1\""), "{d}");
+        assert!(d.contains("\"node-vswin1\" -- \"node-serv1\""), "{d}");
+    }
+
+    #[test]
+    fn dot_strings_are_escaped() {
+        assert_eq!(q("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(class_part("vswout1/to-swout1"), "vswout1_to-swout1");
+    }
+}

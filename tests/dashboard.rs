@@ -1,0 +1,312 @@
+//! The agent's dashboard in headless Chromium (Debian's chromium, driven over the DevTools
+//! protocol): loaded from bal2's admin port by a browser inside user2's namespace, it
+//! renders without console errors, names bal1 as the VRRP master and draws it so; after
+//! `lbctl bridge down vswout1` the same page, without a reload, shows bal2 as master, the
+//! failover with its measured outage, the STP change, and bal2 losing serv1 (the tunnel's
+//! underlay is down). Screenshots of both moments are
+//! saved under target/test-artifacts/.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The browser process we started; ended by its PID (SIGTERM, then SIGKILL) on drop.
+struct Browser {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = kill(pid, Signal::SIGTERM);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts headless Chromium in the calling thread's network namespace; returns it with
+/// its DevTools browser endpoint.
+fn start_browser() -> (Browser, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--window-size=1500,1100",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting chromium (apt-get install chromium; scripts/bootstrap.sh does)");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Keep draining Chromium's stderr so it never blocks on a full pipe.
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent {
+                if let Some(i) = line.find("ws://") {
+                    let _ = tx.send(line[i..].trim().to_string());
+                    sent = true;
+                }
+            }
+        }
+    });
+    let browser = Browser {
+        child,
+        _profile: profile,
+    };
+    let ws = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("chromium printed its DevTools endpoint");
+    (browser, ws)
+}
+
+/// A minimal DevTools protocol client over one page session.
+struct Cdp {
+    ws: tungstenite::WebSocket<TcpStream>,
+    next: u64,
+    session: Option<String>,
+    /// Console errors, uncaught exceptions and error log entries seen so far.
+    errors: Vec<String>,
+}
+
+impl Cdp {
+    fn connect(url: &str) -> Cdp {
+        let hostport = url
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let stream = TcpStream::connect(&hostport).expect("DevTools port");
+        let (ws, _) = tungstenite::client(url, stream).expect("DevTools websocket");
+        ws.get_ref()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        Cdp {
+            ws,
+            next: 1,
+            session: None,
+            errors: Vec::new(),
+        }
+    }
+
+    fn event(&mut self, m: &Value) {
+        let p = &m["params"];
+        match m["method"].as_str().unwrap_or("") {
+            "Runtime.exceptionThrown" => self.errors.push(format!(
+                "exception: {}",
+                p["exceptionDetails"]["exception"]["description"]
+                    .as_str()
+                    .or(p["exceptionDetails"]["text"].as_str())
+                    .unwrap_or("?")
+            )),
+            "Runtime.consoleAPICalled"
+                if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+            {
+                self.errors.push(format!("console.error: {}", p["args"]))
+            }
+            "Log.entryAdded" if p["entry"]["level"] == "error" => self.errors.push(format!(
+                "log: {} {}",
+                p["entry"]["text"].as_str().unwrap_or("?"),
+                p["entry"]["url"].as_str().unwrap_or("")
+            )),
+            _ => {}
+        }
+    }
+
+    fn read(&mut self) -> Option<Value> {
+        match self.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => serde_json::from_str(t.as_str()).ok(),
+            Ok(_) => None,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("DevTools connection: {e}"),
+        }
+    }
+
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next;
+        self.next += 1;
+        let mut msg = json!({ "id": id, "method": method, "params": params });
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .expect("sending a DevTools command");
+        let t = Instant::now();
+        loop {
+            assert!(t.elapsed() < Duration::from_secs(20), "{method}: no answer");
+            let Some(m) = self.read() else { continue };
+            if m["id"] == id {
+                assert!(m.get("error").is_none(), "{method}: {}", m["error"]);
+                return m["result"].clone();
+            }
+            self.event(&m);
+        }
+    }
+
+    /// Evaluates a JS expression in the page; its value.
+    fn eval(&mut self, expr: &str) -> Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expr, "returnByValue": true }),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expr` every 250 ms until it equals `want`; panics with the last value.
+    fn wait_for(&mut self, expr: &str, want: &Value, limit: Duration) {
+        let t = Instant::now();
+        loop {
+            let v = self.eval(expr);
+            if &v == want {
+                return;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "{expr} is {v}, not {want}, after {limit:?}; page: {}",
+                self.eval("document.body.innerText")
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn screenshot(&mut self, file: &str) {
+        use base64::Engine;
+        let r = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().expect("screenshot data"))
+            .expect("base64 PNG");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let d = repo_file("target/test-artifacts");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(file), png).unwrap();
+        eprintln!("screenshot: {}", d.join(file).display());
+    }
+}
+
+const MASTER: &str = "document.getElementById('master').dataset.master";
+const DRAWN_MASTER: &str =
+    "Array.from(document.querySelectorAll('#graph svg g.master')).map(g => g.id).join(',')";
+
+#[test]
+fn dashboard_in_headless_chromium_follows_a_failover() {
+    require_root();
+    let lab = Lab::up(None);
+    let name = lab.name.clone();
+    // The browser runs in user2's namespace (it reaches bal2 before and after vswout1
+    // fails), so its traffic stays inside this test's lab.
+    let errors = in_node(&lab.name, "user2", move || {
+        let (_browser, ws) = start_browser();
+        let mut cdp = Cdp::connect(&ws);
+        let target = cdp.call("Target.createTarget", json!({ "url": "about:blank" }));
+        let attached = cdp.call(
+            "Target.attachToTarget",
+            json!({ "targetId": target["targetId"], "flatten": true }),
+        );
+        cdp.session = Some(attached["sessionId"].as_str().unwrap().to_string());
+        cdp.call("Runtime.enable", json!({}));
+        cdp.call("Log.enable", json!({}));
+        cdp.call("Page.enable", json!({}));
+        cdp.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 1500, "height": 1100, "deviceScaleFactor": 1, "mobile": false }),
+        );
+        cdp.call(
+            "Page.navigate",
+            json!({ "url": "http://172.16.1.251:8404/" }),
+        );
+
+        // bal2's page names bal1 as the master and draws bal1 holding the VIP.
+        cdp.wait_for(MASTER, &json!("bal1"), Duration::from_secs(20));
+        cdp.wait_for(DRAWN_MASTER, &json!("node-bal1"), Duration::from_secs(20));
+        assert_eq!(
+            cdp.eval("document.getElementById('node').textContent"),
+            json!("bal2")
+        );
+        assert_eq!(
+            cdp.eval("document.getElementById('own-state').textContent"),
+            json!("BACKUP")
+        );
+        // Backends of both balancers (bal2's own and bal1's, fetched over the LAN).
+        cdp.wait_for(
+            "document.querySelectorAll('#backends tbody tr').length",
+            &json!(6),
+            Duration::from_secs(10),
+        );
+        cdp.screenshot("dashboard-bal1-master.png");
+
+        // Checkpoint 2 without reloading the page.
+        let o = lbctl(&["bridge", "down", "vswout1", "--lab", &name]);
+        assert!(o.status.success(), "{}", text(&o));
+        cdp.wait_for(MASTER, &json!("bal2"), Duration::from_secs(20));
+        cdp.wait_for(DRAWN_MASTER, &json!("node-bal2"), Duration::from_secs(20));
+        cdp.wait_for(
+            "document.getElementById('own-state').textContent",
+            &json!("MASTER"),
+            Duration::from_secs(5),
+        );
+        // The takeover is listed with its measured outage, and vswout1's ports as an STP
+        // change.
+        cdp.wait_for(
+            "/bal2 took the VIP from bal1: [0-9.]+ s without a master/.test(document.getElementById('failovers').innerText)",
+            &json!(true),
+            Duration::from_secs(5),
+        );
+        cdp.wait_for(
+            "/port vswout1\\/to-swout2: forwarding -> disabled/.test(document.getElementById('stp').innerText)",
+            &json!(true),
+            Duration::from_secs(10),
+        );
+        // bal2's health checks lose serv1 and serv2 with the tunnel's underlay (fall x
+        // inter = 6 s): the backends table and the health changes follow.
+        cdp.wait_for(
+            "/bal2 sees serv1 DOWN/.test(document.getElementById('health').innerText)",
+            &json!(true),
+            Duration::from_secs(20),
+        );
+        cdp.screenshot("dashboard-bal2-master.png");
+        // Let late errors (a failed poll, say) arrive before judging.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(2) {
+            if let Some(m) = cdp.read() {
+                cdp.event(&m);
+            }
+        }
+        cdp.errors.clone()
+    });
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
