@@ -25,17 +25,6 @@ fn vip_page() -> Option<(String, String)> {
     Some((field("Esto es el servidor ")?, field("tiene direccion: ")?))
 }
 
-fn vrrp_state(lab: &Lab, node: &str) -> String {
-    let st = lab.status();
-    st["balancers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["node"] == node)
-        .and_then(|b| b["vrrp"]["state"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// Runs a 50 ms client loop from `node` until `stop` (a file) exists; returns
 /// (requests, failures, longest outage).
 fn client_loop(
@@ -69,8 +58,8 @@ fn checkpoint2_vswout1_down_makes_bal2_master() {
     require_root();
     let lab = Lab::up(None);
     let l = lab.name.clone();
-    assert_eq!(vrrp_state(&lab, "bal1"), "MASTER");
-    assert_eq!(vrrp_state(&lab, "bal2"), "BACKUP");
+    assert_eq!(lab.vrrp_state("bal1"), "MASTER");
+    assert_eq!(lab.vrrp_state("bal2"), "BACKUP");
     // Exactly one holder of the VIP, and it is bal1.
     let holds = |n: &str| {
         let o = lab.exec(n, &["ip", "-4", "-o", "addr", "show"]);
@@ -127,7 +116,7 @@ fn checkpoint2_vswout1_down_makes_bal2_master() {
     lab.run(&["bridge", "down", "vswout1", "--no-wait"]);
     // bal2 takes over (it stops hearing bal1's adverts: 3 x 1 s + skew).
     let t = Instant::now();
-    while vrrp_state(&lab, "bal2") != "MASTER" {
+    while lab.vrrp_state("bal2") != "MASTER" {
         assert!(
             t.elapsed() < Duration::from_secs(10),
             "bal2 never became master"
@@ -162,7 +151,7 @@ fn checkpoint2_vswout1_down_makes_bal2_master() {
     // vswout1 back: bal1 preempts and takes the VIP back.
     lab.run(&["bridge", "up", "vswout1"]);
     let t = Instant::now();
-    while vrrp_state(&lab, "bal1") != "MASTER" || vrrp_state(&lab, "bal2") != "BACKUP" {
+    while lab.vrrp_state("bal1") != "MASTER" || lab.vrrp_state("bal2") != "BACKUP" {
         assert!(
             t.elapsed() < Duration::from_secs(15),
             "bal1 did not take the VIP back"
@@ -220,7 +209,7 @@ fn graceful_agent_stop_hands_the_vip_over() {
     let t = Instant::now();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     // Priority 0: bal2 takes over after Skew_Time, well before Master_Down_Interval.
-    while vrrp_state(&lab, "bal2") != "MASTER" {
+    while lab.vrrp_state("bal2") != "MASTER" {
         assert!(
             t.elapsed() < Duration::from_secs(3),
             "bal2 did not take over after a graceful stop"

@@ -129,16 +129,6 @@ fn graph(lab: &Lab, file: &str) -> BTreeMap<String, BTreeSet<String>> {
     svg_ids(&std::fs::read_to_string(&out).unwrap())
 }
 
-fn vrrp_state(lab: &Lab, node: &str) -> String {
-    lab.status()["balancers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["node"] == node)
-        .and_then(|b| b["vrrp"]["state"].as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 #[test]
 fn graph_capture_and_logs_of_the_default_lab() {
     require_root();
@@ -218,7 +208,7 @@ fn graph_capture_and_logs_of_the_default_lab() {
     // Checkpoint 2: vswout1 down, bal2 takes the VIP; the picture follows.
     lab.run(&["bridge", "down", "vswout1"]);
     let t = Instant::now();
-    while vrrp_state(&lab, "bal2") != "MASTER" {
+    while lab.vrrp_state("bal2") != "MASTER" {
         assert!(t.elapsed() < Duration::from_secs(15), "bal2 never master");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -231,7 +221,7 @@ fn graph_capture_and_logs_of_the_default_lab() {
     assert_eq!(marked_blocked(&ids), blocked_ports(&st));
     assert!(ids["node-vswout1"].contains("down"));
     // bal1 may still claim the VIP on its side of the cut: if so it is drawn isolated.
-    if vrrp_state(&lab, "bal1") == "MASTER" {
+    if lab.vrrp_state("bal1") == "MASTER" {
         assert!(ids["node-bal1"].contains("isolated-master"));
     }
 }

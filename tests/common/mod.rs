@@ -91,6 +91,18 @@ impl Lab {
         serde_json::from_str(&out).expect("status --json is JSON")
     }
 
+    /// The VRRP state (MASTER, BACKUP...) of balancer `node` as `lbctl status` reports it
+    /// (from its agent's pinned map); empty when there is none.
+    pub fn vrrp_state(&self, node: &str) -> String {
+        self.status()["balancers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["node"] == node)
+            .and_then(|b| b["vrrp"]["state"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
     pub fn run(&self, args: &[&str]) -> String {
         let mut a = args.to_vec();
         a.push("--lab");
