@@ -1,11 +1,6 @@
 //! lbctl: builds and runs a redundant, load-balanced web service lab (VRRP, L7 proxy,
 //! STP, VXLAN, eBPF) out of network namespaces, or on real hosts.
 #![allow(dead_code)]
-/// mimalloc rather than glibc's allocator: the proxy allocates and frees small buffers and
-/// headers per request, and glibc's malloc/free showed as ~5 % of the agent's profile.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod agent;
 mod backend;
 mod balance;
