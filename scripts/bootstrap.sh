@@ -13,12 +13,12 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Debian packages. llvm-22-dev/libpolly-22-dev/libzstd-dev: bpf-linker links libLLVM.
-# bpftool: inspect pinned programs/maps. iproute2/iputils-ping/curl/tcpdump/bridge-utils:
+# bpftool: inspect pinned programs/maps. iproute2/iputils-ping/curl/tcpdump/bridge-utils/nftables:
 # used by the lab and its tests. apache2/libapache2-mod-php: the Apache + PHP backends
 # (node web = "apache"). haproxy/wrk/keepalived: reference balancer, load generator and
 # VRRP daemon to compare lbctl against.
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 iputils-ping curl
-          tcpdump bridge-utils procps apache2 libapache2-mod-php haproxy wrk keepalived)
+          tcpdump bridge-utils procps nftables apache2 libapache2-mod-php haproxy wrk keepalived)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
