@@ -212,13 +212,16 @@ impl Ctx {
     /// Injects a fault, its repair on the undo stack first.
     pub async fn inject(&self, k: &FaultKey) -> Result<()> {
         self.undo.push(Action::Up(k.clone()));
-        fault::apply(&self.plan, &k.fault(), false).await
+        fault::apply(&self.plan, &k.fault(), false).await?;
+        eprintln!("  {} down", k.fault());
+        test_hook(&k.fault().to_string())
     }
 
     /// Repairs a fault and takes it off the undo stack.
     pub async fn repair(&self, k: &FaultKey) -> Result<()> {
         fault::apply(&self.plan, &k.fault(), true).await?;
         self.undo.done(&Action::Up(k.clone()));
+        eprintln!("  {} up", k.fault());
         Ok(())
     }
 
@@ -285,6 +288,19 @@ impl Ctx {
             .map(|v| v.advert_int_ms)
             .unwrap_or(1000) as u64;
         Duration::from_millis(4 * adv + 6000)
+    }
+}
+
+/// For the tests of the undo path: `LBCTL_VERIFY_TEST_FAULT=error:FAULT` (or `panic:FAULT`)
+/// makes verify fail (or panic) right after injecting FAULT (e.g. "bridge vswout1").
+fn test_hook(fault: &str) -> Result<()> {
+    let Ok(v) = std::env::var("LBCTL_VERIFY_TEST_FAULT") else {
+        return Ok(());
+    };
+    match v.split_once(':') {
+        Some(("panic", f)) if f == fault => panic!("test fault after {fault} down"),
+        Some(("error", f)) if f == fault => anyhow::bail!("test fault after {fault} down"),
+        _ => Ok(()),
     }
 }
 

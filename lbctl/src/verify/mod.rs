@@ -126,8 +126,16 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
                 report.checkpoints.push(cp);
             }
             Some(Err(e)) => {
+                let msg = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "panic".into()),
+                    Err(e) => e.to_string(),
+                };
                 let mut cp = Checkpoint::new(n, NAMES[(n - 1) as usize]);
-                cp.step("panic", Status::Fail, vec![format!("{e}")]);
+                cp.step("panic", Status::Fail, vec![msg]);
                 report.checkpoints.push(cp);
             }
             None => {

@@ -53,7 +53,7 @@ pub const CUT_TABLE: &str = "lbctl_verify_cut";
 /// implements it in the hosts (kernel vxlan device or BPF), and touches nothing else.
 pub fn cut_ruleset(port: u16) -> String {
     format!(
-        "table bridge {CUT_TABLE} {{\n  chain fwd {{\n    type filter hook forward priority 0; policy accept;\n    udp dport {port} counter drop\n  }}\n}}\n"
+        "table bridge {CUT_TABLE} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n    udp dport {port} counter drop\n  }}\n}}\n"
     )
 }
 
