@@ -239,7 +239,9 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     .await;
     let mut rec = true;
     for (i, l) in loops.iter().enumerate() {
-        rec &= l.wait_recovered(downs[i], 3, Duration::from_secs(20)).await;
+        rec &= l
+            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
     }
     cp.check(
         &format!(
@@ -278,7 +280,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         .wait_vrrp(&ctx.intended_vrrp(), ctx.failover_limit())
         .await;
     for (i, l) in loops.iter().enumerate() {
-        l.wait_recovered(ups[i], 3, Duration::from_secs(20)).await;
+        l.wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
     }
     cp.check(
         &format!("{} up: {master} MASTER again", f.fault()),

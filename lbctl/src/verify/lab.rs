@@ -279,6 +279,11 @@ impl Ctx {
             .collect()
     }
 
+    /// Consecutive answers that count as "the service is back": one second of them.
+    pub fn stable_n(&self) -> usize {
+        (1000 / self.period.as_millis().max(1) as usize).max(3)
+    }
+
     /// Master_Down_Interval plus margin: how long a failover may take.
     pub fn failover_limit(&self) -> Duration {
         let adv = self

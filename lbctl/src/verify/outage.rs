@@ -41,8 +41,8 @@ pub struct Outage {
 }
 
 /// The figures of the requests started in `[from_ms, to_ms)`. A failure run that starts in
-/// the window is measured from the last success before it, even if that success came
-/// before the window (the outage began when the last good answer was received).
+/// the window is measured from the last success before it (the outage began when the last
+/// good answer was received), or from the window's start if that success is older.
 pub fn summarize(samples: &[Sample], from_ms: u64, to_ms: u64) -> Outage {
     let mut o = Outage {
         recovered: true,
@@ -66,9 +66,10 @@ pub fn summarize(samples: &[Sample], from_ms: u64, to_ms: u64) -> Outage {
         } else if inside {
             o.failed += 1;
             if run_from.is_none() {
-                // From the last good answer, or from the window's start if there was none
-                // (the client never got an answer before the failure).
-                run_from = Some(last_ok_end.unwrap_or(from_ms));
+                // From the last good answer, but not before the window's start: an outage
+                // that began in an earlier event counts, in this one, from the moment
+                // this event began.
+                run_from = Some(last_ok_end.unwrap_or(from_ms).max(from_ms));
             }
         }
     }
@@ -89,6 +90,11 @@ pub fn summarize(samples: &[Sample], from_ms: u64, to_ms: u64) -> Outage {
 /// Number of successes at the end of the samples with no failure after them.
 pub fn trailing_successes(samples: &[Sample]) -> usize {
     samples.iter().rev().take_while(|s| s.ok).count()
+}
+
+/// The last `n` samples all succeeded and all started at or after `after_ms`.
+pub fn recovered_after(samples: &[Sample], after_ms: u64, n: usize) -> bool {
+    n > 0 && trailing_successes(samples) >= n && samples[samples.len() - n].t_ms >= after_ms
 }
 
 /// A running client loop in one node. Stopped when dropped.
@@ -156,17 +162,13 @@ impl ClientLoop {
         self.samples.lock().unwrap().clone()
     }
 
-    /// Waits (asynchronously) until the last `n` requests all succeeded and at least one
-    /// of them started after `after_ms`, or `limit` passes. True if recovered.
+    /// Waits (asynchronously) until the last `n` requests all succeeded and all started
+    /// after `after_ms`, or `limit` passes. True if recovered.
     pub async fn wait_recovered(&self, after_ms: u64, n: usize, limit: Duration) -> bool {
         let t = Instant::now();
         loop {
-            {
-                let s = self.samples.lock().unwrap();
-                let k = trailing_successes(&s);
-                if k >= n && s.last().map(|l| l.t_ms >= after_ms).unwrap_or(false) {
-                    return true;
-                }
+            if recovered_after(&self.samples.lock().unwrap(), after_ms, n) {
+                return true;
             }
             if t.elapsed() > limit {
                 return false;
@@ -258,6 +260,22 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_continuing_into_the_next_window_counts_from_its_start() {
+        // No path from 1000 to 5000 (the fault's down window is 1000..3000, the repair at
+        // 3000 takes 2 s to give the service back).
+        let mut v = run(0, 1000, true);
+        v.extend(run(1000, 5000, false));
+        v.extend(run(5000, 6000, true));
+        let down = summarize(&v, 1000, 3000);
+        assert!(!down.recovered);
+        // The last answer (952) came before the fault (1000): counted from the fault.
+        assert_eq!(down.outage_ms, 2950 + 300 - 1000);
+        let up = summarize(&v, 3000, 6000);
+        assert!(up.recovered);
+        assert_eq!(up.outage_ms, 5002 - 3000);
+    }
+
+    #[test]
     fn never_recovered_runs_to_the_end() {
         let mut v = run(0, 500, true);
         v.extend(run(500, 1000, false));
@@ -267,6 +285,19 @@ mod tests {
         assert_eq!(o.outage_ms, 1250 - 452);
         assert_eq!(trailing_successes(&v), 0);
         assert_eq!(trailing_successes(&run(0, 200, true)), 4);
+    }
+
+    #[test]
+    fn recovery_needs_n_answers_all_after_the_fault() {
+        let mut v = run(0, 1000, true);
+        // Fault at 1000: an answer that was in flight does not count as a recovery.
+        v.push(s(1000, true));
+        assert!(!recovered_after(&v, 1000, 3));
+        v.push(s(1050, false));
+        v.extend(run(1100, 1250, true));
+        assert!(recovered_after(&v, 1000, 3));
+        assert!(!recovered_after(&v, 1000, 4));
+        assert!(!recovered_after(&v, 1000, 0));
     }
 
     #[test]

@@ -291,7 +291,9 @@ async fn event(
             ));
             continue;
         }
-        let ok = l.wait_recovered(downs[i], 3, Duration::from_secs(20)).await;
+        let ok = l
+            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
         all &= ok;
         ev.push(format!(
             "{}: {}",
@@ -311,7 +313,9 @@ async fn event(
     let vrrp_back = ctx.wait_vrrp(rest_vrrp, Duration::from_secs(20)).await;
     let mut back = true;
     for (i, l) in loops.iter().enumerate() {
-        back &= l.wait_recovered(ups[i], 3, Duration::from_secs(20)).await;
+        back &= l
+            .wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
     }
     let view = inspect::read_lab(&ctx.plan).await?;
     let (ok_cfg, mut ev) = config_check(ctx, &view);

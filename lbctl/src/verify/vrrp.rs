@@ -144,7 +144,9 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             ev.push(format!("{}: no path while {bridge} is down", l.node));
             continue;
         }
-        let rec = l.wait_recovered(downs[i], 3, Duration::from_secs(20)).await;
+        let rec = l
+            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
         let pages = ctx.pages(&l.node, 3)?;
         let through = pages.iter().all(|p| {
             p.as_ref()
@@ -176,7 +178,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.repair(&f).await?;
     let conv = fault::converge(&ctx.cfg, true).await;
     for (i, l) in loops.iter().enumerate() {
-        l.wait_recovered(ups[i], 3, Duration::from_secs(20)).await;
+        l.wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
     }
     if let Err(e) = &conv {
         cp.check(
