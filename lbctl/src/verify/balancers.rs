@@ -5,7 +5,7 @@
 //! its own host; requests through the master give only those; after a failover (the
 //! master's external link cut) every request is served by the other balancer's servers.
 
-use super::lab::{pages_text, record_events, wait_for, Ctx, Page};
+use super::lab::{pages_text, record_events, settle, wait_for, Ctx, Page};
 use super::report::{Checkpoint, Status};
 use super::undo::{self, Action, FaultKey};
 use crate::config::Config;
@@ -290,6 +290,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     );
     let paths = vec![true; users.len()];
     let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
+    settle(ctx, &loops).await;
     record_events(
         cp,
         &format!("{} (tunnel cut)", f.fault()),

@@ -323,6 +323,15 @@ pub async fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Du
     }
 }
 
+/// Lets the loops run until each ends on a second of answers (at most 10 s), so an
+/// event's window does not end in the middle of a late failure.
+pub async fn settle(ctx: &Ctx, loops: &[ClientLoop]) {
+    for l in loops {
+        l.wait_recovered(0, ctx.stable_n(), Duration::from_secs(10))
+            .await;
+    }
+}
+
 /// Ends the loops of one event and adds its two events (fault injected at `t_down`,
 /// repaired at `t_up`, in each loop's time base) to the checkpoint.
 pub fn record_events(

@@ -7,7 +7,7 @@
 //! that differ and the parameter that causes it. Then every inter-switch link and every
 //! STP bridge is taken down and brought back under a client loop from every user.
 
-use super::lab::{record_events, Ctx};
+use super::lab::{record_events, settle, Ctx};
 use super::report::{Checkpoint, Status};
 use super::undo::FaultKey;
 use crate::fault;
@@ -345,6 +345,7 @@ async fn event(
     );
     let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
     let conv_up_ms = conv_up.as_ref().ok().map(|d| d.as_millis() as u64);
+    settle(ctx, &loops).await;
     record_events(cp, &name, loops, &marks, &paths, (conv_ms, conv_up_ms));
     Ok(())
 }

@@ -3,7 +3,7 @@
 //! external bridge (vswout1) down makes the backup master while a client loop measures
 //! the outage from every user that still has a path; bridge back up, the master preempts.
 
-use super::lab::{pages_text, record_events, wait_for, Ctx};
+use super::lab::{pages_text, record_events, settle, wait_for, Ctx};
 use super::report::Checkpoint;
 use super::undo::FaultKey;
 use crate::fault;
@@ -190,6 +190,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     }
     steady(ctx, cp, &format!("{name} up")).await?;
     let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
+    settle(ctx, &loops).await;
     record_events(
         cp,
         &name,
