@@ -132,8 +132,10 @@ fn default_lab_passes_every_checkpoint() {
         if e["has_path"] == true {
             assert_eq!(e["recovered"], true, "{e}");
         }
-        let no_path =
-            e["client"] == "user1" && e["fault"] == "bridge swout1" && e["action"] == "down";
+        // Each user hangs off one switch only: it has no path while that switch is down.
+        let no_path = e["action"] == "down"
+            && ((e["client"] == "user1" && e["fault"] == "bridge swout1")
+                || (e["client"] == "user2" && e["fault"] == "bridge swout2"));
         assert_eq!(e["has_path"] == false, no_path, "{e}");
     }
     // Checkpoint 2: vswout1 down costs user2 an outage (VRRP takes ~3 s) but it recovers.
@@ -194,6 +196,16 @@ fn wrong_priority_fails_checkpoint1_naming_the_bridge() {
     assert!(f.contains("swout1/to-swout2: kernel"), "{f}");
 }
 
+fn down_on_bal1(lab: &Lab, server: &str) -> bool {
+    lab.status()["balancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["node"] == "bal1")
+        .flat_map(|b| b["backends"].as_array().unwrap().iter())
+        .any(|be| be["name"] == server && be["up"] == false)
+}
+
 #[test]
 fn stopped_server_fails_checkpoint3_naming_it() {
     require_root();
@@ -209,6 +221,15 @@ fn stopped_server_fails_checkpoint3_naming_it() {
         .unwrap();
     // The PID the lab recorded for the server it started.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // A broken lab in its steady state: bal1's health checks have taken serv2 out.
+    let t = Instant::now();
+    while !down_on_bal1(&lab, "serv2") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bal1 never marked serv2 down"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (code, r) = verify(&lab, &["--only", "3"], &[]);
     assert_eq!(code, 1, "{r:#}");
     let f = failures(checkpoint(&r, 3));
@@ -228,6 +249,15 @@ fn missing_tunnel_fails_checkpoints_3_and_4_naming_the_vxlan() {
     let lab = Lab::up(None);
     let o = lab.exec("vm1", &["ip", "link", "del", "vxlan0"]);
     assert!(o.status.success(), "{}", text(&o));
+    // A broken lab in its steady state: bal1's health checks have taken serv3 out.
+    let t = Instant::now();
+    while !down_on_bal1(&lab, "serv3") {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bal1 never marked serv3 down"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (code, r) = verify(&lab, &["--only", "3", "--only", "4"], &[]);
     assert_eq!(code, 1, "{r:#}");
     let f3 = failures(checkpoint(&r, 3));

@@ -341,7 +341,18 @@ async fn run(cmd: Cmd) -> Result<()> {
         } => {
             netns::require_root()?;
             let (cfg, _) = resolve(&lab, false)?;
+            let plan = topo::plan::Plan::new(&cfg);
+            if let Some(missing) = plan.nodes.iter().find(|n| !netns::exists(&n.netns)) {
+                bail!(
+                    "lab {:?} is not running (no namespace {}): start it with lbctl up",
+                    cfg.lab.name,
+                    missing.netns
+                );
+            }
             let reference = scenario.as_deref().map(Config::load).transpose()?;
+            let mut only = only;
+            only.sort();
+            only.dedup();
             let r = verify::run(
                 cfg,
                 verify::Options {

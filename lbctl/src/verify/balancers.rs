@@ -71,6 +71,25 @@ fn health(ctx: &Ctx, tunnel: bool) -> (bool, Vec<String>) {
     (ok, ev)
 }
 
+/// Backend servers whose recorded daemon is not running.
+fn dead_servers(ctx: &Ctx) -> Vec<String> {
+    let recorded = state::recorded(&ctx.plan.lab);
+    let Some(svc) = &ctx.cfg.service else {
+        return vec![];
+    };
+    svc.backends
+        .iter()
+        .filter_map(|b| b.node.clone())
+        .filter(|n| {
+            recorded
+                .iter()
+                .find(|r| &r.node == n)
+                .map(|r| !state::is_alive(r))
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
 /// Why a backend may be down: its server daemon not running, or it is on another host
 /// than the balancer (reached through the VXLAN only).
 fn causes(ctx: &Ctx) -> Vec<String> {
@@ -169,6 +188,9 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let limit = health_limit(&ctx.cfg);
     let _ = wait_for(limit, || health(ctx, true).0).await;
     let (ok, mut ev) = health(ctx, true);
+    // A server whose daemon is gone fails here even before the health checks notice.
+    let dead = dead_servers(ctx);
+    let ok = ok && dead.is_empty();
     if !ok {
         ev.extend(causes(ctx));
     }
@@ -314,6 +336,9 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.undo.done(&cut);
     let took = wait_for(limit, || health(ctx, true).0).await;
     let (ok, mut ev) = health(ctx, true);
+    if !ok {
+        ev.extend(causes(ctx));
+    }
     ev.insert(0, drops.join("; "));
     if let Some(d) = took {
         ev.insert(
