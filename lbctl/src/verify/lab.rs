@@ -351,7 +351,7 @@ pub fn record_events(
             ("down", down, up, has_path_down[i], stp.0),
             ("up", up, end, true, stp.1),
         ] {
-            cp.events.push(Event {
+            cp.event(Event {
                 fault: fault.to_string(),
                 action: action.into(),
                 client: node.clone(),

@@ -39,6 +39,7 @@ pub struct Options {
 async fn checkpoint(ctx: &Ctx, n: u8) -> Checkpoint {
     let t = Instant::now();
     let mut cp = Checkpoint::new(n, NAMES[(n - 1) as usize]);
+    cp.live = true;
     let r = match n {
         1 => stp::run(ctx, &mut cp).await,
         2 => vrrp::run(ctx, &mut cp).await,
@@ -120,9 +121,10 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
         };
         match done {
             Some(Ok(cp)) => {
-                for s in &cp.steps {
-                    eprintln!("  [{:?}] {}", s.status, s.name);
-                }
+                eprintln!(
+                    "verify: checkpoint {n} {}",
+                    if cp.passed { "PASS" } else { "FAIL" }
+                );
                 report.checkpoints.push(cp);
             }
             Some(Err(e)) => {

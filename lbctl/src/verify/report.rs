@@ -50,6 +50,9 @@ pub struct Checkpoint {
     pub duration_ms: u64,
     pub steps: Vec<Step>,
     pub events: Vec<Event>,
+    /// Print each step and event on stderr as it is recorded (progress of a live run).
+    #[serde(skip)]
+    pub live: bool,
 }
 
 impl Checkpoint {
@@ -61,6 +64,7 @@ impl Checkpoint {
             duration_ms: 0,
             steps: vec![],
             events: vec![],
+            live: false,
         }
     }
 
@@ -69,12 +73,28 @@ impl Checkpoint {
         if status == Status::Fail {
             self.passed = false;
         }
+        if self.live {
+            eprintln!("  [{}] {name}", mark(status));
+            if status == Status::Fail {
+                for e in &evidence {
+                    eprintln!("         {e}");
+                }
+            }
+        }
         self.steps.push(Step {
             name: name.to_string(),
             status,
             evidence,
         });
         status != Status::Fail
+    }
+
+    /// Records an event (and shows it on a live run).
+    pub fn event(&mut self, e: Event) {
+        if self.live {
+            eprintln!("{}", event_row(&e));
+        }
+        self.events.push(e);
     }
 
     /// A step that passes when `ok`.
