@@ -158,17 +158,17 @@ pub fn scenario_check(ctx: &Ctx, view: &LabView) -> (bool, Vec<String>) {
         want_roots.join(", ")
     )];
     let causes = parameter_differences(&ctx.plan, &reference);
-    let ok = mism.is_empty() && have_roots == want_roots && causes.is_empty();
+    // The tree decides; parameters that differ without changing it are only noted.
+    let ok = mism.is_empty() && have_roots == want_roots;
     ev.extend(
         mism.iter()
             .map(|m| mismatch_text(m, "the scenario's tree has")),
     );
-    if !ok {
-        if causes.is_empty() {
-            ev.push("no STP parameter differs from the scenario's".into());
-        }
-        ev.extend(causes.into_iter().map(|c| format!("cause: {c}")));
+    if !ok && causes.is_empty() {
+        ev.push("no STP parameter differs from the scenario's".into());
     }
+    let label = if ok { "note" } else { "cause" };
+    ev.extend(causes.into_iter().map(|c| format!("{label}: {c}")));
     (ok, ev)
 }
 
