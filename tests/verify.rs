@@ -279,12 +279,40 @@ fn missing_tunnel_fails_checkpoints_3_and_4_naming_the_vxlan() {
     assert!(!f4.contains("serv1 -> serv2"), "{f4}");
 }
 
-/// A verify run that panics right after taking vswout1 down, then one interrupted with
-/// SIGINT at the same point: both put vswout1 back, and the lab is as before.
+/// A verify run that panics right after taking vswout1 down, one that errors with the
+/// tunnel cut and bal1's link down, and one interrupted with SIGINT: each puts back what
+/// it broke (newest first), and the lab is as before.
 #[test]
-fn panic_or_interrupt_mid_failure_leaves_the_lab_as_it_was() {
+fn panic_error_or_interrupt_mid_failure_leaves_the_lab_as_it_was() {
     require_root();
     let lab = Lab::up(None);
+    let (code, r) = verify(
+        &lab,
+        &["--only", "3"],
+        &[("LBCTL_VERIFY_TEST_FAULT", "error:link bal1 - vswout1")],
+    );
+    assert_eq!(code, 1, "{r:#}");
+    let c = checkpoint(&r, 3);
+    assert!(
+        failures(c).contains("test fault after link bal1 - vswout1 down"),
+        "{c:#}"
+    );
+    let undone: Vec<&str> = r["undone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        undone[..2],
+        [
+            "link bal1 - vswout1 up: ok",
+            "tunnel cut removed from swout1, swout2: ok"
+        ],
+        "{undone:?}"
+    );
+    assert_at_rest(&lab);
+
     let (code, r) = verify(
         &lab,
         &["--only", "2"],

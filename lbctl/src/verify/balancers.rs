@@ -217,6 +217,10 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     for s in &switches {
         undo::add_cut(&ctx.plan.netns(s), port)?;
     }
+    eprintln!(
+        "  tunnel cut (UDP {port} dropped on {})",
+        switches.join(", ")
+    );
     let took = wait_for(limit, || health(ctx, false).0).await;
     let (ok, mut ev) = health(ctx, false);
     ev.insert(
