@@ -236,20 +236,7 @@ impl Ctx {
 
     /// Waits until the balancers' VRRP states are `want` (or `limit`); the time it took.
     pub async fn wait_vrrp(&self, want: &[(String, String)], limit: Duration) -> Option<Duration> {
-        let t = Instant::now();
-        let states = self.vrrp_states();
-        if states == want {
-            return Some(t.elapsed());
-        }
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if self.vrrp_states() == want {
-                return Some(t.elapsed());
-            }
-            if t.elapsed() > limit {
-                return None;
-            }
-        }
+        wait_for(limit, || self.vrrp_states() == want).await
     }
 
     /// The VRRP states when the intended master is master and the others backups.
@@ -263,17 +250,6 @@ impl Ctx {
                 } else {
                     "BACKUP"
                 };
-                (b, s.to_string())
-            })
-            .collect()
-    }
-
-    /// Same with `master` as master (a failover).
-    pub fn vrrp_with_master(&self, master: &str) -> Vec<(String, String)> {
-        self.balancers()
-            .into_iter()
-            .map(|b| {
-                let s = if b == master { "MASTER" } else { "BACKUP" };
                 (b, s.to_string())
             })
             .collect()
