@@ -13,13 +13,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # Debian packages. llvm-22-dev/libpolly-22-dev/libzstd-dev: bpf-linker links libLLVM.
-# bpftool: inspect pinned programs/maps. iproute2/iputils-ping/curl/tcpdump/bridge-utils:
+# bpftool: inspect pinned programs/maps. iproute2/iputils-ping/curl/tcpdump/bridge-utils/nftables:
 # used by the lab and its tests. apache2/libapache2-mod-php: the Apache + PHP backends
 # (node web = "apache"). haproxy/wrk/keepalived: reference balancer, load generator and
 # VRRP daemon to compare lbctl against. graphviz: `lbctl graph` and the dashboard render
 # the topology with dot. chromium: the dashboard test loads the page headless.
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 iputils-ping curl
-          tcpdump bridge-utils procps apache2 libapache2-mod-php haproxy wrk keepalived
+          tcpdump bridge-utils procps nftables apache2 libapache2-mod-php haproxy wrk keepalived
           graphviz chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -17,6 +17,7 @@ mod proxy;
 mod status;
 mod stp;
 mod topo;
+mod verify;
 mod vrrp;
 
 use anyhow::{bail, Context, Result};
@@ -165,6 +166,27 @@ enum Cmd {
         /// Only the last N lines.
         #[arg(short = 'n', long)]
         lines: Option<usize>,
+    },
+    /// Prove the scenario's four checkpoints on the running lab, injecting failures (all
+    /// undone afterwards, even on error or Ctrl-C) and measuring each one's outage.
+    Verify {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// JSON report on stdout (schema 1, see the README).
+        #[arg(long)]
+        json: bool,
+        /// Run only this checkpoint (1 STP, 2 VRRP, 3 balancers, 4 VXLAN); repeatable.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+        only: Vec<u8>,
+        /// Period of the client loops that measure outages.
+        #[arg(long, default_value_t = 50)]
+        period_ms: u64,
+        /// Deadline of each request of the client loops.
+        #[arg(long, default_value_t = 500)]
+        timeout_ms: u64,
+        /// The scenario whose STP tree the lab must have (default: the built-in one).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Check a config file and print the plan summary, without building anything.
     Check {
@@ -404,6 +426,51 @@ async fn run(cmd: Cmd) -> Result<()> {
             lab,
             no_wait,
         } => inject(&lab, no_wait, action, fault::Fault::Bridge(bridge)).await,
+        Cmd::Verify {
+            lab,
+            json,
+            only,
+            period_ms,
+            timeout_ms,
+            scenario,
+        } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            let plan = topo::plan::Plan::new(&cfg);
+            if let Some(missing) = plan.nodes.iter().find(|n| !netns::exists(&n.netns)) {
+                bail!(
+                    "lab {:?} is not running (no namespace {}): start it with lbctl up",
+                    cfg.lab.name,
+                    missing.netns
+                );
+            }
+            let reference = scenario.as_deref().map(Config::load).transpose()?;
+            let mut only = only;
+            only.sort();
+            only.dedup();
+            let r = verify::run(
+                cfg,
+                verify::Options {
+                    only,
+                    period: std::time::Duration::from_millis(period_ms),
+                    deadline: std::time::Duration::from_millis(timeout_ms),
+                    reference,
+                },
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", verify::report::render(&r));
+            }
+            if r.interrupted {
+                std::process::exit(130);
+            }
+            if !r.passed {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Serve { name, listen } => backend::serve::run(name, listen).await,
         Cmd::Agent {
             lab,

@@ -338,6 +338,12 @@ pub struct Mismatch {
 /// Compares the kernel's tree with the expected one, port by port (role and state).
 pub fn compare(plan: &Plan, view: &LabView) -> (theory::TreeExpectation, Vec<Mismatch>) {
     let exp = theory::expected_tree(&topology_for(plan, view));
+    let out = compare_against(&exp, view);
+    (exp, out)
+}
+
+/// The ports where the kernel's tree differs from `exp` (role and state).
+pub fn compare_against(exp: &theory::TreeExpectation, view: &LabView) -> Vec<Mismatch> {
     let mut out = Vec::new();
     for pe in &exp.ports {
         let Some(b) = view.bridge(&pe.bridge) else {
@@ -361,5 +367,5 @@ pub fn compare(plan: &Plan, view: &LabView) -> (theory::TreeExpectation, Vec<Mis
             });
         }
     }
-    (exp, out)
+    out
 }

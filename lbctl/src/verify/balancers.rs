@@ -1,0 +1,425 @@
+//! Checkpoint 3: servers and balancers. Every balancer's health checks see every backend
+//! up; consecutive requests to the VIP alternate over all of them, each page showing the
+//! master's internal address. With the tunnel cut (an nftables drop of the VXLAN port on
+//! the switches between the hosts; see undo.rs) each balancer sees only the servers of
+//! its own host; requests through the master give only those; after a failover (the
+//! master's external link cut) every request is served by the other balancer's servers.
+
+use super::lab::{pages_text, record_events, settle, wait_for, Ctx, Page};
+use super::report::{Checkpoint, Status};
+use super::undo::{self, Action, FaultKey};
+use crate::config::Config;
+use crate::topo::state;
+use anyhow::{Context, Result};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Backends (by name) a balancer should see up: all of them, or with the tunnel cut only
+/// those on the balancer's own host. Backends given by address are never expected to
+/// change with the tunnel.
+pub fn expected_up(cfg: &Config, bal: &str, tunnel: bool) -> BTreeSet<String> {
+    let host = cfg.node(bal).and_then(|n| n.host.clone());
+    let Some(svc) = &cfg.service else {
+        return BTreeSet::new();
+    };
+    svc.backends
+        .iter()
+        .filter(|b| {
+            tunnel
+                || match &b.node {
+                    Some(n) => cfg.node(n).and_then(|n| n.host.clone()) == host,
+                    None => true,
+                }
+        })
+        .map(|b| b.display_name())
+        .collect()
+}
+
+/// What the balancers' health checks say; (every balancer as expected, evidence).
+fn health(ctx: &Ctx, tunnel: bool) -> (bool, Vec<String>) {
+    let mut ok = true;
+    let mut ev = Vec::new();
+    for bal in ctx.balancers() {
+        let want = expected_up(&ctx.cfg, &bal, tunnel);
+        let Some(st) = ctx.stats(&bal) else {
+            ok = false;
+            ev.push(format!(
+                "{bal}: the agent does not answer on its admin port"
+            ));
+            continue;
+        };
+        let up: BTreeSet<String> = st
+            .backends
+            .iter()
+            .filter(|b| b.up)
+            .map(|b| b.name.clone())
+            .collect();
+        ok &= up == want;
+        ev.push(format!(
+            "{bal}: UP {}",
+            up.iter().cloned().collect::<Vec<_>>().join(", ")
+        ));
+        for b in st.backends.iter().filter(|b| !b.up) {
+            ev.push(format!(
+                "{bal}: {} ({}) DOWN, last check: {}",
+                b.name,
+                b.address,
+                b.check_reason.as_deref().unwrap_or("none yet")
+            ));
+        }
+    }
+    (ok, ev)
+}
+
+/// Backend servers whose recorded daemon is not running.
+fn dead_servers(ctx: &Ctx) -> Vec<String> {
+    let recorded = state::recorded(&ctx.plan.lab);
+    let Some(svc) = &ctx.cfg.service else {
+        return vec![];
+    };
+    svc.backends
+        .iter()
+        .filter_map(|b| b.node.clone())
+        .filter(|n| {
+            recorded
+                .iter()
+                .find(|r| &r.node == n)
+                .map(|r| !state::is_alive(r))
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+/// Why a backend may be down: its server daemon not running, or it is on another host
+/// than the balancer (reached through the VXLAN only).
+fn causes(ctx: &Ctx) -> Vec<String> {
+    let mut out = Vec::new();
+    let recorded = state::recorded(&ctx.plan.lab);
+    let Some(svc) = &ctx.cfg.service else {
+        return out;
+    };
+    for b in &svc.backends {
+        let Some(n) = &b.node else { continue };
+        match recorded.iter().find(|r| &r.node == n) {
+            Some(r) if !state::is_alive(r) => out.push(format!(
+                "cause: {n}'s {} daemon (pid {}) is not running",
+                r.daemon, r.pid
+            )),
+            None => out.push(format!("cause: no daemon recorded for {n}")),
+            _ => {}
+        }
+    }
+    for bal in ctx.balancers() {
+        let Some(st) = ctx.stats(&bal) else { continue };
+        let host = ctx.cfg.node(&bal).and_then(|n| n.host.clone());
+        for be in st.backends.iter().filter(|b| !b.up) {
+            let other = ctx
+                .cfg
+                .node(&be.name)
+                .and_then(|n| n.host.clone())
+                .filter(|h| Some(h) != host.as_ref());
+            if let Some(h) = other {
+                let dev = ctx
+                    .cfg
+                    .vxlan
+                    .as_ref()
+                    .map(|v| v.device.clone())
+                    .unwrap_or_else(|| "none configured".into());
+                out.push(format!(
+                    "cause?: {} is on {h}, {bal} on {}: reached only through the VXLAN tunnel (device {dev})",
+                    be.name,
+                    host.clone().unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Round robin check: every page a 200 through `via`, consecutive pages from different
+/// servers, and exactly the servers `want`.
+pub fn rotation_ok(pages: &[Option<Page>], want: &BTreeSet<String>, via: &str) -> bool {
+    let ok: Vec<&Page> = pages.iter().flatten().filter(|p| p.status == 200).collect();
+    if ok.len() != pages.len() || ok.iter().any(|p| p.via != via) {
+        return false;
+    }
+    let got: BTreeSet<String> = ok.iter().map(|p| p.server.clone()).collect();
+    let alternates = want.len() < 2 || ok.windows(2).all(|w| w[0].server != w[1].server);
+    &got == want && alternates
+}
+
+fn rotation(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    label: &str,
+    user: &str,
+    bal: &str,
+    want: &BTreeSet<String>,
+) -> Result<bool> {
+    let via = ctx
+        .internal_addr(bal)
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let n = (2 * want.len()).max(4);
+    let pages = ctx.pages(user, n)?;
+    let ok = rotation_ok(&pages, want, &via);
+    Ok(cp.check(
+        &format!(
+            "{label}: {n} requests from {user} alternate over {} through {bal} ({via})",
+            want.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        ok,
+        vec![pages_text(&pages)],
+    ))
+}
+
+/// How long health checks take to notice a change: fall (or rise) checks, each
+/// `inter_ms` apart and at most `timeout_ms`, plus margin.
+pub fn health_limit(cfg: &Config) -> Duration {
+    let c = cfg.service.as_ref().map(|s| s.check.clone());
+    let (inter, timeout, n) = c
+        .map(|c| (c.inter_ms, c.timeout_ms, c.fall.max(c.rise) as u64))
+        .unwrap_or((2000, 2000, 3));
+    Duration::from_millis((n + 1) * (inter + timeout) + 3000)
+}
+
+pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
+    ctx.service()?;
+    let limit = health_limit(&ctx.cfg);
+    let _ = wait_for(limit, || health(ctx, true).0).await;
+    let (ok, mut ev) = health(ctx, true);
+    // A server whose daemon is gone fails here even before the health checks notice.
+    let dead = dead_servers(ctx);
+    let ok = ok && dead.is_empty();
+    if !ok {
+        ev.extend(causes(ctx));
+    }
+    if !cp.check("every balancer sees every backend UP", ok, ev) {
+        cp.step(
+            "rotation, tunnel cut, failover",
+            Status::Skip,
+            vec!["not run: a backend is down".into()],
+        );
+        return Ok(());
+    }
+    let master = ctx.intended_master().context("no [vrrp]")?;
+    let user = ctx.users().first().cloned().context("no user node")?;
+    let all = expected_up(&ctx.cfg, &master, true);
+    rotation(ctx, cp, "tunnel up", &user, &master, &all)?;
+
+    // Cut the tunnel.
+    let port = ctx.cfg.vxlan.as_ref().map(|v| v.port).unwrap_or(4789);
+    let switches = ctx.switches();
+    let cut = Action::RemoveCut {
+        nodes: switches.clone(),
+    };
+    ctx.undo.push(cut.clone());
+    for s in &switches {
+        undo::add_cut(&ctx.plan.netns(s), port)?;
+    }
+    eprintln!(
+        "  tunnel cut (UDP {port} dropped on {})",
+        switches.join(", ")
+    );
+    let took = wait_for(limit, || health(ctx, false).0).await;
+    let (ok, mut ev) = health(ctx, false);
+    ev.insert(
+        0,
+        format!(
+            "tunnel cut: UDP {port} dropped on {} (nftables, bridge family); health checks {}",
+            switches.join(", "),
+            match took {
+                Some(d) => format!("settled in {:.1} s", d.as_secs_f32()),
+                None => format!("did not settle within {:.0} s", limit.as_secs_f32()),
+            }
+        ),
+    );
+    cp.check(
+        "tunnel cut: each balancer sees only the servers of its own host",
+        ok,
+        ev,
+    );
+    let own = expected_up(&ctx.cfg, &master, false);
+    rotation(ctx, cp, "tunnel cut", &user, &master, &own)?;
+
+    // Failover with the tunnel still cut: the master's external link down.
+    let backup = ctx
+        .balancers()
+        .into_iter()
+        .find(|b| *b != master)
+        .context("one balancer only")?;
+    let bridge = ctx.ext_bridge(&master).context("master's bridge")?;
+    let f = FaultKey::Link(master.clone(), bridge.clone());
+    let users = ctx.users();
+    let loops = ctx.start_loops(&users)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
+    ctx.inject(&f).await?;
+    // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
+    // does not know); what matters is that the backup takes over.
+    let took = wait_for(ctx.failover_limit(), || {
+        ctx.vrrp_states()
+            .iter()
+            .any(|(b, s)| *b == backup && s == "MASTER")
+    })
+    .await;
+    let mut rec = true;
+    for (i, l) in loops.iter().enumerate() {
+        rec &= l
+            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
+    }
+    cp.check(
+        &format!(
+            "{} down: failover to {backup} with the tunnel cut",
+            f.fault()
+        ),
+        took.is_some() && rec,
+        vec![
+            match took {
+                Some(d) => format!(
+                    "{backup} MASTER {} ms after the link went down",
+                    d.as_millis()
+                ),
+                None => format!("{backup} not MASTER: {:?}", ctx.vrrp_states()),
+            },
+            format!("now: {:?}", ctx.vrrp_states()),
+            if rec {
+                "every user reaches the service again".into()
+            } else {
+                "a user did NOT reach the service within 20 s".into()
+            },
+        ],
+    );
+    let backup_own = expected_up(&ctx.cfg, &backup, false);
+    rotation(
+        ctx,
+        cp,
+        "tunnel cut, after the failover",
+        &user,
+        &backup,
+        &backup_own,
+    )?;
+    let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
+    ctx.repair(&f).await?;
+    let back = ctx
+        .wait_vrrp(&ctx.intended_vrrp(), ctx.failover_limit())
+        .await;
+    for (i, l) in loops.iter().enumerate() {
+        l.wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
+    }
+    cp.check(
+        &format!("{} up: {master} MASTER again", f.fault()),
+        back.is_some(),
+        vec![format!("now: {:?}", ctx.vrrp_states())],
+    );
+    let paths = vec![true; users.len()];
+    let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
+    settle(ctx, &loops).await;
+    record_events(
+        cp,
+        &format!("{} (tunnel cut)", f.fault()),
+        loops,
+        &marks,
+        &paths,
+        (None, None),
+    );
+
+    // Restore the tunnel.
+    let drops: Vec<String> = switches
+        .iter()
+        .map(|s| {
+            format!(
+                "{s} dropped {} VXLAN packets",
+                undo::cut_drops(&ctx.plan.netns(s)).unwrap_or(0)
+            )
+        })
+        .collect();
+    undo::run(&ctx.plan, &cut).await?;
+    ctx.undo.done(&cut);
+    let took = wait_for(limit, || health(ctx, true).0).await;
+    let (ok, mut ev) = health(ctx, true);
+    if !ok {
+        ev.extend(causes(ctx));
+    }
+    ev.insert(0, drops.join("; "));
+    if let Some(d) = took {
+        ev.insert(
+            1,
+            format!(
+                "every backend UP {:.1} s after the tunnel came back",
+                d.as_secs_f32()
+            ),
+        );
+    }
+    cp.check(
+        "tunnel restored: every balancer sees every backend UP",
+        ok,
+        ev,
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str, via: &str) -> Option<Page> {
+        Some(Page {
+            status: 200,
+            server: s.into(),
+            via: via.into(),
+        })
+    }
+
+    #[test]
+    fn expected_servers_follow_the_hosts() {
+        let cfg = Config::default_scenario();
+        let names = |v: BTreeSet<String>| v.into_iter().collect::<Vec<_>>();
+        assert_eq!(
+            names(expected_up(&cfg, "bal1", true)),
+            ["serv1", "serv2", "serv3"]
+        );
+        assert_eq!(names(expected_up(&cfg, "bal1", false)), ["serv1", "serv2"]);
+        assert_eq!(names(expected_up(&cfg, "bal2", false)), ["serv3"]);
+    }
+
+    #[test]
+    fn rotation_needs_alternation_all_servers_and_the_right_balancer() {
+        let want: BTreeSet<String> = ["serv1", "serv2"].iter().map(|s| s.to_string()).collect();
+        let v = "10.0.0.250";
+        assert!(rotation_ok(
+            &[p("serv1", v), p("serv2", v), p("serv1", v), p("serv2", v)],
+            &want,
+            v
+        ));
+        // Same server twice in a row.
+        assert!(!rotation_ok(
+            &[p("serv1", v), p("serv1", v), p("serv2", v)],
+            &want,
+            v
+        ));
+        // A server missing, or one too many.
+        assert!(!rotation_ok(&[p("serv1", v), p("serv1", v)], &want, v));
+        assert!(!rotation_ok(
+            &[p("serv1", v), p("serv2", v), p("serv3", v)],
+            &want,
+            v
+        ));
+        // Through the other balancer, or a failed request.
+        assert!(!rotation_ok(
+            &[p("serv1", "10.0.0.251"), p("serv2", "10.0.0.251")],
+            &want,
+            v
+        ));
+        assert!(!rotation_ok(
+            &[p("serv1", v), None, p("serv2", v)],
+            &want,
+            v
+        ));
+        // One server only: the same one every time is right.
+        let one: BTreeSet<String> = ["serv3".to_string()].into();
+        assert!(rotation_ok(&[p("serv3", v), p("serv3", v)], &one, v));
+    }
+}

@@ -1,0 +1,202 @@
+//! The undo stack: every failure verify injects pushes the action that repairs it before
+//! it is injected; the step pops it once it has repaired the failure itself. Whatever is
+//! left when a step errors, panics or the user presses Ctrl-C is run, newest first, by
+//! whoever holds the stack (the orchestrator, outside the checkpoint's task).
+
+use crate::fault::{self, Fault};
+use crate::topo::netns;
+use crate::topo::plan::Plan;
+use anyhow::{bail, Context, Result};
+use std::sync::{Arc, Mutex};
+
+/// One repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Bring a link or a bridge back up.
+    Up(FaultKey),
+    /// Delete the nftables table that cuts the tunnel, in these nodes.
+    RemoveCut { nodes: Vec<String> },
+}
+
+/// A fault by value (Fault itself has no equality).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKey {
+    Link(String, String),
+    Bridge(String),
+}
+
+impl FaultKey {
+    pub fn fault(&self) -> Fault {
+        match self {
+            FaultKey::Link(a, b) => Fault::Link(a.clone(), b.clone()),
+            FaultKey::Bridge(b) => Fault::Bridge(b.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Up(k) => write!(f, "{} up", k.fault()),
+            Action::RemoveCut { nodes } => {
+                write!(f, "tunnel cut removed from {}", nodes.join(", "))
+            }
+        }
+    }
+}
+
+/// The nftables table verify adds to cut the tunnel.
+pub const CUT_TABLE: &str = "lbctl_verify_cut";
+
+/// The ruleset that drops VXLAN (UDP `port`) frames bridged through a switch. In the
+/// bridge family, on the switches between the hosts: it cuts the tunnel whatever
+/// implements it in the hosts (kernel vxlan device or BPF), and touches nothing else.
+pub fn cut_ruleset(port: u16) -> String {
+    format!(
+        "table bridge {CUT_TABLE} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n    udp dport {port} counter drop\n  }}\n}}\n"
+    )
+}
+
+fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("nft");
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    netns::command_in(ns, &mut cmd)?;
+    let mut child = cmd
+        .spawn()
+        .context("running nft (scripts/bootstrap.sh installs nftables)")?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .context("writing the nft ruleset")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft {} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Adds the cut in one node.
+pub fn add_cut(ns: &str, port: u16) -> Result<()> {
+    nft(ns, &["-f", "-"], Some(&cut_ruleset(port))).map(|_| ())
+}
+
+/// Removes the cut from one node (absent is fine).
+pub fn remove_cut(ns: &str) -> Result<()> {
+    let tables = nft(ns, &["list", "tables"], None)?;
+    if tables.contains(CUT_TABLE) {
+        nft(ns, &["delete", "table", "bridge", CUT_TABLE], None)?;
+    }
+    Ok(())
+}
+
+/// Packets the cut dropped in one node (its rule's counter).
+pub fn cut_drops(ns: &str) -> Result<u64> {
+    let t = nft(ns, &["list", "table", "bridge", CUT_TABLE], None)?;
+    Ok(t.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+/// Runs one repair.
+pub async fn run(plan: &Plan, a: &Action) -> Result<()> {
+    match a {
+        Action::Up(k) => fault::apply(plan, &k.fault(), true).await,
+        Action::RemoveCut { nodes } => {
+            for n in nodes {
+                remove_cut(&plan.netns(n))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The shared stack.
+#[derive(Clone, Default)]
+pub struct Undo(Arc<Mutex<Vec<Action>>>);
+
+impl Undo {
+    pub fn push(&self, a: Action) {
+        self.0.lock().unwrap().push(a);
+    }
+
+    /// Removes `a` (the newest equal entry) once the step repaired it itself.
+    pub fn done(&self, a: &Action) {
+        let mut v = self.0.lock().unwrap();
+        if let Some(i) = v.iter().rposition(|x| x == a) {
+            v.remove(i);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+
+    /// Takes every pending action, newest first.
+    pub fn drain(&self) -> Vec<Action> {
+        let mut v = std::mem::take(&mut *self.0.lock().unwrap());
+        v.reverse();
+        v
+    }
+
+    /// Runs every pending action, newest first; one line per action with its outcome.
+    pub async fn run_all(&self, plan: &Plan) -> Vec<String> {
+        let mut out = Vec::new();
+        for a in self.drain() {
+            match run(plan, &a).await {
+                Ok(()) => out.push(format!("{a}: ok")),
+                Err(e) => out.push(format!("{a}: FAILED ({e:#})")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_runs_newest_first_and_done_removes_one() {
+        let u = Undo::default();
+        let b = Action::Up(FaultKey::Bridge("vswout1".into()));
+        let l = Action::Up(FaultKey::Link("swout1".into(), "swout2".into()));
+        let c = Action::RemoveCut {
+            nodes: vec!["swout1".into()],
+        };
+        u.push(c.clone());
+        u.push(b.clone());
+        u.push(l.clone());
+        u.done(&b);
+        assert_eq!(u.drain(), vec![l.clone(), c.clone()]);
+        assert!(u.is_empty());
+        assert_eq!(l.to_string(), "link swout1 - swout2 up");
+        assert_eq!(c.to_string(), "tunnel cut removed from swout1");
+    }
+
+    #[test]
+    fn ruleset_drops_the_tunnel_port_in_the_bridge_family() {
+        let r = cut_ruleset(4789);
+        assert!(r.starts_with("table bridge lbctl_verify_cut"), "{r}");
+        assert!(r.contains("hook forward"), "{r}");
+        assert!(r.contains("udp dport 4789 counter drop"), "{r}");
+    }
+}

@@ -1,0 +1,203 @@
+//! Checkpoint 2: VRRP. The intended master (highest priority, bal1) is MASTER and the
+//! others BACKUP, exactly one balancer holds the VIP and it answers; the master's whole
+//! external bridge (vswout1) down makes the backup master while a client loop measures
+//! the outage from every user that still has a path; bridge back up, the master preempts.
+
+use super::lab::{pages_text, record_events, settle, wait_for, Ctx};
+use super::report::Checkpoint;
+use super::undo::FaultKey;
+use crate::fault;
+use crate::topo::inspect;
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+fn states_text(s: &[(String, String)]) -> String {
+    s.iter()
+        .map(|(b, st)| format!("{b} {st}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Steady state: the intended master and backups, one VIP holder, pages through it.
+async fn steady(ctx: &Ctx, cp: &mut Checkpoint, label: &str) -> Result<bool> {
+    let want = ctx.intended_vrrp();
+    let took = ctx.wait_vrrp(&want, ctx.failover_limit()).await;
+    let mut ev = vec![format!("now: {}", states_text(&ctx.vrrp_states()))];
+    for b in ctx.balancers() {
+        if let Some(v) = ctx.stats(&b).and_then(|s| s.vrrp) {
+            ev.push(format!(
+                "{b}: priority {} (effective {}), VRID {}, adverts sent {}, received {}",
+                v.priority, v.effective_priority, v.vrid, v.adverts_sent, v.adverts_received
+            ));
+        }
+    }
+    let ok1 = cp.check(
+        &format!("{label}: {}", states_text(&want)),
+        took.is_some(),
+        ev,
+    );
+    // The VIP may take a moment to move between holders after a state change.
+    let mut holders = ctx.vip_holders().await?;
+    let t = Instant::now();
+    while holders.len() != 1 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        holders = ctx.vip_holders().await?;
+    }
+    let master = ctx.intended_master().unwrap_or_default();
+    let ok2 = cp.check(
+        &format!("{label}: exactly one holder of the VIP ({master})"),
+        holders == [master.clone()],
+        vec![format!("VIP held by: {}", holders.join(", "))],
+    );
+    let via = ctx.internal_addr(&master).map(|a| a.to_string());
+    let mut ev = Vec::new();
+    let mut ok3 = true;
+    for u in ctx.users() {
+        // ARP caches may still point at the old master for a moment (until its GARPs).
+        let mut pages = ctx.pages(&u, 3)?;
+        let t = Instant::now();
+        while !pages.iter().all(|p| {
+            p.as_ref()
+                .map(|p| Some(&p.via) == via.as_ref())
+                .unwrap_or(false)
+        }) && t.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            pages = ctx.pages(&u, 3)?;
+        }
+        let ok = pages.iter().all(|p| {
+            p.as_ref()
+                .map(|p| Some(&p.via) == via.as_ref())
+                .unwrap_or(false)
+        });
+        ok3 &= ok;
+        ev.push(format!("{u}: {}", pages_text(&pages)));
+    }
+    let ok3 = cp.check(
+        &format!(
+            "{label}: the VIP answers every user through {master} ({})",
+            via.unwrap_or_default()
+        ),
+        ok3,
+        ev,
+    );
+    Ok(ok1 && ok2 && ok3)
+}
+
+pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
+    ctx.service()?;
+    let master = ctx
+        .intended_master()
+        .context("the lab's config has no [vrrp]")?;
+    let backup = ctx
+        .balancers()
+        .into_iter()
+        .find(|b| *b != master)
+        .context("only one balancer: nothing to fail over to")?;
+    steady(ctx, cp, "at rest").await?;
+
+    let bridge = ctx
+        .ext_bridge(&master)
+        .context("the master has no interface in the VIP's subnet")?;
+    let f = FaultKey::Bridge(bridge.clone());
+    let name = f.fault().to_string();
+    let users = ctx.users();
+    let loops = ctx.start_loops(&users)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
+    ctx.inject(&f).await?;
+    let took = wait_for(ctx.failover_limit(), || {
+        ctx.vrrp_states()
+            .iter()
+            .any(|(b, s)| *b == backup && s == "MASTER")
+    })
+    .await;
+    let holders = ctx.vip_holders().await?;
+    cp.check(
+        &format!("{name} down: {backup} becomes MASTER and holds the VIP"),
+        took.is_some() && holders.contains(&backup),
+        vec![
+            match took {
+                Some(d) => format!(
+                    "{backup} MASTER {} ms after {bridge} went down",
+                    d.as_millis()
+                ),
+                None => format!(
+                    "{backup} not MASTER after {:?}: {}",
+                    ctx.failover_limit(),
+                    states_text(&ctx.vrrp_states())
+                ),
+            },
+            format!(
+                "VIP held by: {} ({master} is cut off with its bridge)",
+                holders.join(", ")
+            ),
+        ],
+    );
+    let view = inspect::read_lab(&ctx.plan).await?;
+    let paths: Vec<bool> = users.iter().map(|u| ctx.has_path(&view, u)).collect();
+    let via = ctx.internal_addr(&backup).map(|a| a.to_string());
+    let mut ev = Vec::new();
+    let mut ok = true;
+    for (i, l) in loops.iter().enumerate() {
+        if !paths[i] {
+            ev.push(format!("{}: no path while {bridge} is down", l.node));
+            continue;
+        }
+        let rec = l
+            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
+        let pages = ctx.pages(&l.node, 3)?;
+        let through = pages.iter().all(|p| {
+            p.as_ref()
+                .map(|p| Some(&p.via) == via.as_ref())
+                .unwrap_or(false)
+        });
+        ok &= rec && through;
+        ev.push(format!(
+            "{}: {}; {}",
+            l.node,
+            if rec {
+                "service back"
+            } else {
+                "service NOT back within 20 s"
+            },
+            pages_text(&pages)
+        ));
+    }
+    cp.check(
+        &format!(
+            "{name} down: users get pages through {backup} ({})",
+            via.unwrap_or_default()
+        ),
+        ok,
+        ev,
+    );
+
+    let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
+    ctx.repair(&f).await?;
+    let conv = fault::converge(&ctx.cfg, true).await;
+    for (i, l) in loops.iter().enumerate() {
+        l.wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
+            .await;
+    }
+    if let Err(e) = &conv {
+        cp.check(
+            &format!("{name} up: STP converges"),
+            false,
+            vec![format!("{e:#}")],
+        );
+    }
+    steady(ctx, cp, &format!("{name} up")).await?;
+    let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
+    settle(ctx, &loops).await;
+    record_events(
+        cp,
+        &name,
+        loops,
+        &marks,
+        &paths,
+        (None, conv.ok().map(|d| d.as_millis() as u64)),
+    );
+    Ok(())
+}
