@@ -6,6 +6,8 @@
 //! the kernel, so padding must be explicit and zeroed.
 #![no_std]
 
+pub mod vxlan;
+
 /// Name of the observation program (TC ingress classifier). Kernel object names are cut at
 /// 15 characters, so every name here stays shorter.
 pub const OBS_PROG: &str = "lb_obs";

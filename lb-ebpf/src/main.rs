@@ -34,6 +34,8 @@
 #![no_std]
 #![no_main]
 
+mod vxlan;
+
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},
     btf_maps::PerCpuHashMap,

@@ -1,3 +1,5 @@
 //! BPF programs loaded by lbctl: the observation program on switch ports (STP BPDU and VRRP
-//! advertisement counters). The VXLAN data path joins here later.
+//! advertisement counters) and the VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`).
 pub mod observe;
+pub mod vxlan;
+pub mod vxtestbed;

@@ -50,7 +50,7 @@ use lb_common::{PortStats, VrrpKey, OBS_PORT_MAP, OBS_PROG, OBS_VRRP_MAP};
 use serde::Serialize;
 
 /// The BPF object built from `lb-ebpf` by `build.rs`.
-fn object() -> &'static [u8] {
+pub(crate) fn object() -> &'static [u8] {
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lb-ebpf.o"))
 }
 
