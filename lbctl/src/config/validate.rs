@@ -513,7 +513,11 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                         ),
                     );
                 }
-                if !cfg.links.iter().any(|l| l.a == under.name || l.b == under.name) {
+                if !cfg
+                    .links
+                    .iter()
+                    .any(|l| l.a == under.name || l.b == under.name)
+                {
                     c.err(
                         field_mode,
                         format!(
@@ -940,7 +944,10 @@ mod tests {
     #[test]
     fn vxlan_mode_and_ageing_are_checked() {
         let msg = refused("mode = \"kernel\"", "mode = \"bpf\"");
-        assert!(msg.contains("unknown variant") && msg.contains("ebpf"), "{msg}");
+        assert!(
+            msg.contains("unknown variant") && msg.contains("ebpf"),
+            "{msg}"
+        );
         let msg = refused("mode = \"kernel\"", "mode = \"ebpf\"\nageing_s = 0");
         assert_names(&msg, "vxlan.ageing_s", &["at least 1"]);
         let msg = refused(
@@ -956,8 +963,8 @@ mod tests {
         );
         let cfg = Config::from_toml(&text, "test.toml").expect("mixed config");
         let v = cfg.vxlan.as_ref().unwrap();
-        assert_eq!(v.mode_of(&v.endpoints[0]), VxlanMode::Kernel);
-        assert_eq!(v.mode_of(&v.endpoints[1]), VxlanMode::Ebpf);
+        assert_eq!(v.mode_of(&v.endpoints[0]), crate::config::VxlanMode::Kernel);
+        assert_eq!(v.mode_of(&v.endpoints[1]), crate::config::VxlanMode::Ebpf);
         let msg = refused(
             "local = \"172.16.1.151\"",
             "local = \"172.16.1.151\"\nmode = \"xdp\"",

@@ -315,6 +315,36 @@ pub fn sum_stats<'a>(it: impl Iterator<Item = &'a VxStats>) -> VxStats {
     t
 }
 
+/// Every counter of [`VxStats`] with its field name, in declaration order.
+pub fn stats_fields(s: &VxStats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("dec_bridge", s.dec_bridge),
+        ("dec_fast", s.dec_fast),
+        ("dec_bytes", s.dec_bytes),
+        ("pass_not_ip", s.pass_not_ip),
+        ("pass_trunc", s.pass_trunc),
+        ("pass_bad_ip", s.pass_bad_ip),
+        ("pass_ip_opts", s.pass_ip_opts),
+        ("pass_not_local", s.pass_not_local),
+        ("pass_not_udp", s.pass_not_udp),
+        ("pass_frag", s.pass_frag),
+        ("pass_port", s.pass_port),
+        ("pass_flags", s.pass_flags),
+        ("pass_vni", s.pass_vni),
+        ("pass_no_dev", s.pass_no_dev),
+        ("enc_unicast", s.enc_unicast),
+        ("enc_flood", s.enc_flood),
+        ("enc_copies", s.enc_copies),
+        ("enc_bytes", s.enc_bytes),
+        ("enc_no_neigh", s.enc_no_neigh),
+        ("enc_drop_fib", s.enc_drop_fib),
+        ("enc_drop_no_remote", s.enc_drop_no_remote),
+        ("enc_drop_err", s.enc_drop_err),
+        ("learn_new", s.learn_new),
+        ("learn_refresh", s.learn_refresh),
+    ]
+}
+
 /// One learned MAC.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FdbRow {

@@ -259,8 +259,10 @@ async fn attach_vteps(
                 let mac = nl::mac_of(h, &f.name).await?;
                 endpoints.push((mac, f.port_name_for(&n.name)));
                 let ifname = f.name.clone();
-                netns::run_in(&plan.netns(&n.name), move || ethtool::set_gro(&ifname, true))
-                    .with_context(|| format!("enabling GRO on {}/{}", n.name, f.name))?;
+                netns::run_in(&plan.netns(&n.name), move || {
+                    ethtool::set_gro(&ifname, true)
+                })
+                .with_context(|| format!("enabling GRO on {}/{}", n.name, f.name))?;
             }
         }
         let mut underlay = Vec::new();
@@ -273,7 +275,10 @@ async fn attach_vteps(
                         ethtool::set_tx_csum(&ifname, false)
                     })
                     .with_context(|| {
-                        format!("TX checksum offload off on {}/{}", theirs.node, theirs.ifname)
+                        format!(
+                            "TX checksum offload off on {}/{}",
+                            theirs.node, theirs.ifname
+                        )
                     })?;
                 }
             }
