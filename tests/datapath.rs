@@ -149,7 +149,7 @@ fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
                 "enc_drop_fib",
                 "enc_drop_err",
                 "enc_drop_no_remote",
-                "pass_no_dev",
+                "dec_no_dev",
             ] {
                 assert_eq!(delta(&before, &after, host, &[bad]), 0, "{host}: {bad}");
             }

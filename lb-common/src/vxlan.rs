@@ -19,28 +19,34 @@ pub const VX_FDB_MAP: &str = "VX_FDB";
 pub const VX_CFG_MAP: &str = "VX_CFG";
 /// Array of [`VX_REMOTE_MAX`] [`Remote`]s (head-end replication list).
 pub const VX_REMOTE_MAP: &str = "VX_REMOTE";
-/// DEVMAP_HASH keyed by ifindex: where decapsulated frames may be redirected (the endpoints'
-/// bridge-side veths and the tunnel port's peer).
+/// DEVMAP (array): where decapsulated frames are redirected. Slot 0: the tunnel port's peer
+/// (into the bridge); slot `i + 1`: the bridge-side veth of local endpoint `i` of `VX_EPS`.
 pub const VX_LOCAL_MAP: &str = "VX_LOCAL";
-/// Hash [`MacKey`] -> `u32` ifindex (a key of `VX_LOCAL`): the local endpoints' MACs.
+/// Array, one [`Endpoints`]: the local endpoints' MACs (a short list scanned linearly: cheaper
+/// than a hash lookup for the few endpoints a host has).
 pub const VX_EPS_MAP: &str = "VX_EPS";
+/// Per-CPU array, one [`LearnCache`]: the last MAC learned on this CPU.
+pub const VX_LAST_MAP: &str = "VX_LAST";
 
 /// Every map of the VTEP, for pinning and inspection.
-pub const VX_MAPS: [&str; 6] = [
+pub const VX_MAPS: [&str; 7] = [
     VX_STATS_MAP,
     VX_FDB_MAP,
     VX_CFG_MAP,
     VX_REMOTE_MAP,
     VX_LOCAL_MAP,
     VX_EPS_MAP,
+    VX_LAST_MAP,
 ];
 
 /// Remote VTEPs one endpoint replicates BUM traffic to, at most.
 pub const VX_REMOTE_MAX: u32 = 8;
 /// Learned MACs (LRU: the oldest entries make room).
 pub const VX_FDB_MAX: u32 = 4096;
-/// Local endpoints (MACs / devices) one endpoint fast-forwards to.
-pub const VX_LOCAL_MAX: u32 = 256;
+/// Local endpoints (MACs / devices) one VTEP fast-forwards to, at most.
+pub const VX_EP_MAX: u32 = 32;
+/// Slots of `VX_LOCAL`: the bridge (slot 0) and the endpoints.
+pub const VX_LOCAL_MAX: u32 = VX_EP_MAX + 1;
 
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
 pub const VX_OVERHEAD: usize = 50;
@@ -68,9 +74,9 @@ pub struct VxConfig {
     pub pad: u16,
     /// `VX_F_*` bits.
     pub flags: u32,
-    /// `VX_LOCAL` key of the device decapsulated frames go to when no local endpoint owns the
-    /// inner destination MAC: the peer of the tunnel port, so the frame enters the internal
-    /// bridge as received on the tunnel port.
+    /// Ifindex of the tunnel port's peer (`VX_LOCAL` slot 0), where decapsulated frames go
+    /// when no local endpoint owns the inner destination MAC, so they enter the internal
+    /// bridge as received on the tunnel port. Informational: the programs use slot 0.
     pub bridge_ifindex: u32,
     /// Device the FIB lookup of the outer next hop runs for (`bpf_fib_lookup`'s ifindex): the
     /// tunnel port; it needs `net.ipv4.conf.<dev>.forwarding = 1`.
@@ -105,6 +111,45 @@ impl MacKey {
     }
 }
 
+/// The local endpoints (value of `VX_EPS[0]`): `macs[i]` (MAC bytes then two zero bytes, read
+/// as a little-endian `u64`) is redirected to `VX_LOCAL` slot `i + 1`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    pub n: u32,
+    pub pad: u32,
+    pub macs: [u64; VX_EP_MAX as usize],
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Self {
+            n: 0,
+            pad: 0,
+            macs: [0; VX_EP_MAX as usize],
+        }
+    }
+}
+
+/// A MAC as the `u64` `Endpoints::macs` holds.
+pub const fn mac_u64(m: [u8; 6]) -> u64 {
+    u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0])
+}
+
+/// Per-CPU cache of the last MAC learned (`VX_LAST`): back-to-back frames of one flow skip
+/// the LRU lookup.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LearnCache {
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+    pub vtep: [u8; 4],
+    /// Cache hits since the clock was last read.
+    pub hits: u32,
+    /// When the entry was last written to `VX_FDB`.
+    pub seen_ns: u64,
+}
+
 /// A learned MAC: behind which remote VTEP, and when it was last seen (`bpf_ktime_get_ns`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,7 +158,8 @@ pub struct FdbEntry {
     pub vtep: [u8; 4],
     /// Explicit padding, zero.
     pub pad: u32,
-    /// Monotonic time (ns since boot) of the last decapsulated frame from this MAC.
+    /// Monotonic time (`bpf_ktime_get_coarse_ns`, CLOCK_MONOTONIC_COARSE) of the last
+    /// decapsulated frame from this MAC, refreshed at most once a second.
     pub seen_ns: u64,
 }
 
@@ -150,8 +196,9 @@ pub struct VxStats {
     pub pass_flags: u64,
     /// Passed: a VNI this endpoint does not carry.
     pub pass_vni: u64,
-    /// Passed: no device to deliver to (VX_LOCAL lacks the bridge entry).
-    pub pass_no_dev: u64,
+    /// Dropped after decapsulation: the redirect target left `VX_LOCAL` (its device was
+    /// deleted).
+    pub dec_no_dev: u64,
     /// Encapsulated to the one remote VTEP learned for the destination MAC.
     pub enc_unicast: u64,
     /// Broadcast, multicast or unknown unicast: replicated to every remote VTEP.
@@ -183,6 +230,8 @@ mod user {
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::FdbEntry {}
     unsafe impl aya::Pod for super::VxStats {}
+    unsafe impl aya::Pod for super::LearnCache {}
+    unsafe impl aya::Pod for super::Endpoints {}
 }
 
 const _: () = {
@@ -190,5 +239,6 @@ const _: () = {
     assert!(core::mem::size_of::<Remote>() == 4);
     assert!(core::mem::size_of::<MacKey>() == 8);
     assert!(core::mem::size_of::<FdbEntry>() == 16);
+    assert!(core::mem::size_of::<LearnCache>() == 24);
     assert!(core::mem::size_of::<VxStats>() == 24 * 8);
 };

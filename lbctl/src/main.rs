@@ -127,6 +127,25 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         duration_ms: u64,
     },
+    /// Benchmark helper: per-packet cost of the VTEP programs via BPF_PROG_TEST_RUN (JSON).
+    #[command(hide = true)]
+    BenchVtep {
+        /// Frames per single-run loop.
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
+        /// Iterations of the live-frames run.
+        #[arg(long, default_value_t = 2_000_000)]
+        repeat: u32,
+    },
+    /// Benchmark helper: attach the do-nothing XDP program to interfaces of a lab node.
+    #[command(hide = true)]
+    XdpNoop {
+        #[arg(long)]
+        lab: String,
+        #[arg(long)]
+        node: String,
+        ifaces: Vec<String>,
+    },
     /// The built-in backend web server (run by `up` in each server node).
     Serve {
         /// Server name shown in the page.
@@ -212,6 +231,19 @@ fn main() {
 fn run_cli(cli: Cli) -> Result<()> {
     match cli.cmd {
         Cmd::Exec { lab, node, cmd } => exec(lab, &node, &cmd),
+        Cmd::BenchVtep { iters, repeat } => {
+            netns::require_root()?;
+            let r = datapath::vxbench::run(iters, repeat)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::XdpNoop { lab, node, ifaces } => {
+            netns::require_root()?;
+            let pin = topo::state::node_pin_dir(&lab, &node);
+            netns::run_in(&config::netns_name(&lab, &node), move || {
+                datapath::vxbench::attach_noop(&pin, &ifaces)
+            })
+        }
         Cmd::Probe {
             url,
             period_ms,
@@ -314,7 +346,11 @@ async fn run(cmd: Cmd) -> Result<()> {
             let (cfg, _) = resolve(&lab, false)?;
             agent::run(agent::AgentPlan::new(&cfg, &node, &listen)?).await
         }
-        Cmd::Exec { .. } | Cmd::Check { .. } | Cmd::Probe { .. } => {
+        Cmd::Exec { .. }
+        | Cmd::Check { .. }
+        | Cmd::Probe { .. }
+        | Cmd::BenchVtep { .. }
+        | Cmd::XdpNoop { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }

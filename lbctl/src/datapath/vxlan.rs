@@ -53,15 +53,16 @@ use std::{
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::{
-    maps::{Array, DevMapHash, HashMap, Map, MapData, PerCpuArray},
+    maps::{Array, DevMap, HashMap, Map, MapData, PerCpuArray},
     programs::{
         links::FdLink, tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
     },
     Ebpf, EbpfLoader,
 };
 use lb_common::vxlan::{
-    FdbEntry, MacKey, Remote, VxConfig, VxStats, VX_CFG_MAP, VX_DEC_PROG, VX_ENC_PROG, VX_EPS_MAP,
-    VX_FDB_MAP, VX_F_FAST, VX_LOCAL_MAP, VX_MAPS, VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
+    mac_u64, Endpoints, FdbEntry, MacKey, Remote, VxConfig, VxStats, VX_CFG_MAP, VX_DEC_PROG,
+    VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_F_FAST, VX_LOCAL_MAP, VX_MAPS,
+    VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
 };
 use serde::Serialize;
 
@@ -168,24 +169,32 @@ pub fn load_vtep(spec: &VtepSpec) -> Result<Ebpf> {
                 .context("writing VX_REMOTE")?;
         }
     }
+    if spec.endpoints.len() > VX_EP_MAX as usize {
+        bail!(
+            "{} local endpoints; the BPF VTEP fast-forwards to at most {VX_EP_MAX}",
+            spec.endpoints.len()
+        );
+    }
     {
-        let mut m: DevMapHash<&mut MapData> =
-            DevMapHash::try_from(map_mut(&mut ebpf, VX_LOCAL_MAP)?)?;
-        m.insert(bridge_ifindex, bridge_ifindex, None, 0)
+        let mut m: DevMap<&mut MapData> = DevMap::try_from(map_mut(&mut ebpf, VX_LOCAL_MAP)?)?;
+        m.set(0, bridge_ifindex, None, 0)
             .with_context(|| format!("adding {} to VX_LOCAL", spec.tunnel_peer))?;
-        for (_, port) in &spec.endpoints {
-            let i = ifindex(port)?;
-            m.insert(i, i, None, 0)
+        for (i, (_, port)) in spec.endpoints.iter().enumerate() {
+            m.set(i as u32 + 1, ifindex(port)?, None, 0)
                 .with_context(|| format!("adding {port} to VX_LOCAL"))?;
         }
     }
     {
-        let mut m: HashMap<&mut MapData, MacKey, u32> =
-            HashMap::try_from(map_mut(&mut ebpf, VX_EPS_MAP)?)?;
-        for (mac, port) in &spec.endpoints {
-            m.insert(MacKey::new(*mac), ifindex(port)?, 0)
-                .context("writing VX_EPS")?;
+        let mut eps = Endpoints {
+            n: spec.endpoints.len() as u32,
+            ..Endpoints::default()
+        };
+        for (i, (mac, _)) in spec.endpoints.iter().enumerate() {
+            eps.macs[i] = mac_u64(*mac);
         }
+        let mut m: Array<&mut MapData, Endpoints> =
+            Array::try_from(map_mut(&mut ebpf, VX_EPS_MAP)?)?;
+        m.set(0, eps, 0).context("writing VX_EPS")?;
     }
     Ok(ebpf)
 }
@@ -300,7 +309,7 @@ pub fn sum_stats<'a>(it: impl Iterator<Item = &'a VxStats>) -> VxStats {
         t.pass_port += s.pass_port;
         t.pass_flags += s.pass_flags;
         t.pass_vni += s.pass_vni;
-        t.pass_no_dev += s.pass_no_dev;
+        t.dec_no_dev += s.dec_no_dev;
         t.enc_unicast += s.enc_unicast;
         t.enc_flood += s.enc_flood;
         t.enc_copies += s.enc_copies;
@@ -331,7 +340,7 @@ pub fn stats_fields(s: &VxStats) -> Vec<(&'static str, u64)> {
         ("pass_port", s.pass_port),
         ("pass_flags", s.pass_flags),
         ("pass_vni", s.pass_vni),
-        ("pass_no_dev", s.pass_no_dev),
+        ("dec_no_dev", s.dec_no_dev),
         ("enc_unicast", s.enc_unicast),
         ("enc_flood", s.enc_flood),
         ("enc_copies", s.enc_copies),

@@ -281,7 +281,7 @@ fn decap_passes_everything_else_unchanged_and_counts_it() {
                     + s.pass_port
                     + s.pass_flags
                     + s.pass_vni
-                    + s.pass_no_dev
+                    + s.dec_no_dev
                     + s.dec_bridge
                     + s.dec_fast
             };
@@ -390,8 +390,8 @@ fn encap_ages_out_learned_macs_and_needs_a_remote() {
         p.load()?;
         let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
         run_xdp(dec(&ebpf), &vxlan_frame(&Outer::default(), &from_far));
-        std::thread::sleep(Duration::from_millis(2));
-        // Ageing 0: the learned entry is stale at once, so the frame is flooded.
+        std::thread::sleep(Duration::from_millis(30)); // > one jiffy of the coarse clock
+                                                       // Ageing 0: the learned entry is stale at once, so the frame is flooded.
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 20);
         let (rc, out) = run_tc(enc(&ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
