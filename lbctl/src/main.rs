@@ -137,6 +137,24 @@ enum Cmd {
         #[arg(long, default_value_t = 2_000_000)]
         repeat: u32,
     },
+    /// Benchmark helper: send small UDP datagrams as fast as sendmmsg allows (JSON).
+    #[command(hide = true)]
+    UdpBlast {
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 18)]
+        len: usize,
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+    },
+    /// Benchmark helper: count UDP datagrams for SECS after the first (JSON).
+    #[command(hide = true)]
+    UdpSink {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+    },
     /// Benchmark helper: attach the do-nothing XDP program to interfaces of a lab node.
     #[command(hide = true)]
     XdpNoop {
@@ -234,6 +252,16 @@ fn run_cli(cli: Cli) -> Result<()> {
         Cmd::BenchVtep { iters, repeat } => {
             netns::require_root()?;
             let r = datapath::vxbench::run(iters, repeat)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::UdpBlast { to, len, secs } => {
+            let r = datapath::udpblast::send(to, len, secs)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::UdpSink { listen, secs } => {
+            let r = datapath::udpblast::sink(listen, secs, std::time::Duration::from_secs(15))?;
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
@@ -350,6 +378,8 @@ async fn run(cmd: Cmd) -> Result<()> {
         | Cmd::Check { .. }
         | Cmd::Probe { .. }
         | Cmd::BenchVtep { .. }
+        | Cmd::UdpBlast { .. }
+        | Cmd::UdpSink { .. }
         | Cmd::XdpNoop { .. } => {
             unreachable!("handled before the runtime starts")
         }

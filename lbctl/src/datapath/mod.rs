@@ -1,6 +1,7 @@
 //! BPF programs loaded by lbctl: the observation program on switch ports (STP BPDU and VRRP
 //! advertisement counters) and the VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`).
 pub mod observe;
+pub mod udpblast;
 pub mod vxbench;
 pub mod vxlan;
 pub mod vxtestbed;
