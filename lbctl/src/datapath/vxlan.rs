@@ -25,9 +25,10 @@
 //!   bridge in driver mode, and generic XDP there would see GRO/GSO super-packets it cannot
 //!   redirect (the generic redirect path refuses frames over the MTU). Decapsulated frames
 //!   are redirected (DEVMAP `VX_LOCAL`) to the endpoint's bridge-side veth when the inner
-//!   destination MAC is a local endpoint (`VX_EPS`; the frame leaves through the endpoint's
-//!   own interface, skipping the bridge), otherwise to `vxlan0p`, so they enter the bridge as
-//!   received on the tunnel port.
+//!   destination MAC is a local endpoint (`VX_EPS`, a short array scanned linearly, slot
+//!   `i + 1` of `VX_LOCAL`; the frame leaves through the endpoint's own interface, skipping
+//!   the bridge), otherwise to `vxlan0p` (slot 0), so it enters the bridge as received on the
+//!   tunnel port.
 //! * A veth that receives XDP-redirected frames needs NAPI on its receiving end: the loader's
 //!   caller enables GRO on `vxlan0` and on every endpoint's interface (a veth with GRO on has
 //!   NAPI; XDP_REDIRECT into a veth without it is dropped).
@@ -38,11 +39,22 @@
 //!   removes GSO from its peer (frames arrive segmented), which is the measured cost of this
 //!   design (see `cargo xtask bench datapath`).
 //!
+//! * Known limitation: XDP runs before the bridge, so it also sees frames arriving on an
+//!   underlay port that STP blocks. A switch only sends the VTEP's unicast there while
+//!   flooding an unknown destination (right after a topology change flushed its MAC table);
+//!   such a copy is decapsulated too and the inner frame can arrive twice. XDP cannot read
+//!   the bridge port's STP state, and lbctl keeps no daemon on the hosts to mirror it into a
+//!   map.
+//! * Fast-forwarded frames skip the internal bridge, so it does not learn the remote MACs
+//!   from them (it does from broadcasts such as ARP, which go through it); until it has, it
+//!   floods replies, which still reach `lb_vxenc` and go out as known unicast.
+//!
 //! # Pins (under the host's pin directory, `/sys/fs/bpf/lbctl/<lab>/<host>/`)
 //!
 //! `lb_vxdec`, `lb_vxenc` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`, `VX_REMOTE`,
-//! `VX_LOCAL`, `VX_EPS` (maps), `vxlinks/xdp-<iface>` and `vxlinks/tc-<iface>` (links; removing
-//! a link pin detaches the program). `lbctl down` removes the whole lab directory.
+//! `VX_LOCAL`, `VX_EPS`, `VX_LAST` (maps), `vxlinks/xdp-<iface>` and `vxlinks/tc-<iface>`
+//! (links; removing a link pin detaches the program). `lbctl down` removes the whole lab
+//! directory.
 use std::{
     ffi::CString,
     fs,
