@@ -142,9 +142,15 @@ fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
                 dec >= 400,
                 "{host}: {dec} frames decapsulated for 400 received"
             );
-            // Replies to a local endpoint's MAC take the fast path.
+            // Frames for a local endpoint's MAC take the decap fast path, and frames from a
+            // local endpoint to a learned remote MAC the encap fast path (lb_vxfwd).
             let fast = delta(&before, &after, host, &["dec_fast"]);
             assert!(fast >= 400, "{host}: only {fast} frames fast-forwarded");
+            let fast_tx = delta(&before, &after, host, &["enc_fast"]);
+            assert!(
+                fast_tx >= 350,
+                "{host}: only {fast_tx} frames encapsulated at the port"
+            );
             for bad in [
                 "enc_drop_fib",
                 "enc_drop_err",

@@ -8,6 +8,9 @@
 pub const VX_DEC_PROG: &str = "lb_vxdec";
 /// TC encapsulation program (TCX egress of the tunnel port).
 pub const VX_ENC_PROG: &str = "lb_vxenc";
+/// TC fast-forwarding program (TCX ingress of the local endpoints' bridge-side ports):
+/// known-unicast frames for remote MACs are encapsulated there, skipping the bridge.
+pub const VX_FWD_PROG: &str = "lb_vxfwd";
 /// A do-nothing XDP program (`XDP_PASS`): the floor the benchmark compares `lb_vxdec` with.
 pub const VX_PASS_PROG: &str = "lb_xpass";
 
@@ -165,7 +168,8 @@ pub struct FdbEntry {
 
 /// Outcome counters of the VTEP (value of `VX_STATS[0]`, per CPU; readers sum the CPUs).
 /// Every frame `lb_vxdec` sees lands in exactly one `dec_*`/`pass_*` counter; every frame
-/// `lb_vxenc` sees lands in exactly one of `enc_unicast`, `enc_flood`, `enc_drop_*`.
+/// `lb_vxenc` sees lands in exactly one of `enc_unicast`, `enc_flood`, `enc_drop_*`
+/// (`lb_vxfwd` counts only the frames it encapsulates).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VxStats {
@@ -220,6 +224,9 @@ pub struct VxStats {
     pub learn_new: u64,
     /// Learning: an existing entry's timestamp refreshed.
     pub learn_refresh: u64,
+    /// Known unicast encapsulated by `lb_vxfwd` at a local endpoint's port (fast forwarding
+    /// toward the tunnel, the internal bridge skipped); a subset of `enc_unicast`.
+    pub enc_fast: u64,
 }
 
 #[cfg(feature = "user")]
@@ -240,5 +247,5 @@ const _: () = {
     assert!(core::mem::size_of::<MacKey>() == 8);
     assert!(core::mem::size_of::<FdbEntry>() == 16);
     assert!(core::mem::size_of::<LearnCache>() == 24);
-    assert!(core::mem::size_of::<VxStats>() == 24 * 8);
+    assert!(core::mem::size_of::<VxStats>() == 25 * 8);
 };

@@ -44,7 +44,7 @@ use aya_ebpf::{
     bindings::{
         BPF_ANY, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
         BPF_F_ADJ_ROOM_ENCAP_L4_UDP, BPF_F_ADJ_ROOM_FIXED_GSO, BPF_FIB_LKUP_RET_NO_NEIGH,
-        BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT, TC_ACT_SHOT,
+        BPF_FIB_LKUP_RET_SUCCESS, TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC,
         bpf_adj_room_mode::BPF_ADJ_ROOM_MAC, bpf_fib_lookup, bpf_redir_neigh, xdp_action,
     },
     btf_maps::{Array, DevMap, LruHashMap, PerCpuArray},
@@ -380,18 +380,42 @@ pub fn lb_vxenc(ctx: TcContext) -> i32 {
         st.enc_drop_err += 1;
         return TC_ACT_SHOT as i32;
     };
-    encap(&ctx, cfg, st)
+    encap(&ctx, cfg, st, false)
 }
 
+/// TC ingress of a local endpoint's bridge-side port (fast forwarding toward the tunnel):
+/// a frame for a MAC learned behind a remote VTEP is encapsulated and sent at once, skipping
+/// the internal bridge and the tunnel port; anything else (broadcast, multicast, unknown or
+/// local destinations) continues into the bridge untouched (`TC_ACT_UNSPEC`, i.e. TCX
+/// "next"), where `lb_vxenc` handles whatever the bridge sends to the tunnel.
+#[classifier]
+pub fn lb_vxfwd(ctx: TcContext) -> i32 {
+    let Some(st) = stats() else {
+        return TC_ACT_UNSPEC;
+    };
+    let Some(cfg) = VX_CFG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    encap(&ctx, cfg, st, true)
+}
+
+/// Encapsulates the frame of `ctx`. With `fast_tx` (from `lb_vxfwd`) only known unicast is
+/// handled; every other frame is left untouched and `TC_ACT_UNSPEC` returned.
 #[inline(always)]
-fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats) -> i32 {
+fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -> i32 {
     let len = ctx.len() as usize;
     let Ok(inner_eth) = ctx.load::<[u8; ETH_HLEN]>(0) else {
+        if fast_tx {
+            return TC_ACT_UNSPEC;
+        }
         st.enc_drop_err += 1;
         return TC_ACT_SHOT as i32;
     };
     let n_remotes = cfg.n_remotes.min(VX_REMOTE_MAX);
     if n_remotes == 0 {
+        if fast_tx {
+            return TC_ACT_UNSPEC;
+        }
         st.enc_drop_no_remote += 1;
         return TC_ACT_SHOT as i32;
     }
@@ -415,6 +439,9 @@ fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats) -> i32 {
                 unicast = Some(e.vtep);
             }
         }
+    }
+    if fast_tx && unicast.is_none() {
+        return TC_ACT_UNSPEC;
     }
     let copies = if unicast.is_some() { 1 } else { n_remotes };
 
@@ -464,6 +491,9 @@ fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats) -> i32 {
 
     if unicast.is_some() {
         st.enc_unicast += 1;
+        if fast_tx {
+            st.enc_fast += 1;
+        }
     } else {
         st.enc_flood += 1;
     }

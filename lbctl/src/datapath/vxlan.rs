@@ -9,7 +9,7 @@
 //!   serv1 eth0 ── serv1-eth0 ┐                          ┌ to-swout1 ── swout1   (XDP lb_vxdec)
 //!   serv2 eth0 ── serv2-eth0 ├ vswin1   vswout1 (VTEP)  ┤
 //!   bal1  eth1 ── bal1-eth1  │                          └ to-swout2 ── swout2   (XDP lb_vxdec)
-//!                 vxlan0 ────┘  (TC egress lb_vxenc)
+//!                 vxlan0 ────┘  (TC egress lb_vxenc; TC ingress lb_vxfwd on each endpoint port)
 //!                 vxlan0p       (peer of the tunnel port; XDP redirect target)
 //! ```
 //!
@@ -20,6 +20,10 @@
 //!   redirected there. The FIB lookup runs "as if received on" `vxlan0`, which therefore has
 //!   `net.ipv4.conf.vxlan0.forwarding = 1` (the helper refuses otherwise); `vxlan0` has no
 //!   address, so this forwards nothing else.
+//! * `lb_vxfwd` on the TC ingress of every local endpoint's bridge-side port is the mirror
+//!   of decap fast forwarding: a frame for a MAC learned behind a remote VTEP is encapsulated
+//!   right there and redirected to the underlay, skipping the internal bridge and the tunnel
+//!   port; everything else goes on into the bridge (TCX "next").
 //! * `lb_vxdec` is native XDP on the underlay bridge's ports (the veths to the switches), i.e.
 //!   before the bridge: the VTEP address lives on the bridge device, but XDP cannot run on a
 //!   bridge in driver mode, and generic XDP there would see GRO/GSO super-packets it cannot
@@ -51,8 +55,8 @@
 //!
 //! # Pins (under the host's pin directory, `/sys/fs/bpf/lbctl/<lab>/<host>/`)
 //!
-//! `lb_vxdec`, `lb_vxenc` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`, `VX_REMOTE`,
-//! `VX_LOCAL`, `VX_EPS`, `VX_LAST` (maps), `vxlinks/xdp-<iface>` and `vxlinks/tc-<iface>`
+//! `lb_vxdec`, `lb_vxenc`, `lb_vxfwd` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`, `VX_REMOTE`,
+//! `VX_LOCAL`, `VX_EPS`, `VX_LAST` (maps), `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
 //! (links; removing a link pin detaches the program). `lbctl down` removes the whole lab
 //! directory.
 use std::{
@@ -73,7 +77,7 @@ use aya::{
 };
 use lb_common::vxlan::{
     mac_u64, Endpoints, FdbEntry, MacKey, Remote, VxConfig, VxStats, VX_CFG_MAP, VX_DEC_PROG,
-    VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_F_FAST, VX_LOCAL_MAP, VX_MAPS,
+    VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_FWD_PROG, VX_F_FAST, VX_LOCAL_MAP, VX_MAPS,
     VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
 };
 use serde::Serialize;
@@ -258,6 +262,34 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
         .with_context(|| format!("pinning {}", path.display()))?;
     created.push(path);
 
+    if spec.fast && !spec.endpoints.is_empty() {
+        let fwd: &mut SchedClassifier = ebpf
+            .program_mut(VX_FWD_PROG)
+            .ok_or_else(|| anyhow!("BPF object has no program {VX_FWD_PROG}"))?
+            .try_into()?;
+        fwd.load()
+            .with_context(|| format!("loading {VX_FWD_PROG} (verifier)"))?;
+        for (_, port) in &spec.endpoints {
+            // After the observer (which only counts and says "next").
+            let id = fwd
+                .attach_with_options(
+                    port,
+                    TcAttachType::Ingress,
+                    TcAttachOptions::TcxOrder(LinkOrder::last()),
+                )
+                .with_context(|| format!("attaching {VX_FWD_PROG} to TC ingress of {port}"))?;
+            let link: FdLink = fwd.take_link(id)?.try_into()?;
+            let path = links_dir.join(format!("fwd-{port}"));
+            link.pin(&path)
+                .with_context(|| format!("pinning {}", path.display()))?;
+            created.push(path);
+        }
+        let path = pin_dir.join(VX_FWD_PROG);
+        fwd.pin(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+        created.push(path);
+    }
+
     let dec: &mut Xdp = ebpf
         .program_mut(VX_DEC_PROG)
         .ok_or_else(|| anyhow!("BPF object has no program {VX_DEC_PROG}"))?
@@ -332,6 +364,7 @@ pub fn sum_stats<'a>(it: impl Iterator<Item = &'a VxStats>) -> VxStats {
         t.enc_drop_err += s.enc_drop_err;
         t.learn_new += s.learn_new;
         t.learn_refresh += s.learn_refresh;
+        t.enc_fast += s.enc_fast;
     }
     t
 }
@@ -354,6 +387,7 @@ pub fn stats_fields(s: &VxStats) -> Vec<(&'static str, u64)> {
         ("pass_vni", s.pass_vni),
         ("dec_no_dev", s.dec_no_dev),
         ("enc_unicast", s.enc_unicast),
+        ("enc_fast", s.enc_fast),
         ("enc_flood", s.enc_flood),
         ("enc_copies", s.enc_copies),
         ("enc_bytes", s.enc_bytes),

@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
 };
 use lb_common::vxlan::{
-    FdbEntry, MacKey, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_STATS_MAP,
+    FdbEntry, MacKey, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG, VX_STATS_MAP,
 };
 
 use super::super::vxtestbed::*;
@@ -70,6 +70,8 @@ fn with_vtep(f: impl FnOnce(&mut Ebpf) + Send + 'static) {
         p.load()?;
         let p: &mut SchedClassifier = ebpf.program_mut(VX_ENC_PROG).unwrap().try_into()?;
         p.load()?;
+        let p: &mut SchedClassifier = ebpf.program_mut(VX_FWD_PROG).unwrap().try_into()?;
+        p.load()?;
         f(&mut ebpf);
         Ok(())
     })
@@ -82,6 +84,39 @@ fn dec(ebpf: &Ebpf) -> &Xdp {
 
 fn enc(ebpf: &Ebpf) -> &SchedClassifier {
     ebpf.program(VX_ENC_PROG).unwrap().try_into().unwrap()
+}
+
+fn fwd(ebpf: &Ebpf) -> &SchedClassifier {
+    ebpf.program(VX_FWD_PROG).unwrap().try_into().unwrap()
+}
+
+/// `TC_ACT_UNSPEC` (-1) as the u32 test_run reports.
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+
+#[test]
+fn fast_tx_encapsulates_known_unicast_only() {
+    with_vtep(|ebpf| {
+        let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
+        // Unknown destination, broadcast: into the bridge, untouched, nothing counted.
+        let (rc, out) = run_tc(fwd(ebpf), &ip);
+        assert_eq!((rc, out), (TC_ACT_UNSPEC, ip.clone()));
+        let arp = inner_arp(MAC_ENDPOINT);
+        let (rc, out) = run_tc(fwd(ebpf), &arp);
+        assert_eq!((rc, out), (TC_ACT_UNSPEC, arp.clone()));
+        assert_eq!(stats(ebpf), VxStats::default());
+        // Once MAC_FAR is learned behind A: encapsulated right at the endpoint's port.
+        let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
+        run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
+        let (rc, out) = run_tc(fwd(ebpf), &ip);
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
+        let s = stats(ebpf);
+        assert_eq!(
+            (s.enc_fast, s.enc_unicast, s.enc_copies),
+            (1, 1, 1),
+            "{s:?}"
+        );
+    });
 }
 
 #[test]
