@@ -1,6 +1,7 @@
 //! lbctl's own VXLAN tunnel endpoint (VTEP): `lb_vxdec` (XDP) decapsulates on the host's
-//! underlay ports, `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_xpass` is the
-//! do-nothing XDP program the benchmark uses as its floor.
+//! underlay ports, `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_vxfwd` (TC
+//! ingress of the local endpoints' ports) encapsulates known remote unicast before the
+//! bridge, `lb_xpass` is the do-nothing XDP program the benchmark uses as its floor.
 //!
 //! # Where the programs sit (see `lbctl/src/datapath/vxlan.rs` for the wiring)
 //!
