@@ -39,8 +39,10 @@
 //! * `bpf_clone_redirect` per remote VTEP for head-end replication, then `bpf_redirect` for the
 //!   last copy: the headers are written once and only the outer destination (IP, checksum,
 //!   next-hop MACs) is rewritten between copies.
-//! * No per-packet logging: a log call would cost more than the whole program; every outcome
-//!   has a counter in `VX_STATS` instead.
+//! * Logging through aya-log at debug level only, and only on rare events (a MAC learned or
+//!   moved, an unresolved neighbour, a failed FIB lookup, a vanished redirect target): a log
+//!   call costs more than the whole fast path, so per-packet outcomes are counters in
+//!   `VX_STATS`. `lbctl vtep-log` prints the records.
 use aya_ebpf::{
     bindings::{
         BPF_ANY, BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4,
@@ -56,6 +58,7 @@ use aya_ebpf::{
     macros::{btf_map, classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use aya_log_ebpf::debug;
 use lb_common::vxlan::{
     Endpoints, FdbEntry, LearnCache, MacKey, Remote, VX_EP_MAX, VX_F_FAST, VX_FDB_MAX, VX_FLAG_I,
     VX_LOCAL_MAX, VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxStats, mac_u64,
@@ -278,7 +281,7 @@ fn deliver(ctx: &XdpContext, cfg: &VxConfig, st: &mut VxStats, v: Valid) -> u32 
             }
         }
     }
-    learn(&v, st);
+    learn(ctx, &v, st);
     // SAFETY: ctx.ctx is the xdp_md of this program run.
     if unsafe { bpf_xdp_adjust_head(ctx.ctx, VX_OVERHEAD as i32) } != 0 {
         st.pass_trunc += 1;
@@ -299,6 +302,10 @@ fn deliver(ctx: &XdpContext, cfg: &VxConfig, st: &mut VxStats, v: Valid) -> u32 
         }
         Err(_) => {
             st.dec_no_dev += 1;
+            debug!(
+                ctx,
+                "vxlan: no device in VX_LOCAL slot {}, frame dropped", key
+            );
             xdp_action::XDP_DROP
         }
     }
@@ -307,7 +314,7 @@ fn deliver(ctx: &XdpContext, cfg: &VxConfig, st: &mut VxStats, v: Valid) -> u32 
 /// MAC learning: the inner source MAC lives behind the outer source address. A per-CPU
 /// cache of the last MAC seen spares the LRU lookup for back-to-back frames of one flow.
 #[inline(always)]
-fn learn(v: &Valid, st: &mut VxStats) {
+fn learn(ctx: &XdpContext, v: &Valid, st: &mut VxStats) {
     if v.inner_src[0] & 1 != 0 {
         return; // a multicast source MAC is invalid; never learn it
     }
@@ -353,6 +360,12 @@ fn learn(v: &Valid, st: &mut VxStats) {
             return;
         }
         st.learn_new += 1;
+        debug!(
+            ctx,
+            "vxlan: learned {:mac} behind {:i}",
+            v.inner_src,
+            u32::from_be_bytes(v.outer_src)
+        );
     }
     last.mac = v.inner_src;
     last.vtep = v.outer_src;
@@ -553,6 +566,11 @@ fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -> i3
             }
         } else if rc == BPF_FIB_LKUP_RET_NO_NEIGH as i64 {
             st.enc_no_neigh += 1;
+            debug!(
+                ctx,
+                "vxlan: no neighbour for the next hop to {:i}",
+                u32::from_be_bytes(remote)
+            );
             // The kernel resolves the neighbour (and queues the frame meanwhile) only through
             // bpf_redirect_neigh, which needs skb->protocol to be IPv4: true when the inner
             // frame is IPv4. Other copies are dropped; the loader pre-resolves the remote
@@ -583,6 +601,12 @@ fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -> i3
             }
         } else {
             st.enc_drop_fib += 1;
+            debug!(
+                ctx,
+                "vxlan: FIB lookup for {:i} failed ({}), copy dropped",
+                u32::from_be_bytes(remote),
+                rc
+            );
         }
     }
     TC_ACT_SHOT as i32

@@ -127,6 +127,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         duration_ms: u64,
     },
+    /// Print the BPF VTEP's debug log (MACs learned, unresolved neighbours, FIB failures) of a
+    /// host with `vxlan` mode "ebpf".
+    VtepLog {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The host whose VTEP to follow.
+        #[arg(long)]
+        node: String,
+        /// Stop after this many seconds (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        secs: u64,
+    },
     /// Benchmark helper: per-packet cost of the VTEP programs via BPF_PROG_TEST_RUN (JSON).
     #[command(hide = true)]
     BenchVtep {
@@ -255,6 +267,11 @@ fn run_cli(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&r)?);
             Ok(())
         }
+        Cmd::VtepLog { lab, node, secs } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            datapath::vxlan::follow_log(&topo::state::node_pin_dir(&cfg.lab.name, &node), secs)
+        }
         Cmd::UdpBlast { to, len, secs } => {
             let r = datapath::udpblast::send(to, len, secs)?;
             println!("{}", serde_json::to_string(&r)?);
@@ -378,6 +395,7 @@ async fn run(cmd: Cmd) -> Result<()> {
         | Cmd::Check { .. }
         | Cmd::Probe { .. }
         | Cmd::BenchVtep { .. }
+        | Cmd::VtepLog { .. }
         | Cmd::UdpBlast { .. }
         | Cmd::UdpSink { .. }
         | Cmd::XdpNoop { .. } => {

@@ -155,7 +155,11 @@ pub fn attach_vtep(pin_dir: &Path, spec: &VtepSpec) -> Result<()> {
 /// Loads the object and fills the maps of a VTEP (no attachment, no pins). Used by
 /// [`attach_vtep`] and by the packet tests and benchmark through `BPF_PROG_TEST_RUN`.
 pub fn load_vtep(spec: &VtepSpec) -> Result<Ebpf> {
+    // The programs log (rarely) at debug level; nothing more verbose is compiled in, and
+    // this keeps it that way.
+    let level = aya_log::Level::Debug as u8;
     let mut ebpf = EbpfLoader::new()
+        .override_global(aya_log::LEVEL, &level, false)
         .load(object())
         .context("loading the BPF object (needs root and a BTF-enabled kernel)")?;
     let bridge_ifindex = ifindex(&spec.tunnel_peer)?;
@@ -315,6 +319,40 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
         .with_context(|| format!("pinning {}", path.display()))?;
     created.push(path);
     Ok(())
+}
+
+/// Prints the VTEP's aya-log records (debug level: MACs learned, unresolved neighbours,
+/// failed FIB lookups, vanished redirect targets) for `secs` seconds, or until killed when
+/// `secs` is 0. Reads the log ring buffer of the pinned `lb_vxenc`, shared by all the
+/// programs of one VTEP.
+pub fn follow_log(pin_dir: &Path, secs: u64) -> Result<()> {
+    struct Stdout;
+    impl log::Log for Stdout {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, r: &log::Record) {
+            use std::io::Write as _;
+            // A closed pipe (`| head`) is not worth a panic: drop the line.
+            let _ = writeln!(std::io::stdout(), "{:<5} {}", r.level(), r.args());
+        }
+        fn flush(&self) {}
+    }
+    static STDOUT: Stdout = Stdout;
+    let path = pin_dir.join(VX_ENC_PROG);
+    let prog = SchedClassifier::from_pin(&path)
+        .with_context(|| format!("opening {} (is an ebpf VTEP attached?)", path.display()))?;
+    let id = prog.info()?.id();
+    let mut logger = aya_log::EbpfLogger::init_from_id_with_logger(id, &STDOUT)
+        .map_err(|e| anyhow!("attaching to the log of {VX_ENC_PROG}: {e}"))?;
+    let start = std::time::Instant::now();
+    loop {
+        logger.flush();
+        if secs > 0 && start.elapsed() >= Duration::from_secs(secs) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Whether `pin_dir` holds a VTEP.
