@@ -13,6 +13,9 @@ pub const VX_ENC_PROG: &str = "lb_vxenc";
 pub const VX_FWD_PROG: &str = "lb_vxfwd";
 /// A do-nothing XDP program (`XDP_PASS`): the floor the benchmark compares `lb_vxdec` with.
 pub const VX_PASS_PROG: &str = "lb_xpass";
+/// A do-nothing XDP program that drops (`XDP_DROP`): the live-frames floor without the skb
+/// that `XDP_PASS` makes the kernel build.
+pub const VX_DROP_PROG: &str = "lb_xdrop";
 
 /// Per-CPU array, one [`VxStats`] at index 0: every outcome of both programs.
 pub const VX_STATS_MAP: &str = "VX_STATS";

@@ -17,7 +17,8 @@
 //! bridge-side veth: the frame comes out of the endpoint's own interface) or, for anything
 //! else, to `vxlan0p`, so the frame enters the internal bridge as received on the tunnel port
 //! (the bridge learns and floods as with the kernel's device). Everything else returns
-//! `XDP_PASS` untouched.
+//! `XDP_PASS` untouched. Bytes after the outer IP packet (never present on a well-formed
+//! VXLAN frame, which is longer than Ethernet's minimum) stay at the end of the inner frame.
 //!
 //! # Wire format (RFC 7348)
 //!
@@ -153,6 +154,12 @@ pub fn lb_vxdec(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn lb_xpass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The do-nothing XDP program that drops: the live-frames floor without building an skb.
+#[xdp]
+pub fn lb_xdrop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
 }
 
 enum Pass {

@@ -66,6 +66,9 @@ enum BenchCmd {
         /// Seconds per iperf3 run.
         #[arg(long, default_value_t = 8)]
         secs: u32,
+        /// Alternating rounds of the three lab cases (medians are compared).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Runs of the single-run test_run loops.
         #[arg(long, default_value_t = 20000)]
         iters: u32,
@@ -100,10 +103,11 @@ fn main() -> anyhow::Result<()> {
             what:
                 BenchCmd::Datapath {
                     secs,
+                    rounds,
                     iters,
                     repeat,
                 },
-        } => bench_datapath::datapath(&workspace_root(), secs, iters, repeat),
+        } => bench_datapath::datapath(&workspace_root(), secs, rounds, iters, repeat),
         Cmd::BuildEbpf {
             target_dir,
             toolchain,

@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use aya::programs::{
     links::FdLink, SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
 };
-use lb_common::vxlan::{VX_DEC_PROG, VX_ENC_PROG, VX_PASS_PROG};
+use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG};
 use serde::Serialize;
 
 use super::vxlan::{load_vtep, LINKS_DIR};
@@ -41,6 +41,11 @@ pub struct VtepBench {
     /// Live frames, ns per packet (verdict carried out).
     pub decap_live_ns: f64,
     pub floor_live_ns: f64,
+    /// Live frames with the redirect target's device deleted, so every decapsulated frame is
+    /// dropped (`dec_no_dev`): the decapsulation without a veth transmit, next to
+    /// `lb_xdrop`.
+    pub decap_live_drop_ns: f64,
+    pub floor_live_drop_ns: f64,
     /// Inner frame size used (bytes).
     pub inner_len: usize,
 }
@@ -71,7 +76,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     net.run(|| super::vxlan::ethtool::set_gro("e0p", true))?;
     net.run(move || {
         let mut ebpf = load_vtep(&spec)?;
-        for name in [VX_DEC_PROG, VX_PASS_PROG] {
+        for name in [VX_DEC_PROG, VX_PASS_PROG, VX_DROP_PROG] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or_else(|| anyhow!("no {name}"))?
@@ -141,6 +146,18 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
         };
         let decap_live_ns = live(dec)?;
         let floor_live_ns = live(pass)?;
+        // Delete the endpoint's device: the kernel empties its DEVMAP slot and lb_vxdec
+        // drops what it decapsulates for it.
+        let out = std::process::Command::new("ip")
+            .args(["link", "del", "e0"])
+            .output()
+            .context("ip link del e0")?;
+        if !out.status.success() {
+            bail!("ip link del e0: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let drop: &Xdp = ebpf.program(VX_DROP_PROG).unwrap().try_into()?;
+        let decap_live_drop_ns = live(dec)?;
+        let floor_live_drop_ns = live(drop)?;
         Ok(VtepBench {
             iters,
             live_repeat,
@@ -151,6 +168,8 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
             decap_bridge_ns,
             decap_live_ns,
             floor_live_ns,
+            decap_live_drop_ns,
+            floor_live_drop_ns,
             inner_len: inner.len(),
         })
     })
