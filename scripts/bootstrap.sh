@@ -17,10 +17,11 @@ fi
 # used by the lab and its tests. apache2/libapache2-mod-php: the Apache + PHP backends
 # (node web = "apache"). haproxy/wrk/keepalived: reference balancer, load generator and
 # VRRP daemon to compare lbctl against. graphviz: `lbctl graph` and the dashboard render
-# the topology with dot. chromium: the dashboard test loads the page headless.
+# the topology with dot. chromium: the dashboard test loads the page headless. iperf3:
+# `cargo xtask bench datapath` (TCP and UDP across the tunnel).
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 iputils-ping curl
           tcpdump bridge-utils procps nftables apache2 libapache2-mod-php haproxy wrk keepalived
-          graphviz chromium)
+          graphviz chromium iperf3)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -105,8 +105,18 @@ fn assert_at_rest(lab: &Lab) {
 
 #[test]
 fn default_lab_passes_every_checkpoint() {
+    passes_every_checkpoint(None, "kernel");
+}
+
+/// The same scenario with lbctl's BPF VTEP on both hosts instead of the kernel's vxlan.
+#[test]
+fn default_lab_with_the_ebpf_data_path_passes_every_checkpoint() {
+    passes_every_checkpoint(Some("tests/configs/ebpf.toml"), "ebpf");
+}
+
+fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
     require_root();
-    let lab = Lab::up(None);
+    let lab = Lab::up(config);
     let t = Instant::now();
     let (code, r) = verify(&lab, &[], &[]);
     eprintln!("verify took {:.0} s", t.elapsed().as_secs_f32());
@@ -143,7 +153,7 @@ fn default_lab_passes_every_checkpoint() {
     assert_eq!(code, 0, "{r:#}");
     assert_eq!(r["schema"], 1);
     assert_eq!(r["passed"], true);
-    assert_eq!(r["data_path"], "kernel");
+    assert_eq!(r["data_path"], data_path);
     assert_eq!(r["checkpoints"].as_array().unwrap().len(), 4);
     // Checkpoint 1: 5 links and 4 bridges, down and up, measured from user1 and user2.
     let ev = checkpoint(&r, 1)["events"].as_array().unwrap();

@@ -8,6 +8,7 @@
 
 pub mod health;
 pub use health::*;
+pub mod vxlan;
 
 /// Name of the observation program (TC ingress classifier). Kernel object names are cut at
 /// 15 characters, so every name here stays shorter.

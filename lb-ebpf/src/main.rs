@@ -35,6 +35,7 @@
 #![no_main]
 
 mod health;
+mod vxlan;
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, TC_ACT_UNSPEC},

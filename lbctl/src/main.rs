@@ -223,6 +223,55 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         duration_ms: u64,
     },
+    /// Print the BPF VTEP's debug log (MACs learned, unresolved neighbours, FIB failures) of a
+    /// host with `vxlan` mode "ebpf".
+    VtepLog {
+        #[command(flatten)]
+        lab: LabArgs,
+        /// The host whose VTEP to follow.
+        #[arg(long)]
+        node: String,
+        /// Stop after this many seconds (0: until interrupted).
+        #[arg(long, default_value_t = 0)]
+        secs: u64,
+    },
+    /// Benchmark helper: per-packet cost of the VTEP programs via BPF_PROG_TEST_RUN (JSON).
+    #[command(hide = true)]
+    BenchVtep {
+        /// Frames per single-run loop.
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
+        /// Iterations of the live-frames run.
+        #[arg(long, default_value_t = 2_000_000)]
+        repeat: u32,
+    },
+    /// Benchmark helper: send small UDP datagrams as fast as sendmmsg allows (JSON).
+    #[command(hide = true)]
+    UdpBlast {
+        #[arg(long)]
+        to: std::net::SocketAddr,
+        #[arg(long, default_value_t = 18)]
+        len: usize,
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+    },
+    /// Benchmark helper: count UDP datagrams for SECS after the first (JSON).
+    #[command(hide = true)]
+    UdpSink {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 8.0)]
+        secs: f64,
+    },
+    /// Benchmark helper: attach the do-nothing XDP program to interfaces of a lab node.
+    #[command(hide = true)]
+    XdpNoop {
+        #[arg(long)]
+        lab: String,
+        #[arg(long)]
+        node: String,
+        ifaces: Vec<String>,
+    },
     /// The built-in backend web server (run by `up` in each server node).
     Serve {
         /// Server name shown in the page.
@@ -332,6 +381,34 @@ fn run_cli(cli: Cli) -> Result<()> {
             follow,
             lines,
         } => logs_cmd(lab, &node, daemon.as_deref(), follow, lines),
+        Cmd::BenchVtep { iters, repeat } => {
+            netns::require_root()?;
+            let r = datapath::vxbench::run(iters, repeat)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::VtepLog { lab, node, secs } => {
+            netns::require_root()?;
+            let (cfg, _) = resolve(&lab, false)?;
+            datapath::vxlan::follow_log(&topo::state::node_pin_dir(&cfg.lab.name, &node), secs)
+        }
+        Cmd::UdpBlast { to, len, secs } => {
+            let r = datapath::udpblast::send(to, len, secs)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::UdpSink { listen, secs } => {
+            let r = datapath::udpblast::sink(listen, secs, std::time::Duration::from_secs(15))?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
+        Cmd::XdpNoop { lab, node, ifaces } => {
+            netns::require_root()?;
+            let pin = topo::state::node_pin_dir(&lab, &node);
+            netns::run_in(&config::netns_name(&lab, &node), move || {
+                datapath::vxbench::attach_noop(&pin, &ifaces)
+            })
+        }
         Cmd::Probe {
             url,
             period_ms,
@@ -555,7 +632,12 @@ async fn run(cmd: Cmd) -> Result<()> {
         | Cmd::Check { .. }
         | Cmd::Probe { .. }
         | Cmd::Capture { .. }
-        | Cmd::Logs { .. } => {
+        | Cmd::Logs { .. }
+        | Cmd::BenchVtep { .. }
+        | Cmd::VtepLog { .. }
+        | Cmd::UdpBlast { .. }
+        | Cmd::UdpSink { .. }
+        | Cmd::XdpNoop { .. } => {
             unreachable!("handled before the runtime starts")
         }
     }

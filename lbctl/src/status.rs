@@ -21,6 +21,8 @@ pub struct Status {
     pub mismatches: Vec<Mismatch>,
     pub daemons: Vec<DaemonStatus>,
     pub counters: Vec<CounterRow>,
+    /// Each VXLAN endpoint's counters.
+    pub vxlan: Vec<VxlanStatus>,
     /// Each balancer's backends as its agent reports them.
     pub balancers: Vec<crate::agent::admin::Stats>,
 }
@@ -76,6 +78,21 @@ pub struct CounterRow {
     pub counts: observe::PortCounters,
     /// (vrid, adverts)
     pub vrrp_by_vrid: Vec<(u8, u64)>,
+}
+
+/// One VXLAN endpoint: the BPF VTEP's counters (`VX_STATS`, summed over CPUs) and learned
+/// MACs, or the kernel vxlan device's interface counters.
+#[derive(Debug, Serialize)]
+pub struct VxlanStatus {
+    pub host: String,
+    pub mode: crate::config::VxlanMode,
+    pub device: String,
+    /// Counter name -> value, in a stable order. `ebpf`: the fields of `VX_STATS`
+    /// (`dec_*`, `pass_*`, `enc_*`, `learn_*`); `kernel`: `rx_packets`, `tx_packets`,
+    /// `rx_bytes`, `tx_bytes`, `rx_dropped`, `tx_dropped` of the vxlan device.
+    pub counters: Vec<(String, u64)>,
+    /// `ebpf`: the learned MAC table (`VX_FDB`).
+    pub fdb: Vec<crate::datapath::vxlan::FdbRow>,
 }
 
 fn bridge_name_of(view: &LabView, id: &BridgeId) -> String {
@@ -232,6 +249,48 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         }
     }
 
+    let mut vxlan = Vec::new();
+    for x in &plan.vxlans {
+        let ns = plan.netns(&x.node);
+        if !crate::topo::netns::exists(&ns) {
+            continue;
+        }
+        let mut row = VxlanStatus {
+            host: x.node.clone(),
+            mode: x.mode,
+            device: x.device.clone(),
+            counters: Vec::new(),
+            fdb: Vec::new(),
+        };
+        match x.mode {
+            crate::config::VxlanMode::Ebpf => {
+                let pin = state::node_pin_dir(&plan.lab, &x.node);
+                if let Ok(st) = crate::datapath::vxlan::read_stats(&pin) {
+                    row.counters = crate::datapath::vxlan::stats_fields(&st)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect();
+                }
+                row.fdb = crate::datapath::vxlan::read_fdb(&pin).unwrap_or_default();
+            }
+            crate::config::VxlanMode::Kernel => {
+                let h = crate::topo::netns::netlink(&ns).await?;
+                if let Some(v) = crate::topo::nl::link_stats(&h, &x.device).await? {
+                    let names = [
+                        "rx_packets",
+                        "tx_packets",
+                        "rx_bytes",
+                        "tx_bytes",
+                        "rx_dropped",
+                        "tx_dropped",
+                    ];
+                    row.counters = names.iter().map(|n| n.to_string()).zip(v).collect();
+                }
+            }
+        }
+        vxlan.push(row);
+    }
+
     let mut balancers = Vec::new();
     if let Some(svc) = &cfg.service {
         for b in &svc.balancers {
@@ -252,6 +311,7 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         mismatches,
         daemons,
         counters,
+        vxlan,
     })
 }
 
@@ -582,6 +642,29 @@ pub fn render(s: &Status) -> String {
             c.counts.vrrp_bad,
             by.join(" ")
         );
+    }
+    for x in &s.vxlan {
+        let mode = match x.mode {
+            crate::config::VxlanMode::Ebpf => "BPF VTEP, VX_STATS",
+            crate::config::VxlanMode::Kernel => "kernel vxlan device",
+        };
+        let _ = writeln!(o, "\nVXLAN {} ({mode}, {})", x.host, x.device);
+        let nonzero: Vec<String> = x
+            .counters
+            .iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for chunk in nonzero.chunks(6) {
+            let _ = writeln!(o, "  {}", chunk.join("  "));
+        }
+        for f in &x.fdb {
+            let _ = writeln!(
+                o,
+                "  learned {} behind {} ({:.0} s ago)",
+                f.mac, f.vtep, f.age_s
+            );
+        }
     }
     o
 }

@@ -241,7 +241,7 @@ struct FailoverCase {
 }
 
 /// Builds the release lbctl the benchmarks run.
-fn build_release(root: &Path) -> Result<()> {
+pub(crate) fn build_release(root: &Path) -> Result<()> {
     let status = Command::new("cargo")
         .args(["build", "--release", "-p", "lbctl"])
         .current_dir(root)
@@ -252,7 +252,7 @@ fn build_release(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn lbctl_bin(root: &Path) -> PathBuf {
+pub(crate) fn lbctl_bin(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
@@ -294,7 +294,7 @@ fn keepalived_conf(node: &str, prio: u8, advert_ms: u32) -> String {
     )
 }
 
-fn run_ok(cmd: &mut Command) -> Result<String> {
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<String> {
     let out = cmd.output()?;
     if !out.status.success() {
         bail!(

@@ -1,6 +1,7 @@
 //! Developer tasks for the lbctl workspace. Run through the alias in `.cargo/config.toml`:
 //! `cargo xtask <command>`.
 mod bench;
+mod bench_datapath;
 mod ebpf;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,23 @@ enum BenchCmd {
     /// VRRP failover in the lab: user-visible outage with our agent vs keepalived, same
     /// intervals and priorities, link cut and graceful stop.
     Failover,
+    /// The BPF VXLAN data path vs the kernel's vxlan device: ns per packet via test_run (decap,
+    /// encap, no-op XDP floor; single-run and live frames), then TCP throughput and 64-byte
+    /// UDP packet rate across the tunnel in the lab (kernel, kernel + no-op XDP, ebpf).
+    Datapath {
+        /// Seconds per iperf3 run.
+        #[arg(long, default_value_t = 8)]
+        secs: u32,
+        /// Alternating rounds of the three lab cases (medians are compared).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Runs of the single-run test_run loops.
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
+        /// Iterations of the live-frames test run.
+        #[arg(long, default_value_t = 2000000)]
+        repeat: u32,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -81,6 +99,15 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench {
             what: BenchCmd::Failover,
         } => bench::failover(&workspace_root()),
+        Cmd::Bench {
+            what:
+                BenchCmd::Datapath {
+                    secs,
+                    rounds,
+                    iters,
+                    repeat,
+                },
+        } => bench_datapath::datapath(&workspace_root(), secs, rounds, iters, repeat),
         Cmd::BuildEbpf {
             target_dir,
             toolchain,

@@ -231,7 +231,8 @@ pub enum VxlanMode {
     /// The kernel's vxlan device.
     #[default]
     Kernel,
-    /// lbctl's own BPF VTEP (data path issue).
+    /// lbctl's own BPF VTEP: XDP decapsulation, TC encapsulation, DEVMAP fast forwarding
+    /// (`lbctl/src/datapath/vxlan.rs`).
     Ebpf,
 }
 
@@ -244,10 +245,26 @@ pub struct Vxlan {
     pub vni: u32,
     #[serde(default = "default_vxlan_port")]
     pub port: u16,
+    /// Data path of every endpoint that does not set its own `mode`.
     #[serde(default)]
     pub mode: VxlanMode,
+    /// BPF VTEP: seconds after which a learned MAC is forgotten (its frames are flooded to
+    /// every remote VTEP again), like the kernel bridge's ageing time.
+    #[serde(default = "default_vxlan_ageing")]
+    pub ageing_s: u32,
     #[serde(rename = "endpoint")]
     pub endpoints: Vec<VxlanEndpoint>,
+}
+
+impl Vxlan {
+    /// The data path of one endpoint: its own `mode`, else the tunnel's.
+    pub fn mode_of(&self, e: &VxlanEndpoint) -> VxlanMode {
+        e.mode.unwrap_or(self.mode)
+    }
+}
+
+fn default_vxlan_ageing() -> u32 {
+    300
 }
 
 fn default_vxlan_name() -> String {
@@ -265,6 +282,10 @@ pub struct VxlanEndpoint {
     pub bridge: String,
     /// The host's underlay address (must be one of its bridge addresses).
     pub local: Ipv4Addr,
+    /// This endpoint's data path, overriding `vxlan.mode` (mixed labs: ours on one host,
+    /// the kernel's vxlan device on the other).
+    #[serde(default)]
+    pub mode: Option<VxlanMode>,
 }
 
 /// The balanced web service: what `lbctl agent` runs on each balancer. Knob names follow

@@ -428,6 +428,23 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
         if v.endpoints.len() < 2 {
             c.err("vxlan.endpoint", "a tunnel needs at least two endpoints");
         }
+        if v.ageing_s == 0 {
+            c.err("vxlan.ageing_s", "must be at least 1 second");
+        }
+        let kernel_eps = v
+            .endpoints
+            .iter()
+            .filter(|e| v.mode_of(e) == VxlanMode::Kernel)
+            .count();
+        if kernel_eps > 0 && v.endpoints.len() > 2 {
+            c.err(
+                "vxlan.endpoint",
+                format!(
+                    "the kernel data path (mode \"kernel\") takes exactly one remote endpoint; with {} endpoints use mode \"ebpf\" everywhere",
+                    v.endpoints.len()
+                ),
+            );
+        }
         let mut seen_hosts = HashSet::new();
         for (i, e) in v.endpoints.iter().enumerate() {
             let field = format!("vxlan.endpoint[{i}]");
@@ -471,6 +488,44 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
                     format!("{field}.local"),
                     "the underlay address cannot sit on the bridge the tunnel extends",
                 );
+            }
+            if v.mode_of(e) == VxlanMode::Ebpf {
+                // The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links.
+                let peer = format!("{}p", v.device);
+                if let Err(why) = check_ifname(&peer) {
+                    c.err(
+                        "vxlan.device",
+                        format!("mode \"ebpf\" names the tunnel port's peer {peer:?}: {why}"),
+                    );
+                }
+                let field_mode = if e.mode.is_some() {
+                    format!("{field}.mode")
+                } else {
+                    "vxlan.mode".to_string()
+                };
+                if v.endpoints.len() > 1 + lb_common::vxlan::VX_REMOTE_MAX as usize {
+                    c.err(
+                        field_mode.clone(),
+                        format!(
+                            "the BPF VTEP replicates to at most {} remote endpoints; this tunnel has {}",
+                            lb_common::vxlan::VX_REMOTE_MAX,
+                            v.endpoints.len() - 1
+                        ),
+                    );
+                }
+                if !cfg
+                    .links
+                    .iter()
+                    .any(|l| l.a == under.name || l.b == under.name)
+                {
+                    c.err(
+                        field_mode,
+                        format!(
+                            "the BPF VTEP decapsulates in XDP on the links of the underlay bridge {:?}, and it has none",
+                            under.name
+                        ),
+                    );
+                }
             }
             let under_mtu = cfg
                 .lan(&under.lan)
@@ -889,6 +944,37 @@ mod tests {
     fn vxlan_endpoint_local_must_be_a_host_address() {
         let msg = refused("local = \"172.16.1.151\"", "local = \"172.16.1.152\"");
         assert_names(&msg, "vxlan.endpoint[1].local", &["not an address"]);
+    }
+
+    #[test]
+    fn vxlan_mode_and_ageing_are_checked() {
+        let msg = refused("mode = \"kernel\"", "mode = \"bpf\"");
+        assert!(
+            msg.contains("unknown variant") && msg.contains("ebpf"),
+            "{msg}"
+        );
+        let msg = refused("mode = \"kernel\"", "mode = \"ebpf\"\nageing_s = 0");
+        assert_names(&msg, "vxlan.ageing_s", &["at least 1"]);
+        let msg = refused(
+            "mode = \"kernel\"",
+            "mode = \"ebpf\"\ndevice = \"vxlan0123456789\"",
+        );
+        assert_names(&msg, "vxlan.device", &["vxlan0123456789p", "at most 15"]);
+        // A per-endpoint override is accepted and wins over the tunnel's mode.
+        let text = DEFAULT.replacen(
+            "local = \"172.16.1.151\"",
+            "local = \"172.16.1.151\"\nmode = \"ebpf\"",
+            1,
+        );
+        let cfg = Config::from_toml(&text, "test.toml").expect("mixed config");
+        let v = cfg.vxlan.as_ref().unwrap();
+        assert_eq!(v.mode_of(&v.endpoints[0]), crate::config::VxlanMode::Kernel);
+        assert_eq!(v.mode_of(&v.endpoints[1]), crate::config::VxlanMode::Ebpf);
+        let msg = refused(
+            "local = \"172.16.1.151\"",
+            "local = \"172.16.1.151\"\nmode = \"xdp\"",
+        );
+        assert!(msg.contains("unknown variant"), "{msg}");
     }
 
     #[test]

@@ -1,4 +1,8 @@
 //! BPF programs loaded by lbctl: the observation program on switch ports (STP BPDU and VRRP
-//! advertisement counters). The VXLAN data path joins here later.
+//! advertisement counters) and the VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`).
 pub mod observe;
 pub mod state_maps;
+pub mod udpblast;
+pub mod vxbench;
+pub mod vxlan;
+pub mod vxtestbed;

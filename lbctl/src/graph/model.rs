@@ -691,6 +691,7 @@ mod tests {
         };
         Status {
             lab: "lab".into(),
+            vxlan: vec![],
             nodes: plan
                 .nodes
                 .iter()

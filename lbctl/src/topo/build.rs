@@ -151,23 +151,44 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
         }
     }
 
-    if !plan.vxlans.is_empty() {
-        say(opts, "  VXLAN tunnel (kernel vxlan device, UDP 4789)");
-    }
     for x in &plan.vxlans {
-        if x.mode == VxlanMode::Ebpf {
-            bail!("vxlan.mode = \"ebpf\" is not available yet; use \"kernel\"");
+        let how = match x.mode {
+            VxlanMode::Kernel => "kernel vxlan device".to_string(),
+            VxlanMode::Ebpf => format!(
+                "BPF VTEP: XDP decap on {}'s links, TC encap on {}",
+                x.underlay_bridge, x.device
+            ),
+        };
+        say(
+            opts,
+            &format!("  VXLAN {} (VNI {}, UDP {}): {how}", x.node, x.vni, x.port),
+        );
+        match x.mode {
+            VxlanMode::Kernel => {
+                nl::add_vxlan(
+                    h(&x.node),
+                    &x.device,
+                    x.vni,
+                    x.port,
+                    x.local,
+                    &x.remotes,
+                    x.mtu,
+                )
+                .await?;
+            }
+            VxlanMode::Ebpf => {
+                if !opts.bpf {
+                    bail!(
+                        "the VXLAN endpoint on {} uses mode \"ebpf\", which needs BPF: drop --no-bpf",
+                        x.node
+                    );
+                }
+                // The tunnel port: a veth pair in the host, one end on the internal bridge.
+                nl::add_veth(h(&x.node), &x.device, &x.peer, &plan.netns(&x.node)).await?;
+                nl::set_mtu(h(&x.node), &x.device, x.mtu).await?;
+                nl::set_mtu(h(&x.node), &x.peer, x.mtu).await?;
+            }
         }
-        nl::add_vxlan(
-            h(&x.node),
-            &x.device,
-            x.vni,
-            x.port,
-            x.local,
-            &x.remotes,
-            x.mtu,
-        )
-        .await?;
         let b = plan.bridge(&x.bridge).expect("validated");
         let p = b
             .ports
@@ -185,10 +206,14 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     }
     for x in &plan.vxlans {
         nl::set_up(h(&x.node), &x.device, true).await?;
+        if x.mode == VxlanMode::Ebpf {
+            nl::set_up(h(&x.node), &x.peer, true).await?;
+        }
     }
     for b in &plan.bridges {
         nl::set_up(h(&b.node), &b.name, true).await?;
     }
+    attach_vteps(cfg, plan, &handles).await?;
     drop(handles);
 
     if opts.bpf {
@@ -203,12 +228,105 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     // Nothing should have been learned on a blocked path, but flush anyway so the first
     // packets follow the settled tree.
     flush_all(plan).await?;
+    prime_vtep_neighbours(plan).await?;
     wait_servers(cfg, plan, opts).await?;
     // Balancers start once the network is settled, so their first health checks see the
     // lab as it is (not the STP listening phase, which would mark far servers down).
     start_agents(cfg, plan, opts)?;
     wait_agents(cfg, plan, opts).await?;
     wait_vip(cfg, plan, opts, t0).await?;
+    Ok(())
+}
+
+/// Loads and attaches the BPF VTEP of every `ebpf` endpoint (`datapath::vxlan`): fills its
+/// maps with the local endpoints (MAC -> bridge-side veth) and the remote VTEPs, and prepares
+/// what its XDP redirects need: GRO (hence NAPI) on every veth that receives redirected
+/// frames, TX checksum offload off on the switches' ends of the XDP ports (a redirected frame
+/// loses `CHECKSUM_PARTIAL`; see the module docs), forwarding on the tunnel port (for
+/// `bpf_fib_lookup`).
+async fn attach_vteps(
+    cfg: &Config,
+    plan: &Plan,
+    handles: &std::collections::HashMap<String, rtnetlink::Handle>,
+) -> Result<()> {
+    use crate::datapath::vxlan::{attach_vtep, ethtool, VtepSpec};
+    for x in plan.vxlans.iter().filter(|x| x.mode == VxlanMode::Ebpf) {
+        let host_ns = plan.netns(&x.node);
+        let mut endpoints = Vec::new();
+        for n in &cfg.nodes {
+            for f in n.ifaces.iter().filter(|f| f.bridge == x.bridge) {
+                let h = handles.get(&n.name).expect("handle for every node");
+                let mac = nl::mac_of(h, &f.name).await?;
+                endpoints.push((mac, f.port_name_for(&n.name)));
+                let ifname = f.name.clone();
+                netns::run_in(&plan.netns(&n.name), move || {
+                    ethtool::set_gro(&ifname, true)
+                })
+                .with_context(|| format!("enabling GRO on {}/{}", n.name, f.name))?;
+            }
+        }
+        let mut underlay = Vec::new();
+        for v in plan.veths.iter().filter(|v| v.inter_bridge) {
+            for (ours, theirs) in [(&v.a, &v.b), (&v.b, &v.a)] {
+                if ours.bridge.as_deref() == Some(x.underlay_bridge.as_str()) {
+                    underlay.push(ours.ifname.clone());
+                    let ifname = theirs.ifname.clone();
+                    netns::run_in(&plan.netns(&theirs.node), move || {
+                        ethtool::set_tx_csum(&ifname, false)
+                    })
+                    .with_context(|| {
+                        format!(
+                            "TX checksum offload off on {}/{}",
+                            theirs.node, theirs.ifname
+                        )
+                    })?;
+                }
+            }
+        }
+        netns::sysctl(
+            &host_ns,
+            &format!("net/ipv4/conf/{}/forwarding", x.device),
+            "1",
+        )?;
+        let dev = x.device.clone();
+        netns::run_in(&host_ns, move || ethtool::set_gro(&dev, true))?;
+        let spec = VtepSpec {
+            local: x.local,
+            vni: x.vni,
+            port: x.port,
+            remotes: x.remotes.clone(),
+            ageing: Duration::from_secs(x.ageing_s as u64),
+            tunnel_port: x.device.clone(),
+            tunnel_peer: x.peer.clone(),
+            underlay_ports: underlay,
+            endpoints,
+            fast: true,
+        };
+        let pin = state::node_pin_dir(&plan.lab, &x.node);
+        netns::run_in(&host_ns, move || attach_vtep(&pin, &spec))
+            .with_context(|| format!("attaching the BPF VTEP in {}", x.node))?;
+    }
+    Ok(())
+}
+
+/// Resolves the underlay neighbours of every remote VTEP from each `ebpf` endpoint (one ping
+/// each, once STP forwards), so `lb_vxenc`'s FIB lookups find their MACs from the first frame
+/// (non-IPv4 frames cannot wait for a resolution; see `lb-ebpf/src/vxlan.rs`).
+async fn prime_vtep_neighbours(plan: &Plan) -> Result<()> {
+    for x in plan.vxlans.iter().filter(|x| x.mode == VxlanMode::Ebpf) {
+        for r in &x.remotes {
+            for _ in 0..3 {
+                let mut cmd = Command::new("ping");
+                cmd.args(["-c", "1", "-W", "1", "-q", &r.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                netns::command_in(&plan.netns(&x.node), &mut cmd)?;
+                if cmd.status().map(|s| s.success()).unwrap_or(false) {
+                    break;
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -236,3 +236,47 @@ pub async fn dump_addrs(h: &Handle) -> Result<Vec<(u32, Ipv4Net)>> {
     }
     Ok(v)
 }
+
+/// The hardware (MAC) address of interface `name`.
+pub async fn mac_of(h: &Handle, name: &str) -> Result<[u8; 6]> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    let m = s
+        .try_next()
+        .await
+        .with_context(|| format!("looking up {name}"))?
+        .ok_or_else(|| anyhow!("interface {name} does not exist"))?;
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::Address(v) if v.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(v);
+                Some(mac)
+            }
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))
+}
+
+/// Kernel packet counters of one interface: (rx packets, tx packets, rx bytes, tx bytes,
+/// rx dropped, tx dropped).
+pub async fn link_stats(h: &Handle, name: &str) -> Result<Option<[u64; 6]>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    let m = match s.try_next().await {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(None),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("looking up {name}")),
+    };
+    Ok(m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Stats64(st) => Some([
+            st.rx_packets,
+            st.tx_packets,
+            st.rx_bytes,
+            st.tx_bytes,
+            st.rx_dropped,
+            st.tx_dropped,
+        ]),
+        _ => None,
+    }))
+}

@@ -82,7 +82,14 @@ pub struct VxlanPlan {
     pub remotes: Vec<Ipv4Addr>,
     pub bridge: String,
     pub mtu: u32,
+    /// This endpoint's data path (its own `mode`, else the tunnel's).
     pub mode: config::VxlanMode,
+    /// BPF VTEP: the tunnel port's veth peer (`<device>p`).
+    pub peer: String,
+    /// The bridge holding `local` (the BPF VTEP decapsulates on its links).
+    pub underlay_bridge: String,
+    /// BPF VTEP: learned MAC ageing, seconds.
+    pub ageing_s: u32,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -292,7 +299,20 @@ impl Plan {
                         .collect(),
                     bridge: e.bridge.clone(),
                     mtu,
-                    mode: v.mode,
+                    mode: v.mode_of(e),
+                    peer: format!("{}p", v.device),
+                    underlay_bridge: cfg
+                        .hosts
+                        .iter()
+                        .find(|h| h.name == e.host)
+                        .and_then(|h| {
+                            h.bridges
+                                .iter()
+                                .find(|b| b.address.map(|a| a.addr()) == Some(e.local))
+                        })
+                        .map(|b| b.name.clone())
+                        .unwrap_or_default(),
+                    ageing_s: v.ageing_s,
                 });
                 add_port(
                     &mut bridges,

@@ -92,22 +92,13 @@ pub fn parse_bpftool_sums(json: &str) -> Result<BTreeMap<String, u64>, String> {
     Ok(sums)
 }
 
-/// The tunnel's packet counters from the BPF data path's field sums: received =
-/// decapsulated frames (`dec_*` fields but bytes and drops), sent = encapsulated frames
-/// (`enc_*` fields but bytes and drops). These names follow the ebpf data path's
-/// `VxStats` (issue #5); adjust here if that layout changes.
+/// The tunnel's packet counters from the BPF data path's field sums (`lb_common::VxStats`):
+/// received = frames decapsulated (`dec_bridge` + `dec_fast`), sent = outer packets sent
+/// (`enc_copies`: one per unicast frame, one per remote for a flooded one).
 pub fn counters_from_fields(f: &BTreeMap<String, u64>) -> Option<Counters> {
-    let sum = |prefix: &str| -> Option<u64> {
-        let v: Vec<u64> = f
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix) && !k.contains("bytes") && !k.contains("drop"))
-            .map(|(_, n)| *n)
-            .collect();
-        (!v.is_empty()).then(|| v.iter().sum())
-    };
     Some(Counters {
-        rx_packets: sum("dec_")?,
-        tx_packets: sum("enc_")?,
+        rx_packets: f.get("dec_bridge")? + f.get("dec_fast")?,
+        tx_packets: *f.get("enc_copies")?,
     })
 }
 
@@ -134,7 +125,7 @@ pub fn bpf_counters(lab: &str, host: &str) -> Result<Option<Counters>, String> {
     let fields = parse_bpftool_sums(&String::from_utf8_lossy(&out.stdout))?;
     counters_from_fields(&fields).map(Some).ok_or_else(|| {
         format!(
-            "VX_STATS has no dec_*/enc_* packet counters (fields: {})",
+            "VX_STATS has no dec_bridge/dec_fast/enc_copies counters (fields: {})",
             fields.keys().cloned().collect::<Vec<_>>().join(", ")
         )
     })
@@ -456,8 +447,8 @@ mod tests {
     fn bpftool_dumps_are_summed_per_field() {
         // As `bpftool -j map dump` prints a per-CPU array with BTF (two CPUs).
         let btf = r#"[{"key":["0x00","0x00","0x00","0x00"],"values":[{"cpu":0,"value":["0x01"]},{"cpu":1,"value":["0x02"]}],
-            "formatted":{"key":0,"values":[{"cpu":0,"value":{"dec_bridge":3,"dec_fast":1,"dec_bytes":900,"enc_unicast":5,"enc_flood":1,"enc_drop_mtu":7,"pass_port":2}},
-                                           {"cpu":1,"value":{"dec_bridge":4,"dec_fast":0,"dec_bytes":100,"enc_unicast":2,"enc_flood":0,"enc_drop_mtu":0,"pass_port":0}}]}}]"#;
+            "formatted":{"key":0,"values":[{"cpu":0,"value":{"dec_bridge":3,"dec_fast":1,"dec_bytes":900,"dec_no_dev":9,"enc_unicast":5,"enc_flood":1,"enc_copies":6,"enc_drop_err":7,"pass_port":2}},
+                                           {"cpu":1,"value":{"dec_bridge":4,"dec_fast":0,"dec_bytes":100,"dec_no_dev":0,"enc_unicast":2,"enc_flood":0,"enc_copies":2,"enc_drop_err":0,"pass_port":0}}]}}]"#;
         let f = parse_bpftool_sums(btf).unwrap();
         assert_eq!(f["dec_bridge"], 7);
         assert_eq!(f["dec_bytes"], 1000);

@@ -1,0 +1,199 @@
+//! Per-packet cost of the VTEP programs through `BPF_PROG_TEST_RUN`, next to the do-nothing
+//! XDP program `lb_xpass` (the floor: what any XDP program costs to run at all). Run by the
+//! hidden `lbctl bench-vtep`, which `cargo xtask bench datapath` calls and parses.
+//!
+//! * Single-run loop: one `BPF_PROG_TEST_RUN` with `repeat = 1` per frame, so every run sees
+//!   the original frame (with `repeat > 1` the kernel reuses one buffer, and a program that
+//!   moves the packet head only decapsulates in the first iteration). The kernel's own
+//!   per-run duration is averaged; it includes the same timer overhead for every program.
+//! * Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, XDP only): the kernel re-initialises the frame
+//!   for every iteration and carries out the verdict (the redirect into the DEVMAP target, or
+//!   for `lb_xpass` building an skb and passing it up the stack), reported per packet.
+//! * `lb_vxenc` is a TC program: live frames do not exist for it and a repeated run would
+//!   grow the same skb again each time, so only the single-run loop applies. It runs the
+//!   known-unicast case (one FIB lookup, redirect verdict).
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use aya::programs::{
+    links::FdLink, SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
+};
+use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG};
+use serde::Serialize;
+
+use super::vxlan::{load_vtep, LINKS_DIR};
+use super::vxtestbed::*;
+
+#[derive(Debug, Serialize)]
+pub struct VtepBench {
+    /// Frames per single-run loop; iterations of the live-frames run.
+    pub iters: u32,
+    pub live_repeat: u32,
+    /// Single-run loop, ns per packet.
+    pub decap_ns: f64,
+    pub encap_ns: f64,
+    pub floor_ns: f64,
+    /// Single-run loop, a frame parsed to the VXLAN header and passed (wrong VNI): the cost of
+    /// the checks alone.
+    pub decap_parse_only_ns: f64,
+    /// Single-run loop, a broadcast inner frame (no endpoint lookup, redirect to the bridge).
+    pub decap_bridge_ns: f64,
+    /// Live frames, ns per packet (verdict carried out).
+    pub decap_live_ns: f64,
+    pub floor_live_ns: f64,
+    /// Live frames with the redirect target's device deleted, so every decapsulated frame is
+    /// dropped (`dec_no_dev`): the decapsulation without a veth transmit, next to
+    /// `lb_xdrop`.
+    pub decap_live_drop_ns: f64,
+    pub floor_live_drop_ns: f64,
+    /// Inner frame size used (bytes).
+    pub inner_len: usize,
+}
+
+fn single_loop(
+    iters: u32,
+    frame: &[u8],
+    expect: u32,
+    run: impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult>,
+) -> Result<f64> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let r = run(frame, &mut out)?;
+        if r.return_value != expect {
+            bail!("unexpected verdict {} (wanted {expect})", r.return_value);
+        }
+        total += r.duration;
+    }
+    Ok(total.as_nanos() as f64 / iters as f64)
+}
+
+/// Runs the measurements in a throwaway namespace.
+pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
+    let net = TestNet::new()?;
+    let spec = net.spec();
+    // The live-frames redirect lands in e0's peer, which needs NAPI to accept it.
+    net.run(|| super::vxlan::ethtool::set_gro("e0p", true))?;
+    net.run(move || {
+        let mut ebpf = load_vtep(&spec)?;
+        for name in [VX_DEC_PROG, VX_PASS_PROG, VX_DROP_PROG] {
+            let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("no {name}"))?
+                .try_into()?;
+            p.load()?;
+        }
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(VX_ENC_PROG)
+            .ok_or_else(|| anyhow!("no {VX_ENC_PROG}"))?
+            .try_into()?;
+        p.load()?;
+        let dec: &Xdp = ebpf.program(VX_DEC_PROG).unwrap().try_into()?;
+        let pass: &Xdp = ebpf.program(VX_PASS_PROG).unwrap().try_into()?;
+        let enc: &SchedClassifier = ebpf.program(VX_ENC_PROG).unwrap().try_into()?;
+
+        // 64-byte inner frames (what the small-packet figure is about).
+        let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
+        let outer = vxlan_frame(&Outer::default(), &inner);
+        fn xdp_run(
+            p: &Xdp,
+        ) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
+            move |f, o| {
+                p.test_run(TestRunOptions {
+                    data_in: Some(f),
+                    data_out: Some(o),
+                    ..TestRunOptions::new()
+                })
+                .context("test_run")
+            }
+        }
+        // Warm up (and learn MAC_FAR, so encapsulation takes the known-unicast path).
+        single_loop(100, &outer, 4, xdp_run(dec))?;
+        let decap_ns = single_loop(iters, &outer, 4, xdp_run(dec))?;
+        let floor_ns = single_loop(iters, &outer, 2, xdp_run(pass))?;
+        let wrong_vni = vxlan_frame(
+            &Outer {
+                vni: VNI + 1,
+                ..Outer::default()
+            },
+            &inner,
+        );
+        let decap_parse_only_ns = single_loop(iters, &wrong_vni, 2, xdp_run(dec))?;
+        let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
+        let decap_bridge_ns = single_loop(iters, &bcast, 4, xdp_run(dec))?;
+        let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
+        let tc_run = |f: &[u8], o: &mut [u8]| -> Result<aya::programs::TestRunResult> {
+            enc.test_run(TestRunOptions {
+                data_in: Some(f),
+                data_out: Some(o),
+                ..TestRunOptions::new()
+            })
+            .context("test_run")
+        };
+        single_loop(100, &to_far, 7, tc_run)?;
+        let encap_ns = single_loop(iters, &to_far, 7, tc_run)?;
+
+        let live = |p: &Xdp| -> Result<f64> {
+            let r = p
+                .test_run(TestRunOptions {
+                    data_in: Some(&outer),
+                    repeat: live_repeat,
+                    attrs: TestRunAttrs::new().xdp_live_frames(64),
+                    ..TestRunOptions::new()
+                })
+                .context("test_run (live frames)")?;
+            Ok(r.duration.as_nanos() as f64)
+        };
+        let decap_live_ns = live(dec)?;
+        let floor_live_ns = live(pass)?;
+        // Delete the endpoint's device: the kernel empties its DEVMAP slot and lb_vxdec
+        // drops what it decapsulates for it.
+        let out = std::process::Command::new("ip")
+            .args(["link", "del", "e0"])
+            .output()
+            .context("ip link del e0")?;
+        if !out.status.success() {
+            bail!("ip link del e0: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let drop: &Xdp = ebpf.program(VX_DROP_PROG).unwrap().try_into()?;
+        let decap_live_drop_ns = live(dec)?;
+        let floor_live_drop_ns = live(drop)?;
+        Ok(VtepBench {
+            iters,
+            live_repeat,
+            decap_ns,
+            encap_ns,
+            floor_ns,
+            decap_parse_only_ns,
+            decap_bridge_ns,
+            decap_live_ns,
+            floor_live_ns,
+            decap_live_drop_ns,
+            floor_live_drop_ns,
+            inner_len: inner.len(),
+        })
+    })
+}
+
+/// Attaches the do-nothing `lb_xpass` in native XDP to `ifaces` (in the calling thread's
+/// namespace), pinning the links as `<pin_dir>/vxlinks/noop-<iface>` (removed by `lbctl down`
+/// with the rest). The benchmark uses it to separate what XDP on a veth costs by itself from
+/// what the VTEP adds.
+pub fn attach_noop(pin_dir: &std::path::Path, ifaces: &[String]) -> Result<()> {
+    let links = pin_dir.join(LINKS_DIR);
+    std::fs::create_dir_all(&links)?;
+    let mut ebpf = aya::EbpfLoader::new().load(super::observe::object())?;
+    let p: &mut Xdp = ebpf
+        .program_mut(VX_PASS_PROG)
+        .ok_or_else(|| anyhow!("no {VX_PASS_PROG}"))?
+        .try_into()?;
+    p.load()?;
+    for iface in ifaces {
+        let id = p
+            .attach(iface, XdpMode::Driver)
+            .with_context(|| format!("attaching {VX_PASS_PROG} to {iface}"))?;
+        let link: FdLink = p.take_link(id)?.try_into()?;
+        link.pin(links.join(format!("noop-{iface}")))?;
+    }
+    Ok(())
+}
