@@ -294,6 +294,16 @@ fn missing_tunnel_fails_checkpoints_3_and_4_naming_the_vxlan() {
     assert!(!f4.contains("serv1 -> serv2"), "{f4}");
 }
 
+/// The repairs a report lists, newest first.
+fn undone_list(r: &serde_json::Value) -> Vec<&str> {
+    r["undone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect()
+}
+
 /// A verify run that panics right after taking vswout1 down, one that errors with the
 /// tunnel cut and bal1's link down, and one interrupted with SIGINT: each puts back what
 /// it broke (newest first), and the lab is as before.
@@ -312,12 +322,7 @@ fn panic_error_or_interrupt_mid_failure_leaves_the_lab_as_it_was() {
         failures(c).contains("test fault after link bal1 - vswout1 down"),
         "{c:#}"
     );
-    let undone: Vec<&str> = r["undone"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect();
+    let undone = undone_list(&r);
     assert_eq!(
         undone[..2],
         [
@@ -339,12 +344,7 @@ fn panic_error_or_interrupt_mid_failure_leaves_the_lab_as_it_was() {
         failures(c).contains("test fault after bridge vswout1 down"),
         "{c:#}"
     );
-    let undone: Vec<&str> = r["undone"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap())
-        .collect();
+    let undone = undone_list(&r);
     assert_eq!(undone[0], "bridge vswout1 up: ok", "{undone:?}");
     assert_at_rest(&lab);
 

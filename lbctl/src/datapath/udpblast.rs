@@ -29,15 +29,7 @@ pub fn send(to: SocketAddr, len: usize, secs: f64) -> Result<Blast> {
             iov_len: len,
         })
         .collect();
-    // SAFETY: zeroed mmsghdr is valid; each points at its own iovec, alive below.
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-        .map(|i| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &mut iov[i];
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsg_headers(&mut iov);
     let fd = sock.as_raw_fd();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
@@ -82,15 +74,7 @@ pub fn sink(listen: SocketAddr, secs: f64, wait: Duration) -> Result<Blast> {
             iov_len: b.len(),
         })
         .collect();
-    // SAFETY: zeroed mmsghdr is valid; each points at its own iovec, alive below.
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-        .map(|i| {
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = &mut iov[i];
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = mmsg_headers(&mut iov);
     let opened = Instant::now();
     let mut first: Option<Instant> = None;
     let mut got = 0u64;
@@ -115,4 +99,18 @@ pub fn sink(listen: SocketAddr, secs: f64, wait: Duration) -> Result<Blast> {
         secs,
         pps: if secs > 0.0 { got as f64 / secs } else { 0.0 },
     })
+}
+
+/// One message header per iovec, each pointing at its own (the caller keeps `iov` and the
+/// buffers alive while the headers are used).
+fn mmsg_headers(iov: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .map(|v| {
+            // SAFETY: an all-zero mmsghdr is a valid empty header.
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
 }

@@ -257,12 +257,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.inject(&f).await?;
     // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
     // does not know); what matters is that the backup takes over.
-    let took = wait_for(ctx.failover_limit(), || {
-        ctx.vrrp_states()
-            .iter()
-            .any(|(b, s)| *b == backup && s == "MASTER")
-    })
-    .await;
+    let took = ctx.wait_takeover(&backup).await;
     let mut rec = true;
     for (i, l) in loops.iter().enumerate() {
         rec &= l

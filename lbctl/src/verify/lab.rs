@@ -261,6 +261,16 @@ impl Ctx {
     }
 
     /// Master_Down_Interval plus margin: how long a failover may take.
+    /// Waits (up to the failover limit) until `backup` reports MASTER; how long it took.
+    pub async fn wait_takeover(&self, backup: &str) -> Option<Duration> {
+        wait_for(self.failover_limit(), || {
+            self.vrrp_states()
+                .iter()
+                .any(|(b, s)| b == backup && s == "MASTER")
+        })
+        .await
+    }
+
     pub fn failover_limit(&self) -> Duration {
         let adv = self
             .cfg

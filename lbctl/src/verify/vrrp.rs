@@ -3,7 +3,7 @@
 //! external bridge (vswout1) down makes the backup master while a client loop measures
 //! the outage from every user that still has a path; bridge back up, the master preempts.
 
-use super::lab::{pages_text, record_events, settle, wait_for, Ctx};
+use super::lab::{pages_text, record_events, settle, Ctx};
 use super::report::Checkpoint;
 use super::undo::FaultKey;
 use crate::fault;
@@ -106,12 +106,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
     ctx.inject(&f).await?;
-    let took = wait_for(ctx.failover_limit(), || {
-        ctx.vrrp_states()
-            .iter()
-            .any(|(b, s)| *b == backup && s == "MASTER")
-    })
-    .await;
+    let took = ctx.wait_takeover(&backup).await;
     let holders = ctx.vip_holders().await?;
     cp.check(
         &format!("{name} down: {backup} becomes MASTER and holds the VIP"),
