@@ -750,8 +750,9 @@ mod tests {
         remove_pins(&lab.pin_dir).expect("remove_pins");
         assert!(!lab.pin_dir.exists());
         remove_pins(&lab.pin_dir).expect("remove_pins on an absent directory");
-        // The kernel releases an unpinned link from a work queue (bpf_link_put defers the
-        // free), so the detach can trail the unlink by a moment: poll for up to 2 s.
+        // bpffs drops its reference to an unpinned link when the inode is freed, after an
+        // RCU grace period (bpf_free_inode), so the detach can trail the unlink by a
+        // moment: poll for up to 2 s.
         for dev in ["o0", "i0"] {
             let t = std::time::Instant::now();
             let mut shown = tcx(dev);
