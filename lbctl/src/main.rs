@@ -814,6 +814,7 @@ fn print_next_steps(cfg: &Config, took: std::time::Duration) {
     println!("  lbctl graph{labarg} -o lab.svg                    # the topology with live STP, VRRP, health");
     println!("  lbctl capture{labarg} bal1 eth0 --vrrp -c 3         # VRRP adverts on the wire");
     println!("  lbctl logs{labarg} bal1                             # the agent's log");
+    println!("  lbctl verify{labarg}                                # prove the four checkpoints (about 4 min)");
     println!("  lbctl bridge down{labarg} vswout1                 # checkpoint 2: bal2 becomes VRRP master");
     println!("  lbctl link down{labarg} vswout1 swout2            # watch STP re-open a path");
     println!("  lbctl bridge down{labarg} swout2                  # root bridge failure");
