@@ -115,17 +115,15 @@ fn checkpoint2_vswout1_down_makes_bal2_master() {
     std::thread::sleep(Duration::from_millis(500));
     lab.run(&["bridge", "down", "vswout1", "--no-wait"]);
     // bal2 takes over (it stops hearing bal1's adverts: 3 x 1 s + skew).
-    let t = Instant::now();
-    while lab.vrrp_state("bal2") != "MASTER" {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "bal2 never became master"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let took = lab.wait_master(
+        "bal2",
+        Instant::now(),
+        Duration::from_secs(10),
+        "bal2 never became master",
+    );
     eprintln!(
         "bal2 master {:.1} s after vswout1 went down",
-        t.elapsed().as_secs_f32()
+        took.as_secs_f32()
     );
     assert!(holds("bal2"));
     // user2 gets pages through bal2, which now only reaches serv3 (via the VXLAN? no: the
@@ -209,16 +207,15 @@ fn graceful_agent_stop_hands_the_vip_over() {
     let t = Instant::now();
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     // Priority 0: bal2 takes over after Skew_Time, well before Master_Down_Interval.
-    while lab.vrrp_state("bal2") != "MASTER" {
-        assert!(
-            t.elapsed() < Duration::from_secs(3),
-            "bal2 did not take over after a graceful stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let took = lab.wait_master(
+        "bal2",
+        t,
+        Duration::from_secs(3),
+        "bal2 did not take over after a graceful stop",
+    );
     eprintln!(
         "bal2 master {:.2} s after bal1's agent got SIGTERM",
-        t.elapsed().as_secs_f32()
+        took.as_secs_f32()
     );
     std::thread::sleep(Duration::from_secs(2));
     std::fs::write(&stop, b"").unwrap();

@@ -207,11 +207,12 @@ fn graph_capture_and_logs_of_the_default_lab() {
 
     // Checkpoint 2: vswout1 down, bal2 takes the VIP; the picture follows.
     lab.run(&["bridge", "down", "vswout1"]);
-    let t = Instant::now();
-    while lab.vrrp_state("bal2") != "MASTER" {
-        assert!(t.elapsed() < Duration::from_secs(15), "bal2 never master");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    lab.wait_master(
+        "bal2",
+        Instant::now(),
+        Duration::from_secs(15),
+        "bal2 never master",
+    );
     let ids = graph(&lab, "graph-vswout1-down.svg");
     let st = lab.status();
     assert_eq!(

@@ -103,6 +103,22 @@ impl Lab {
             .unwrap_or_default()
     }
 
+    /// Polls until balancer `node` reports MASTER; panics with `what` once `limit` has
+    /// passed since `since`. Returns the time since `since`.
+    pub fn wait_master(
+        &self,
+        node: &str,
+        since: std::time::Instant,
+        limit: std::time::Duration,
+        what: &str,
+    ) -> std::time::Duration {
+        while self.vrrp_state(node) != "MASTER" {
+            assert!(since.elapsed() < limit, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        since.elapsed()
+    }
+
     pub fn run(&self, args: &[&str]) -> String {
         let mut a = args.to_vec();
         a.push("--lab");

@@ -498,14 +498,7 @@ mod tests {
     }
 
     fn checksum(data: &[u8]) -> u16 {
-        let mut sum = 0u32;
-        for c in data.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+        crate::vrrp::codec::inet_checksum(&[data])
     }
 
     /// Ethernet + IPv4 frame. `options` are IP options (multiple of 4 bytes); `tot_len`

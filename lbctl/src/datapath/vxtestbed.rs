@@ -132,16 +132,9 @@ impl Drop for TestNet {
     }
 }
 
-/// RFC 1071 checksum.
+/// RFC 1071 checksum (the VRRP codec's).
 pub fn checksum(data: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    for c in data.chunks(2) {
-        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    crate::vrrp::codec::inet_checksum(&[data])
 }
 
 /// An inner Ethernet frame: IPv4/UDP from 10.0.0.9 to 10.0.0.1 with `payload_len` bytes.

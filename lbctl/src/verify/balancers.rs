@@ -251,10 +251,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let bridge = ctx.ext_bridge(&master).context("master's bridge")?;
     let f = FaultKey::Link(master.clone(), bridge.clone());
     let users = ctx.users();
-    let loops = ctx.start_loops(&users)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
-    ctx.inject(&f).await?;
+    let (loops, downs) = ctx.inject_measured(&users, &f).await?;
     // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
     // does not know); what matters is that the backup takes over.
     let took = ctx.wait_takeover(&backup).await;

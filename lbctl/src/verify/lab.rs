@@ -234,6 +234,21 @@ impl Ctx {
             .collect()
     }
 
+    /// Starts a client loop in each of `users`, lets them run half a second, then injects
+    /// `f`. Returns the loops and, per loop, its clock at the moment of the fault (where
+    /// each event's outage is measured from).
+    pub async fn inject_measured(
+        &self,
+        users: &[String],
+        f: &FaultKey,
+    ) -> Result<(Vec<ClientLoop>, Vec<u64>)> {
+        let loops = self.start_loops(users)?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let downs = loops.iter().map(|l| l.now_ms()).collect();
+        self.inject(f).await?;
+        Ok((loops, downs))
+    }
+
     /// Waits until the balancers' VRRP states are `want` (or `limit`); the time it took.
     pub async fn wait_vrrp(&self, want: &[(String, String)], limit: Duration) -> Option<Duration> {
         wait_for(limit, || self.vrrp_states() == want).await

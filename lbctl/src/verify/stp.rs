@@ -261,10 +261,7 @@ async fn event(
 ) -> Result<()> {
     let name = f.fault().to_string();
     let users = ctx.users();
-    let loops = ctx.start_loops(&users)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
-    ctx.inject(f).await?;
+    let (loops, downs) = ctx.inject_measured(&users, f).await?;
     let conv = fault::converge(&ctx.cfg, true).await;
     let view = inspect::read_lab(&ctx.plan).await?;
     let (ok_cfg, mut ev) = config_check(ctx, &view);

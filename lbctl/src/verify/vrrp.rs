@@ -102,10 +102,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let f = FaultKey::Bridge(bridge.clone());
     let name = f.fault().to_string();
     let users = ctx.users();
-    let loops = ctx.start_loops(&users)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let downs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
-    ctx.inject(&f).await?;
+    let (loops, downs) = ctx.inject_measured(&users, &f).await?;
     let took = ctx.wait_takeover(&backup).await;
     let holders = ctx.vip_holders().await?;
     cp.check(
