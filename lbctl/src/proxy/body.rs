@@ -4,16 +4,19 @@
 //! client's response too, so hyper aborts the client connection instead of ending the
 //! body as if it were complete.
 
+use super::client::{Conn, Pool, Upload};
+use super::h1::{Decoded, Decoder, RespFraming};
+use super::server::InFlight;
 use super::FrontendStats;
 use crate::balance::backend::BackendState;
+use crate::balance::Pick;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
@@ -124,9 +127,118 @@ impl Body for ReqBody {
     }
 }
 
+/// A backend's response body, read straight from its connection by the task that writes
+/// it to the client; the connection goes back to the pool when the body is complete.
+pub struct BackendBody {
+    conn: Option<Conn>,
+    decoder: Decoder,
+    /// The backend keeps the connection open after this response.
+    keep_alive: bool,
+    /// The request body's upload, when the backend answered before it was all sent.
+    upload: Option<Upload>,
+    /// A failure met right after data was handed over: reported on the next poll, so
+    /// that hyper first sends the client what we have (as HAProxy forwards what arrived
+    /// before aborting).
+    deferred: Option<String>,
+    pool: Arc<Pool>,
+}
+
+impl BackendBody {
+    pub fn new(
+        conn: Conn,
+        framing: RespFraming,
+        keep_alive: bool,
+        upload: Option<Upload>,
+        pool: Arc<Pool>,
+    ) -> BackendBody {
+        let mut b = BackendBody {
+            conn: Some(conn),
+            decoder: Decoder::new(framing),
+            keep_alive,
+            upload,
+            deferred: None,
+            pool,
+        };
+        if b.decoder.is_done() {
+            b.finish();
+        }
+        b
+    }
+
+    /// The body is complete: the connection goes back to the pool, or is closed (when
+    /// the backend said so, or our request body was not all sent).
+    fn finish(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if self.keep_alive && self.upload.is_none() {
+                self.pool.checkin(c);
+            }
+        }
+        self.upload = None;
+    }
+
+    /// Drops the connection after a failure; the error is reported now, or on the next
+    /// poll when `data_sent` (data went out in this same poll run).
+    fn fail(&mut self, why: String, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        self.conn = None;
+        self.upload = None;
+        self.deferred = Some(why);
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+        if let Some(why) = self.deferred.take() {
+            return Poll::Ready(Some(Err(why)));
+        }
+        if let Some(up) = self.upload.as_mut() {
+            if let Poll::Ready(r) = up.as_mut().poll(cx) {
+                if let Err(e) = r {
+                    // The response may still come whole; the connection is not reused.
+                    tracing::debug!(error = %e, "request body upload ended early");
+                    self.keep_alive = false;
+                }
+                self.upload = None;
+            }
+        }
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.decode(&mut conn.buf) {
+                Err(e) => return self.fail(e.to_string(), cx),
+                Ok(Decoded::Data(b)) => {
+                    // hyper stops polling once is_end_stream() says so: hand the
+                    // connection back now rather than on a next poll that never comes.
+                    if self.decoder.is_done() {
+                        self.finish();
+                    }
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                Ok(Decoded::Done) => {
+                    self.finish();
+                    return Poll::Ready(None);
+                }
+                Ok(Decoded::NeedMore) => {}
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    if let Err(e) = self.decoder.eof() {
+                        return self.fail(e.to_string(), cx);
+                    }
+                    self.conn = None;
+                    self.upload = None;
+                    return Poll::Ready(None);
+                }
+                Ok(_) => {}
+                Err(e) => return self.fail(format!("reading the response body: {e}"), cx),
+            }
+        }
+    }
+}
+
 enum Kind {
     Full(Option<Bytes>),
-    Stream(Incoming),
+    Backend(BackendBody),
 }
 
 /// The body of a response sent to a client: ours (errors) or a backend's, streamed.
@@ -135,11 +247,12 @@ pub struct RespBody {
     backend: Option<Arc<BackendState>>,
     stats: Option<Arc<FrontendStats>>,
     /// Inactivity limit while waiting for the backend's next bytes (`server_ms`), and the
-    /// timer armed when we start waiting.
-    idle: Option<(Duration, Pin<Box<Sleep>>, bool)>,
+    /// timer, created the first time we have to wait (most small responses never do).
+    idle: Option<(Duration, Option<Pin<Box<Sleep>>>, bool)>,
     /// Dropped when the body is done or abandoned: the backend pick (its `active` count)
     /// and the connection's in-flight marker (keep-alive timing).
-    guards: Vec<Box<dyn Any + Send + Sync>>,
+    pick: Option<Pick>,
+    inflight: Option<InFlight>,
 }
 
 impl RespBody {
@@ -149,7 +262,8 @@ impl RespBody {
             backend: None,
             stats: None,
             idle: None,
-            guards: Vec::new(),
+            pick: None,
+            inflight: None,
         }
     }
 
@@ -158,27 +272,34 @@ impl RespBody {
     }
 
     pub fn stream(
-        inner: Incoming,
+        inner: BackendBody,
         backend: Arc<BackendState>,
         stats: Arc<FrontendStats>,
         idle_timeout: Duration,
     ) -> RespBody {
         RespBody {
-            kind: Kind::Stream(inner),
+            kind: Kind::Backend(inner),
             backend: Some(backend),
             stats: Some(stats),
-            idle: Some((
-                idle_timeout,
-                Box::pin(tokio::time::sleep(idle_timeout)),
-                false,
-            )),
-            guards: Vec::new(),
+            idle: Some((idle_timeout, None, false)),
+            pick: None,
+            inflight: None,
         }
     }
 
-    /// Keeps `g` alive until the body is finished or dropped.
-    pub fn guard(&mut self, g: impl Any + Send + Sync) {
-        self.guards.push(Box::new(g));
+    /// Keeps the backend pick until the body is finished or dropped.
+    pub fn hold_pick(&mut self, p: Pick) {
+        self.pick = Some(p);
+    }
+
+    /// Keeps the request counted in flight on its connection until the body is finished.
+    pub fn hold_inflight(&mut self, f: InFlight) {
+        self.inflight = Some(f);
+    }
+
+    fn release(&mut self) {
+        self.pick = None;
+        self.inflight = None;
     }
 }
 
@@ -191,7 +312,7 @@ impl RespBody {
         }
         let name = self.backend.as_ref().map_or("", |b| b.name.as_str());
         tracing::info!(backend = name, reason = %why, "backend failed mid-body, aborting the client connection");
-        self.guards.clear();
+        self.release();
         why.into()
     }
 }
@@ -207,16 +328,19 @@ impl Body for RespBody {
         let this = &mut *self;
         let inner = match &mut this.kind {
             Kind::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(inner) => inner,
+            Kind::Backend(inner) => inner,
         };
-        let r = Pin::new(inner).poll_frame(cx);
+        let r = inner.poll_frame(cx);
         let mut stalled = None;
         if let Some((limit, sleep, waiting)) = &mut this.idle {
             if r.is_pending() {
                 // Time spent waiting for the backend only, not for a slow client to read.
+                let deadline = Instant::now() + *limit;
+                let sleep =
+                    sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 if !*waiting {
                     *waiting = true;
-                    sleep.as_mut().reset(Instant::now() + *limit);
+                    sleep.as_mut().reset(deadline);
                 }
                 if sleep.as_mut().poll(cx).is_ready() {
                     stalled = Some(*limit);
@@ -230,17 +354,20 @@ impl Body for RespBody {
             return Poll::Ready(Some(Err(this.abort(why))));
         }
         match r {
-            Poll::Ready(Some(Ok(f))) => {
-                if let (Some(d), Some(b)) = (f.data_ref(), &this.backend) {
+            Poll::Ready(Some(Ok(d))) => {
+                if let Some(b) = &this.backend {
                     b.counters
                         .bytes_out
                         .fetch_add(d.len() as u64, Ordering::Relaxed);
                 }
-                Poll::Ready(Some(Ok(f)))
+                if inner_done(&this.kind) {
+                    this.release();
+                }
+                Poll::Ready(Some(Ok(Frame::data(d))))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.abort(e.to_string())))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(this.abort(e)))),
             Poll::Ready(None) => {
-                this.guards.clear();
+                this.release();
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -248,16 +375,23 @@ impl Body for RespBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(b) => b.is_none(),
-            Kind::Stream(i) => i.is_end_stream(),
-        }
+        inner_done(&self.kind)
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Stream(i) => i.size_hint(),
+            Kind::Backend(i) => match i.decoder.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
         }
+    }
+}
+
+fn inner_done(k: &Kind) -> bool {
+    match k {
+        Kind::Full(b) => b.is_none(),
+        Kind::Backend(i) => i.conn.is_none() && i.deferred.is_none(),
     }
 }

@@ -1,34 +1,45 @@
-//! Backend connections: a keep-alive pool per backend (hyper's HTTP/1 client connections,
-//! opened from the balancer's internal address), and the dispatch loop with HAProxy-like
-//! redispatch and retries.
+//! Backend connections: a keep-alive pool per backend (plain sockets opened from the
+//! balancer's internal address, spoken to with our HTTP/1.1 codec in `h1`), and the
+//! dispatch loop with HAProxy-like redispatch and retries.
+//!
+//! The request's own task drives the backend socket (no connection task, no channel):
+//! the head is written, the body streamed, the response head read here, and the response
+//! body read by [`super::body::RespBody`] as the client takes it, after which the
+//! connection goes back to the pool of its thread.
 //!
 //! Rules:
 //! - connect failure (refused, reset, unreachable, `connect_ms` timeout): nothing was sent,
 //!   so for any method the failure is recorded against the backend (passive, `failures`)
 //!   and the request is redispatched to another up backend of the pool (`redispatches` on
 //!   the failed one); when none is left: 503 at once.
-//! - a pooled connection found closed before the request was written (hyper returns the
-//!   request unsent): the request is sent again on a fresh connection to the same backend
-//!   (any method; counted in `retries`). This is what hyper-util's
-//!   `retry_canceled_requests` does.
-//! - a reused pooled connection that the backend closes after the request was written but
-//!   before any response byte (keep-alive race): an idempotent request (GET, HEAD, PUT,
-//!   DELETE, OPTIONS, TRACE) without a body is retried once on a fresh connection to the
-//!   same backend (`retries`), nothing recorded. Requests with a body are not replayed
-//!   (they are streamed, not buffered): 502.
+//! - a pooled connection is checked before use: one the backend has closed (or that holds
+//!   unexpected bytes) is dropped and the next one, or a new one, is used. Writing the
+//!   request head to a reused connection that fails: nothing of the request reached the
+//!   backend, so it is sent again on a fresh connection to the same backend (any method;
+//!   counted in `retries`).
+//! - a reused pooled connection that the backend closes or resets after the request was
+//!   written but before any response byte (keep-alive race): an idempotent request (GET,
+//!   HEAD, PUT, DELETE, OPTIONS, TRACE) without a body is retried once on a fresh
+//!   connection to the same backend (`retries`), nothing recorded. Requests with a body
+//!   are not replayed (they are streamed, not buffered): 502.
+//! - a fresh connection closed or reset before any answer (a server stopping between
+//!   accept and response): a replayable request is redispatched to another up backend.
 //! - otherwise a closed/reset connection or a response that is not HTTP: 502; no response
 //!   head within `server_ms`: 504; both recorded as passive failures.
 
 use super::body::{Progress, ReqBody, Waiting};
 use super::error::ProxyError;
+use super::h1::{self, ReqFraming, ResponseHead};
 use super::server::Shared;
 use crate::balance::backend::BackendState;
 use crate::balance::Pick;
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::HeaderMap;
-use hyper::{Method, Request, Response, Uri, Version};
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::Method;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,12 +49,67 @@ use tokio::net::{TcpSocket, TcpStream};
 /// timeouts (Apache's 5 s) so we rarely reuse a connection the server is closing.
 const POOL_IDLE_MAX: Duration = Duration::from_secs(4);
 const POOL_MAX_IDLE_PER_BACKEND: usize = 64;
+/// Read buffer of a backend connection: one read takes a typical small response whole.
+const READ_BUF: usize = 16 * 1024;
+
+/// One backend connection: the socket and what has been read from it but not used yet.
+/// The socket is shared with the request body's upload while the response is already
+/// coming (see [`Upload`]).
+pub struct Conn {
+    pub stream: Arc<TcpStream>,
+    pub buf: BytesMut,
+    /// Index of the backend in the balancer (which pool the connection returns to).
+    pub idx: usize,
+}
+
+impl Conn {
+    /// Reads more of the backend's bytes into `buf`; 0 means the backend closed.
+    pub fn poll_fill(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(READ_BUF);
+            }
+            let room = self.buf.capacity() - self.buf.len();
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Ok(n) if n > 0 && n < room => {
+                    drained(&self.stream);
+                    return std::task::Poll::Ready(Ok(n));
+                }
+                r => return std::task::Poll::Ready(r),
+            }
+        }
+    }
+
+    /// Still usable for a new request: not closed by the backend, nothing unexpected
+    /// waiting to be read. Costs no system call while the socket is not readable.
+    fn alive(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+}
+
+/// A read returned less than it asked for: the socket's receive queue is empty, so its
+/// cached readiness is cleared without the `recv` that would only say EAGAIN (HAProxy
+/// does the same). Safe against a race: tokio clears readiness only if no new event
+/// arrived since it was observed, and the socket is edge-triggered, so any later data
+/// wakes us again. Halves the number of `recv` calls per proxied request.
+pub fn drained(s: &TcpStream) {
+    let _ = s.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
+}
 
 struct Idle {
-    tx: SendRequest<ReqBody>,
+    conn: Conn,
     since: Instant,
 }
 
+/// The idle connections of one proxy thread (sockets are registered with one event loop).
 pub struct Pool {
     idle: Vec<Mutex<Vec<Idle>>>,
     source: Option<IpAddr>,
@@ -67,41 +133,28 @@ impl Pool {
     }
 
     /// The most recently used idle connection of backend `idx` that is still open.
-    fn checkout(&self, idx: usize) -> Option<SendRequest<ReqBody>> {
+    fn checkout(&self, idx: usize) -> Option<Conn> {
         let mut idle = self.idle[idx].lock().expect("pool lock");
         while let Some(c) = idle.pop() {
-            if c.tx.is_ready() && !c.tx.is_closed() && c.since.elapsed() < self.idle_timeout {
-                return Some(c.tx);
+            if c.since.elapsed() < self.idle_timeout && c.conn.alive() {
+                return Some(c.conn);
             }
         }
         None
     }
 
-    /// Returns a connection to the pool once its response has been read completely (hyper
-    /// reports it ready again); a connection closed or upgraded meanwhile is dropped.
-    fn checkin(self: &Arc<Self>, idx: usize, mut tx: SendRequest<ReqBody>) {
-        // Checked in when the response head arrives: when nothing of the response is left
-        // to read the connection is ready at once and goes back without a task; otherwise
-        // a task waits until the body is done.
-        if tx.is_ready() {
-            self.put_idle(idx, tx);
+    /// Takes back a connection whose response was read completely.
+    pub fn checkin(&self, conn: Conn) {
+        if !conn.buf.is_empty() {
+            // Bytes beyond the response: the backend is out of step with us.
             return;
         }
-        let pool = self.clone();
-        tokio::spawn(async move {
-            if tx.ready().await.is_ok() {
-                pool.put_idle(idx, tx);
-            }
-        });
-    }
-
-    fn put_idle(&self, idx: usize, tx: SendRequest<ReqBody>) {
         // One clock read per check-in, not one per idle connection.
         let now = Instant::now();
-        let mut idle = self.idle[idx].lock().expect("pool lock");
-        idle.retain(|c| !c.tx.is_closed() && now.duration_since(c.since) < self.idle_timeout);
+        let mut idle = self.idle[conn.idx].lock().expect("pool lock");
+        idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
         if idle.len() < POOL_MAX_IDLE_PER_BACKEND {
-            idle.push(Idle { tx, since: now });
+            idle.push(Idle { conn, since: now });
         }
     }
 
@@ -133,58 +186,170 @@ impl Pool {
         Ok(s)
     }
 
-    /// A new HTTP/1.1 connection to `addr`; Err is the reason, for logs and stats.
-    async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ReqBody>, String> {
+    /// A new connection to backend `idx` at `addr`; Err is the reason, for logs and stats.
+    async fn connect(&self, idx: usize, addr: SocketAddr) -> Result<Conn, String> {
         let stream = self.tcp_connect(addr).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-            std::io::ErrorKind::TimedOut => "connect timeout".to_string(),
+            io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            io::ErrorKind::TimedOut => "connect timeout".to_string(),
             _ => format!("connect: {e}"),
         })?;
-        let (tx, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "backend connection ended");
-            }
-        });
-        Ok(tx)
-    }
-}
-
-/// An idempotent request without a body can be sent again: its head is kept.
-pub struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    pub fn of(parts: &hyper::http::request::Parts, body_empty: bool) -> Option<Replay> {
-        let idempotent = matches!(
-            parts.method,
-            Method::GET
-                | Method::HEAD
-                | Method::PUT
-                | Method::DELETE
-                | Method::OPTIONS
-                | Method::TRACE
-        );
-        (idempotent && body_empty).then(|| Replay {
-            method: parts.method.clone(),
-            uri: parts.uri.clone(),
-            headers: parts.headers.clone(),
+        Ok(Conn {
+            stream: Arc::new(stream),
+            buf: BytesMut::with_capacity(READ_BUF),
+            idx,
         })
     }
+}
 
-    fn request(&self) -> Request<ReqBody> {
-        let mut r = Request::new(ReqBody::empty());
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.version_mut() = Version::HTTP_11;
-        *r.headers_mut() = self.headers.clone();
-        r
+/// A request ready for a backend: its head already encoded (the same bytes for every
+/// backend, so a retry or redispatch writes them again as they are) and its body.
+pub struct Outgoing {
+    pub method: Method,
+    pub head: Bytes,
+    pub body: Option<ReqBody>,
+    pub framing: ReqFraming,
+    /// Idempotent and without a body: may be sent twice.
+    pub replayable: bool,
+}
+
+/// How an exchange with a backend failed.
+enum Failed {
+    /// Writing the head failed: nothing of the request was taken from the client yet.
+    HeadWrite(io::Error),
+    /// The backend closed (EOF) or reset the connection before a complete response head.
+    Closed(String),
+    /// Any other I/O failure on the backend socket.
+    Io(String),
+    /// The backend answered something that is not a usable HTTP response.
+    Invalid(String),
+    /// The client's request body failed (client went away).
+    Client(String),
+}
+
+fn closed_or_io(e: io::Error, what: &str) -> Failed {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => Failed::Closed(format!("{what}: {e}")),
+        _ => Failed::Io(format!("{what}: {e}")),
+    }
+}
+
+/// Reads until a complete final response head (1xx other than 101 are skipped).
+async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Failed> {
+    loop {
+        match h1::parse_response_head(&mut conn.buf, method) {
+            Ok(Some(h)) if h.status.is_informational() && h.status != 101 => continue,
+            Ok(Some(h)) => return Ok(h),
+            Ok(None) => {}
+            Err(e) => return Err(Failed::Invalid(e.to_string())),
+        }
+        match std::future::poll_fn(|cx| conn.poll_fill(cx)).await {
+            Ok(0) => {
+                return Err(Failed::Closed(
+                    "backend closed the connection before answering".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(closed_or_io(e, "reading the response")),
+        }
+    }
+}
+
+/// Writes all of `parts` to `s` (a shared socket: the upload and the response reader
+/// use the two directions of one connection).
+async fn write_all(s: &TcpStream, mut parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    while !parts.is_empty() {
+        let n = match s.try_write_vectored(parts) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                s.writable().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        io::IoSlice::advance_slices(&mut parts, n);
+    }
+    Ok(())
+}
+
+/// The rest of a request body still being sent while the response is read (a backend
+/// may answer before it has the whole body, an echo service streams it back): polled by
+/// the response body until done. Ok(()) once the last byte is written.
+pub type Upload = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Streams the request body, chunked or as is.
+async fn send_body(s: Arc<TcpStream>, mut body: ReqBody, chunked: bool) -> Result<(), Failed> {
+    let werr = |e: io::Error| closed_or_io(e, "writing the request body");
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failed::Client(e.to_string()))?;
+        // Trailers are dropped: the backend was not told to expect them.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let size = h1::chunk_header(data.len());
+            let mut parts = [
+                io::IoSlice::new(size.as_bytes()),
+                io::IoSlice::new(&data),
+                io::IoSlice::new(b"\r\n"),
+            ];
+            write_all(&s, &mut parts).await.map_err(werr)?;
+        } else {
+            write_all(&s, &mut [io::IoSlice::new(&data)])
+                .await
+                .map_err(werr)?;
+        }
+    }
+    if chunked {
+        write_all(&s, &mut [io::IoSlice::new(b"0\r\n\r\n")])
+            .await
+            .map_err(werr)?;
+    }
+    Ok(())
+}
+
+/// One request/response exchange on `conn`, up to the response head. The head goes out
+/// first; a body is streamed while the response is already being read, so a backend that
+/// answers early (413, 401, an echo) is heard at once. Returns the head and, when the
+/// body is not all sent yet, the rest of its upload.
+async fn exchange(
+    conn: &mut Conn,
+    req: &mut Outgoing,
+) -> Result<(ResponseHead, Option<Upload>), Failed> {
+    write_all(&conn.stream, &mut [io::IoSlice::new(&req.head)])
+        .await
+        .map_err(Failed::HeadWrite)?;
+    let Some(body) = req.body.take() else {
+        return Ok((read_head(conn, &req.method).await?, None));
+    };
+    let chunked = req.framing == ReqFraming::Chunked;
+    let mut send = Box::pin(send_body(conn.stream.clone(), body, chunked));
+    let recv = read_head(conn, &req.method);
+    tokio::pin!(recv);
+    let mut sent = false;
+    loop {
+        tokio::select! {
+            r = &mut send, if !sent => { r?; sent = true; }
+            h = &mut recv => {
+                let h = h?;
+                let rest = (!sent).then(|| -> Upload {
+                    Box::pin(async move {
+                        send.await.map_err(|f| match f {
+                            Failed::Client(why) => format!("client request body: {why}"),
+                            Failed::HeadWrite(e) => e.to_string(),
+                            Failed::Closed(why) | Failed::Io(why) | Failed::Invalid(why) => why,
+                        })
+                    })
+                });
+                return Ok((h, rest));
+            }
+        }
     }
 }
 
@@ -200,44 +365,6 @@ fn passive_failure(sh: &Shared, b: &BackendState, reason: &str, took: Duration) 
 fn passive_success(sh: &Shared, b: &BackendState, took: Duration) {
     if b.is_up() && b.check_state().consecutive_fail > 0 {
         b.record(true, "response", took, true, sh.cfg.rise, sh.cfg.fall);
-    }
-}
-
-/// The backend went away before a complete response head: EOF or a connection-level I/O
-/// error (reset, broken pipe). Not a parse error: a backend answering garbage is reported.
-fn closed_without_answer(e: &hyper::Error) -> bool {
-    if e.is_incomplete_message() {
-        return true;
-    }
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            );
-        }
-        src = s.source();
-    }
-    false
-}
-
-fn describe(e: &hyper::Error) -> String {
-    if e.is_incomplete_message() {
-        "backend closed the connection before answering".into()
-    } else if e.is_parse() {
-        format!("invalid response from backend: {e}")
-    } else {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            msg = format!("{msg}: {s}");
-            src = s.source();
-        }
-        msg
     }
 }
 
@@ -294,15 +421,16 @@ fn redispatch(
 }
 
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
-/// `pool`). Returns the response head, the backend that answered and its response time.
+/// `pool`). Returns the response head, the connection (its body follows in `conn.buf` and
+/// on the socket), the rest of the request body's upload if any, the backend that
+/// answered and its response time.
 pub async fn dispatch(
     sh: &Shared,
     mut pick: Pick,
     pool: &str,
-    mut req: Request<ReqBody>,
-    replay: Option<Replay>,
+    mut req: Outgoing,
     progress: &Progress,
-) -> Result<(Response<hyper::body::Incoming>, Pick, Duration), ProxyError> {
+) -> Result<(ResponseHead, Conn, Option<Upload>, Pick, Duration), ProxyError> {
     let mut tried: Vec<usize> = Vec::new();
     let mut fresh_only = false;
     let mut replayed = false;
@@ -318,12 +446,12 @@ pub async fn dispatch(
         };
         let reused = pooled.is_some();
         let conn = match pooled {
-            Some(tx) => Ok(tx),
-            None => sh.pool.connect(b.addr).await,
+            Some(c) => Ok(c),
+            None => sh.pool.connect(pick.idx, b.addr).await,
         };
         fresh_only = false;
-        let mut tx = match conn {
-            Ok(tx) => tx,
+        let mut conn = match conn {
+            Ok(c) => c,
             Err(reason) => {
                 tracing::info!(backend = %b.name, %reason, "cannot connect to backend, redispatching");
                 passive_failure(sh, &b, &reason, started.elapsed());
@@ -334,15 +462,17 @@ pub async fn dispatch(
             }
         };
         b.counters.requests.fetch_add(1, Ordering::Relaxed);
-        req.body_mut().set_backend(b.clone());
+        if let Some(body) = req.body.as_mut() {
+            body.set_backend(b.clone());
+        }
         let sent = wait(
-            tx.try_send_request(req),
+            exchange(&mut conn, &mut req),
             progress,
             server_timeout,
             client_timeout,
         )
         .await;
-        match sent {
+        let failed = match sent {
             Err(Waiting::Client(_)) => {
                 // The client stopped sending its request body: its fault, not the backend's.
                 return Err(ProxyError::ClientTimeout);
@@ -353,67 +483,61 @@ pub async fn dispatch(
                 passive_failure(sh, &b, "timeout", started.elapsed());
                 return Err(ProxyError::GatewayTimeout(format!("{}: {reason}", b.name)));
             }
-            Ok(Ok(resp)) => {
+            Ok(Ok((head, upload))) => {
                 let took = started.elapsed();
-                sh.pool.checkin(pick.idx, tx);
                 passive_success(sh, &b, took);
-                return Ok((resp, pick, took));
+                return Ok((head, conn, upload, pick, took));
             }
-            Ok(Err(mut e)) => {
-                if let Some(unsent) = e.take_message() {
-                    // The connection was closed before the request could be written.
-                    req = unsent;
-                    b.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(backend = %b.name, reused, "connection closed before sending, retrying on a new one");
-                    if reused {
-                        fresh_only = true;
-                        continue;
-                    }
-                    // A brand new connection that is already dead: a connect failure.
-                    let reason = "connection closed right after connect".to_string();
-                    passive_failure(sh, &b, &reason, started.elapsed());
-                    pick = redispatch(sh, pool, &mut tried, &pick, || {
-                        format!("{}: {reason}", b.name)
-                    })?;
+            Ok(Err(f)) => f,
+        };
+        let reason = match failed {
+            Failed::Client(why) => return Err(ProxyError::ClientAborted(why)),
+            Failed::HeadWrite(e) => {
+                b.counters.retries.fetch_add(1, Ordering::Relaxed);
+                if reused {
+                    // Nothing of the request reached the backend: a new connection.
+                    tracing::debug!(backend = %b.name, error = %e, "pooled connection dead, retrying on a new one");
+                    fresh_only = true;
                     continue;
                 }
-                let err = e.into_error();
-                if err.is_user() {
-                    // Our side failed: the client's request body (client went away).
-                    return Err(ProxyError::ClientAborted(describe(&err)));
+                // A brand new connection that is already dead: a connect failure.
+                let reason = format!("connection closed right after connect: {e}");
+                passive_failure(sh, &b, &reason, started.elapsed());
+                pick = redispatch(sh, pool, &mut tried, &pick, || {
+                    format!("{}: {reason}", b.name)
+                })?;
+                continue;
+            }
+            Failed::Closed(reason) => {
+                if reused && req.replayable && !replayed {
+                    tracing::debug!(backend = %b.name, %reason, "reused connection closed by backend before answering, retrying once");
+                    b.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    replayed = true;
+                    fresh_only = true;
+                    continue;
                 }
-                if reused && err.is_incomplete_message() && !replayed {
-                    if let Some(r) = &replay {
-                        tracing::debug!(backend = %b.name, "reused connection closed by backend before answering, retrying once");
-                        b.counters.retries.fetch_add(1, Ordering::Relaxed);
-                        replayed = true;
-                        fresh_only = true;
-                        req = r.request();
+                passive_failure(sh, &b, &reason, started.elapsed());
+                // The backend closed or reset the connection without a complete answer
+                // head: a request that can be replayed goes to another up backend, like
+                // HAProxy's `retry-on empty-response conn-failure` with `option
+                // redispatch`. Nothing reached the client yet.
+                if req.replayable {
+                    tried.push(pick.idx);
+                    if let Some(next) = sh.balancer.pick(pool, &tried) {
+                        tracing::info!(backend = %b.name, %reason, next = %next.backend.name, "empty response, redispatching");
+                        b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+                        pick = next;
                         continue;
                     }
                 }
-                let reason = describe(&err);
-                passive_failure(sh, &b, &reason, started.elapsed());
-                // The backend closed or reset the connection without a complete answer
-                // head (a server stopping between accept and response): a request that can
-                // be replayed goes to another up backend, like HAProxy's `retry-on
-                // empty-response conn-failure` with `option redispatch`. Nothing reached
-                // the client yet, and the request is idempotent without a body.
-                if closed_without_answer(&err) {
-                    if let Some(r) = &replay {
-                        tried.push(pick.idx);
-                        if let Some(next) = sh.balancer.pick(pool, &tried) {
-                            tracing::info!(backend = %b.name, %reason, next = %next.backend.name, "empty response, redispatching");
-                            b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                            pick = next;
-                            req = r.request();
-                            continue;
-                        }
-                    }
-                }
-                tracing::info!(backend = %b.name, %reason, reused, "bad gateway");
-                return Err(ProxyError::BadGateway(format!("{}: {reason}", b.name)));
+                reason
             }
-        }
+            Failed::Io(reason) | Failed::Invalid(reason) => {
+                passive_failure(sh, &b, &reason, started.elapsed());
+                reason
+            }
+        };
+        tracing::info!(backend = %b.name, %reason, reused, "bad gateway");
+        return Err(ProxyError::BadGateway(format!("{}: {reason}", b.name)));
     }
 }

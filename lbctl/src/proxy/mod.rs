@@ -32,6 +32,7 @@ mod body;
 mod client;
 mod error;
 mod forward;
+mod h1;
 mod server;
 #[cfg(test)]
 mod tests;

@@ -15,17 +15,18 @@
 //! and dropped (up to 1 s / 1 MiB) so a client that is still sending gets our error
 //! response rather than a TCP reset.
 
-use super::body::{Progress, ReqBody, RespBody};
-use super::client::{self, Pool, Replay};
+use super::body::{BackendBody, Progress, ReqBody, RespBody};
+use super::client::{self, Pool};
 use super::error::{self, ProxyError};
 use super::forward;
+use super::h1::{self, ReqFraming};
 use super::{FrontendStats, ProxyConfig};
 use crate::balance::backend::BackendState;
 use crate::balance::Balancer;
 use anyhow::Context as _;
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, COOKIE, SET_COOKIE};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, COOKIE, SET_COOKIE};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::io;
@@ -38,7 +39,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -230,7 +231,6 @@ enum Phase {
 /// Per-connection state shared by the IO wrapper, the handler and the watchdog.
 pub struct ConnState {
     phase: Mutex<(Phase, Instant, bool)>,
-    changed: Notify,
     peer: SocketAddr,
     local: SocketAddr,
     /// The connection slot, released when the connection (and any tunnel) is gone.
@@ -242,8 +242,6 @@ impl ConnState {
         let mut p = self.phase.lock().expect("phase lock");
         if let Some(n) = f(p.0) {
             *p = (n, Instant::now(), p.2 || served);
-            drop(p);
-            self.changed.notify_one();
         }
     }
 
@@ -293,7 +291,7 @@ impl ConnState {
 }
 
 /// Marks a request in flight on its connection until dropped (with the response body).
-struct InFlight(Arc<ConnState>);
+pub struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -336,6 +334,9 @@ impl AsyncRead for ClientIo {
                 Ok(n) => {
                     if n > 0 {
                         self.state.on_bytes();
+                        if n < dst.len() {
+                            client::drained(&self.stream);
+                        }
                     }
                     // SAFETY: recv initialised the first n bytes of the unfilled part.
                     unsafe { buf.assume_init(n) };
@@ -421,7 +422,6 @@ async fn connection(
     let stream = Arc::new(stream);
     let state = Arc::new(ConnState {
         phase: Mutex::new((Phase::Idle, Instant::now(), false)),
-        changed: Notify::new(),
         peer,
         local,
         _permit: permit,
@@ -452,26 +452,24 @@ async fn connection(
     );
     let timeouts = sh.cfg.timeouts.clone();
     let mut stopping = false;
-    // One timer per connection, moved with reset() as the phase changes (creating and
-    // dropping a timer per request showed in the profile).
-    let sleep = tokio::time::sleep_until(Instant::now());
+    // One timer per connection, and no wake-up per request: a phase change never moves a
+    // deadline earlier than `step` from now, so a timer that fires at most `step` after
+    // it was last armed is never late; when it fires the deadline is looked up again and
+    // the timer re-armed (at most every `step` on a busy or idle connection). Waking the
+    // watchdog on every phase change cost two extra polls of the connection per request.
+    let step = Duration::from_millis(timeouts.keep_alive_ms.min(timeouts.http_request_ms).max(1));
+    let sleep = tokio::time::sleep_until(Instant::now() + step);
     tokio::pin!(sleep);
     let end = loop {
-        let deadline = state.deadline(&timeouts);
-        if let Some((at, _)) = deadline {
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
-            }
-        }
-        let notified = state.changed.notified();
         tokio::select! {
             r = conn.as_mut() => break End::Done(r),
-            _ = notified => continue,
-            _ = &mut sleep, if deadline.is_some() => {
+            _ = &mut sleep => {
+                let now = Instant::now();
                 match state.deadline(&timeouts) {
-                    Some((at, Phase::Head)) if at <= Instant::now() => break End::HeadTimeout,
-                    Some((at, Phase::Idle)) if at <= Instant::now() => break End::Idle,
-                    _ => continue,
+                    Some((at, Phase::Head)) if at <= now => break End::HeadTimeout,
+                    Some((at, Phase::Idle)) if at <= now => break End::Idle,
+                    Some((at, _)) => sleep.as_mut().reset(at.min(now + step)),
+                    None => sleep.as_mut().reset(now + step),
                 }
             }
             _ = stopped(&mut stop), if !stopping => {
@@ -554,7 +552,7 @@ async fn handle(
         }
     };
     sh.stats.count_response(resp.status().as_u16());
-    resp.body_mut().guard(inflight);
+    resp.body_mut().hold_inflight(inflight);
     Ok(resp)
 }
 
@@ -577,13 +575,12 @@ async fn proxy(
     }
     let (mut parts, body) = req.into_parts();
     forward::to_backend(&mut parts, state.peer, state.local, upgrade)?;
-    let replay = Replay::of(&parts, body.is_end_stream());
     let progress = Progress::new();
-    let breq = Request::from_parts(parts, ReqBody::new(body, progress.clone()));
-    let (mut resp, pick, took) =
-        client::dispatch(sh, first, &pool, breq, replay, &progress).await?;
+    let out = outgoing(parts, body, &progress);
+    let (head, conn, upload, pick, took) =
+        client::dispatch(sh, first, &pool, out, &progress).await?;
     let b = pick.backend.clone();
-    let status = resp.status();
+    let status = head.status;
     b.count_response(status.as_u16());
     b.counters
         .response_time_us_total
@@ -596,24 +593,41 @@ async fn proxy(
             b.name
         )));
     }
+    let mut resp = Response::new(RespBody::empty());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = head.headers;
     forward::strip_hop_by_hop(resp.headers_mut(), switching);
     if let Some(c) = sh.balancer.set_cookie_for(pick.idx, &cookies) {
         resp.headers_mut().append(SET_COOKIE, c);
     }
     if switching {
-        let backend_upgrade = hyper::upgrade::on(&mut resp);
         let client_upgrade = client_upgrade.expect("checked above");
         state.upgraded();
         let tunnel_state = state.clone();
         tokio::spawn(
             async move {
                 let _keep = (tunnel_state, pick);
-                match tokio::join!(client_upgrade, backend_upgrade) {
-                    (Ok(c), Ok(s)) => {
+                // A 101 ends the request: nothing of a body is left to send.
+                drop(upload);
+                let Ok(mut stream) = Arc::try_unwrap(conn.stream) else {
+                    tracing::warn!("backend connection still shared, cannot tunnel");
+                    return;
+                };
+                let mut early = conn.buf;
+                match client_upgrade.await {
+                    Ok(c) => {
                         let mut c = TokioIo::new(c);
-                        let mut s = TokioIo::new(s);
-                        match tokio::io::copy_bidirectional(&mut c, &mut s).await {
+                        // What the backend sent right after its 101 goes first.
+                        let early = early.split();
+                        if !early.is_empty() {
+                            if let Err(e) = c.write_all(&early).await {
+                                tracing::debug!(error = %e, "tunnel ended");
+                                return;
+                            }
+                        }
+                        match tokio::io::copy_bidirectional(&mut c, &mut stream).await {
                             Ok((up, down)) => {
+                                let down = down + early.len() as u64;
                                 b.counters.bytes_in.fetch_add(up, Ordering::Relaxed);
                                 b.counters.bytes_out.fetch_add(down, Ordering::Relaxed);
                                 tracing::debug!(up, down, "tunnel closed");
@@ -621,19 +635,53 @@ async fn proxy(
                             Err(e) => tracing::debug!(error = %e, "tunnel ended"),
                         }
                     }
-                    (c, s) => {
-                        tracing::info!(client = ?c.err(), backend = ?s.err(), "upgrade failed")
-                    }
+                    Err(e) => tracing::info!(error = %e, "client upgrade failed"),
                 }
             }
             .instrument(tracing::Span::current()),
         );
-        let (parts, _) = resp.into_parts();
-        return Ok(Response::from_parts(parts, RespBody::empty()));
+        return Ok(resp);
     }
-    let (parts, body) = resp.into_parts();
     let idle = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
+    let body = BackendBody::new(conn, head.framing, head.keep_alive, upload, sh.pool.clone());
     let mut out = RespBody::stream(body, b, sh.stats.clone(), idle);
-    out.guard(pick);
-    Ok(Response::from_parts(parts, out))
+    out.hold_pick(pick);
+    *resp.body_mut() = out;
+    Ok(resp)
+}
+
+/// Encodes the request head for the backends and decides the body's framing: the
+/// client's Content-Length when it sent one, chunked for a body of unknown length (a
+/// chunked upload, or Transfer-Encoding plus Content-Length, where the chunked coding
+/// wins), none for a request without body.
+fn outgoing(
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    progress: &Arc<Progress>,
+) -> client::Outgoing {
+    let had_length = parts.headers.contains_key(CONTENT_LENGTH);
+    let framing = match body.size_hint().exact() {
+        Some(n) if had_length || n > 0 => ReqFraming::Length(n),
+        Some(_) => ReqFraming::None,
+        None => ReqFraming::Chunked,
+    };
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("*");
+    let mut head = bytes::BytesMut::new();
+    h1::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
+    let idempotent = matches!(
+        parts.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    );
+    let empty = body.is_end_stream();
+    client::Outgoing {
+        method: parts.method,
+        head: head.freeze(),
+        body: (!empty).then(|| ReqBody::new(body, progress.clone())),
+        framing,
+        replayable: idempotent && empty,
+    }
 }
