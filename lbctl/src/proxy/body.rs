@@ -236,6 +236,9 @@ impl BackendBody {
     }
 }
 
+/// `server_ms`, its timer (made the first time we wait) and whether we are waiting now.
+type IdleTimer = (Duration, Option<Pin<Box<Sleep>>>, bool);
+
 enum Kind {
     Full(Option<Bytes>),
     Backend(BackendBody),
@@ -248,7 +251,7 @@ pub struct RespBody {
     stats: Option<Arc<FrontendStats>>,
     /// Inactivity limit while waiting for the backend's next bytes (`server_ms`), and the
     /// timer, created the first time we have to wait (most small responses never do).
-    idle: Option<(Duration, Option<Pin<Box<Sleep>>>, bool)>,
+    idle: Option<IdleTimer>,
     /// Dropped when the body is done or abandoned: the backend pick (its `active` count)
     /// and the connection's in-flight marker (keep-alive timing).
     pick: Option<Pick>,
