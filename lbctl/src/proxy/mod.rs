@@ -169,7 +169,8 @@ pub async fn run(
         sets.push(set);
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let common = server::Common::new(&cfg, backends, global_stats().clone(), rx);
+    let (common, rxs) = server::Common::new(&cfg, backends, global_stats().clone(), rx, n);
+    let mut rxs = rxs.into_iter();
     let attach = |set: Vec<std::net::TcpListener>| {
         set.into_iter()
             .map(tokio::net::TcpListener::from_std)
@@ -178,7 +179,8 @@ pub async fn run(
     let mut sets = sets.into_iter();
     let first = sets.next().expect("at least one thread");
     let mut threads = Vec::new();
-    for (i, set) in sets.enumerate() {
+    let first_rx = rxs.next().expect("at least one thread");
+    for ((i, set), handoffs) in sets.enumerate().zip(rxs) {
         let (cfg, c) = (cfg.clone(), common.clone());
         let t = std::thread::Builder::new()
             .name(format!("proxy-{}", i + 1))
@@ -189,7 +191,7 @@ pub async fn run(
                     .context("starting a proxy thread's runtime")?;
                 rt.block_on(async move {
                     let ls = attach(set).context("registering listeners")?;
-                    server::serve_thread(ls, cfg, c)
+                    server::serve_thread(ls, cfg, c, i + 1, handoffs)
                         .instrument(tracing::info_span!("proxy", thread = i + 1))
                         .await;
                     Ok(())
@@ -199,7 +201,7 @@ pub async fn run(
         threads.push(t);
     }
     let ls = attach(first).context("registering listeners")?;
-    let main = tokio::spawn(server::serve_thread(ls, cfg, common));
+    let main = tokio::spawn(server::serve_thread(ls, cfg, common, 0, first_rx));
     shutdown.await;
     let _ = tx.send(true);
     let _ = main.await;

@@ -33,13 +33,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -107,6 +107,44 @@ pub struct Common {
     pub sem: Arc<Semaphore>,
     pub max_conns: usize,
     pub stop: watch::Receiver<bool>,
+    /// Each thread's connection count and the way to hand it a connection.
+    pub threads: Arc<Vec<ThreadSlot>>,
+}
+
+/// A proxy thread as the others see it.
+pub struct ThreadSlot {
+    /// Client connections the thread serves or has been handed.
+    conns: AtomicUsize,
+    handoff: mpsc::UnboundedSender<Handoff>,
+}
+
+/// A client connection accepted by one thread for another, less loaded one.
+pub struct Handoff {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Counts a connection on its thread until dropped.
+struct ThreadLoad(Arc<Vec<ThreadSlot>>, usize);
+
+impl Drop for ThreadLoad {
+    fn drop(&mut self) {
+        self.0[self.1].conns.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The thread that should serve a connection accepted by thread `me`: the least loaded
+/// one, `me` on ties. The kernel spreads connections over the SO_REUSEPORT listeners by
+/// a hash of the addresses, which left one thread with several more of wrk's 50
+/// connections than the other: those connections waited longer (the p99), while
+/// HAProxy gives each new connection to its least loaded thread.
+fn choose_thread(threads: &[ThreadSlot], me: usize) -> usize {
+    let load = |i: usize| threads[i].conns.load(Ordering::Relaxed);
+    let best = (0..threads.len()).min_by_key(|&i| load(i)).unwrap_or(me);
+    let chosen = if load(best) < load(me) { best } else { me };
+    threads[chosen].conns.fetch_add(1, Ordering::Relaxed);
+    chosen
 }
 
 impl Common {
@@ -115,9 +153,20 @@ impl Common {
         backends: Vec<Arc<BackendState>>,
         stats: Arc<FrontendStats>,
         stop: watch::Receiver<bool>,
-    ) -> Common {
+        threads: usize,
+    ) -> (Common, Vec<mpsc::UnboundedReceiver<Handoff>>) {
         let max_conns = cfg.limits.max_conns.clamp(1, Semaphore::MAX_PERMITS >> 1);
-        Common {
+        let (slots, rxs): (Vec<_>, Vec<_>) = (0..threads.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let slot = ThreadSlot {
+                    conns: AtomicUsize::new(0),
+                    handoff: tx,
+                };
+                (slot, rx)
+            })
+            .unzip();
+        let common = Common {
             balancer: Arc::new(Balancer::new(
                 backends,
                 cfg.balance,
@@ -128,7 +177,9 @@ impl Common {
             sem: Arc::new(Semaphore::new(max_conns)),
             max_conns,
             stop,
-        }
+            threads: Arc::new(slots),
+        };
+        (common, rxs)
     }
 }
 
@@ -141,8 +192,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = watch::channel(false);
-    let common = Common::new(&cfg, backends, stats, rx);
-    let shard = tokio::spawn(serve_thread(listeners, cfg, common));
+    let (common, mut rxs) = Common::new(&cfg, backends, stats, rx, 1);
+    let rx = rxs.pop().expect("one thread");
+    let shard = tokio::spawn(serve_thread(listeners, cfg, common, 0, rx));
     shutdown.await;
     let _ = tx.send(true);
     let _ = shard.await;
@@ -151,7 +203,13 @@ pub async fn serve(
 /// One proxy thread: accepts on its `listeners` until the stop signal, then lets its
 /// connections finish their current request (keep-alive disabled) within a grace period.
 /// Runs on the thread's own event loop; backend connections go to this thread's pool.
-pub async fn serve_thread(listeners: Vec<TcpListener>, cfg: ProxyConfig, c: Common) {
+pub async fn serve_thread(
+    listeners: Vec<TcpListener>,
+    cfg: ProxyConfig,
+    c: Common,
+    me: usize,
+    mut handoffs: mpsc::UnboundedReceiver<Handoff>,
+) {
     let pool = Arc::new(Pool::new(
         c.balancer.backends().len(),
         cfg.source,
@@ -168,27 +226,38 @@ pub async fn serve_thread(listeners: Vec<TcpListener>, cfg: ProxyConfig, c: Comm
     for l in listeners {
         let addr = l.local_addr().ok();
         tracing::info!(?addr, "proxy listening");
-        accepts.spawn(accept_loop(
-            l,
-            shared.clone(),
-            c.sem.clone(),
-            c.stop.clone(),
-        ));
+        accepts.spawn(accept_loop(l, shared.clone(), c.clone(), me));
     }
     let mut stop = c.stop.clone();
-    stopped(&mut stop).await;
+    loop {
+        tokio::select! {
+            h = handoffs.recv() => {
+                let Some(h) = h else { break };
+                // Registered with this thread's event loop from here on.
+                match TcpStream::from_std(h.stream) {
+                    Ok(stream) => {
+                        let load = ThreadLoad(c.threads.clone(), me);
+                        let span = tracing::info_span!("conn", peer = %h.peer);
+                        let conn = connection(stream, h.peer, h.permit, shared.clone(), c.stop.clone(), load);
+                        tokio::spawn(conn.instrument(span));
+                    }
+                    Err(e) => {
+                        c.threads[me].conns.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "cannot take over a connection");
+                    }
+                }
+            }
+            _ = stopped(&mut stop) => break,
+        }
+    }
     accepts.shutdown().await;
     // Wait until no connection holds a slot (every thread's connections share the
     // semaphore; the permits are released at once so other threads' waits end too).
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, c.sem.acquire_many(c.max_conns as u32)).await;
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    sh: Arc<Shared>,
-    sem: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, c: Common, me: usize) {
+    let (sem, mut stop) = (c.sem.clone(), c.stop.clone());
     loop {
         // Take a connection slot first: above max_conns, clients wait in the backlog.
         let permit = tokio::select! {
@@ -207,8 +276,32 @@ async fn accept_loop(
             },
             _ = stopped(&mut stop) => return,
         };
+        let to = choose_thread(&c.threads, me);
+        if to != me {
+            match stream.into_std() {
+                Ok(stream) => {
+                    let h = Handoff {
+                        stream,
+                        peer,
+                        permit,
+                    };
+                    if let Err(e) = c.threads[to].handoff.send(h) {
+                        // That thread is stopping: the connection is dropped (closed).
+                        c.threads[to].conns.fetch_sub(1, Ordering::Relaxed);
+                        drop(e);
+                    }
+                }
+                Err(e) => {
+                    c.threads[to].conns.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "cannot hand over a connection");
+                }
+            }
+            continue;
+        }
+        let load = ThreadLoad(c.threads.clone(), me);
         let span = tracing::info_span!("conn", peer = %peer);
-        tokio::spawn(connection(stream, peer, permit, sh.clone(), stop.clone()).instrument(span));
+        let conn = connection(stream, peer, permit, sh.clone(), stop.clone(), load);
+        tokio::spawn(conn.instrument(span));
     }
 }
 
@@ -406,6 +499,7 @@ async fn connection(
     permit: OwnedSemaphorePermit,
     sh: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    _load: ThreadLoad,
 ) {
     let stats = sh.stats.clone();
     stats.conns_total.fetch_add(1, Ordering::Relaxed);
