@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -71,6 +71,9 @@ pub struct BackendState {
     pub active: AtomicU64,
     pub counters: Counters,
     check: Mutex<CheckState>,
+    /// Copy of `check.consecutive_fail`, read without the lock on every proxied request
+    /// (the proxy's passive check only needs to know whether it is non-zero).
+    failing: AtomicU32,
 }
 
 /// Seconds since the Unix epoch, as the stats show times.
@@ -96,11 +99,17 @@ impl BackendState {
                 last_change: now_epoch(),
                 ..Default::default()
             }),
+            failing: AtomicU32::new(0),
         }
     }
 
     pub fn is_up(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Consecutive failed observations (checks or live traffic) so far.
+    pub fn consecutive_fail(&self) -> u32 {
+        self.failing.load(Ordering::Relaxed)
     }
 
     pub fn check_state(&self) -> CheckState {
@@ -134,6 +143,7 @@ impl BackendState {
             st.consecutive_fail += 1;
             st.consecutive_ok = 0;
         }
+        self.failing.store(st.consecutive_fail, Ordering::Relaxed);
         let up = self.is_up();
         let flip = if up {
             !ok && st.consecutive_fail >= fall.max(1)

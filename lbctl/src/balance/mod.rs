@@ -10,6 +10,7 @@ pub mod sticky;
 use crate::config::{Balance, Route};
 use backend::BackendState;
 use hyper::header::{HeaderMap, HeaderValue};
+use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -92,8 +93,9 @@ impl Balancer {
         route::pool_for(&self.routes, path)
     }
 
-    /// Up backends of `pool` not in `exclude`, in config order.
-    fn candidates(&self, pool: &str, exclude: &[usize]) -> Vec<usize> {
+    /// Up backends of `pool` not in `exclude`, in config order (on the stack: this runs
+    /// for every request).
+    fn candidates(&self, pool: &str, exclude: &[usize]) -> SmallVec<[usize; 16]> {
         (0..self.backends.len())
             .filter(|i| {
                 let b = &self.backends[*i];

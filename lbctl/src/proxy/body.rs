@@ -73,12 +73,9 @@ impl ReqBody {
         }
     }
 
-    pub fn empty() -> ReqBody {
-        ReqBody {
-            inner: None,
-            backend: None,
-            progress: Progress::new(),
-        }
+    /// Who the exchange carrying this body waits for.
+    pub fn progress(&self) -> Arc<Progress> {
+        self.progress.clone()
     }
 
     /// The backend whose `bytes_in` counts what is sent from now on.

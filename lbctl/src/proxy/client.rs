@@ -363,20 +363,27 @@ fn passive_failure(sh: &Shared, b: &BackendState, reason: &str, took: Duration) 
 /// A success resets the consecutive-failure count of an up backend (HAProxy `observe`);
 /// it never brings a down backend up (that is the health checker's job).
 fn passive_success(sh: &Shared, b: &BackendState, took: Duration) {
-    if b.is_up() && b.check_state().consecutive_fail > 0 {
+    if b.is_up() && b.consecutive_fail() > 0 {
         b.record(true, "response", took, true, sh.cfg.rise, sh.cfg.fall);
     }
 }
 
 /// Awaits `fut` unless the exchange stalls: `server` while waiting for the backend (to
 /// read our request body, or to answer once it has all of it), `client` while waiting for
-/// the client's request body. Both are inactivity timeouts; Err says who stalled.
+/// the client's request body. Both are inactivity timeouts; Err says who stalled. Without
+/// a request body (`progress` None) only the backend can stall: one plain timeout.
 async fn wait<T>(
     fut: impl std::future::Future<Output = T>,
-    progress: &Progress,
+    progress: Option<&Progress>,
     server: Duration,
     client: Duration,
 ) -> Result<T, Waiting> {
+    let Some(progress) = progress else {
+        let start = tokio::time::Instant::now();
+        return tokio::time::timeout(server, fut)
+            .await
+            .map_err(|_| Waiting::Backend(start));
+    };
     tokio::pin!(fut);
     loop {
         let w = progress.get();
@@ -429,7 +436,6 @@ pub async fn dispatch(
     mut pick: Pick,
     pool: &str,
     mut req: Outgoing,
-    progress: &Progress,
 ) -> Result<(ResponseHead, Conn, Option<Upload>, Pick, Duration), ProxyError> {
     let mut tried: Vec<usize> = Vec::new();
     let mut fresh_only = false;
@@ -465,9 +471,10 @@ pub async fn dispatch(
         if let Some(body) = req.body.as_mut() {
             body.set_backend(b.clone());
         }
+        let progress = req.body.as_ref().map(|b| b.progress());
         let sent = wait(
             exchange(&mut conn, &mut req),
-            progress,
+            progress.as_deref(),
             server_timeout,
             client_timeout,
         )

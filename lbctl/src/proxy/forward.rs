@@ -143,6 +143,40 @@ fn append_list(headers: &mut HeaderMap, name: &HeaderName, value: &str) -> Resul
     Ok(())
 }
 
+/// The forwarding header values of one client connection, made once per connection
+/// rather than formatted again for every request.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    xff: HeaderValue,
+    fwd: HeaderValue,
+}
+
+impl Forwarding {
+    /// `X-Forwarded-For: <client>` and `Forwarded: for=<client>;proto=http;by=<us>`.
+    pub fn new(peer: SocketAddr, local: SocketAddr) -> Forwarding {
+        let xff = plain_ip(peer.ip()).to_string();
+        let fwd = format!("for={};proto=http;by={}", node(peer.ip()), node(local.ip()));
+        Forwarding {
+            // Formatted addresses: never CR, LF or NUL.
+            xff: HeaderValue::from_str(&xff).expect("an address is a valid header value"),
+            fwd: HeaderValue::from_str(&fwd).expect("an address is a valid header value"),
+        }
+    }
+
+    /// Adds both headers, appended to the lists the request already carries.
+    pub fn apply(&self, headers: &mut HeaderMap) -> Result<(), ProxyError> {
+        for (name, value) in [(&X_FORWARDED_FOR, &self.xff), (&FORWARDED, &self.fwd)] {
+            if headers.contains_key(name) {
+                let v = value.to_str().expect("ASCII");
+                append_list(headers, name, v)?;
+            } else {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Adds `X-Forwarded-For: <client>` (appended to an existing list) and
 /// `Forwarded: for=<client>;proto=http;by=<our address>` (RFC 7239, appended too).
 pub fn add_forwarded(
@@ -150,9 +184,7 @@ pub fn add_forwarded(
     peer: SocketAddr,
     local: SocketAddr,
 ) -> Result<(), ProxyError> {
-    append_list(headers, &X_FORWARDED_FOR, &plain_ip(peer.ip()).to_string())?;
-    let fwd = format!("for={};proto=http;by={}", node(peer.ip()), node(local.ip()));
-    append_list(headers, &FORWARDED, &fwd)
+    Forwarding::new(peer, local).apply(headers)
 }
 
 /// Rewrites a client request head for the backend: origin-form target, HTTP/1.1 (so the
@@ -160,8 +192,7 @@ pub fn add_forwarded(
 /// headers removed, forwarding headers added.
 pub fn to_backend(
     parts: &mut hyper::http::request::Parts,
-    peer: SocketAddr,
-    local: SocketAddr,
+    fwd: &Forwarding,
     upgrade: bool,
 ) -> Result<(), ProxyError> {
     if let Some(auth) = parts.uri.authority() {
@@ -184,7 +215,7 @@ pub fn to_backend(
     };
     parts.version = Version::HTTP_11;
     strip_hop_by_hop(&mut parts.headers, upgrade);
-    add_forwarded(&mut parts.headers, peer, local)
+    fwd.apply(&mut parts.headers)
 }
 
 #[cfg(test)]
@@ -324,13 +355,11 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        to_backend(
-            &mut p,
+        let fwd = Forwarding::new(
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
-            false,
-        )
-        .unwrap();
+        );
+        to_backend(&mut p, &fwd, false).unwrap();
         assert_eq!(p.uri, "/a?b=1");
         assert_eq!(p.version, Version::HTTP_11);
         assert_eq!(p.headers["host"], "example.com:8080");
