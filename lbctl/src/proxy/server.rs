@@ -777,3 +777,40 @@ fn outgoing(parts: hyper::http::request::Parts, body: Incoming) -> client::Outgo
         replayable: idempotent && empty,
     }
 }
+
+#[cfg(test)]
+mod thread_tests {
+    use super::*;
+
+    fn slots(loads: &[usize]) -> Vec<ThreadSlot> {
+        loads
+            .iter()
+            .map(|&n| ThreadSlot {
+                conns: AtomicUsize::new(n),
+                handoff: mpsc::unbounded_channel().0,
+            })
+            .collect()
+    }
+
+    fn loads(s: &[ThreadSlot]) -> Vec<usize> {
+        s.iter().map(|t| t.conns.load(Ordering::Relaxed)).collect()
+    }
+
+    #[test]
+    fn new_connections_go_to_the_least_loaded_thread() {
+        let s = slots(&[3, 1]);
+        assert_eq!(choose_thread(&s, 0), 1);
+        assert_eq!(loads(&s), [3, 2]);
+        assert_eq!(choose_thread(&s, 0), 1);
+        // A tie stays where it was accepted: no handover for nothing.
+        assert_eq!(choose_thread(&s, 0), 0);
+        assert_eq!(choose_thread(&s, 1), 1);
+        assert_eq!(loads(&s), [4, 4]);
+        // 50 connections accepted by one thread end up 25 / 25.
+        let s = slots(&[0, 0]);
+        for _ in 0..50 {
+            choose_thread(&s, 0);
+        }
+        assert_eq!(loads(&s), [25, 25]);
+    }
+}

@@ -1110,3 +1110,145 @@ async fn backend_stalling_mid_body_is_aborted_after_server_timeout() {
     })
     .await
 }
+
+/// A raw backend that counts its connections and answers each request on a connection
+/// with `answer(head)`, keeping the connection open (keep-alive) until the client closes.
+async fn counting_backend(
+    answer: fn(&str) -> Vec<u8>,
+) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = conns.clone();
+    let a = raw_backend(move |mut s| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            loop {
+                let head = read_head(&mut s).await;
+                if head.is_empty() {
+                    return;
+                }
+                if s.write_all(&answer(&head)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (a, conns)
+}
+
+#[tokio::test]
+async fn backend_framings_close_delimited_and_informational() {
+    bounded(async {
+        // HTTP/1.0 without Content-Length: the body runs until the backend closes.
+        let a = raw_backend(|mut s| async move {
+            read_head(&mut s).await;
+            let _ = s
+                .write_all(b"HTTP/1.0 200 OK\r\nX-B: 1\r\n\r\nuntil close")
+                .await;
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "until close"));
+        assert_eq!(g.headers["x-b"], "1");
+        assert_eq!(p.stats.snapshot().aborted_mid_body, 0);
+        // 100 Continue, then the real answer: the client sees only the final response.
+        let (a, _) = counting_backend(|_| {
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
+                .to_vec()
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        let g = get(p.addr, "/").await;
+        assert_eq!((g.status.as_u16(), g.body.as_str()), (201, "ok"));
+        // HEAD: a Content-Length but no body follows; the connection stays usable.
+        let (a, conns) =
+            counting_backend(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec()).await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        for _ in 0..3 {
+            let g = send(
+                p.addr,
+                req("/").method("HEAD").body(Full::default()).unwrap(),
+            )
+            .await;
+            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, ""));
+            assert_eq!(g.headers["content-length"], "5");
+        }
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "one kept-alive backend connection"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn backend_connections_are_reused_unless_the_backend_closes_them() {
+    bounded(async {
+        let (a, conns) = counting_backend(|_| {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec()
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        for _ in 0..5 {
+            let g = get(p.addr, "/").await;
+            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "abc"));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        // `Connection: close` from the backend: a new connection each time.
+        let (a, conns) = counting_backend(|_| {
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec()
+        })
+        .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        for _ in 0..3 {
+            let g = get(p.addr, "/").await;
+            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "ok"));
+            assert!(!g.headers.contains_key("connection"), "hop-by-hop stripped");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        // Bytes after the announced body: the backend is out of step, never reused.
+        let (a, conns) =
+            counting_backend(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK".to_vec())
+                .await;
+        let p = start(config(), vec![be("s1", a)]).await;
+        for _ in 0..3 {
+            let g = get(p.addr, "/").await;
+            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "ok"));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 3);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn early_answer_before_the_whole_upload_reaches_the_client() {
+    bounded(async {
+        // The backend refuses the upload after its head (413) without reading the body.
+        let (a, conns) = counting_backend(|_| {
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig".to_vec()
+        })
+        .await;
+        let bs = vec![be("s1", a)];
+        let p = start(config(), bs.clone()).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123")
+            .await
+            .unwrap();
+        let mut out = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut out))
+            .await
+            .expect("answer before the body is complete")
+            .unwrap();
+        let out = String::from_utf8_lossy(&out[..n]);
+        assert!(out.starts_with("HTTP/1.1 413"), "{out:?}");
+        assert!(out.ends_with("big"), "{out:?}");
+        // Not a backend failure, and its connection is not reused (our upload was cut).
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 0);
+        let g = get(p.addr, "/").await;
+        assert_eq!(g.status, 413);
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    })
+    .await
+}
