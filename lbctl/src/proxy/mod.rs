@@ -144,10 +144,11 @@ pub fn frontend_stats() -> &'static FrontendStats {
 /// accepting, lets connections finish their current request for up to 2 s, and returns).
 /// Returns Err only if a listener cannot be bound. Counts into [`frontend_stats`].
 ///
-/// With `threads` > 1, thread 0 is the caller's runtime and each other thread runs its own
-/// current-thread runtime, with its own SO_REUSEPORT listeners and backend pool (HAProxy's
-/// model: no task ever moves between threads, so there are no cross-thread wakeups on the
-/// request path; tokio's work-stealing runtime was measured slower than one thread here).
+/// Each of the `threads` proxy threads runs its own current-thread runtime, with its own
+/// SO_REUSEPORT listeners and backend pool (HAProxy's model: no task ever moves between
+/// threads, so there are no cross-thread wakeups on the request path; tokio's
+/// work-stealing runtime was measured slower than one thread here). None of them is the
+/// caller's: the agent's health checks, VRRP and admin port never delay a request.
 pub async fn run(
     cfg: ProxyConfig,
     backends: Vec<Arc<BackendState>>,
@@ -170,20 +171,16 @@ pub async fn run(
     }
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (common, rxs) = server::Common::new(&cfg, backends, global_stats().clone(), rx, n);
-    let mut rxs = rxs.into_iter();
     let attach = |set: Vec<std::net::TcpListener>| {
         set.into_iter()
             .map(tokio::net::TcpListener::from_std)
             .collect::<std::io::Result<Vec<_>>>()
     };
-    let mut sets = sets.into_iter();
-    let first = sets.next().expect("at least one thread");
     let mut threads = Vec::new();
-    let first_rx = rxs.next().expect("at least one thread");
-    for ((i, set), handoffs) in sets.enumerate().zip(rxs) {
+    for ((i, set), handoffs) in sets.into_iter().enumerate().zip(rxs) {
         let (cfg, c) = (cfg.clone(), common.clone());
         let t = std::thread::Builder::new()
-            .name(format!("proxy-{}", i + 1))
+            .name(format!("proxy-{i}"))
             .spawn(move || -> anyhow::Result<()> {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -191,8 +188,8 @@ pub async fn run(
                     .context("starting a proxy thread's runtime")?;
                 rt.block_on(async move {
                     let ls = attach(set).context("registering listeners")?;
-                    server::serve_thread(ls, cfg, c, i + 1, handoffs)
-                        .instrument(tracing::info_span!("proxy", thread = i + 1))
+                    server::serve_thread(ls, cfg, c, i, handoffs)
+                        .instrument(tracing::info_span!("proxy", thread = i))
                         .await;
                     Ok(())
                 })
@@ -200,11 +197,8 @@ pub async fn run(
             .context("starting a proxy thread")?;
         threads.push(t);
     }
-    let ls = attach(first).context("registering listeners")?;
-    let main = tokio::spawn(server::serve_thread(ls, cfg, common, 0, first_rx));
     shutdown.await;
     let _ = tx.send(true);
-    let _ = main.await;
     for t in threads {
         match tokio::task::spawn_blocking(move || t.join()).await {
             Ok(Ok(Err(e))) => tracing::warn!("proxy thread: {e:#}"),
