@@ -3,9 +3,10 @@
 //! admin listener (which exports it). The up/down hysteresis (rise/fall) lives here, pure,
 //! so it is unit-tested without sockets.
 
+use super::counter::Counter;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -47,18 +48,18 @@ pub struct Transition {
 /// Response counters by class (1xx..5xx) and other traffic counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub requests: AtomicU64,
-    pub responses: [AtomicU64; 5],
+    pub requests: Counter,
+    pub responses: [Counter; 5],
     /// Connection failures, timeouts, resets talking to this backend.
-    pub failures: AtomicU64,
+    pub failures: Counter,
     /// Requests retried on a reused connection the backend had closed.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     /// Requests moved to another backend after this one failed.
-    pub redispatches: AtomicU64,
-    pub bytes_in: AtomicU64,
-    pub bytes_out: AtomicU64,
+    pub redispatches: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
     /// Sum of response times (time to response head), for the average.
-    pub response_time_us_total: AtomicU64,
+    pub response_time_us_total: Counter,
 }
 
 pub struct BackendState {
@@ -68,7 +69,7 @@ pub struct BackendState {
     pub pool: String,
     healthy: AtomicBool,
     /// Requests in flight (leastconn).
-    pub active: AtomicU64,
+    pub active: Counter,
     pub counters: Counters,
     check: Mutex<CheckState>,
     /// Copy of `check.consecutive_fail`, read without the lock on every proxied request
@@ -93,7 +94,7 @@ impl BackendState {
             weight,
             pool: pool.to_string(),
             healthy: AtomicBool::new(true),
-            active: AtomicU64::new(0),
+            active: Counter::new(0),
             counters: Counters::default(),
             check: Mutex::new(CheckState {
                 last_change: now_epoch(),

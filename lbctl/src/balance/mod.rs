@@ -2,6 +2,7 @@
 //! algorithms that pick one (smooth weighted round robin, leastconn, cookie stickiness,
 //! content routing), combined by [`Balancer`].
 pub mod backend;
+pub mod counter;
 pub mod leastconn;
 pub mod route;
 pub mod rr;

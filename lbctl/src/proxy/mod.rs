@@ -38,10 +38,11 @@ mod server;
 mod tests;
 
 use crate::balance::backend::BackendState;
+use crate::balance::counter::Counter;
 use serde::Serialize;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use tracing::Instrument as _;
 
@@ -69,25 +70,25 @@ pub struct ProxyConfig {
 #[derive(Debug, Default)]
 pub struct FrontendStats {
     /// Requests received, including those refused before reaching a backend.
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Responses sent to clients by class 1xx..5xx (ours and the backends').
-    pub responses: [AtomicU64; 5],
-    pub conns_current: AtomicU64,
-    pub conns_total: AtomicU64,
+    pub responses: [Counter; 5],
+    pub conns_current: Counter,
+    pub conns_total: Counter,
     /// 400: malformed request, smuggling attempt.
-    pub bad_request: AtomicU64,
+    pub bad_request: Counter,
     /// 408: request head not complete within `http_request_ms`.
-    pub header_timeout: AtomicU64,
+    pub header_timeout: Counter,
     /// 414/431: URI or request head too large, too many header fields.
-    pub too_large: AtomicU64,
+    pub too_large: Counter,
     /// 503: no up backend could be reached.
-    pub no_backend: AtomicU64,
+    pub no_backend: Counter,
     /// 502: backend refused/reset/closed or answered something that is not HTTP.
-    pub bad_gateway: AtomicU64,
+    pub bad_gateway: Counter,
     /// 504: backend did not answer within `server_ms`.
-    pub gateway_timeout: AtomicU64,
+    pub gateway_timeout: Counter,
     /// Responses whose body the backend did not finish: the client connection is aborted.
-    pub aborted_mid_body: AtomicU64,
+    pub aborted_mid_body: Counter,
 }
 
 /// A plain copy of [`FrontendStats`] for JSON/Prometheus export.
@@ -113,7 +114,7 @@ impl FrontendStats {
     }
 
     pub fn snapshot(&self) -> FrontendSnapshot {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = |a: &Counter| a.load(Ordering::Relaxed);
         FrontendSnapshot {
             requests: g(&self.requests),
             responses: std::array::from_fn(|i| g(&self.responses[i])),
