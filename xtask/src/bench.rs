@@ -188,11 +188,23 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     let (mut o, mut h) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         // Progress while a round runs (2 x secs s with nothing else printed).
+        // Who goes first alternates too, so neither always runs on a warmer machine.
+        let ours_first = round % 2 == 1;
+        let (first, second) = if ours_first {
+            ("lbctl", "haproxy")
+        } else {
+            ("haproxy", "lbctl")
+        };
         eprintln!(
-            "  round {round}/{rounds}: wrk against lbctl ({secs} s), then haproxy ({secs} s)..."
+            "  round {round}/{rounds}: wrk against {first} ({secs} s), then {second} ({secs} s)..."
         );
-        let a = wrk(OURS, secs, conns)?;
-        let b = wrk(HAPROXY, secs, conns)?;
+        let (a, b) = if ours_first {
+            let a = wrk(OURS, secs, conns)?;
+            (a, wrk(HAPROXY, secs, conns)?)
+        } else {
+            let b = wrk(HAPROXY, secs, conns)?;
+            (wrk(OURS, secs, conns)?, b)
+        };
         println!(
             "  round {round}: lbctl {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} | haproxy {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {}",
             a.rps, a.p50_ms, a.p99_ms, a.errors, b.rps, b.p50_ms, b.p99_ms, b.errors
@@ -211,6 +223,18 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         orps / hrps,
         op50 / hp50,
         op99 / hp99
+    );
+    // The two runs of a round are back to back, under nearly the same load from the rest
+    // of this shared machine: the median of each round's own ratio cancels the drift
+    // between rounds that the ratio of the medians keeps.
+    let paired = |f: fn(&WrkResult) -> f64| {
+        median(o.iter().zip(&h).map(|(a, b)| f(a) / f(b)).collect())
+    };
+    println!(
+        "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        paired(|r| r.rps),
+        paired(|r| r.p50_ms),
+        paired(|r| r.p99_ms)
     );
 
     // Resident memory of the agent with 1,000 idle client connections.
