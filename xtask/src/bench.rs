@@ -227,9 +227,8 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     // The two runs of a round are back to back, under nearly the same load from the rest
     // of this shared machine: the median of each round's own ratio cancels the drift
     // between rounds that the ratio of the medians keeps.
-    let paired = |f: fn(&WrkResult) -> f64| {
-        median(o.iter().zip(&h).map(|(a, b)| f(a) / f(b)).collect())
-    };
+    let paired =
+        |f: fn(&WrkResult) -> f64| median(o.iter().zip(&h).map(|(a, b)| f(a) / f(b)).collect());
     println!(
         "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
         paired(|r| r.rps),

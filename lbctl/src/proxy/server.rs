@@ -222,13 +222,21 @@ pub async fn serve_thread(
         pool,
         stats: c.stats.clone(),
     });
+    // This thread's own stop signal, relayed from the proxy's: every connection polls it
+    // each time it wakes, and a receiver of a channel shared by all threads takes that
+    // channel's lock on each of those polls.
+    let mut stop = c.stop.clone();
+    let (local_tx, local_rx) = watch::channel(false);
+    let c = Common {
+        stop: local_rx,
+        ..c
+    };
     let mut accepts = tokio::task::JoinSet::new();
     for l in listeners {
         let addr = l.local_addr().ok();
         tracing::info!(?addr, "proxy listening");
         accepts.spawn(accept_loop(l, shared.clone(), c.clone(), me));
     }
-    let mut stop = c.stop.clone();
     loop {
         tokio::select! {
             h = handoffs.recv() => {
@@ -250,6 +258,7 @@ pub async fn serve_thread(
             _ = stopped(&mut stop) => break,
         }
     }
+    let _ = local_tx.send(true);
     accepts.shutdown().await;
     // Wait until no connection holds a slot (every thread's connections share the
     // semaphore; the permits are released at once so other threads' waits end too).
