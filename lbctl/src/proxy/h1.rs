@@ -504,71 +504,71 @@ mod tests {
         assert_eq!(&buf[..], b"okNEXT");
 
         assert!(head("HTTP/1.1 200 OK\r\nContent-Len").unwrap().is_none());
-        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, RespFraming::Chunked);
-        let h = head("HTTP/1.1 200 OK\r\n\r\n").unwrap().unwrap();
-        assert_eq!((h.framing, h.keep_alive), (RespFraming::Close, false));
-        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, RespFraming::Close);
-        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, RespFraming::Empty);
-        let h = head("HTTP/1.1 304 Not Modified\r\n\r\n").unwrap().unwrap();
-        assert_eq!((h.framing, h.keep_alive), (RespFraming::Empty, true));
-        let h = head("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, RespFraming::Empty);
+        use RespFraming::*;
+        for (raw, framing, keep_alive) in [
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+                Chunked,
+                true,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", Close, false),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                Close,
+                false,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n",
+                Empty,
+                true,
+            ),
+            ("HTTP/1.1 304 Not Modified\r\n\r\n", Empty, true),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+                Length(3),
+                true,
+            ),
+            // Keep-alive rules of 1.0 and 1.1.
+            (
+                "HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 1\r\n\r\n",
+                Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                Length(1),
+                true,
+            ),
+        ] {
+            let h = head(raw).unwrap().unwrap();
+            assert_eq!((h.framing, h.keep_alive), (framing, keep_alive), "{raw:?}");
+        }
         let mut b = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
         let h = parse_response_head(&mut b, &Method::HEAD).unwrap().unwrap();
         assert_eq!(h.framing, RespFraming::Empty);
-        // Keep-alive rules of 1.0 and 1.1.
-        let h = head("HTTP/1.1 200 OK\r\nConnection: Close\r\nContent-Length: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(!h.keep_alive);
-        let h = head("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(!h.keep_alive);
-        let h = head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(h.keep_alive);
-        // The same Content-Length twice is one length.
-        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.framing, RespFraming::Length(3));
     }
 
     #[test]
     fn garbage_and_oversized_heads_are_refused() {
-        assert!(matches!(
-            head("garbage\r\n\r\n"),
-            Err(ParseError::Invalid(_))
-        ));
-        assert!(matches!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
-            Err(ParseError::Invalid(_))
-        ));
-        assert!(matches!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"),
-            Err(ParseError::Invalid(_))
-        ));
-        assert!(matches!(
-            head("HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n"),
-            Err(ParseError::Invalid(_))
-        ));
-        assert!(matches!(
-            head("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n"),
-            Err(ParseError::Invalid(_))
-        ));
+        for bad in [
+            "garbage\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        ] {
+            assert!(matches!(head(bad), Err(ParseError::Invalid(_))), "{bad:?}");
+        }
         let many: String = (0..200).map(|i| format!("x{i}: y\r\n")).collect();
         assert_eq!(
             head(&format!("HTTP/1.1 200 OK\r\n{many}\r\n")).unwrap_err(),

@@ -1183,41 +1183,34 @@ async fn backend_framings_close_delimited_and_informational() {
     .await
 }
 
+/// Sends `n` GETs through a proxy to a backend answering `answer`, checks each answer's
+/// status and body, and returns how many connections the backend saw.
+async fn backend_conns_for(answer: fn(&str) -> Vec<u8>, n: usize, body: &str) -> usize {
+    let (a, conns) = counting_backend(answer).await;
+    let p = start(config(), vec![be("s1", a)]).await;
+    for _ in 0..n {
+        let g = get(p.addr, "/").await;
+        assert_eq!((g.status.as_u16(), g.body.as_str()), (200, body));
+        assert!(!g.headers.contains_key("connection"), "hop-by-hop stripped");
+    }
+    conns.load(Ordering::SeqCst)
+}
+
 #[tokio::test]
 async fn backend_connections_are_reused_unless_the_backend_closes_them() {
     bounded(async {
-        let (a, conns) = counting_backend(|_| {
+        let chunked = |_: &str| {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec()
-        })
-        .await;
-        let p = start(config(), vec![be("s1", a)]).await;
-        for _ in 0..5 {
-            let g = get(p.addr, "/").await;
-            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "abc"));
-        }
-        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        };
+        assert_eq!(backend_conns_for(chunked, 5, "abc").await, 1);
         // `Connection: close` from the backend: a new connection each time.
-        let (a, conns) = counting_backend(|_| {
+        let close = |_: &str| {
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok".to_vec()
-        })
-        .await;
-        let p = start(config(), vec![be("s1", a)]).await;
-        for _ in 0..3 {
-            let g = get(p.addr, "/").await;
-            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "ok"));
-            assert!(!g.headers.contains_key("connection"), "hop-by-hop stripped");
-        }
-        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        };
+        assert_eq!(backend_conns_for(close, 3, "ok").await, 3);
         // Bytes after the announced body: the backend is out of step, never reused.
-        let (a, conns) =
-            counting_backend(|_| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK".to_vec())
-                .await;
-        let p = start(config(), vec![be("s1", a)]).await;
-        for _ in 0..3 {
-            let g = get(p.addr, "/").await;
-            assert_eq!((g.status.as_u16(), g.body.as_str()), (200, "ok"));
-        }
-        assert_eq!(conns.load(Ordering::SeqCst), 3);
+        let junk = |_: &str| b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK".to_vec();
+        assert_eq!(backend_conns_for(junk, 3, "ok").await, 3);
     })
     .await
 }
