@@ -135,7 +135,11 @@ impl Balancer {
 
     /// The whole selection for a request: the sticky backend if valid, else a normal pick.
     pub fn select(&self, path: &str, headers: &HeaderMap) -> Option<Pick> {
-        let pool = self.pool_for(path);
+        self.select_in(self.pool_for(path), headers)
+    }
+
+    /// [`Balancer::select`] in a pool the caller already looked up.
+    pub fn select_in(&self, pool: &str, headers: &HeaderMap) -> Option<Pick> {
         self.sticky(pool, headers, &[])
             .or_else(|| self.pick(pool, &[]))
     }

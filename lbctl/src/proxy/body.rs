@@ -173,8 +173,8 @@ impl BackendBody {
         self.upload = None;
     }
 
-    /// Drops the connection after a failure; the error is reported now, or on the next
-    /// poll when `data_sent` (data went out in this same poll run).
+    /// Drops the connection after a failure and reports the error on the next poll: the
+    /// wake-up lets hyper flush what it already took from us to the client first.
     fn fail(&mut self, why: String, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
         self.conn = None;
         self.upload = None;
@@ -334,16 +334,20 @@ impl Body for RespBody {
         let mut stalled = None;
         if let Some((limit, sleep, waiting)) = &mut this.idle {
             if r.is_pending() {
-                // Time spent waiting for the backend only, not for a slow client to read.
-                let deadline = Instant::now() + *limit;
-                let sleep =
-                    sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                // Time spent waiting for the backend only, not for a slow client to read:
+                // the clock is read once when a wait starts, not on every poll.
                 if !*waiting {
                     *waiting = true;
-                    sleep.as_mut().reset(deadline);
+                    let deadline = Instant::now() + *limit;
+                    match sleep {
+                        Some(s) => s.as_mut().reset(deadline),
+                        None => *sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+                    }
                 }
-                if sleep.as_mut().poll(cx).is_ready() {
-                    stalled = Some(*limit);
+                if let Some(s) = sleep {
+                    if s.as_mut().poll(cx).is_ready() {
+                        stalled = Some(*limit);
+                    }
                 }
             } else {
                 *waiting = false;

@@ -57,16 +57,12 @@ pub fn encode_request_head(
         ReqFraming::None => {}
         ReqFraming::Length(n) => {
             buf.extend_from_slice(b"content-length: ");
-            buf.extend_from_slice(itoa(n).as_bytes());
+            buf.extend_from_slice(n.to_string().as_bytes());
             buf.extend_from_slice(b"\r\n");
         }
         ReqFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     buf.extend_from_slice(b"\r\n");
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 /// The size line of one chunk of `len` bytes (the chunk is followed by CRLF).
@@ -145,23 +141,28 @@ pub fn parse_response_head(
     };
     let code = resp.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| invalid(format!("status {code}")))?;
-    // Header values are slices of the head's own bytes (no copy): note where each one
-    // is, then freeze the head.
+    // Header names and values are read from the head's own bytes once it is frozen (the
+    // values stay slices of it, no copy): note where each one is first.
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize); MAX_RESPONSE_HEADERS];
+    let at = |s: &[u8]| {
+        let from = s.as_ptr() as usize - base;
+        (from, from + s.len())
+    };
+    let mut spans = [((0usize, 0usize), (0usize, 0usize)); MAX_RESPONSE_HEADERS];
     let n = resp.headers.len();
-    let mut names = Vec::with_capacity(n);
     for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| invalid(format!("header name {:?}", h.name)))?;
-        names.push(name);
-        let at = h.value.as_ptr() as usize - base;
-        *span = (at, at + h.value.len());
+        *span = (at(h.name.as_bytes()), at(h.value));
     }
     let head = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(n);
-    for (name, (from, to)) in names.into_iter().zip(spans) {
-        let value = HeaderValue::from_maybe_shared(head.slice(from..to))
+    for &((nf, nt), (vf, vt)) in &spans[..n] {
+        let name = HeaderName::from_bytes(&head[nf..nt]).map_err(|_| {
+            invalid(format!(
+                "header name {:?}",
+                String::from_utf8_lossy(&head[nf..nt])
+            ))
+        })?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vf..vt))
             .map_err(|_| invalid(format!("value of header {name}")))?;
         headers.append(name, value);
     }

@@ -671,7 +671,7 @@ async fn proxy(
     let pool = sh.balancer.pool_for(req.uri().path());
     let first = sh
         .balancer
-        .select(req.uri().path(), req.headers())
+        .select_in(pool, req.headers())
         .ok_or_else(|| ProxyError::NoBackend(format!("no backend up in pool {pool:?}")))?;
     // The request's cookies, for the response's Set-Cookie decision (stickiness only).
     let mut cookies = HeaderMap::new();
