@@ -1,17 +1,16 @@
 //! Builds the BPF object (crate `lb-ebpf`, nightly, `bpfel-unknown-none`) and leaves it at
 //! `$OUT_DIR/lb-ebpf.o`, where `datapath::observe` embeds it with
 //! `aya::include_bytes_aligned!`. The build logic is the one of `cargo xtask build-ebpf`
-//! (`xtask/src/ebpf.rs`, included below), so a plain `cargo build -p lbctl` needs no manual
+//! (`xtask::ebpf`, a build dependency), so a plain `cargo build -p lbctl` needs no manual
 //! step on a bootstrapped machine.
 //!
 //! The nested build uses its own target directory under `OUT_DIR` (the outer cargo holds the
 //! locks of its own), and reruns only when the BPF sources, `lb-common` or the build logic
 //! change. Set `LBCTL_EBPF_OBJ=/path/to/object` to embed a prebuilt object instead (e.g. one
 //! from `cargo xtask build-ebpf --out ...` on a machine without nightly).
-#[path = "../xtask/src/ebpf.rs"]
-mod ebpf;
-
 use std::{env, fs, path::PathBuf};
+
+use xtask::ebpf;
 
 fn main() {
     let manifest_dir =

@@ -10,9 +10,7 @@
 //!
 //! Needs root and keepalived; skipped (with a message) otherwise.
 
-#[allow(dead_code)]
-#[path = "../lbctl/src/vrrp/mod.rs"]
-mod vrrp;
+use lbctl::vrrp;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -732,7 +730,7 @@ fn malformed_packets_dropped_and_counted() {
     let fix = |m: &mut Vec<u8>| {
         m[6] = 0;
         m[7] = 0;
-        let c = codec::inet_checksum(&[m]);
+        let c = lb_common::csum::inet_checksum(&[m]);
         m[6..8].copy_from_slice(&c.to_be_bytes());
     };
     let mutate = |f: &dyn Fn(&mut Vec<u8>)| {

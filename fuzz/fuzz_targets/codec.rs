@@ -2,11 +2,7 @@
 //! message that decodes to the same advertisement (VRRPv2: to the same bytes).
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../lbctl/src/vrrp/codec.rs"]
-mod codec;
-
-use codec::{ChecksumForm, RxPolicy};
+use lbctl::vrrp::codec::{self, ChecksumForm, RxPolicy};
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 

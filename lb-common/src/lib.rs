@@ -6,6 +6,7 @@
 //! the kernel, so padding must be explicit and zeroed.
 #![no_std]
 
+pub mod csum;
 pub mod health;
 pub use health::*;
 pub mod vxlan;

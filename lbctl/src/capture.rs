@@ -1,5 +1,6 @@
 //! `lbctl capture NODE IFACE [FILTER…]`: tcpdump inside a node's namespace, with presets
 //! for what the scenario asks to watch: VRRP adverts, BPDUs, the VXLAN between hosts.
+#![forbid(unsafe_code)]
 
 use crate::config::Config;
 use anyhow::{bail, Result};

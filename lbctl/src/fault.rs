@@ -3,6 +3,7 @@
 //! predicts for the new topology, then flushes every bridge's learned MACs so traffic
 //! follows the new tree at once (without that, recovery after a root failure took
 //! 10–20 s longer than STP itself on these machines).
+#![forbid(unsafe_code)]
 
 use crate::config::Config;
 use crate::topo::build::flush_all;

@@ -1,5 +1,6 @@
 //! `lbctl logs NODE`: the logs of the daemons a lab runs in a node (`lbctl agent`,
 //! `lbctl serve`, Apache), from /run/lbctl/<lab>/logs/ and the Apache directories.
+#![forbid(unsafe_code)]
 
 use crate::topo::state;
 use std::path::PathBuf;

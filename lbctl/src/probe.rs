@@ -2,6 +2,7 @@
 //! one HTTP GET every period, each with a deadline, reporting failed requests and the
 //! longest gap between two successes (the user-visible outage). Run it inside a node:
 //! `lbctl exec user2 -- lbctl probe --url http://172.16.1.254:8000/ --duration-ms 15000`.
+#![forbid(unsafe_code)]
 
 use serde::Serialize;
 use std::io::{Read, Write};

@@ -1,5 +1,6 @@
 //! Progress lines for long operations: rewritten in place on a terminal, and at most one
 //! line per second (when something changed) in logs, so CI output stays readable.
+#![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! `lbctl status`: nodes and addresses, every bridge port's STP state and derived role
 //! next to what theory expects, the root bridge of each LAN, daemons, and the BPF
 //! observer's counters read from the pinned maps.
+#![forbid(unsafe_code)]
 
 use crate::config::Config;
 use crate::datapath::observe;

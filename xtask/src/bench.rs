@@ -263,10 +263,19 @@ struct FailoverCase {
     graceful: bool,
 }
 
-/// Builds the release lbctl the benchmarks run.
+/// Builds the release lbctl the benchmarks run, and its development helpers
+/// (`lbctl-harness`, feature `harness`).
 pub(crate) fn build_release(root: &Path) -> Result<()> {
     let status = Command::new("cargo")
-        .args(["build", "--release", "-p", "lbctl"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "lbctl",
+            "--features",
+            "harness",
+            "--bins",
+        ])
         .current_dir(root)
         .status()?;
     if !status.success() {
@@ -276,10 +285,21 @@ pub(crate) fn build_release(root: &Path) -> Result<()> {
 }
 
 pub(crate) fn lbctl_bin(root: &Path) -> PathBuf {
+    release_bin(root, "lbctl")
+}
+
+/// The development helpers' binary (`lbctl-harness`: bench-vtep, udp-blast, udp-sink,
+/// xdp-noop).
+pub(crate) fn harness_bin(root: &Path) -> PathBuf {
+    release_bin(root, "lbctl-harness")
+}
+
+fn release_bin(root: &Path, name: &str) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
-        .join("release/lbctl")
+        .join("release")
+        .join(name)
 }
 
 /// The default scenario under lab name `lab`, VRRP v2 at 1 s or v3 below; for keepalived

@@ -1,13 +1,13 @@
 //! `cargo xtask bench datapath`: the BPF VTEP against the kernel's vxlan device, in one run.
 //!
-//! 1. Per packet through BPF_PROG_TEST_RUN (`lbctl bench-vtep`, in a throwaway namespace):
+//! 1. Per packet through BPF_PROG_TEST_RUN (`lbctl-harness bench-vtep`, in a throwaway namespace):
 //!    `lb_vxdec` and `lb_vxenc` in a single-run loop, `lb_vxdec` in live-frames mode, each next
 //!    to the do-nothing XDP program `lb_xpass` (the floor).
 //! 2. End to end across the tunnel in the lab (serv1 on vm1 -> serv3 on vm2, both directions
 //!    of the tunnel used): one TCP stream (iperf3) and 64-byte UDP frames at full speed (18
 //!    bytes of payload + 8 UDP + 20 IP + 14 Ethernet = 60, 64 with the FCS a wire would add),
-//!    received packets per second, from two senders: `lbctl udp-blast` (64 datagrams per
-//!    sendmmsg, counted by `lbctl udp-sink` with recvmmsg: the path is the bottleneck) and
+//!    received packets per second, from two senders: `lbctl-harness udp-blast` (64 datagrams per
+//!    sendmmsg, counted by `lbctl-harness udp-sink` with recvmmsg: the path is the bottleneck) and
 //!    iperf3 -u -b 0 -l 18 (one datagram per system call: mostly the sender's limit). Three labs, one after the
 //!    other: the kernel's vxlan device, the kernel's device with the no-op XDP program on the
 //!    same underlay ports the VTEP uses (what XDP on a veth costs by itself), and the BPF VTEP.
@@ -19,7 +19,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::bench::{build_release, lbctl_bin, run_ok};
+use crate::bench::{build_release, harness_bin, lbctl_bin, run_ok};
 
 const LAB: &str = "bdp5";
 
@@ -105,7 +105,7 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
             ("vm2", ["to-swout1", "to-swout2"]),
         ] {
             run_ok(
-                Command::new(lbctl)
+                Command::new(harness_bin(root))
                     .args(["xdp-noop", "--lab", LAB, "--node", node, ports[0], ports[1]]),
             )?;
         }
@@ -150,8 +150,9 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
     let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
     let seconds = sum["seconds"].as_f64().unwrap_or(secs as f64).max(0.001);
     std::thread::sleep(Duration::from_millis(500));
-    // The batched sender and receiver (lbctl udp-blast / udp-sink).
-    let exe = lbctl.to_str().unwrap();
+    // The batched sender and receiver (lbctl-harness udp-blast / udp-sink).
+    let harness = harness_bin(root);
+    let exe = harness.to_str().unwrap();
     let sink = in_node(
         "serv3",
         &[exe, "udp-sink", "--listen", "0.0.0.0:9000", "--secs", &t],
@@ -192,7 +193,7 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
     let lbctl = lbctl_bin(root);
     println!("bench datapath: the BPF VTEP (lb_vxdec / lb_vxenc) vs the kernel's vxlan device");
 
-    let out = run_ok(Command::new(&lbctl).args([
+    let out = run_ok(Command::new(harness_bin(root)).args([
         "bench-vtep",
         "--iters",
         &iters.to_string(),

@@ -1,8 +1,8 @@
 //! Builds the BPF crate `lb-ebpf` with nightly for `bpfel-unknown-none`.
 //!
 //! This file is the single implementation of that build. It is used by `cargo xtask build-ebpf`
-//! and, through `#[path = "../xtask/src/ebpf.rs"] mod ebpf;`, by `lbctl/build.rs`, which embeds
-//! the object into the lbctl binary. It therefore depends on `std` only.
+//! and, as the xtask library (a build dependency), by `lbctl/build.rs`, which embeds the object
+//! into the lbctl binary. It depends on `std` only.
 //!
 //! The nested `cargo` must not inherit what the outer cargo or a build script environment sets
 //! for the host build: `RUSTFLAGS`/`CARGO_ENCODED_RUSTFLAGS` (host flags, coverage or sanitizer

@@ -2,7 +2,7 @@
 //! `cargo xtask <command>`.
 mod bench;
 mod bench_datapath;
-mod ebpf;
+use xtask::ebpf;
 
 use std::path::{Path, PathBuf};
 

@@ -1,8 +1,9 @@
-//! `lbctl agent`: the balancer daemon. It runs the L7 proxy on the service port (the VIP
-//! and the balancer's own external address), health-checks the backends from the
-//! balancer's internal address, and serves an admin listener with Prometheus metrics and
-//! JSON stats. (VRRP joins it in a later step.) It reads the same config file as the
+//! `lbctl agent`: the balancer daemon. It runs the VRRP instance that owns the VIP, the L7
+//! proxy on the service port (the VIP and the balancer's own external address), health
+//! checks of the backends from the balancer's internal address, and an admin listener with
+//! Prometheus metrics, JSON stats and the dashboard. It reads the same config file as the
 //! lab, so it runs unchanged on real hosts: `lbctl agent -c FILE --node NAME`.
+#![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod dashboard;

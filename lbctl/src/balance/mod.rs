@@ -1,6 +1,7 @@
 //! Backend selection for the L7 proxy: the shared runtime state of each backend, and the
 //! algorithms that pick one (smooth weighted round robin, leastconn, cookie stickiness,
 //! content routing), combined by [`Balancer`].
+#![forbid(unsafe_code)]
 pub mod backend;
 pub mod counter;
 pub mod leastconn;
@@ -134,6 +135,7 @@ impl Balancer {
     }
 
     /// The whole selection for a request: the sticky backend if valid, else a normal pick.
+    #[cfg(test)]
     pub fn select(&self, path: &str, headers: &HeaderMap) -> Option<Pick> {
         self.select_in(self.pool_for(path), headers)
     }

@@ -1,5 +1,6 @@
 //! Lab configuration: the TOML model, its loading, and the validation that refuses a bad
 //! config before anything is created.
+#![forbid(unsafe_code)]
 mod model;
 mod validate;
 

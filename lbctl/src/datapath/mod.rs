@@ -2,7 +2,4 @@
 //! advertisement counters) and the VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`).
 pub mod observe;
 pub mod state_maps;
-pub mod udpblast;
-pub mod vxbench;
 pub mod vxlan;
-pub mod vxtestbed;

@@ -498,7 +498,7 @@ mod tests {
     }
 
     fn checksum(data: &[u8]) -> u16 {
-        crate::vrrp::codec::inet_checksum(&[data])
+        lb_common::csum::inet_checksum(&[data])
     }
 
     /// Ethernet + IPv4 frame. `options` are IP options (multiple of 4 bytes); `tot_len`

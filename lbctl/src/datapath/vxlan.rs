@@ -355,11 +355,6 @@ pub fn follow_log(pin_dir: &Path, secs: u64) -> Result<()> {
     }
 }
 
-/// Whether `pin_dir` holds a VTEP.
-pub fn has_vtep(pin_dir: &Path) -> bool {
-    pin_dir.join(VX_STATS_MAP).exists()
-}
-
 /// The VTEP's counters, summed over CPUs (field meanings: [`VxStats`]).
 pub type VxCounters = VxStats;
 

@@ -1,5 +1,5 @@
 //! Packet-level tests of the VTEP programs through `BPF_PROG_TEST_RUN` (aya's `test_run`),
-//! with crafted frames, in a throwaway namespace ([`super::super::vxtestbed`]). Root needed
+//! with crafted frames, in a throwaway namespace ([`crate::harness::testbed`]). Root needed
 //! (CI runs as root).
 use aya::{
     maps::{HashMap as AyaHashMap, MapData, PerCpuArray},
@@ -10,8 +10,8 @@ use lb_common::vxlan::{
     FdbEntry, MacKey, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG, VX_STATS_MAP,
 };
 
-use super::super::vxtestbed::*;
 use super::*;
+use crate::harness::testbed::*;
 
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;

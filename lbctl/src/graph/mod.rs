@@ -2,6 +2,7 @@
 //! clusters, both LANs, every link, STP-blocked ports as cut links, the root bridge, the
 //! VRRP master holding the VIP, backends coloured by each balancer's health view, and the
 //! VXLAN tunnel. The agent's dashboard shows the same picture.
+#![forbid(unsafe_code)]
 
 pub mod dot;
 pub mod model;

@@ -7,6 +7,7 @@
 //! with a small strict parser: the status line must be `HTTP/1.x NNN`, header lines must
 //! look like headers, 1xx interim heads are skipped, and anything else is an "invalid HTTP
 //! response" as soon as it is seen (garbage does not have to wait for the timeout).
+#![forbid(unsafe_code)]
 
 use crate::balance::backend::BackendState;
 use crate::config::{parse_status_range, Check, CheckKind};

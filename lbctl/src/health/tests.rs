@@ -436,7 +436,7 @@ fn jitter_stays_within_five_percent_and_varies() {
 /// installed and we are root (Apache drops to www-data).
 #[tokio::test]
 async fn checks_a_real_apache() {
-    let bin = std::path::Path::new(crate::topo::apache::APACHE_BIN);
+    let bin = std::path::Path::new(crate::topo::daemons::apache::APACHE_BIN);
     if !bin.exists() || !nix::unistd::geteuid().is_root() {
         eprintln!("apache2 not installed or not root; skipped");
         return;
@@ -449,7 +449,7 @@ async fn checks_a_real_apache() {
     )
     .unwrap();
     let addr = closed_port().await;
-    let conf = crate::topo::apache::write_instance(tmp.path(), "t1", addr).unwrap();
+    let conf = crate::topo::daemons::apache::write_instance(tmp.path(), "t1", addr).unwrap();
     let mut child = tokio::process::Command::new(bin)
         .arg("-f")
         .arg(&conf)

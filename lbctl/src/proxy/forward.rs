@@ -179,6 +179,7 @@ impl Forwarding {
 
 /// Adds `X-Forwarded-For: <client>` (appended to an existing list) and
 /// `Forwarded: for=<client>;proto=http;by=<our address>` (RFC 7239, appended too).
+#[cfg(test)]
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     peer: SocketAddr,

@@ -85,7 +85,6 @@ pub enum RespFraming {
 #[derive(Debug)]
 pub struct ResponseHead {
     pub status: StatusCode,
-    pub version: Version,
     pub headers: HeaderMap,
     pub framing: RespFraming,
     /// The backend will keep the connection open after this response.
@@ -170,7 +169,6 @@ pub fn parse_response_head(
     let keep_alive = framing != RespFraming::Close && keeps_alive(version, &headers);
     Ok(Some(ResponseHead {
         status,
-        version,
         headers,
         framing,
         keep_alive,

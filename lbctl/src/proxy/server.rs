@@ -49,6 +49,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A listening socket with SO_REUSEADDR and IP_FREEBIND (the address, e.g. the VIP, need
 /// not be configured yet).
+#[cfg(test)]
 pub fn bind_listener(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     bind_listener_with(addr, false)
 }
@@ -184,6 +185,7 @@ impl Common {
 }
 
 /// Serves on `listeners` until `shutdown` resolves, on the calling task's thread.
+#[cfg(test)]
 pub async fn serve(
     listeners: Vec<TcpListener>,
     cfg: ProxyConfig,

@@ -18,9 +18,8 @@ pub const BR_PORT_BITS: u32 = 10;
 /// Highest port priority the kernel accepts (`BR_MAX_PORT_PRIORITY` = `0xffff >> BR_PORT_BITS`).
 pub const MAX_PORT_PRIORITY: u8 = 63;
 /// Port priority a new kernel bridge port gets (`0x8000 >> BR_PORT_BITS`).
+#[cfg(test)]
 pub const DEFAULT_PORT_PRIORITY: u8 = 32;
-/// Bridge priority a new kernel bridge gets.
-pub const DEFAULT_BRIDGE_PRIORITY: u16 = 0x8000;
 
 /// 802.1D bridge identifier: priority (16 bits, as the kernel stores it: 0..=65535) then MAC.
 ///
@@ -38,6 +37,7 @@ impl BridgeId {
     ///
     /// Takes `self` by value (the type is `Copy`, as clippy's `wrong_self_convention` wants);
     /// calls through a reference work unchanged.
+    #[cfg(test)]
     pub fn to_kernel_string(self) -> String {
         self.to_string()
     }
@@ -59,6 +59,7 @@ impl fmt::Display for BridgeId {
 /// either case. Because iproute2 (`ip -d link`) prints the MAC part with `ether_ntoa`, i.e.
 /// colon-separated with leading zeros dropped (`8000.a:bb:c:dd:e:ff`), that form is accepted
 /// too. The priority must be exactly 4 hex digits, as both the kernel and iproute2 print it.
+#[cfg(test)]
 pub fn parse_kernel_bridge_id(s: &str) -> Option<BridgeId> {
     let (prio, mac_s) = s.trim().split_once('.')?;
     if prio.len() != 4 || !prio.bytes().all(|c| c.is_ascii_hexdigit()) {
@@ -86,6 +87,7 @@ pub fn parse_kernel_bridge_id(s: &str) -> Option<BridgeId> {
 }
 
 /// One or two hex digits. Checked by hand because `from_str_radix` also accepts a `+` sign.
+#[cfg(test)]
 fn parse_hex_byte(s: &str) -> Option<u8> {
     if s.is_empty() || s.len() > 2 || !s.bytes().all(|c| c.is_ascii_hexdigit()) {
         return None;
@@ -246,6 +248,7 @@ pub struct TreeExpectation {
 
 impl TreeExpectation {
     /// Look up one bridge's expectation by name.
+    #[cfg(test)]
     pub fn bridge(&self, name: &str) -> Option<&BridgeExpectation> {
         self.bridges.iter().find(|b| b.name == name)
     }

@@ -1,7 +1,7 @@
 //! The lab's topology: planning it from the config, building it in network namespaces
 //! with rtnetlink, reading it back from the kernel, and tearing it down.
-pub mod apache;
 pub mod build;
+pub mod daemons;
 pub mod inspect;
 pub mod netns;
 pub mod nl;

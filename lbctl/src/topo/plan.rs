@@ -351,6 +351,7 @@ impl Plan {
     }
 
     /// The inter-bridge link joining bridges `x` and `y` (either order).
+    #[cfg(test)]
     pub fn link_between(&self, x: &str, y: &str) -> Vec<&VethPlan> {
         self.veths
             .iter()

@@ -5,6 +5,7 @@
 //! on the undo stack (undo.rs). When the task ends with an error or a panic, or the user
 //! presses Ctrl-C (or sends SIGTERM), whatever is left on the stack is run, newest first,
 //! and the STP tree is waited for, so the lab is left as it was found.
+#![forbid(unsafe_code)]
 
 mod balancers;
 mod lab;

@@ -60,6 +60,7 @@ pub enum Drop {
 }
 
 impl Drop {
+    #[cfg(test)]
     pub const ALL: [Drop; 15] = [
         Drop::NotIpv4,
         Drop::Ttl,
@@ -179,27 +180,7 @@ pub fn password_bytes(pass: &str) -> [u8; AUTH_LEN] {
     d
 }
 
-/// The Internet checksum (RFC 1071) of `parts` concatenated (each part of even length except
-/// possibly the last).
-pub fn inet_checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut odd: Option<u8> = None;
-    for p in parts {
-        for &b in p.iter() {
-            match odd.take() {
-                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
-                None => odd = Some(b),
-            }
-        }
-    }
-    if let Some(hi) = odd {
-        sum += u32::from(u16::from_be_bytes([hi, 0]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use lb_common::csum::inet_checksum;
 
 fn pseudo_hdr(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
     let mut p = [0u8; 12];

@@ -126,9 +126,11 @@ impl Fsm {
             _ => None,
         }
     }
+    #[cfg(test)]
     pub fn timer(&self) -> Option<Instant> {
         self.timer
     }
+    #[cfg(test)]
     pub fn master_adver_interval(&self) -> Duration {
         cs(self.master_adver_cs)
     }

@@ -1,6 +1,6 @@
 //! Per-packet cost of the VTEP programs through `BPF_PROG_TEST_RUN`, next to the do-nothing
-//! XDP program `lb_xpass` (the floor: what any XDP program costs to run at all). Run by the
-//! hidden `lbctl bench-vtep`, which `cargo xtask bench datapath` calls and parses.
+//! XDP program `lb_xpass` (the floor: what any XDP program costs to run at all). Run by
+//! `lbctl-harness bench-vtep`, which `cargo xtask bench datapath` calls and parses.
 //!
 //! * Single-run loop: one `BPF_PROG_TEST_RUN` with `repeat = 1` per frame, so every run sees
 //!   the original frame (with `repeat > 1` the kernel reuses one buffer, and a program that
@@ -21,8 +21,8 @@ use aya::programs::{
 use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG};
 use serde::Serialize;
 
-use super::vxlan::{load_vtep, LINKS_DIR};
-use super::vxtestbed::*;
+use super::testbed::*;
+use crate::datapath::vxlan::{load_vtep, LINKS_DIR};
 
 #[derive(Debug, Serialize)]
 pub struct VtepBench {
@@ -73,7 +73,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     let net = TestNet::new()?;
     let spec = net.spec();
     // The live-frames redirect lands in e0's peer, which needs NAPI to accept it.
-    net.run(|| super::vxlan::ethtool::set_gro("e0p", true))?;
+    net.run(|| crate::datapath::vxlan::ethtool::set_gro("e0p", true))?;
     net.run(move || {
         let mut ebpf = load_vtep(&spec)?;
         for name in [VX_DEC_PROG, VX_PASS_PROG, VX_DROP_PROG] {
@@ -182,7 +182,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
 pub fn attach_noop(pin_dir: &std::path::Path, ifaces: &[String]) -> Result<()> {
     let links = pin_dir.join(LINKS_DIR);
     std::fs::create_dir_all(&links)?;
-    let mut ebpf = aya::EbpfLoader::new().load(super::observe::object())?;
+    let mut ebpf = aya::EbpfLoader::new().load(crate::datapath::observe::object())?;
     let p: &mut Xdp = ebpf
         .program_mut(VX_PASS_PROG)
         .ok_or_else(|| anyhow!("no {VX_PASS_PROG}"))?

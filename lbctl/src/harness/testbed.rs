@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::{bail, Context as _, Result};
 
-use super::vxlan::VtepSpec;
+use crate::datapath::vxlan::VtepSpec;
 
 pub const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
 pub const REMOTE_A: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
@@ -132,9 +132,9 @@ impl Drop for TestNet {
     }
 }
 
-/// RFC 1071 checksum (the VRRP codec's).
+/// RFC 1071 checksum of one buffer.
 pub fn checksum(data: &[u8]) -> u16 {
-    crate::vrrp::codec::inet_checksum(&[data])
+    lb_common::csum::inet_checksum(&[data])
 }
 
 /// An inner Ethernet frame: IPv4/UDP from 10.0.0.9 to 10.0.0.1 with `payload_len` bytes.

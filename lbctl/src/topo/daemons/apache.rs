@@ -43,12 +43,12 @@ pub fn instance_dir(lab: &str, node: &str) -> PathBuf {
 }
 
 /// Writes the instance's config + docroot and starts `apache2 -f <conf> -DFOREGROUND`
-/// inside the node's namespace via crate::topo::build::spawn_daemon-like logic (the PID
+/// inside the node's namespace via [`super::spawn_daemon`] (the PID
 /// is recorded so `lbctl down` stops it; Apache started with -DFOREGROUND stays the
 /// recorded PID). Listens on `listen` and, when that is a specific non-loopback address,
 /// also on 127.0.0.1 at the same port, so probes from inside the node (`lbctl up`'s wait
 /// for the servers) work as with `lbctl serve`.
-pub fn start(lab: &str, node: &str, listen: SocketAddr, _exe_unused_ok: &Path) -> Result<u32> {
+pub fn start(lab: &str, node: &str, listen: SocketAddr) -> Result<u32> {
     if !Path::new(APACHE_BIN).exists() {
         bail!(
             "{node}: web = \"apache\" needs {APACHE_BIN}: run scripts/bootstrap.sh (installs apache2 and libapache2-mod-php)"
@@ -76,7 +76,7 @@ pub fn start(lab: &str, node: &str, listen: SocketAddr, _exe_unused_ok: &Path) -
         conf.display().to_string(),
         "-DFOREGROUND".into(),
     ];
-    super::build::spawn_daemon(lab, node, DAEMON, Path::new(APACHE_BIN), &args)
+    super::spawn_daemon(lab, node, DAEMON, Path::new(APACHE_BIN), &args)
 }
 
 /// Creates the instance directory, its docroot and config; returns the config path.

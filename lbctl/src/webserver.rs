@@ -1,6 +1,7 @@
 //! `lbctl serve`: the scenario's backend page. `GET /` answers a page that names the
 //! server and the client address it saw (like the lab text's index.php), so a user sees
 //! which server answered and through which balancer. `GET /health` is the check path.
+#![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
 use bytes::Bytes;

@@ -1,0 +1,40 @@
+//! `lbctl agent`: the balancer daemon (L7 proxy, health checks, VRRP, admin listener).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::LabArgs;
+use crate::agent::{self, AgentPlan};
+use crate::topo::state;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    lab: LabArgs,
+    /// The balancer node this agent runs as.
+    #[arg(long, env = "LBCTL_NODE")]
+    node: String,
+    /// Listen addresses (default: the VIP and the node's external address, service port).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Where to pin the backend health and VRRP state maps (default:
+    /// /sys/fs/bpf/lbctl/<lab>/<node>).
+    #[arg(long)]
+    pin_dir: Option<PathBuf>,
+    /// Do not keep the state in BPF maps (no bpffs, no privileges).
+    #[arg(long)]
+    no_bpf: bool,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    let (cfg, _) = a.lab.resolve()?;
+    let mut plan = AgentPlan::new(&cfg, &a.node, &a.listen)?;
+    plan.pin_dir = (!a.no_bpf).then(|| {
+        a.pin_dir
+            .unwrap_or_else(|| state::node_pin_dir(&cfg.lab.name, &a.node))
+    });
+    plan.config_file = a.lab.config.clone();
+    agent::run(plan).await
+}

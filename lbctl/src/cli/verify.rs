@@ -1,0 +1,68 @@
+//! `lbctl verify`: proves the scenario's four checkpoints on the running lab.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use super::LabArgs;
+use crate::config::Config;
+use crate::topo::{netns, plan::Plan};
+use crate::verify;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    lab: LabArgs,
+    /// JSON report on stdout (schema 1, see the README).
+    #[arg(long)]
+    json: bool,
+    /// Run only this checkpoint (1 STP, 2 VRRP, 3 balancers, 4 VXLAN); repeatable.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
+    only: Vec<u8>,
+    /// Period of the client loops that measure outages.
+    #[arg(long, default_value_t = 50)]
+    period_ms: u64,
+    /// Deadline of each request of the client loops.
+    #[arg(long, default_value_t = 500)]
+    timeout_ms: u64,
+    /// The scenario whose STP tree the lab must have (default: the built-in one).
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+}
+
+pub async fn run(a: Args) -> Result<()> {
+    netns::require_root()?;
+    let (cfg, _) = a.lab.resolve()?;
+    let plan = Plan::new(&cfg);
+    if let Some(missing) = plan.nodes.iter().find(|n| !netns::exists(&n.netns)) {
+        bail!(
+            "lab {:?} is not running (no namespace {}): start it with lbctl up",
+            cfg.lab.name,
+            missing.netns
+        );
+    }
+    let reference = a.scenario.as_deref().map(Config::load).transpose()?;
+    let mut only = a.only;
+    only.sort();
+    only.dedup();
+    let opts = verify::Options {
+        only,
+        period: Duration::from_millis(a.period_ms),
+        deadline: Duration::from_millis(a.timeout_ms),
+        reference,
+    };
+    let r = verify::run(cfg, opts).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", verify::report::render(&r));
+    }
+    if r.interrupted {
+        std::process::exit(130);
+    }
+    if !r.passed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
