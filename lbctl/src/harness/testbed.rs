@@ -1,6 +1,6 @@
 //! A throwaway network namespace in which the VTEP's programs can be loaded and run through
 //! `BPF_PROG_TEST_RUN`, plus builders for the frames they are fed. Used by the packet tests
-//! (`datapath::vxlan::tests`) and by `lbctl bench-vtep` (what `cargo xtask bench datapath`
+//! (`datapath::vxlan::tests`) and by `lbctl-harness bench-vtep` (what `cargo xtask bench datapath`
 //! runs for the per-packet figures).
 //!
 //! The namespace holds: the tunnel port pair `t0`/`t0p` (forwarding on `t0`, where the FIB
