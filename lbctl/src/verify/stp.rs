@@ -8,6 +8,7 @@
 //! STP bridge is taken down and brought back under a client loop from every user.
 
 use super::lab::{record_events, settle, Ctx};
+use super::outage::BACK_WITHIN;
 use super::report::{Checkpoint, Status};
 use super::undo::FaultKey;
 use crate::fault;
@@ -288,9 +289,7 @@ async fn event(
             ));
             continue;
         }
-        let ok = l
-            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
-            .await;
+        let ok = l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
         all &= ok;
         ev.push(format!(
             "{}: {}",
@@ -298,7 +297,7 @@ async fn event(
             if ok {
                 "reaches the service"
             } else {
-                "did NOT reach the service within 20 s"
+                "did NOT reach the service within 20 s of the fault"
             }
         ));
     }
@@ -310,9 +309,7 @@ async fn event(
     let vrrp_back = ctx.wait_vrrp(rest_vrrp, Duration::from_secs(20)).await;
     let mut back = true;
     for (i, l) in loops.iter().enumerate() {
-        back &= l
-            .wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
-            .await;
+        back &= l.wait_back(ups[i], ctx.stable_n(), BACK_WITHIN).await;
     }
     let view = inspect::read_lab(&ctx.plan).await?;
     let (ok_cfg, mut ev) = config_check(ctx, &view);
@@ -333,7 +330,7 @@ async fn event(
         None => format!("VRRP not back as at rest: {:?}", ctx.vrrp_states()),
     });
     if !back {
-        ev.push("a user did not reach the service within 20 s".into());
+        ev.push("a user did not reach the service within 20 s of the repair".into());
     }
     cp.check(
         &format!("{name} up: tree returns"),
