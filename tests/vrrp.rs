@@ -8,7 +8,10 @@
 //! Our instance runs on a dedicated OS thread that entered `a` and built its own
 //! current-thread tokio runtime (never setns on a tokio worker).
 //!
-//! Needs root and keepalived; skipped (with a message) otherwise.
+//! Needs root and keepalived: without them each test fails under CI (`CI=1`) and prints
+//! `skipped: <test>: <why>` otherwise.
+
+mod common;
 
 use lbctl::vrrp;
 
@@ -25,9 +28,11 @@ const OURS: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 250);
 const THEIRS: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 251);
 const VIP: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 254);
 
+/// Root and keepalived present. Without them the test fails under CI and is reported as
+/// skipped elsewhere (`common::skip`).
 fn ready() -> bool {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: VRRP tests need root");
+        common::skip("VRRP tests need root");
         return false;
     }
     if Command::new("keepalived")
@@ -35,7 +40,7 @@ fn ready() -> bool {
         .output()
         .is_err()
     {
-        eprintln!("skipped: keepalived is not installed (apt-get install -y keepalived)");
+        common::skip("keepalived is not installed (apt-get install -y keepalived)");
         return false;
     }
     true

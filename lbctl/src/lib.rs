@@ -40,6 +40,8 @@ pub mod progress;
 pub mod proxy;
 pub mod status;
 pub mod stp;
+#[cfg(test)]
+pub(crate) mod test_prereq;
 pub mod topo;
 pub mod verify;
 pub mod vrrp;

@@ -21,6 +21,10 @@ pub struct ProbeReport {
     pub recovered_ms: Option<u64>,
     /// Which backend ("servidor …") answered, in order of first appearance.
     pub servers: Vec<String>,
+    /// The last request was answered: false when the probe ended in an outage, or never
+    /// got an answer at all (`outage_ms` then does not measure it: there was no answer to
+    /// count from, or to).
+    pub recovered: bool,
 }
 
 /// A blocking `GET path` (HTTP/1.1, `Connection: close`) with one deadline for connect,
@@ -114,6 +118,7 @@ pub fn run(
             std::thread::sleep(rest);
         }
     }
+    r.recovered = r.requests > 0 && !failing;
     if failing {
         // Never recovered: the outage runs to the end of the probe.
         if let Some(prev) = last_ok {
@@ -182,5 +187,22 @@ mod tests {
         assert!(r.outage_ms >= 500 && r.outage_ms < 1200, "{r:?}");
         assert_eq!(r.servers, vec!["s1".to_string()]);
         assert!(r.recovered_ms.is_some());
+        assert!(r.recovered, "{r:?}");
+    }
+
+    #[test]
+    fn never_answered_is_not_recovered() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let r = run(
+            &format!("http://{addr}/"),
+            Duration::from_millis(20),
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+        )
+        .unwrap();
+        assert!(r.requests > 0 && r.failed == r.requests, "{r:?}");
+        assert!(!r.recovered, "{r:?}");
     }
 }

@@ -179,6 +179,12 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
         });
     }
 
+    let loops = inspect::forwarding_loops(&plan, &view);
+    let looping: Vec<(&str, &str)> = loops
+        .iter()
+        .flatten()
+        .map(|e| (e.bridge.as_str(), e.port.as_str()))
+        .collect();
     let mut ports = Vec::new();
     for b in &plan.bridges {
         let Some(kb) = view.bridge(&b.name) else {
@@ -190,10 +196,12 @@ pub async fn collect(cfg: &Config) -> Result<Status> {
             };
             let pe = exp.port(&b.name, &p.name);
             let role = crate::stp::theory::derive_role(&kb.kernel, &kp.kernel);
-            let ok = !kb.kernel.stp
-                || !mismatches
+            // Bridges with STP off are checked too: STP as configured, no loop through them.
+            let ok = kb.kernel.stp == b.stp
+                && !mismatches
                     .iter()
-                    .any(|m| m.bridge == b.name && m.port == p.name);
+                    .any(|m| m.bridge == b.name && m.port == p.name)
+                && !looping.contains(&(b.name.as_str(), p.name.as_str()));
             ports.push(PortStatus {
                 bridge: b.name.clone(),
                 port: p.name.clone(),

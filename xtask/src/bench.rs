@@ -38,11 +38,14 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listens on 127.0.0.1:{port}")
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct WrkResult {
+    /// Good responses per second: wrk's rate less its non-2xx/3xx responses and socket
+    /// errors (an error is no throughput).
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// Non-2xx/3xx responses plus socket errors (connect, read, write, timeout).
     errors: u64,
 }
 
@@ -60,6 +63,58 @@ fn parse_latency(v: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|n| n * mult)
 }
 
+/// The sum of the numbers after a line's colon ("Socket errors: connect 0, read 3, write 0,
+/// timeout 1"; the label's own digits, as in "Non-2xx or 3xx", are not counts).
+fn sum_of_numbers(l: &str) -> u64 {
+    let after = l.split_once(':').map_or("", |(_, v)| v);
+    after
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u64>().ok())
+        .sum()
+}
+
+/// Parses `wrk --latency` output. Every figure the report uses must be there and parse:
+/// a missing or unparsable one is an error, never a 0 that would read as a result.
+fn parse_wrk(text: &str) -> Result<WrkResult> {
+    let (mut rps, mut p50, mut p99, mut requests) = (None, None, None, None);
+    let mut errors = 0;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            rps = Some(
+                v.trim()
+                    .parse::<f64>()
+                    .with_context(|| format!("wrk rate {l:?}"))?,
+            );
+        } else if let Some(v) = l.strip_prefix("50%") {
+            p50 = Some(parse_latency(v).with_context(|| format!("wrk latency {l:?}"))?);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            p99 = Some(parse_latency(v).with_context(|| format!("wrk latency {l:?}"))?);
+        } else if l.starts_with("Non-2xx or 3xx responses:") || l.starts_with("Socket errors:") {
+            errors += sum_of_numbers(l);
+        } else if let Some((n, _)) = l.split_once(" requests in ") {
+            requests = Some(
+                n.trim()
+                    .parse::<u64>()
+                    .with_context(|| format!("wrk {l:?}"))?,
+            );
+        }
+    }
+    let (Some(rps), Some(p50_ms), Some(p99_ms), Some(requests)) = (rps, p50, p99, requests) else {
+        bail!("could not parse wrk output (rate, 50%, 99% and request count needed):\n{text}");
+    };
+    if requests == 0 || rps <= 0.0 {
+        bail!("wrk completed no request:\n{text}");
+    }
+    let good = requests.saturating_sub(errors) as f64 / requests as f64;
+    Ok(WrkResult {
+        rps: rps * good,
+        p50_ms,
+        p99_ms,
+        errors,
+    })
+}
+
 fn wrk(port: u16, secs: u32, conns: u32) -> Result<WrkResult> {
     let out = Command::new("wrk")
         .args([
@@ -71,27 +126,7 @@ fn wrk(port: u16, secs: u32, conns: u32) -> Result<WrkResult> {
         ])
         .output()
         .context("running wrk (scripts/bootstrap.sh installs it)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut r = WrkResult::default();
-    for line in text.lines() {
-        let l = line.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
-            r.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = l.strip_prefix("50%") {
-            r.p50_ms = parse_latency(v).unwrap_or(0.0);
-        } else if let Some(v) = l.strip_prefix("99%") {
-            r.p99_ms = parse_latency(v).unwrap_or(0.0);
-        } else if l.starts_with("Non-2xx or 3xx responses:") || l.starts_with("Socket errors:") {
-            r.errors += l
-                .split(|c: char| !c.is_ascii_digit())
-                .filter_map(|x| x.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    if r.rps == 0.0 {
-        bail!("could not parse wrk output:\n{text}");
-    }
-    Ok(r)
+    parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -116,9 +151,26 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("lbctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut procs = Procs(Vec::new());
+    start_backends(&lbctl, &mut procs)?;
+    let ours_pid = start_ours(&lbctl, &dir, &mut procs)?;
+    start_haproxy(&dir, &mut procs)?;
+    for p in BACKENDS.iter().chain([OURS, HAPROXY].iter()) {
+        wait_port(*p)?;
+    }
+    println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds, 3 lbctl serve backends on loopback");
+    let (o, h) = wrk_rounds(rounds, secs, conns)?;
+    print_medians(&o, &h);
+    idle_rss(ours_pid)?;
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The three `lbctl serve` backends.
+fn start_backends(lbctl: &Path, procs: &mut Procs) -> Result<()> {
     for (i, port) in BACKENDS.iter().enumerate() {
         procs.0.push(
-            Command::new(&lbctl)
+            Command::new(lbctl)
                 .args([
                     "serve",
                     "--name",
@@ -131,7 +183,11 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
                 .spawn()?,
         );
     }
-    // Our agent, from a config with the same three backends and HAProxy-like checks.
+    Ok(())
+}
+
+/// Our agent, from a config with the same three backends and HAProxy-like checks; its pid.
+fn start_ours(lbctl: &Path, dir: &Path, procs: &mut Procs) -> Result<u32> {
     let mut cfg = String::from(
         "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\nnbthread = 2\n\n",
     );
@@ -142,7 +198,7 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     }
     let lab_cfg = dir.join("bench.toml");
     std::fs::write(&lab_cfg, cfg)?;
-    let ours = Command::new(&lbctl)
+    let ours = Command::new(lbctl)
         .args([
             "agent",
             "-c",
@@ -156,8 +212,13 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let ours_pid = ours.id();
+    let pid = ours.id();
     procs.0.push(ours);
+    Ok(pid)
+}
+
+/// HAProxy with the same backends, threads and checks.
+fn start_haproxy(dir: &Path, procs: &mut Procs) -> Result<()> {
     let servers: String = BACKENDS
         .iter()
         .enumerate()
@@ -181,10 +242,11 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
             .spawn()
             .context("starting haproxy (scripts/bootstrap.sh installs it)")?,
     );
-    for p in BACKENDS.iter().chain([OURS, HAPROXY].iter()) {
-        wait_port(*p)?;
-    }
-    println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds, 3 lbctl serve backends on loopback");
+    Ok(())
+}
+
+/// `rounds` rounds of wrk against both, who goes first alternating; (ours, haproxy).
+fn wrk_rounds(rounds: u32, secs: u32, conns: u32) -> Result<(Vec<WrkResult>, Vec<WrkResult>)> {
     let (mut o, mut h) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         // Progress while a round runs (2 x secs s with nothing else printed).
@@ -212,10 +274,14 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         o.push(a);
         h.push(b);
     }
+    Ok((o, h))
+}
+
+fn print_medians(o: &[WrkResult], h: &[WrkResult]) {
     let m = |v: &[WrkResult], f: fn(&WrkResult) -> f64| median(v.iter().map(f).collect());
-    let (orps, hrps) = (m(&o, |r| r.rps), m(&h, |r| r.rps));
-    let (op50, hp50) = (m(&o, |r| r.p50_ms), m(&h, |r| r.p50_ms));
-    let (op99, hp99) = (m(&o, |r| r.p99_ms), m(&h, |r| r.p99_ms));
+    let (orps, hrps) = (m(o, |r| r.rps), m(h, |r| r.rps));
+    let (op50, hp50) = (m(o, |r| r.p50_ms), m(h, |r| r.p50_ms));
+    let (op99, hp99) = (m(o, |r| r.p99_ms), m(h, |r| r.p99_ms));
     println!("median: lbctl {orps:.0} req/s, p50 {op50:.2} ms, p99 {op99:.2} ms");
     println!("median: haproxy {hrps:.0} req/s, p50 {hp50:.2} ms, p99 {hp99:.2} ms");
     println!(
@@ -228,15 +294,17 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     // of this shared machine: the median of each round's own ratio cancels the drift
     // between rounds that the ratio of the medians keeps.
     let paired =
-        |f: fn(&WrkResult) -> f64| median(o.iter().zip(&h).map(|(a, b)| f(a) / f(b)).collect());
+        |f: fn(&WrkResult) -> f64| median(o.iter().zip(h).map(|(a, b)| f(a) / f(b)).collect());
     println!(
         "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
         paired(|r| r.rps),
         paired(|r| r.p50_ms),
         paired(|r| r.p99_ms)
     );
+}
 
-    // Resident memory of the agent with 1,000 idle client connections.
+/// Resident memory of the agent with 1,000 idle client connections.
+fn idle_rss(ours_pid: u32) -> Result<()> {
     let before = rss_kib(ours_pid);
     let mut idle = Vec::new();
     for _ in 0..1000 {
@@ -250,9 +318,6 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         "agent RSS: {before} KiB before, {after} KiB with 1000 idle connections ({:.1} KiB per connection)",
         (after.saturating_sub(before)) as f64 / 1000.0
     );
-    drop(idle);
-    drop(procs);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -349,7 +414,46 @@ pub(crate) fn run_ok(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u64, u64)> {
+/// What user2's probe saw in one failover case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Served again before the probe ended: the longest outage, failed and total requests.
+    Recovered {
+        outage_ms: u64,
+        failed: u64,
+        requests: u64,
+    },
+    /// Still failing when the probe ended, or never answered at all: no outage figure
+    /// exists (reporting one, or 0, would be a result that never happened).
+    NeverRecovered { failed: u64, requests: u64 },
+}
+
+/// Reads `lbctl probe`'s JSON report. A missing field is an error, never a 0.
+fn probe_outcome(json: &serde_json::Value) -> Result<Outcome> {
+    let num = |k: &str| {
+        json[k]
+            .as_u64()
+            .with_context(|| format!("probe report lacks {k}: {json}"))
+    };
+    let (requests, failed, outage_ms) = (num("requests")?, num("failed")?, num("outage_ms")?);
+    let recovered = json["recovered"]
+        .as_bool()
+        .with_context(|| format!("probe report lacks recovered: {json}"))?;
+    if requests == 0 {
+        bail!("the probe made no request: {json}");
+    }
+    Ok(if recovered && failed < requests {
+        Outcome::Recovered {
+            outage_ms,
+            failed,
+            requests,
+        }
+    } else {
+        Outcome::NeverRecovered { failed, requests }
+    })
+}
+
+fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<Outcome> {
     let lab = "bfo";
     let dir = std::env::temp_dir().join(format!("lbctl-bfo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -367,80 +471,14 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     let _down = Down(lbctl);
     let mut kas = Procs(Vec::new());
     if c.keepalived {
-        for (node, prio) in [("bal1", 150u8), ("bal2", 100u8)] {
-            let conf = dir.join(format!("{node}.conf"));
-            std::fs::write(&conf, keepalived_conf(node, prio, c.advert_ms))?;
-            let mut cmd = Command::new(lbctl);
-            cmd.args([
-                "exec",
-                "--lab",
-                lab,
-                node,
-                "--",
-                "keepalived",
-                "-n",
-                "-l",
-                "-f",
-            ])
-            .arg(&conf)
-            .args(["-p"])
-            .arg(dir.join(format!("{node}.pid")))
-            .args(["-r"])
-            .arg(dir.join(format!("{node}.vrrp.pid")))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            kas.0.push(
-                cmd.spawn()
-                    .context("starting keepalived (scripts/bootstrap.sh installs it)")?,
-            );
-        }
-        // Wait for the VIP to answer.
-        let t = Instant::now();
-        loop {
-            let o = Command::new(lbctl)
-                .args([
-                    "exec",
-                    "--lab",
-                    lab,
-                    "user2",
-                    "--",
-                    "curl",
-                    "-s",
-                    "-m",
-                    "1",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "http://172.16.1.254:8000/",
-                ])
-                .output()?;
-            if String::from_utf8_lossy(&o.stdout) == "200" {
-                break;
-            }
-            if t.elapsed() > Duration::from_secs(20) {
-                bail!("keepalived never brought the VIP up");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        start_keepalived(lbctl, lab, &dir, c, &mut kas)?;
     }
     // The VRRP speaker of bal1, looked up before the probe starts so that the fault hits
     // at the same moment of the probe's cadence for both implementations.
     let speaker = if c.keepalived {
         kas.0[0].id()
     } else {
-        let st: serde_json::Value = serde_json::from_str(&run_ok(
-            Command::new(lbctl).args(["status", "--lab", lab, "--json"]),
-        )?)?;
-        st["daemons"]
-            .as_array()
-            .and_then(|d| {
-                d.iter()
-                    .find(|d| d["node"] == "bal1" && d["daemon"] == "agent")
-            })
-            .and_then(|d| d["pid"].as_u64())
-            .context("bal1's agent in lbctl status")? as u32
+        agent_pid(lbctl, lab, "bal1")?
     };
     // Let the backups settle, then probe from user2 while the fault hits after 2 s.
     std::thread::sleep(Duration::from_secs(2));
@@ -468,8 +506,7 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     std::thread::sleep(Duration::from_secs(2));
     if c.graceful {
         // SIGTERM to the VRRP speaker of bal1: it resigns with priority 0.
-        let pid = speaker;
-        send_signal(pid, 15);
+        send_signal(speaker, 15);
     } else {
         run_ok(Command::new(lbctl).args([
             "link",
@@ -484,15 +521,95 @@ fn failover_case(root: &Path, lbctl: &Path, c: &FailoverCase) -> Result<(u64, u6
     let out = probe.wait_with_output()?;
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("probe output: {}", String::from_utf8_lossy(&out.stdout)))?;
-    let num = |k: &str| json[k].as_u64().unwrap_or(0);
-    let r = (num("outage_ms"), num("failed"), num("requests"));
+    let r = probe_outcome(&json);
     for k in &mut kas.0 {
         send_signal(k.id(), 15);
     }
     std::thread::sleep(Duration::from_millis(300));
     drop(kas);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(r)
+    r
+}
+
+/// Keepalived in bal1 (priority 150) and bal2 (100), then waits for the VIP to answer.
+fn start_keepalived(
+    lbctl: &Path,
+    lab: &str,
+    dir: &Path,
+    c: &FailoverCase,
+    kas: &mut Procs,
+) -> Result<()> {
+    for (node, prio) in [("bal1", 150u8), ("bal2", 100u8)] {
+        let conf = dir.join(format!("{node}.conf"));
+        std::fs::write(&conf, keepalived_conf(node, prio, c.advert_ms))?;
+        let mut cmd = Command::new(lbctl);
+        cmd.args([
+            "exec",
+            "--lab",
+            lab,
+            node,
+            "--",
+            "keepalived",
+            "-n",
+            "-l",
+            "-f",
+        ])
+        .arg(&conf)
+        .args(["-p"])
+        .arg(dir.join(format!("{node}.pid")))
+        .args(["-r"])
+        .arg(dir.join(format!("{node}.vrrp.pid")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        kas.0.push(
+            cmd.spawn()
+                .context("starting keepalived (scripts/bootstrap.sh installs it)")?,
+        );
+    }
+    let t = Instant::now();
+    loop {
+        let o = Command::new(lbctl)
+            .args([
+                "exec",
+                "--lab",
+                lab,
+                "user2",
+                "--",
+                "curl",
+                "-s",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "http://172.16.1.254:8000/",
+            ])
+            .output()?;
+        if String::from_utf8_lossy(&o.stdout) == "200" {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            bail!("keepalived never brought the VIP up");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The pid of `node`'s agent, from `lbctl status --json`.
+fn agent_pid(lbctl: &Path, lab: &str, node: &str) -> Result<u32> {
+    let st: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(lbctl).args(["status", "--lab", lab, "--json"]),
+    )?)?;
+    Ok(st["daemons"]
+        .as_array()
+        .and_then(|d| {
+            d.iter()
+                .find(|d| d["node"] == node && d["daemon"] == "agent")
+        })
+        .and_then(|d| d["pid"].as_u64())
+        .with_context(|| format!("{node}'s agent in lbctl status"))? as u32)
 }
 
 fn send_signal(pid: u32, sig: i32) {
@@ -508,40 +625,177 @@ pub fn failover(root: &Path) -> Result<()> {
     println!("bench failover: 50 ms client loop from user2 against the VIP; bal1's link cut (or its VRRP speaker stopped) 2 s in");
     let total = 8;
     let mut case_no = 0;
+    let mut never = 0;
     for graceful in [false, true] {
         for advert_ms in [1000u32, 100] {
             let mut row = Vec::new();
             for keepalived in [false, true] {
                 case_no += 1;
-                eprintln!(
-                    "  case {case_no}/{total}: {} {}, advert {advert_ms} ms: building the lab and probing...",
-                    if keepalived { "keepalived" } else { "lbctl" },
-                    if graceful { "graceful stop" } else { "link cut" }
-                );
+                let who = if keepalived { "keepalived" } else { "lbctl" };
+                let how = if graceful {
+                    "graceful stop"
+                } else {
+                    "link cut"
+                };
+                eprintln!("  case {case_no}/{total}: {who} {how}, advert {advert_ms} ms: building the lab and probing...");
                 let c = FailoverCase {
                     keepalived,
                     advert_ms,
                     graceful,
                 };
-                let (outage, failed, n) = failover_case(root, &lbctl, &c)?;
-                row.push(outage);
-                println!(
-                    "  {:<10} {:<9} advert {:>4} ms: outage {:>5} ms, {:>3}/{:<3} requests failed",
-                    if keepalived { "keepalived" } else { "lbctl" },
-                    if graceful { "graceful" } else { "link cut" },
-                    advert_ms,
-                    outage,
-                    failed,
-                    n
-                );
+                let o = failover_case(root, &lbctl, &c)?;
+                never += u32::from(matches!(o, Outcome::NeverRecovered { .. }));
+                println!("  {}", case_line(&c, &o));
+                row.push(o);
             }
             println!(
-                "  ratio lbctl/keepalived ({}, {} ms): {:.2}x",
+                "  ratio lbctl/keepalived ({}, {} ms): {}",
                 if graceful { "graceful" } else { "link cut" },
                 advert_ms,
-                row[0] as f64 / row[1].max(1) as f64
+                outage_ratio(&row[0], &row[1])
             );
         }
     }
+    if never > 0 {
+        bail!("{never} of {total} cases never got the service back within the probe");
+    }
     Ok(())
+}
+
+/// One result row: the outage, or that the service never came back.
+fn case_line(c: &FailoverCase, o: &Outcome) -> String {
+    let head = format!(
+        "{:<10} {:<9} advert {:>4} ms:",
+        if c.keepalived { "keepalived" } else { "lbctl" },
+        if c.graceful { "graceful" } else { "link cut" },
+        c.advert_ms
+    );
+    match o {
+        Outcome::Recovered {
+            outage_ms,
+            failed,
+            requests,
+        } => format!("{head} outage {outage_ms:>5} ms, {failed:>3}/{requests:<3} requests failed"),
+        Outcome::NeverRecovered { failed, requests } => {
+            format!("{head} NEVER RECOVERED, {failed:>3}/{requests:<3} requests failed")
+        }
+    }
+}
+
+/// lbctl's outage over keepalived's, "n/a" unless both recovered.
+fn outage_ratio(ours: &Outcome, theirs: &Outcome) -> String {
+    match (ours, theirs) {
+        (Outcome::Recovered { outage_ms: a, .. }, Outcome::Recovered { outage_ms: b, .. }) => {
+            format!("{:.2}x", *a as f64 / (*b).max(1) as f64)
+        }
+        _ => "n/a (a case never recovered)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WRK: &str = "Running 8s test @ http://127.0.0.1:18000/
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   810.12us  300.00us  10.00ms   90.00%
+    Req/Sec    30.00k     2.00k   35.00k    70.00%
+  Latency Distribution
+     50%  750.00us
+     75%    0.90ms
+     90%    1.10ms
+     99%    2.50ms
+  480000 requests in 8.00s, 100.00MB read
+Requests/sec:  60000.00
+Transfer/sec:     12.50MB
+";
+
+    #[test]
+    fn wrk_output_is_parsed() {
+        let r = parse_wrk(WRK).unwrap();
+        assert_eq!(
+            r,
+            WrkResult {
+                rps: 60000.0,
+                p50_ms: 0.75,
+                p99_ms: 2.5,
+                errors: 0
+            }
+        );
+    }
+
+    #[test]
+    fn errors_are_not_throughput() {
+        // A quarter of the requests answered 503, plus socket errors: not counted.
+        let t = WRK.replace(
+            "Requests/sec:",
+            "  Socket errors: connect 0, read 10000, write 0, timeout 10000\n  Non-2xx or 3xx responses: 100000\nRequests/sec:",
+        );
+        let r = parse_wrk(&t).unwrap();
+        assert_eq!(r.errors, 120000);
+        assert_eq!(r.rps, 45000.0);
+    }
+
+    #[test]
+    fn unparsable_or_missing_figures_are_errors() {
+        assert!(parse_wrk(&WRK.replace("2.50ms", "2.50parsecs")).is_err());
+        assert!(parse_wrk(&WRK.replace("     50%  750.00us\n", "")).is_err());
+        assert!(parse_wrk(&WRK.replace("Requests/sec:  60000.00", "")).is_err());
+        assert!(parse_wrk(&WRK.replace("480000 requests", "0 requests")).is_err());
+        assert!(parse_wrk("").is_err());
+    }
+
+    #[test]
+    fn a_probe_that_never_succeeds_is_no_zero_outage() {
+        let j = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
+        assert_eq!(
+            probe_outcome(&j(
+                r#"{"requests":140,"failed":140,"outage_ms":0,"recovered":false}"#
+            ))
+            .unwrap(),
+            Outcome::NeverRecovered {
+                failed: 140,
+                requests: 140
+            }
+        );
+        assert_eq!(
+            probe_outcome(&j(
+                r#"{"requests":140,"failed":60,"outage_ms":3100,"recovered":false}"#
+            ))
+            .unwrap(),
+            Outcome::NeverRecovered {
+                failed: 60,
+                requests: 140
+            }
+        );
+        assert_eq!(
+            probe_outcome(&j(
+                r#"{"requests":140,"failed":20,"outage_ms":1100,"recovered":true}"#
+            ))
+            .unwrap(),
+            Outcome::Recovered {
+                outage_ms: 1100,
+                failed: 20,
+                requests: 140
+            }
+        );
+        assert!(probe_outcome(&j(r#"{"requests":140,"failed":20}"#)).is_err());
+        assert!(probe_outcome(&j(
+            r#"{"requests":0,"failed":0,"outage_ms":0,"recovered":false}"#
+        ))
+        .is_err());
+        let c = FailoverCase {
+            keepalived: false,
+            advert_ms: 100,
+            graceful: false,
+        };
+        let never = Outcome::NeverRecovered {
+            failed: 140,
+            requests: 140,
+        };
+        assert!(case_line(&c, &never).contains("NEVER RECOVERED"));
+        assert!(!case_line(&c, &never).contains(" 0 ms"));
+        assert_eq!(outage_ratio(&never, &never), "n/a (a case never recovered)");
+    }
 }

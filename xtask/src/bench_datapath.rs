@@ -182,8 +182,8 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
         tcp_gbps: tcp_bps / 1e9,
         udp_pps: (packets - lost) / seconds,
         udp_sent_pps: packets / seconds,
-        blast_pps: got["pps"].as_f64().unwrap_or(0.0),
-        blast_sent_pps: blast["pps"].as_f64().unwrap_or(0.0),
+        blast_pps: got["pps"].as_f64().context("udp-sink output: no pps")?,
+        blast_sent_pps: blast["pps"].as_f64().context("udp-blast output: no pps")?,
     })
 }
 
@@ -200,6 +200,53 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
         "--repeat",
         &repeat.to_string(),
     ]))?;
+    print_per_packet(&out, iters, repeat)?;
+
+    println!(
+        "\n  end to end, serv1 (vm1) -> serv3 (vm2) across the tunnel, {secs} s each (iperf3):"
+    );
+    let all = e2e_rounds(root, &lbctl, secs, rounds)?;
+    print_medians(&all, rounds);
+    Ok(())
+}
+
+/// The three lab cases, in the order of the result vectors.
+const CASES: [Case; 3] = [Case::Kernel, Case::KernelXdpNoop, Case::Ebpf];
+
+/// The order the cases run in, round `round` (from 1): rotated by one each round, so each
+/// case takes each position (first on a cold machine, last after the others' load) equally
+/// often, as the README's "alternating rounds" promises.
+fn round_order(round: u32, n: usize) -> Vec<usize> {
+    let shift = (round.saturating_sub(1) as usize) % n.max(1);
+    (0..n).map(|i| (i + shift) % n).collect()
+}
+
+/// Every round of the end-to-end cases; results per case (in `CASES` order).
+fn e2e_rounds(root: &Path, lbctl: &Path, secs: u32, rounds: u32) -> Result<Vec<Vec<E2e>>> {
+    // The machine is shared: run the cases in rotating rounds and compare medians.
+    let mut all: Vec<Vec<E2e>> = vec![Vec::new(); CASES.len()];
+    for round in 1..=rounds {
+        for i in round_order(round, CASES.len()) {
+            let case = CASES[i];
+            let r = e2e_case(root, lbctl, case, secs)
+                .with_context(|| format!("end-to-end case {}", case.name()))?;
+            println!(
+                "    round {round} {:<19} TCP {:>6.2} Gbit/s | 64-byte UDP received: {:>8.0} pkt/s batched ({:>8.0} sent), {:>7.0} pkt/s iperf3 ({:>7.0} sent)",
+                case.name(),
+                r.tcp_gbps,
+                r.blast_pps,
+                r.blast_sent_pps,
+                r.udp_pps,
+                r.udp_sent_pps
+            );
+            all[i].push(r);
+        }
+    }
+    Ok(all)
+}
+
+/// `lbctl-harness bench-vtep`'s figures, with each one's floor.
+fn print_per_packet(out: &str, iters: u32, repeat: u32) -> Result<()> {
     let v: Value = serde_json::from_str(out.trim()).context("bench-vtep output")?;
     let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     println!(
@@ -261,28 +308,11 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
         verdict(f("decap_live_drop_ns") - f("floor_live_drop_ns")),
     );
 
-    println!(
-        "\n  end to end, serv1 (vm1) -> serv3 (vm2) across the tunnel, {secs} s each (iperf3):"
-    );
-    // The machine is shared: run the cases in alternating rounds and compare medians.
-    let cases = [Case::Kernel, Case::KernelXdpNoop, Case::Ebpf];
-    let mut all: Vec<Vec<E2e>> = vec![Vec::new(); cases.len()];
-    for round in 1..=rounds {
-        for (i, case) in cases.iter().enumerate() {
-            let r = e2e_case(root, &lbctl, *case, secs)
-                .with_context(|| format!("end-to-end case {}", case.name()))?;
-            println!(
-                "    round {round} {:<19} TCP {:>6.2} Gbit/s | 64-byte UDP received: {:>8.0} pkt/s batched ({:>8.0} sent), {:>7.0} pkt/s iperf3 ({:>7.0} sent)",
-                case.name(),
-                r.tcp_gbps,
-                r.blast_pps,
-                r.blast_sent_pps,
-                r.udp_pps,
-                r.udp_sent_pps
-            );
-            all[i].push(r);
-        }
-    }
+    Ok(())
+}
+
+/// Medians per case over the rounds, and the ratios.
+fn print_medians(all: &[Vec<E2e>], rounds: u32) {
     let med = |v: &[E2e], f: fn(&E2e) -> f64| {
         let mut x: Vec<f64> = v.iter().map(f).collect();
         x.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -290,7 +320,7 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
     };
     let mut res = Vec::new();
     println!("  medians over {rounds} round(s):");
-    for (i, case) in cases.iter().enumerate() {
+    for (i, case) in CASES.iter().enumerate() {
         let m = E2e {
             tcp_gbps: med(&all[i], |r| r.tcp_gbps),
             udp_pps: med(&all[i], |r| r.udp_pps),
@@ -319,5 +349,22 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
         n.tcp_gbps / k.tcp_gbps,
         n.blast_pps / k.blast_pps
     );
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_order;
+
+    #[test]
+    fn every_case_takes_every_position_over_the_rounds() {
+        assert_eq!(round_order(1, 3), [0, 1, 2]);
+        assert_eq!(round_order(2, 3), [1, 2, 0]);
+        assert_eq!(round_order(3, 3), [2, 0, 1]);
+        assert_eq!(round_order(4, 3), [0, 1, 2]);
+        for pos in 0..3 {
+            let mut seen: Vec<usize> = (1..=3).map(|r| round_order(r, 3)[pos]).collect();
+            seen.sort();
+            assert_eq!(seen, [0, 1, 2], "position {pos}");
+        }
+    }
 }

@@ -762,11 +762,17 @@ mod tests {
 
     #[test]
     fn failed_attach_leaves_nothing_behind() {
+        // The interface's name must not exist in the host namespace (the last part attaches
+        // from there and must fail): the first free `o<n>`, so that part always runs.
+        let dev = (0..100)
+            .map(|n| format!("o{n}"))
+            .find(|d| !ifindex_exists(d))
+            .expect("a free o<n> interface name in the host namespace");
         let lab = Lab::new();
-        lab.ipn(&["link", "add", "o0", "type", "veth", "peer", "name", "i0"]);
+        lab.ipn(&["link", "add", &dev, "type", "veth", "peer", "name", "i0"]);
         let pin_dir = lab.pin_dir.clone();
         let err = lab
-            .in_netns(|| attach_observer(&pin_dir, &["o0".to_string(), "nope0".to_string()]))
+            .in_netns(|| attach_observer(&pin_dir, &[dev.clone(), "nope0".to_string()]))
             .expect_err("attaching to a missing interface must fail");
         assert!(format!("{err:#}").contains("nope0"), "{err:#}");
         assert!(
@@ -774,18 +780,15 @@ mod tests {
             "pins left behind after a failed attach"
         );
         let attached = lab.in_netns(|| {
-            SchedClassifier::query_tcx("o0", TcAttachType::Ingress)
+            SchedClassifier::query_tcx(&dev, TcAttachType::Ingress)
                 .expect("query_tcx")
                 .1
                 .len()
         });
-        assert_eq!(attached, 0, "o0 stayed attached after a failed attach");
-        // Interface names resolve in the caller's namespace only: o0 does not exist here, so
-        // the same call from this (host namespace) thread fails, and a retry inside works.
-        let ifaces = vec!["o0".to_string()];
-        if ifindex_exists("o0") {
-            return; // the host happens to have an o0; skip the rest
-        }
+        assert_eq!(attached, 0, "{dev} stayed attached after a failed attach");
+        // Interface names resolve in the caller's namespace only: `dev` does not exist here,
+        // so the same call from this (host namespace) thread fails, and a retry inside works.
+        let ifaces = vec![dev.clone()];
         assert!(attach_observer(&lab.pin_dir, &ifaces).is_err());
         lab.in_netns(|| attach_observer(&pin_dir, &ifaces))
             .expect("retry after a failed attach");

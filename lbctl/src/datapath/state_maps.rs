@@ -358,8 +358,7 @@ mod tests {
     /// second open of the same pins (an agent restart) starts from empty maps.
     #[test]
     fn pinned_maps_round_trip() {
-        if !nix::unistd::Uid::effective().is_root() {
-            eprintln!("skipped: needs root");
+        if !crate::test_prereq::need_root() {
             return;
         }
         let dir = PathBuf::from(format!(

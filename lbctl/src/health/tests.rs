@@ -437,9 +437,11 @@ fn jitter_stays_within_five_percent_and_varies() {
 #[tokio::test]
 async fn checks_a_real_apache() {
     let bin = std::path::Path::new(crate::topo::daemons::apache::APACHE_BIN);
-    if !bin.exists() || !nix::unistd::geteuid().is_root() {
-        eprintln!("apache2 not installed or not root; skipped");
+    if !crate::test_prereq::need_root() {
         return;
+    }
+    if !bin.exists() {
+        return crate::test_prereq::skip("apache2 not installed (apt-get install -y apache2)");
     }
     let tmp = tempfile::tempdir().unwrap();
     // Apache's children (www-data) must reach the docroot.

@@ -1,4 +1,5 @@
 //! Spanning tree: the tree 802.1D says the config should produce, and port roles derived
 //! from what the kernel reports.
 #![forbid(unsafe_code)]
+pub mod loops;
 pub mod theory;

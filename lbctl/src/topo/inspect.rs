@@ -4,6 +4,7 @@
 use super::netns;
 use super::nl;
 use super::plan::Plan;
+use crate::stp::loops;
 use crate::stp::theory::{self, BridgeId, KernelBridge, KernelPort, PortState};
 use anyhow::Result;
 use ipnet::Ipv4Net;
@@ -368,4 +369,51 @@ pub fn compare_against(exp: &theory::TreeExpectation, view: &LabView) -> Vec<Mis
         }
     }
     out
+}
+
+/// The forwarding loops in the kernel's state: the plan's ports the kernel has forwarding
+/// (on a bridge that is up), on the plan's segments. A bridge with STP off forwards on
+/// every up port and has no STP state to compare with theory, so a loop through one is
+/// found here, not by [`compare`].
+pub fn forwarding_loops(plan: &Plan, view: &LabView) -> Vec<Vec<loops::Edge>> {
+    let mut edges = Vec::new();
+    for b in &plan.bridges {
+        let Some(kb) = view.bridge(&b.name).filter(|kb| kb.admin_up) else {
+            continue;
+        };
+        for p in &b.ports {
+            let forwarding = kb
+                .ports
+                .iter()
+                .any(|x| x.kernel.name == p.name && x.kernel.state == PortState::Forwarding);
+            if forwarding {
+                edges.push(loops::Edge {
+                    bridge: b.name.clone(),
+                    port: p.name.clone(),
+                    segment: p.segment.clone(),
+                });
+            }
+        }
+    }
+    loops::find_loops(&edges)
+}
+
+/// Bridges whose kernel STP is not what the config says (a bridge meant to run STP with
+/// it off forwards on every port), as text.
+pub fn stp_mode_differences(plan: &Plan, view: &LabView) -> Vec<String> {
+    let onoff = |b: bool| if b { "on" } else { "off" };
+    plan.bridges
+        .iter()
+        .filter_map(|b| {
+            let kb = view.bridge(&b.name)?;
+            (kb.kernel.stp != b.stp).then(|| {
+                format!(
+                    "bridge {}: STP {} in the config, {} in the kernel",
+                    b.name,
+                    onoff(b.stp),
+                    onoff(kb.kernel.stp)
+                )
+            })
+        })
+        .collect()
 }

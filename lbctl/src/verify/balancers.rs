@@ -6,6 +6,7 @@
 //! master's external link cut) every request is served by the other balancer's servers.
 
 use super::lab::{pages_text, record_events, settle, wait_for, Ctx, Page};
+use super::outage::BACK_WITHIN;
 use super::report::{Checkpoint, Status};
 use super::undo::{self, Action, FaultKey};
 use crate::config::Config;
@@ -185,16 +186,7 @@ pub fn health_limit(cfg: &Config) -> Duration {
 
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.service()?;
-    let limit = health_limit(&ctx.cfg);
-    let _ = wait_for(limit, || health(ctx, true).0).await;
-    let (ok, mut ev) = health(ctx, true);
-    // A server whose daemon is gone fails here even before the health checks notice.
-    let dead = dead_servers(ctx);
-    let ok = ok && dead.is_empty();
-    if !ok {
-        ev.extend(causes(ctx));
-    }
-    if !cp.check("every balancer sees every backend UP", ok, ev) {
+    if !all_up(ctx, cp).await {
         cp.step(
             "rotation, tunnel cut, failover",
             Status::Skip,
@@ -206,8 +198,29 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let user = ctx.users().first().cloned().context("no user node")?;
     let all = expected_up(&ctx.cfg, &master, true);
     rotation(ctx, cp, "tunnel up", &user, &master, &all)?;
+    let cut = cut_tunnel(ctx, cp, &master, &user).await?;
+    failover_with_cut(ctx, cp, &master, &user).await?;
+    restore_tunnel(ctx, cp, &cut).await
+}
 
-    // Cut the tunnel.
+/// Every balancer sees every backend up (waiting for the health checks first).
+async fn all_up(ctx: &Ctx, cp: &mut Checkpoint) -> bool {
+    let limit = health_limit(&ctx.cfg);
+    let _ = wait_for(limit, || health(ctx, true).0).await;
+    let (ok, mut ev) = health(ctx, true);
+    // A server whose daemon is gone fails here even before the health checks notice.
+    let dead = dead_servers(ctx);
+    let ok = ok && dead.is_empty();
+    if !ok {
+        ev.extend(causes(ctx));
+    }
+    cp.check("every balancer sees every backend UP", ok, ev)
+}
+
+/// Cuts the tunnel (its removal on the undo stack first), checks that each balancer then
+/// sees only its own host's servers and the master rotates over those. Returns the cut.
+async fn cut_tunnel(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) -> Result<Action> {
+    let limit = health_limit(&ctx.cfg);
     let port = ctx.cfg.vxlan.as_ref().map(|v| v.port).unwrap_or(4789);
     let switches = ctx.switches();
     let cut = Action::RemoveCut {
@@ -239,17 +252,21 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         ok,
         ev,
     );
-    let own = expected_up(&ctx.cfg, &master, false);
-    rotation(ctx, cp, "tunnel cut", &user, &master, &own)?;
+    let own = expected_up(&ctx.cfg, master, false);
+    rotation(ctx, cp, "tunnel cut", user, master, &own)?;
+    Ok(cut)
+}
 
-    // Failover with the tunnel still cut: the master's external link down.
+/// With the tunnel still cut, the master's external link down: the backup takes over and
+/// serves with its own servers; link back: the master again. Records the events.
+async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) -> Result<()> {
     let backup = ctx
         .balancers()
         .into_iter()
-        .find(|b| *b != master)
+        .find(|b| b != master)
         .context("one balancer only")?;
-    let bridge = ctx.ext_bridge(&master).context("master's bridge")?;
-    let f = FaultKey::Link(master.clone(), bridge.clone());
+    let bridge = ctx.ext_bridge(master).context("master's bridge")?;
+    let f = FaultKey::Link(master.to_string(), bridge.clone());
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;
     // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
@@ -257,9 +274,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let took = ctx.wait_takeover(&backup).await;
     let mut rec = true;
     for (i, l) in loops.iter().enumerate() {
-        rec &= l
-            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
-            .await;
+        rec &= l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
     }
     cp.check(
         &format!(
@@ -279,7 +294,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             if rec {
                 "every user reaches the service again".into()
             } else {
-                "a user did NOT reach the service within 20 s".into()
+                "a user did NOT reach the service within 20 s of the fault".into()
             },
         ],
     );
@@ -288,7 +303,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         ctx,
         cp,
         "tunnel cut, after the failover",
-        &user,
+        user,
         &backup,
         &backup_own,
     )?;
@@ -317,9 +332,14 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         &paths,
         (None, None),
     );
+    Ok(())
+}
 
-    // Restore the tunnel.
-    let drops: Vec<String> = switches
+/// Removes the cut (reporting its drop counters) and checks every backend comes back.
+async fn restore_tunnel(ctx: &Ctx, cp: &mut Checkpoint, cut: &Action) -> Result<()> {
+    let limit = health_limit(&ctx.cfg);
+    let drops: Vec<String> = ctx
+        .switches()
         .iter()
         .map(|s| {
             format!(
@@ -328,8 +348,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             )
         })
         .collect();
-    undo::run(&ctx.plan, &cut).await?;
-    ctx.undo.done(&cut);
+    undo::run(&ctx.plan, cut).await?;
+    ctx.undo.done(cut);
     let took = wait_for(limit, || health(ctx, true).0).await;
     let (ok, mut ev) = health(ctx, true);
     if !ok {

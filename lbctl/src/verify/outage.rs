@@ -97,6 +97,37 @@ pub fn recovered_after(samples: &[Sample], after_ms: u64, n: usize) -> bool {
     n > 0 && trailing_successes(samples) >= n && samples[samples.len() - n].t_ms >= after_ms
 }
 
+/// How soon after an injected event (a fault or its repair) every user with a path must
+/// be served again: counted from the event itself, not from whatever was waited for
+/// after it (STP convergence, a VRRP takeover).
+pub const BACK_WITHIN: Duration = Duration::from_secs(20);
+
+/// Whether the service came back within `limit_ms` of the event at `event_ms` (loop
+/// time), the loop's clock now reading `now_ms`: `Some(true)` once the last `n` requests
+/// all succeeded and all started after the event, their run of answers having begun by
+/// `event_ms + limit_ms`; `Some(false)` once that can no longer happen (the deadline has
+/// passed and no run of answers begun before it is still going); `None` while undecided.
+pub fn back_within(
+    samples: &[Sample],
+    event_ms: u64,
+    n: usize,
+    limit_ms: u64,
+    now_ms: u64,
+) -> Option<bool> {
+    let deadline = event_ms.saturating_add(limit_ms);
+    let run = trailing_successes(samples);
+    // When the service was back: the start of the final run of answers (the event itself
+    // if they never stopped).
+    let back_at = (run > 0).then(|| samples[samples.len() - run].t_ms.max(event_ms));
+    if recovered_after(samples, event_ms, n) {
+        return Some(back_at.is_some_and(|t| t <= deadline));
+    }
+    if now_ms <= deadline || back_at.is_some_and(|t| t <= deadline) {
+        return None;
+    }
+    Some(false)
+}
+
 /// A running client loop in one node. Stopped when dropped.
 pub struct ClientLoop {
     pub node: String,
@@ -171,6 +202,25 @@ impl ClientLoop {
                 return true;
             }
             if t.elapsed() > limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits (asynchronously) until [`back_within`] decides whether the service was back
+    /// within `limit` of the event at `event_ms` (this loop's time base); false also if
+    /// the loop stops producing samples well past the deadline.
+    pub async fn wait_back(&self, event_ms: u64, n: usize, limit: Duration) -> bool {
+        let cap = Instant::now() + limit + Duration::from_secs(10);
+        let limit_ms = limit.as_millis() as u64;
+        loop {
+            let now = self.now_ms();
+            if let Some(v) = back_within(&self.samples.lock().unwrap(), event_ms, n, limit_ms, now)
+            {
+                return v;
+            }
+            if Instant::now() > cap {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -307,5 +357,38 @@ mod tests {
         let o = summarize(&v, 0, 1200);
         assert_eq!(o.outage_ms, 1002);
         assert!(o.recovered);
+    }
+
+    #[test]
+    fn back_within_counts_from_the_event_not_from_later_waits() {
+        // Event at 1000, service back at 18000: within 20 s of the event.
+        let mut v = run(0, 1000, true);
+        v.extend(run(1000, 18000, false));
+        v.extend(run(18000, 19000, true));
+        assert_eq!(back_within(&v, 1000, 3, 20_000, 19_000), Some(true));
+        // Back at 22000 only: too late, however long STP took to converge before the
+        // check began (the old count started after convergence and passed this).
+        let mut late = run(0, 1000, true);
+        late.extend(run(1000, 22000, false));
+        late.extend(run(22000, 23000, true));
+        assert_eq!(back_within(&late, 1000, 3, 20_000, 23_000), Some(false));
+        // Still failing before the deadline: undecided; after it: failed.
+        let mut failing = run(0, 1000, true);
+        failing.extend(run(1000, 5000, false));
+        assert_eq!(back_within(&failing, 1000, 3, 20_000, 5000), None);
+        failing.extend(run(5000, 21100, false));
+        assert_eq!(back_within(&failing, 1000, 3, 20_000, 21_100), Some(false));
+        // Answers began at 20950, just before the deadline, and need 3 in a row: wait.
+        let mut edge = run(0, 1000, true);
+        edge.extend(run(1000, 20950, false));
+        edge.push(s(20950, true));
+        assert_eq!(back_within(&edge, 1000, 3, 20_000, 21_000), None);
+        edge.extend(run(21000, 21100, true));
+        assert_eq!(back_within(&edge, 1000, 3, 20_000, 21_100), Some(true));
+        // Never interrupted: back at once.
+        assert_eq!(
+            back_within(&run(0, 2000, true), 1000, 3, 20_000, 2000),
+            Some(true)
+        );
     }
 }

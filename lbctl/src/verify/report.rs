@@ -13,7 +13,9 @@ pub const SCHEMA: u32 = 1;
 pub enum Status {
     Pass,
     Fail,
-    /// Not applicable here (e.g. the BPF counters with the kernel data path); does not fail.
+    /// Not run (the checkpoint already failed earlier, or the step's evidence could not
+    /// be gathered). A checkpoint is proven only by steps that ran: a skip fails it too,
+    /// so a checkpoint can never pass on evidence that was never checked.
     Skip,
 }
 
@@ -68,9 +70,10 @@ impl Checkpoint {
         }
     }
 
-    /// Records a step; returns whether it did not fail.
+    /// Records a step; returns whether it passed. A step that did not run (`Skip`) fails
+    /// the checkpoint as a failed one does.
     pub fn step(&mut self, name: &str, status: Status, evidence: Vec<String>) -> bool {
-        if status == Status::Fail {
+        if status != Status::Pass {
             self.passed = false;
         }
         if self.live {
@@ -86,7 +89,7 @@ impl Checkpoint {
             status,
             evidence,
         });
-        status != Status::Fail
+        status == Status::Pass
     }
 
     /// Records an event (and shows it on a live run).
@@ -258,14 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn failing_step_fails_checkpoint_and_report_but_skip_does_not() {
+    fn failing_or_skipped_step_fails_checkpoint_and_report() {
         let r = sample();
         assert!(r.checkpoints[0].passed);
         assert!(!r.checkpoints[1].passed);
         assert!(!r.passed);
+        // A step that could not run (e.g. counters never read) is no evidence: the
+        // checkpoint fails, even when every other step passed.
         let mut c = Checkpoint::new(4, "x");
-        c.step("s", Status::Skip, vec![]);
-        assert!(c.passed);
+        c.check("endpoints", true, vec![]);
+        assert!(!c.step("s", Status::Skip, vec![]));
+        assert!(!c.passed);
         let mut ok = sample();
         ok.checkpoints.truncate(1);
         ok.finish();

@@ -4,6 +4,7 @@
 //! the outage from every user that still has a path; bridge back up, the master preempts.
 
 use super::lab::{pages_text, record_events, settle, Ctx};
+use super::outage::BACK_WITHIN;
 use super::report::Checkpoint;
 use super::undo::FaultKey;
 use crate::fault;
@@ -136,9 +137,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             ev.push(format!("{}: no path while {bridge} is down", l.node));
             continue;
         }
-        let rec = l
-            .wait_recovered(downs[i], ctx.stable_n(), Duration::from_secs(20))
-            .await;
+        let rec = l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
         let pages = ctx.pages(&l.node, 3)?;
         let through = pages.iter().all(|p| {
             p.as_ref()
@@ -152,7 +151,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             if rec {
                 "service back"
             } else {
-                "service NOT back within 20 s"
+                "service NOT back within 20 s of the fault"
             },
             pages_text(&pages)
         ));

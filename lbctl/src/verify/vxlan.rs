@@ -2,21 +2,21 @@
 //! reaches every other (ICMP, from each internal node), the master spreads requests over
 //! every server, and the tunnel's counters grow with traffic from the master to a server
 //! on the other host. Counters come from the kernel vxlan device (`vxlan.mode = "kernel"`)
-//! or from the BPF data path's pinned `VX_STATS` map (`"ebpf"`, see `bpf_counters`).
+//! or from the BPF data path's pinned `VX_STATS` map (`"ebpf"`, see `bpf_counters`). A
+//! counter that cannot be read fails the check: the traffic was then never proven.
 
 use super::balancers::{expected_up, health_limit, rotation_ok};
 use super::lab::{pages_text, wait_for, Ctx};
 use super::report::{Checkpoint, Status};
-use crate::config::VxlanMode;
+use crate::config::{Vxlan, VxlanMode};
+use crate::datapath::vxlan::{read_stats, VxCounters};
 use crate::probe::http_get;
 use crate::topo::netns;
 use crate::topo::nl;
 use crate::topo::state;
 use anyhow::{Context, Result};
 use rtnetlink::packet_route::link::LinkAttribute;
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -50,85 +50,23 @@ pub async fn kernel_counters(ns: &str, device: &str) -> Result<Option<Counters>>
     Ok(None)
 }
 
-/// Where the BPF data path pins its tunnel counters for a host.
-pub fn bpf_counters_pin(lab: &str, host: &str) -> PathBuf {
-    state::node_pin_dir(lab, host).join("VX_STATS")
-}
-
-/// Per-field sums over every key and CPU of a pinned map, from `bpftool -j map dump`:
-/// BTF field names when the map carries BTF ("formatted"), else the value's little-endian
-/// u64 words as `word0`, `word1`…
-pub fn parse_bpftool_sums(json: &str) -> Result<BTreeMap<String, u64>, String> {
-    let v: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("bpftool output: {e}"))?;
-    let mut sums = BTreeMap::new();
-    for entry in v.as_array().ok_or("bpftool output is not a list")? {
-        if let Some(values) = entry["formatted"]["values"].as_array() {
-            for cpu in values {
-                let Some(fields) = cpu["value"].as_object() else {
-                    continue;
-                };
-                for (k, n) in fields {
-                    if let Some(n) = n.as_u64() {
-                        *sums.entry(k.clone()).or_insert(0) += n;
-                    }
-                }
-            }
-            continue;
-        }
-        for cpu in entry["values"].as_array().into_iter().flatten() {
-            let bytes: Vec<u8> = cpu["value"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
-                .collect();
-            for (i, w) in bytes.chunks_exact(8).enumerate() {
-                let n = u64::from_le_bytes(w.try_into().unwrap());
-                *sums.entry(format!("word{i}")).or_insert(0) += n;
-            }
-        }
-    }
-    Ok(sums)
-}
-
-/// The tunnel's packet counters from the BPF data path's field sums (`lb_common::VxStats`):
+/// The tunnel's packet counters from the BPF data path's summed `VX_STATS`:
 /// received = frames decapsulated (`dec_bridge` + `dec_fast`), sent = outer packets sent
 /// (`enc_copies`: one per unicast frame, one per remote for a flooded one).
-pub fn counters_from_fields(f: &BTreeMap<String, u64>) -> Option<Counters> {
-    Some(Counters {
-        rx_packets: f.get("dec_bridge")? + f.get("dec_fast")?,
-        tx_packets: *f.get("enc_copies")?,
-    })
+pub fn counters_from_stats(s: &VxCounters) -> Counters {
+    Counters {
+        rx_packets: s.dec_bridge + s.dec_fast,
+        tx_packets: s.enc_copies,
+    }
 }
 
-/// The BPF data path's tunnel counters: its pinned per-CPU array `VX_STATS`, read with
-/// bpftool (field names from BTF). Err when the map is not pinned or its fields are not
-/// the expected ones: the check is then reported as not available.
+/// The BPF data path's tunnel counters in a host: its pinned per-CPU array `VX_STATS`,
+/// read and summed over CPUs with aya (`datapath::vxlan::read_stats`). Err when the map
+/// is not pinned or cannot be read: the check then fails, naming why.
 pub fn bpf_counters(lab: &str, host: &str) -> Result<Option<Counters>, String> {
-    let pin = bpf_counters_pin(lab, host);
-    if !pin.exists() {
-        return Err(format!("{} not pinned", pin.display()));
-    }
-    let out = Command::new("bpftool")
-        .args(["-j", "map", "dump", "pinned"])
-        .arg(&pin)
-        .output()
-        .map_err(|e| format!("running bpftool: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "bpftool map dump {}: {}",
-            pin.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let fields = parse_bpftool_sums(&String::from_utf8_lossy(&out.stdout))?;
-    counters_from_fields(&fields).map(Some).ok_or_else(|| {
-        format!(
-            "VX_STATS has no dec_bridge/dec_fast/enc_copies counters (fields: {})",
-            fields.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })
+    read_stats(&state::node_pin_dir(lab, host))
+        .map(|s| Some(counters_from_stats(&s)))
+        .map_err(|e| format!("{e:#}"))
 }
 
 /// Internal nodes and their addresses: every node with an address on the tunnel's LAN.
@@ -240,7 +178,6 @@ async fn reachability(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
 }
 
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
-    let lab = ctx.plan.lab.clone();
     // 1. The tunnel's endpoints.
     let Some(vx) = ctx.cfg.vxlan.clone() else {
         cp.check(
@@ -254,6 +191,18 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         reachability(ctx, cp).await?;
         return Ok(());
     };
+    endpoints(ctx, cp, &vx).await?;
+    // 2. Reachability of the internal LAN.
+    reachability(ctx, cp).await?;
+    // 3. The master spreads over every server.
+    spread(ctx, cp).await?;
+    // 4. Tunnel counters while the master talks to a server on the other host.
+    tunnel_counters(ctx, cp, &vx).await
+}
+
+/// Step 1: each endpoint's kernel vxlan device up and a port of its bridge (kernel mode),
+/// or the BPF data path's pin directory named (ebpf mode).
+async fn endpoints(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<()> {
     let mut ev = Vec::new();
     let mut ok = true;
     for e in &vx.endpoints {
@@ -288,16 +237,16 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             VxlanMode::Ebpf => ev.push(format!(
                 "{}: BPF data path (no kernel device); pin dir {}",
                 e.host,
-                state::node_pin_dir(&lab, &e.host).display()
+                state::node_pin_dir(&ctx.plan.lab, &e.host).display()
             )),
         }
     }
     cp.check("VXLAN tunnel endpoints in place", ok, ev);
+    Ok(())
+}
 
-    // 2. Reachability of the internal LAN.
-    reachability(ctx, cp).await?;
-
-    // 3. The master spreads over every server.
+/// Step 3: requests from a user through the master alternate over every server.
+async fn spread(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let master = ctx.intended_master().context("no [vrrp]")?;
     let user = ctx.users().first().cloned().context("no user node")?;
     let all = expected_up(&ctx.cfg, &master, true);
@@ -334,10 +283,13 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         rotation_ok(&pages, &all, &via),
         ev,
     );
+    Ok(())
+}
 
-    // 4. Tunnel counters while the master talks to a server on the other host.
-    let mhost = ctx.cfg.node(&master).and_then(|n| n.host.clone());
-    let remote = ctx.cfg.service.as_ref().and_then(|s| {
+/// A server on another host than `master`: (node, host, address of its web server).
+fn remote_server(ctx: &Ctx, master: &str) -> Option<(String, String, SocketAddr)> {
+    let mhost = ctx.cfg.node(master).and_then(|n| n.host.clone());
+    ctx.cfg.service.as_ref().and_then(|s| {
         s.backends.iter().find_map(|b| {
             let n = ctx.cfg.node(b.node.as_ref()?)?;
             (n.host != mhost).then(|| {
@@ -349,32 +301,48 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
                 ))
             })?
         })
-    });
-    let Some((srv, shost, addr)) = remote else {
+    })
+}
+
+/// The tunnel counters of one host, in the config's mode.
+async fn read_counters(ctx: &Ctx, vx: &Vxlan, host: &str) -> Result<Option<Counters>, String> {
+    match vx.mode {
+        VxlanMode::Kernel => kernel_counters(&ctx.plan.netns(host), &vx.device)
+            .await
+            .map_err(|e| format!("{e:#}")),
+        VxlanMode::Ebpf => bpf_counters(&ctx.plan.lab, host),
+    }
+}
+
+/// Counters of the sending host and of the receiving one.
+type Pair = (
+    Result<Option<Counters>, String>,
+    Result<Option<Counters>, String>,
+);
+
+/// Step 4: the master's tx and the remote server's rx counters both grow by at least the
+/// requests made. A counter that could not be read fails the step (the traffic was never
+/// shown to cross the tunnel); no server on another host is a step that could not run.
+async fn tunnel_counters(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<()> {
+    let master = ctx.intended_master().context("no [vrrp]")?;
+    let Some((srv, shost, addr)) = remote_server(ctx, &master) else {
         cp.step(
             "VXLAN counters",
             Status::Skip,
-            vec!["no server on another host than the master".into()],
+            vec!["not run: no server on another host than the master".into()],
         );
         return Ok(());
     };
-    let mhost = mhost.unwrap_or_default();
+    let mhost = ctx
+        .cfg
+        .node(&master)
+        .and_then(|n| n.host.clone())
+        .unwrap_or_default();
     const N: u64 = 20;
-    let read = |host: String| {
-        let ns = ctx.plan.netns(&host);
-        let dev = vx.device.clone();
-        let mode = vx.mode;
-        let lab = lab.clone();
-        async move {
-            match mode {
-                VxlanMode::Kernel => kernel_counters(&ns, &dev)
-                    .await
-                    .map_err(|e| format!("{e:#}")),
-                VxlanMode::Ebpf => bpf_counters(&lab, &host),
-            }
-        }
-    };
-    let before = (read(mhost.clone()).await, read(shost.clone()).await);
+    let before = (
+        read_counters(ctx, vx, &mhost).await,
+        read_counters(ctx, vx, &shost).await,
+    );
     let host = addr.to_string();
     let answered = netns::run_in(&ctx.plan.netns(&master), move || {
         Ok((0..N)
@@ -385,58 +353,66 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             })
             .count() as u64)
     })?;
-    let after = (read(mhost.clone()).await, read(shost.clone()).await);
+    let after = (
+        read_counters(ctx, vx, &mhost).await,
+        read_counters(ctx, vx, &shost).await,
+    );
     let what = format!("{master} made {N} requests to {srv} ({addr}), {answered} answered");
-    let counter_source = match vx.mode {
+    let (ok, ev) = counters_verdict(vx, (&mhost, &shost), &before, &after, N, answered);
+    cp.check(
+        &format!("VXLAN counters show the traffic to {srv}"),
+        ok,
+        std::iter::once(what).chain(ev).collect(),
+    );
+    Ok(())
+}
+
+/// Whether the counters read before and after `n` requests (`answered` of them answered)
+/// prove the traffic crossed the tunnel, with the evidence. Pure: any counter that could
+/// not be read is a failure, never "not applicable".
+pub fn counters_verdict(
+    vx: &Vxlan,
+    (mhost, shost): (&str, &str),
+    before: &Pair,
+    after: &Pair,
+    n: u64,
+    answered: u64,
+) -> (bool, Vec<String>) {
+    let source = match vx.mode {
         VxlanMode::Kernel => vx.device.clone(),
         VxlanMode::Ebpf => "VX_STATS (BPF)".to_string(),
     };
-    match (before, after) {
-        ((Ok(Some(m0)), Ok(Some(s0))), (Ok(Some(m1)), Ok(Some(s1)))) => {
-            let tx = m1.tx_packets - m0.tx_packets;
-            let rx = s1.rx_packets - s0.rx_packets;
-            cp.check(
-                &format!("VXLAN counters show the traffic to {srv}"),
-                answered == N && tx >= N && rx >= N,
-                vec![
-                    what,
-                    format!("{mhost} {}: tx +{tx} packets", counter_source),
-                    format!("{shost} {}: rx +{rx} packets", counter_source),
-                ],
-            );
-        }
-        (b, a)
-            if vx.mode == VxlanMode::Ebpf
-                && [&b.0, &b.1, &a.0, &a.1].iter().any(|r| r.is_err()) =>
-        {
-            let why: Vec<String> = [&b.0, &b.1, &a.0, &a.1]
-                .iter()
-                .filter_map(|r| r.as_ref().err().cloned())
-                .collect();
-            cp.step(
-                &format!("VXLAN counters show the traffic to {srv}"),
-                Status::Skip,
-                vec![what, format!("BPF counters not available: {}", why[0])],
-            );
-        }
-        (b, a) => {
-            let show = |r: &Result<Option<Counters>, String>| match r {
-                Ok(Some(c)) => format!("rx {} tx {}", c.rx_packets, c.tx_packets),
-                Ok(None) => format!("device {} MISSING", vx.device),
-                Err(e) => format!("not available ({e})"),
-            };
-            cp.check(
-                &format!("VXLAN counters show the traffic to {srv}"),
-                false,
-                vec![
-                    what,
-                    format!("{mhost}: before {}, after {}", show(&b.0), show(&a.0)),
-                    format!("{shost}: before {}, after {}", show(&b.1), show(&a.1)),
-                ],
-            );
-        }
+    if let ((Ok(Some(m0)), Ok(Some(s0))), (Ok(Some(m1)), Ok(Some(s1)))) = (before, after) {
+        let tx = m1.tx_packets.saturating_sub(m0.tx_packets);
+        let rx = s1.rx_packets.saturating_sub(s0.rx_packets);
+        return (
+            answered == n && tx >= n && rx >= n,
+            vec![
+                format!("{mhost} {source}: tx +{tx} packets"),
+                format!("{shost} {source}: rx +{rx} packets"),
+            ],
+        );
     }
-    Ok(())
+    let show = |r: &Result<Option<Counters>, String>| match r {
+        Ok(Some(c)) => format!("rx {} tx {}", c.rx_packets, c.tx_packets),
+        Ok(None) => format!("device {} MISSING", vx.device),
+        Err(e) => format!("NOT READABLE ({e})"),
+    };
+    (
+        false,
+        vec![
+            format!(
+                "{mhost} {source}: before {}, after {}",
+                show(&before.0),
+                show(&after.0)
+            ),
+            format!(
+                "{shost} {source}: before {}, after {}",
+                show(&before.1),
+                show(&after.1)
+            ),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -444,28 +420,105 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bpftool_dumps_are_summed_per_field() {
-        // As `bpftool -j map dump` prints a per-CPU array with BTF (two CPUs).
-        let btf = r#"[{"key":["0x00","0x00","0x00","0x00"],"values":[{"cpu":0,"value":["0x01"]},{"cpu":1,"value":["0x02"]}],
-            "formatted":{"key":0,"values":[{"cpu":0,"value":{"dec_bridge":3,"dec_fast":1,"dec_bytes":900,"dec_no_dev":9,"enc_unicast":5,"enc_flood":1,"enc_copies":6,"enc_drop_err":7,"pass_port":2}},
-                                           {"cpu":1,"value":{"dec_bridge":4,"dec_fast":0,"dec_bytes":100,"dec_no_dev":0,"enc_unicast":2,"enc_flood":0,"enc_copies":2,"enc_drop_err":0,"pass_port":0}}]}}]"#;
-        let f = parse_bpftool_sums(btf).unwrap();
-        assert_eq!(f["dec_bridge"], 7);
-        assert_eq!(f["dec_bytes"], 1000);
+    fn bpf_counters_are_decapsulated_frames_and_outer_copies() {
+        let s = VxCounters {
+            dec_bridge: 7,
+            dec_fast: 1,
+            dec_bytes: 1000,
+            dec_no_dev: 9,
+            enc_unicast: 7,
+            enc_flood: 1,
+            enc_copies: 8,
+            pass_port: 2,
+            ..VxCounters::default()
+        };
         assert_eq!(
-            counters_from_fields(&f),
-            Some(Counters {
+            counters_from_stats(&s),
+            Counters {
                 rx_packets: 8,
                 tx_packets: 8
-            })
+            }
         );
-        // Without BTF: little-endian u64 words.
-        let raw = r#"[{"key":["0x00"],"values":[{"cpu":0,"value":["0x01","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x01","0x00","0x00","0x00","0x00","0x00","0x00"]},
-                                                {"cpu":1,"value":["0x02","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00","0x00"]}]}]"#;
-        let f = parse_bpftool_sums(raw).unwrap();
-        assert_eq!(f["word0"], 3);
-        assert_eq!(f["word1"], 256);
-        assert_eq!(counters_from_fields(&f), None);
-        assert!(parse_bpftool_sums("nope").is_err());
+    }
+
+    fn vx(mode: VxlanMode) -> Vxlan {
+        let mut v = crate::config::Config::default_scenario().vxlan.unwrap();
+        v.mode = mode;
+        v
+    }
+
+    fn c(rx: u64, tx: u64) -> Result<Option<Counters>, String> {
+        Ok(Some(Counters {
+            rx_packets: rx,
+            tx_packets: tx,
+        }))
+    }
+
+    #[test]
+    fn counters_that_cannot_be_read_fail_the_check() {
+        let v = vx(VxlanMode::Ebpf);
+        let hosts = ("vm1", "vm2");
+        // Grown by at least the requests on both sides: pass.
+        let (ok, ev) = counters_verdict(
+            &v,
+            hosts,
+            &(c(0, 5), c(3, 0)),
+            &(c(0, 25), c(23, 0)),
+            20,
+            20,
+        );
+        assert!(ok, "{ev:?}");
+        assert_eq!(ev[0], "vm1 VX_STATS (BPF): tx +20 packets");
+        // Too few, or a request unanswered: fail.
+        assert!(
+            !counters_verdict(
+                &v,
+                hosts,
+                &(c(0, 5), c(3, 0)),
+                &(c(0, 24), c(23, 0)),
+                20,
+                20
+            )
+            .0
+        );
+        assert!(
+            !counters_verdict(
+                &v,
+                hosts,
+                &(c(0, 5), c(3, 0)),
+                &(c(0, 25), c(23, 0)),
+                20,
+                19
+            )
+            .0
+        );
+        // The map not pinned (or unreadable) before or after: a failure, not a skip.
+        let gone: Result<Option<Counters>, String> = Err("opening VX_STATS: not found".into());
+        let (ok, ev) = counters_verdict(
+            &v,
+            hosts,
+            &(gone.clone(), c(3, 0)),
+            &(c(0, 25), c(23, 0)),
+            20,
+            20,
+        );
+        assert!(!ok);
+        assert!(
+            ev[0].contains("NOT READABLE (opening VX_STATS: not found)"),
+            "{ev:?}"
+        );
+        assert!(!counters_verdict(&v, hosts, &(c(0, 5), c(3, 0)), &(c(0, 25), gone), 20, 20).0);
+        // Kernel mode, device missing.
+        let k = vx(VxlanMode::Kernel);
+        let (ok, ev) = counters_verdict(
+            &k,
+            hosts,
+            &(Ok(None), c(3, 0)),
+            &(Ok(None), c(23, 0)),
+            20,
+            20,
+        );
+        assert!(!ok);
+        assert!(ev[0].contains("MISSING"), "{ev:?}");
     }
 }

@@ -257,8 +257,9 @@ mod tests {
     #[test]
     fn generated_config_passes_apache_configtest() {
         if !Path::new(APACHE_BIN).exists() || php_module().is_none() {
-            eprintln!("apache2 or mod_php not installed; skipped");
-            return;
+            return crate::test_prereq::skip(
+                "apache2 or mod_php not installed (apt-get install -y apache2 libapache2-mod-php)",
+            );
         }
         let tmp = tempfile::tempdir().unwrap();
         let conf = write_instance(tmp.path(), "serv1", "127.0.0.1:8080".parse().unwrap()).unwrap();
