@@ -149,11 +149,11 @@ pub fn lb_xdrop(_ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn lb_vxenc(ctx: TcContext) -> i32 {
     let Some(st) = stats() else {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     };
     let Some(cfg) = VX_CFG.get(0) else {
         st.enc_drop_err += 1;
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     };
     encap::encap(&ctx, cfg, st, false)
 }

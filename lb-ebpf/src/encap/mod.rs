@@ -69,7 +69,7 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
     let inner_ipv4 = proto == ETH_P_IP;
     if !grow(ctx, inner_ipv4 || proto == ETH_P_IPV6) {
         st.enc_drop_err += 1;
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
 
     let mut h = VxlanEncap::new(inner_eth, cfg.local_ip, sport, cfg.port, cfg.vni, len);
@@ -93,7 +93,7 @@ fn refuse(fast_tx: bool, counter: &mut u64) -> i32 {
         return TC_ACT_UNSPEC;
     }
     *counter += 1;
-    TC_ACT_SHOT as i32
+    TC_ACT_SHOT
 }
 
 /// Makes room for the outer headers in front of the frame; see the module documentation

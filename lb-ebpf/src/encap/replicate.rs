@@ -88,5 +88,5 @@ pub fn send(
             }
         }
     }
-    TC_ACT_SHOT as i32
+    TC_ACT_SHOT
 }
