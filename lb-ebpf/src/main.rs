@@ -123,8 +123,7 @@ pub fn lb_vxdec(ctx: XdpContext) -> u32 {
     let Some(cfg) = VX_CFG.get(0) else {
         return xdp_action::XDP_PASS;
     };
-    let frame_len = ctx.data_end() - ctx.data();
-    match parse::classify(&ctx, frame_len, cfg) {
+    match parse::classify(&ctx, cfg) {
         Ok(v) => decap::deliver(&ctx, cfg, st, v),
         Err(reason) => {
             reason.count(st);
