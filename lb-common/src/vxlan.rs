@@ -1,5 +1,6 @@
-//! Types shared by the BPF VXLAN tunnel endpoint (`lb-ebpf/src/vxlan.rs`: programs `lb_vxdec`,
-//! `lb_vxenc`, `lb_xpass`) and its loader (`lbctl/src/datapath/vxlan.rs`).
+//! Types shared by the BPF VXLAN tunnel endpoint (`lb-ebpf`: programs `lb_vxdec`, `lb_vxenc`,
+//! `lb_vxfwd`, `lb_xpass`, `lb_xdrop`; maps in its `main.rs`) and its loader
+//! (`lbctl/src/datapath/vxlan.rs`).
 //!
 //! Byte order: addresses are kept as the 4 bytes of the wire (`[u8; 4]`, network order) so
 //! neither side converts them; VNI and port are host-order integers.

@@ -1,6 +1,6 @@
 //! lbctl's BPF VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`): loads `lb_vxdec` (XDP) and
 //! `lb_vxenc` (TC) from the embedded object, fills their maps and pins everything under the
-//! host's pin directory. The BPF side is `lb-ebpf/src/vxlan.rs`; the shared types are
+//! host's pin directory. The BPF side is the `lb-ebpf` crate; the shared types are
 //! `lb_common::vxlan`.
 //!
 //! # Wiring on one host (what `lbctl up` builds, `topo/build.rs`)

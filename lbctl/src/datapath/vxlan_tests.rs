@@ -164,165 +164,375 @@ fn decap_valid_frames_byte_exact_and_learns() {
 /// Reads one counter.
 type Counter = fn(&VxStats) -> u64;
 
-#[test]
-fn decap_passes_everything_else_unchanged_and_counts_it() {
-    with_vtep(|ebpf| {
-        let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 64);
-        let valid = vxlan_frame(&Outer::default(), &inner);
-        let field = |f: fn(&VxStats) -> u64| f;
-        let mut cases: Vec<(String, Vec<u8>, Counter)> = vec![
-            (
-                "wrong VNI".into(),
-                vxlan_frame(
-                    &Outer {
-                        vni: 13,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_vni),
-            ),
-            (
-                "wrong port".into(),
-                vxlan_frame(
-                    &Outer {
-                        dport: 8472,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_port),
-            ),
-            (
-                "other destination".into(),
-                vxlan_frame(
-                    &Outer {
-                        dst: Ipv4Addr::new(10, 200, 0, 77),
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_not_local),
-            ),
-            (
-                "IP options".into(),
-                vxlan_frame(
-                    &Outer {
-                        options: vec![0x01, 0x01, 0x01, 0x00],
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_ip_opts),
-            ),
-            (
-                "fragment (MF)".into(),
-                vxlan_frame(
-                    &Outer {
-                        frag: 0x2000,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_frag),
-            ),
-            (
-                "fragment (offset)".into(),
-                vxlan_frame(
-                    &Outer {
-                        frag: 0x0010,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_frag),
-            ),
-            (
-                "VLAN-tagged outer frame".into(),
-                vxlan_frame(
-                    &Outer {
-                        vlan: true,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_not_ip),
-            ),
-            ("IPv6".into(), ipv6_frame(&inner), field(|s| s.pass_not_ip)),
-            (
-                "TCP, not UDP".into(),
-                vxlan_frame(
-                    &Outer {
-                        proto: 6,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_not_udp),
-            ),
-            (
-                "I flag clear".into(),
-                vxlan_frame(
-                    &Outer {
-                        flags: 0,
-                        ..Outer::default()
-                    },
-                    &inner,
-                ),
-                field(|s| s.pass_flags),
-            ),
-        ];
-        // Bad IPv4 header: version 6 in an IPv4 ethertype, IHL 4.
-        let mut v6 = valid.clone();
-        v6[14] = 0x65;
-        cases.push(("IP version 6".into(), v6, field(|s| s.pass_bad_ip)));
-        let mut ihl4 = valid.clone();
-        ihl4[14] = 0x44;
-        cases.push(("IHL 4".into(), ihl4, field(|s| s.pass_bad_ip)));
-        // IP total length beyond the frame.
-        let mut long = valid.clone();
-        let claimed = (long.len() - 14 + 1) as u16;
-        long[16..18].copy_from_slice(&claimed.to_be_bytes());
-        cases.push((
-            "IP total length > frame".into(),
-            long,
-            field(|s| s.pass_trunc),
+/// A counter and its name, for the table's messages.
+macro_rules! counter {
+    ($field:ident) => {
+        Some((stringify!($field), (|s: &VxStats| s.$field) as Counter))
+    };
+}
+
+/// The program a golden row runs.
+#[derive(Clone, Copy, Debug)]
+enum Prog {
+    /// `lb_vxdec` (XDP, underlay ingress).
+    Dec,
+    /// `lb_vxenc` (TC egress of the tunnel port).
+    Enc,
+    /// `lb_vxfwd` (TC ingress of an endpoint's port).
+    Fwd,
+}
+
+/// The frame a golden row expects the program to leave.
+enum Output {
+    /// The input, byte for byte.
+    Unchanged,
+    /// Exactly this frame.
+    Frame(Vec<u8>),
+    /// `inner` encapsulated to `remote` (next hop `mac`): exactly what [`encapsulated`]
+    /// builds, with the UDP source port the program chose (it comes from the kernel's flow
+    /// hash, whose seed is random per boot; it must lie in 49152..=65535).
+    Encap {
+        inner: Vec<u8>,
+        remote: Ipv4Addr,
+        mac: [u8; 6],
+    },
+}
+
+/// One row of the VTEP's golden table: what goes in, what comes out, what is counted.
+struct Golden {
+    what: String,
+    prog: Prog,
+    input: Vec<u8>,
+    verdict: u32,
+    output: Output,
+    /// The per-frame outcome counter that must move by exactly one (the only one of
+    /// [`outcomes`] that moves); `None`: no counter at all may move.
+    counter: Option<(&'static str, Counter)>,
+}
+
+/// The frame `lb_vxenc` sends for `inner` to `remote` behind `mac` from source port `sport`.
+fn encapsulated(inner: &[u8], remote: Ipv4Addr, mac: [u8; 6], sport: u16) -> Vec<u8> {
+    vxlan_frame(
+        &Outer {
+            dst_mac: mac,
+            src_mac: MAC_U0,
+            dst: remote,
+            src: LOCAL,
+            id: 0,
+            sport,
+            ..Outer::default()
+        },
+        inner,
+    )
+}
+
+/// The counters of which every frame a program sees moves exactly one (see `VxStats`).
+fn outcomes(prog: Prog, s: &VxStats) -> Vec<(&'static str, u64)> {
+    match prog {
+        Prog::Dec => vec![
+            ("dec_bridge", s.dec_bridge),
+            ("dec_fast", s.dec_fast),
+            ("dec_no_dev", s.dec_no_dev),
+            ("pass_not_ip", s.pass_not_ip),
+            ("pass_trunc", s.pass_trunc),
+            ("pass_bad_ip", s.pass_bad_ip),
+            ("pass_ip_opts", s.pass_ip_opts),
+            ("pass_not_local", s.pass_not_local),
+            ("pass_not_udp", s.pass_not_udp),
+            ("pass_frag", s.pass_frag),
+            ("pass_port", s.pass_port),
+            ("pass_flags", s.pass_flags),
+            ("pass_vni", s.pass_vni),
+        ],
+        Prog::Enc | Prog::Fwd => vec![
+            ("enc_unicast", s.enc_unicast),
+            ("enc_flood", s.enc_flood),
+            ("enc_drop_no_remote", s.enc_drop_no_remote),
+            ("enc_drop_err", s.enc_drop_err),
+        ],
+    }
+}
+
+/// A valid VXLAN frame built from `Outer::default()` changed by `f`, carrying `inner`.
+fn outer_with(f: impl FnOnce(&mut Outer), inner: &[u8]) -> Vec<u8> {
+    let mut o = Outer::default();
+    f(&mut o);
+    vxlan_frame(&o, inner)
+}
+
+/// Decapsulation rows: valid frames to each destination, then every way a frame is passed.
+fn decap_rows() -> Vec<Golden> {
+    let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 64);
+    let valid = vxlan_frame(&Outer::default(), &inner);
+    let arp = inner_arp(MAC_FAR);
+    let unknown = inner_frame([0x02, 9, 9, 9, 9, 9], MAC_FAR, 1400);
+    let row = |what: &str, input: Vec<u8>, verdict, output, counter| Golden {
+        what: what.into(),
+        prog: Prog::Dec,
+        input,
+        verdict,
+        output,
+        counter,
+    };
+    let deliver = |what: &str, input: Vec<u8>, inner: &[u8], counter| {
+        row(
+            what,
+            input,
+            XDP_REDIRECT,
+            Output::Frame(inner.to_vec()),
+            counter,
+        )
+    };
+    let pass = |what: &str, input: Vec<u8>, counter| {
+        row(what, input, XDP_PASS, Output::Unchanged, counter)
+    };
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut f = valid.clone();
+        f[at..at + bytes.len()].copy_from_slice(bytes);
+        f
+    };
+    let mut rows = vec![
+        deliver(
+            "to the local endpoint: fast path",
+            valid.clone(),
+            &inner,
+            counter!(dec_fast),
+        ),
+        deliver(
+            "broadcast (ARP): into the bridge",
+            vxlan_frame(&Outer::default(), &arp),
+            &arp,
+            counter!(dec_bridge),
+        ),
+        deliver(
+            "unknown unicast: into the bridge",
+            vxlan_frame(&Outer::default(), &unknown),
+            &unknown,
+            counter!(dec_bridge),
+        ),
+        deliver(
+            "reserved VXLAN flag bits set besides I: accepted",
+            outer_with(|o| o.flags = 0x0c, &inner),
+            &inner,
+            counter!(dec_fast),
+        ),
+        pass(
+            "wrong VNI",
+            outer_with(|o| o.vni = 13, &inner),
+            counter!(pass_vni),
+        ),
+        pass(
+            "VNI 0",
+            outer_with(|o| o.vni = 0, &inner),
+            counter!(pass_vni),
+        ),
+        pass(
+            "wrong port",
+            outer_with(|o| o.dport = 8472, &inner),
+            counter!(pass_port),
+        ),
+        pass(
+            "other destination",
+            outer_with(|o| o.dst = Ipv4Addr::new(10, 200, 0, 77), &inner),
+            counter!(pass_not_local),
+        ),
+        pass(
+            "IP options",
+            outer_with(|o| o.options = vec![0x01, 0x01, 0x01, 0x00], &inner),
+            counter!(pass_ip_opts),
+        ),
+        pass(
+            "fragment (MF)",
+            outer_with(|o| o.frag = 0x2000, &inner),
+            counter!(pass_frag),
+        ),
+        pass(
+            "fragment (offset)",
+            outer_with(|o| o.frag = 0x0010, &inner),
+            counter!(pass_frag),
+        ),
+        pass(
+            "VLAN-tagged outer frame",
+            outer_with(|o| o.vlan = true, &inner),
+            counter!(pass_not_ip),
+        ),
+        pass("IPv6", ipv6_frame(&inner), counter!(pass_not_ip)),
+        pass("ARP outer frame", inner_arp(MAC_FAR), counter!(pass_not_ip)),
+        pass(
+            "TCP, not UDP",
+            outer_with(|o| o.proto = 6, &inner),
+            counter!(pass_not_udp),
+        ),
+        pass(
+            "ICMP, not UDP",
+            outer_with(|o| o.proto = 1, &inner),
+            counter!(pass_not_udp),
+        ),
+        pass(
+            "I flag clear",
+            outer_with(|o| o.flags = 0, &inner),
+            counter!(pass_flags),
+        ),
+        pass(
+            "I flag clear, other flags set",
+            outer_with(|o| o.flags = 0xf7, &inner),
+            counter!(pass_flags),
+        ),
+        // Bad IPv4 headers behind an IPv4 ethertype.
+        pass("IP version 6", patched(14, &[0x65]), counter!(pass_bad_ip)),
+        pass("IHL 4", patched(14, &[0x44]), counter!(pass_bad_ip)),
+        pass(
+            "IP total length 19",
+            patched(16, &[0, 19]),
+            counter!(pass_bad_ip),
+        ),
+        pass(
+            "IP total length > frame",
+            patched(16, &((valid.len() - 14 + 1) as u16).to_be_bytes()),
+            counter!(pass_trunc),
+        ),
+    ];
+    // Truncated at (and one byte short of) every header boundary: outer Ethernet (14), IPv4
+    // (34), UDP (42), VXLAN (50), inner Ethernet (64). XDP test runs need at least the 14
+    // bytes of an Ethernet header.
+    for cut in [14, 33, 34, 41, 42, 49, 50, 63] {
+        rows.push(pass(
+            &format!("truncated to {cut} bytes"),
+            valid[..cut].to_vec(),
+            counter!(pass_trunc),
         ));
-        // Truncated at (and one byte short of) every header boundary. XDP test runs need at
-        // least the 14 bytes of an Ethernet header.
-        for cut in [14, 33, 34, 41, 42, 49, 50, 63] {
-            cases.push((
-                format!("truncated to {cut} bytes"),
-                valid[..cut].to_vec(),
-                field(|s| s.pass_trunc),
-            ));
+    }
+    rows
+}
+
+/// Encapsulation rows that need no learned MAC (known unicast needs state: see the tests
+/// below).
+fn encap_rows() -> Vec<Golden> {
+    let arp = inner_arp(MAC_ENDPOINT);
+    let ip = inner_frame([0x02, 9, 9, 9, 9, 9], MAC_ENDPOINT, 200);
+    let row = |what: &str, prog, input: &[u8], verdict, output, counter| Golden {
+        what: what.into(),
+        prog,
+        input: input.to_vec(),
+        verdict,
+        output,
+        counter,
+    };
+    // Flooded: the frame that comes out is the last copy, to REMOTE_B.
+    let to_b = |inner: &[u8]| Output::Encap {
+        inner: inner.to_vec(),
+        remote: REMOTE_B,
+        mac: MAC_REMOTE_B,
+    };
+    vec![
+        row(
+            "broadcast (ARP, change_head): flooded",
+            Prog::Enc,
+            &arp,
+            TC_ACT_REDIRECT,
+            to_b(&arp),
+            counter!(enc_flood),
+        ),
+        row(
+            "unknown unicast (IPv4, adjust_room): flooded",
+            Prog::Enc,
+            &ip,
+            TC_ACT_REDIRECT,
+            to_b(&ip),
+            counter!(enc_flood),
+        ),
+        row(
+            "fast path, broadcast: into the bridge",
+            Prog::Fwd,
+            &arp,
+            TC_ACT_UNSPEC,
+            Output::Unchanged,
+            None,
+        ),
+        row(
+            "fast path, unknown unicast: into the bridge",
+            Prog::Fwd,
+            &ip,
+            TC_ACT_UNSPEC,
+            Output::Unchanged,
+            None,
+        ),
+    ]
+}
+
+/// Runs one golden row and checks verdict, output frame and counters.
+fn check_row(ebpf: &Ebpf, row: &Golden) {
+    let name = &row.what;
+    let before = stats(ebpf);
+    let (rc, out) = match row.prog {
+        Prog::Dec => run_xdp(dec(ebpf), &row.input),
+        Prog::Enc => run_tc(enc(ebpf), &row.input),
+        Prog::Fwd => run_tc(fwd(ebpf), &row.input),
+    };
+    let after = stats(ebpf);
+    assert_eq!(rc, row.verdict, "{name}: verdict");
+    match &row.output {
+        Output::Unchanged => assert_eq!(out, row.input, "{name}: frame changed"),
+        Output::Frame(f) => assert_eq!(&out, f, "{name}: output frame"),
+        Output::Encap { inner, remote, mac } => {
+            assert!(
+                out.len() >= 36,
+                "{name}: output too short ({} bytes)",
+                out.len()
+            );
+            let sport = u16::from_be_bytes([out[34], out[35]]);
+            assert!(
+                sport >= 49152,
+                "{name}: source port {sport} outside 49152..=65535"
+            );
+            assert_eq!(
+                out,
+                encapsulated(inner, *remote, *mac, sport),
+                "{name}: output frame"
+            );
         }
-        for (name, frame, counter) in cases {
-            let before = stats(ebpf);
-            let (rc, out) = run_xdp(dec(ebpf), &frame);
-            let after = stats(ebpf);
-            assert_eq!(rc, XDP_PASS, "{name}: not passed");
-            assert_eq!(out, frame, "{name}: frame changed");
-            assert_eq!(counter(&after), counter(&before) + 1, "{name}: not counted");
-            // Exactly one counter moved.
-            let total = |s: &VxStats| {
-                s.pass_not_ip
-                    + s.pass_trunc
-                    + s.pass_bad_ip
-                    + s.pass_ip_opts
-                    + s.pass_not_local
-                    + s.pass_not_udp
-                    + s.pass_frag
-                    + s.pass_port
-                    + s.pass_flags
-                    + s.pass_vni
-                    + s.dec_no_dev
-                    + s.dec_bridge
-                    + s.dec_fast
-            };
-            assert_eq!(total(&after), total(&before) + 1, "{name}: {after:?}");
+    }
+    let (was, now) = (outcomes(row.prog, &before), outcomes(row.prog, &after));
+    let moved: Vec<(&str, u64)> = was
+        .iter()
+        .zip(&now)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, b)| (a.0, b.1 - a.1))
+        .collect();
+    match row.counter {
+        Some((counter, read)) => {
+            assert_eq!(
+                read(&after),
+                read(&before) + 1,
+                "{name}: {counter} not counted"
+            );
+            assert_eq!(moved, vec![(counter, 1)], "{name}: counters moved");
+        }
+        None => assert_eq!(after, before, "{name}: counted"),
+    }
+}
+
+/// The golden table: every row through its program, in one VTEP. The passed frames run
+/// first, so the table can check that none of them was learned; the delivered ones learn
+/// MAC_FAR, which no encapsulation row sends to.
+#[test]
+fn golden_table() {
+    with_vtep(|ebpf| {
+        let (passed, delivered): (Vec<Golden>, Vec<Golden>) = decap_rows()
+            .into_iter()
+            .partition(|r| r.verdict == XDP_PASS);
+        assert!(passed.len() >= 25, "the malformed cases are all there");
+        for row in &passed {
+            check_row(ebpf, row);
         }
         assert_eq!(fdb(ebpf, MAC_FAR), None, "nothing passed may be learned");
+        for row in &delivered {
+            check_row(ebpf, row);
+        }
+        assert_eq!(fdb(ebpf, MAC_FAR).map(|e| e.vtep), Some(REMOTE_A.octets()));
+        for row in &encap_rows() {
+            check_row(ebpf, row);
+        }
     });
 }
 

@@ -172,6 +172,9 @@ pub fn inner_arp(src: [u8; 6]) -> Vec<u8> {
 /// How to build an outer frame (defaults: a valid VXLAN frame from REMOTE_A to LOCAL).
 #[derive(Clone, Debug)]
 pub struct Outer {
+    /// Outer Ethernet destination and source.
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
     pub dst: Ipv4Addr,
     pub src: Ipv4Addr,
     pub proto: u8,
@@ -180,6 +183,10 @@ pub struct Outer {
     pub flags: u8,
     pub options: Vec<u8>,
     pub frag: u16,
+    /// IPv4 identification.
+    pub id: u16,
+    /// UDP source port.
+    pub sport: u16,
     /// Ethertype 0x8100 with VLAN 5 before the IPv4 ethertype.
     pub vlan: bool,
 }
@@ -187,6 +194,8 @@ pub struct Outer {
 impl Default for Outer {
     fn default() -> Self {
         Outer {
+            dst_mac: MAC_U0,
+            src_mac: MAC_REMOTE_A,
             dst: LOCAL,
             src: REMOTE_A,
             proto: 17,
@@ -195,6 +204,8 @@ impl Default for Outer {
             flags: 0x08,
             options: Vec::new(),
             frag: 0x4000,
+            id: 1,
+            sport: 51000,
             vlan: false,
         }
     }
@@ -203,8 +214,8 @@ impl Default for Outer {
 /// The outer frame carrying `inner`.
 pub fn vxlan_frame(o: &Outer, inner: &[u8]) -> Vec<u8> {
     let mut f = Vec::new();
-    f.extend_from_slice(&MAC_U0);
-    f.extend_from_slice(&MAC_REMOTE_A);
+    f.extend_from_slice(&o.dst_mac);
+    f.extend_from_slice(&o.src_mac);
     if o.vlan {
         f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
     }
@@ -213,7 +224,7 @@ pub fn vxlan_frame(o: &Outer, inner: &[u8]) -> Vec<u8> {
     let tot = (hlen + 8 + 8 + inner.len()) as u16;
     let mut ip = vec![0x40 | (hlen / 4) as u8, 0];
     ip.extend_from_slice(&tot.to_be_bytes());
-    ip.extend_from_slice(&[0, 1]);
+    ip.extend_from_slice(&o.id.to_be_bytes());
     ip.extend_from_slice(&o.frag.to_be_bytes());
     ip.extend_from_slice(&[64, o.proto, 0, 0]);
     ip.extend_from_slice(&o.src.octets());
@@ -222,7 +233,7 @@ pub fn vxlan_frame(o: &Outer, inner: &[u8]) -> Vec<u8> {
     let c = checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
-    f.extend_from_slice(&51000u16.to_be_bytes());
+    f.extend_from_slice(&o.sport.to_be_bytes());
     f.extend_from_slice(&o.dport.to_be_bytes());
     f.extend_from_slice(&((8 + 8 + inner.len()) as u16).to_be_bytes());
     f.extend_from_slice(&[0, 0]);

@@ -311,7 +311,7 @@ async fn attach_vteps(
 
 /// Resolves the underlay neighbours of every remote VTEP from each `ebpf` endpoint (one ping
 /// each, once STP forwards), so `lb_vxenc`'s FIB lookups find their MACs from the first frame
-/// (non-IPv4 frames cannot wait for a resolution; see `lb-ebpf/src/vxlan.rs`).
+/// (non-IPv4 frames cannot wait for a resolution; see `lb-ebpf/src/encap/replicate.rs`).
 async fn prime_vtep_neighbours(plan: &Plan) -> Result<()> {
     for x in plan.vxlans.iter().filter(|x| x.mode == VxlanMode::Ebpf) {
         for r in &x.remotes {

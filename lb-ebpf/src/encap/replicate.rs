@@ -1,0 +1,92 @@
+//! Sending the encapsulated frame: to the one VTEP of a known unicast destination, or
+//! head-end replication to every remote VTEP (`bpf_clone_redirect` for each but the last,
+//! `bpf_redirect` for the last). Only the outer destination changes between copies.
+use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect, programs::TcContext};
+use aya_log_ebpf::debug;
+use lb_common::vxlan::{VX_REMOTE_MAX, VxConfig, VxStats};
+
+use super::fib::{self, NextHop};
+use crate::{VX_REMOTE, headers::VxlanEncap};
+
+/// Writes `h` for each destination and sends the copies: `unicast`'s VTEP only, or the
+/// first `n_remotes` of `VX_REMOTE`. `inner_ipv4`: the frame may take `bpf_redirect_neigh`.
+#[inline(always)]
+pub fn send(
+    ctx: &TcContext,
+    cfg: &VxConfig,
+    st: &mut VxStats,
+    h: &mut VxlanEncap,
+    unicast: Option<[u8; 4]>,
+    n_remotes: u32,
+    inner_ipv4: bool,
+) -> i32 {
+    let copies = if unicast.is_some() { 1 } else { n_remotes };
+    for i in 0..VX_REMOTE_MAX {
+        if i >= copies {
+            break;
+        }
+        let last = i + 1 == copies;
+        let remote = match unicast {
+            Some(ip) => ip,
+            None => match VX_REMOTE.get(i) {
+                Some(r) => r.ip,
+                None => break,
+            },
+        };
+        h.set_remote(remote);
+        match fib::next_hop(ctx, cfg, remote) {
+            NextHop::Resolved {
+                ifindex,
+                dmac,
+                smac,
+            } => {
+                h.set_macs(dmac, smac);
+                if ctx.store(0, &*h, 0).is_err() {
+                    st.enc_drop_err += 1;
+                    continue;
+                }
+                if last {
+                    st.enc_copies += 1;
+                    // SAFETY: plain helper call.
+                    return unsafe { bpf_redirect(ifindex, 0) } as i32;
+                }
+                if ctx.clone_redirect(ifindex, 0).is_ok() {
+                    st.enc_copies += 1;
+                } else {
+                    st.enc_drop_err += 1;
+                }
+            }
+            NextHop::NoNeigh { ifindex, nh } => {
+                st.enc_no_neigh += 1;
+                debug!(
+                    ctx,
+                    "vxlan: no neighbour for the next hop to {:i}",
+                    u32::from_be_bytes(remote)
+                );
+                // The kernel resolves the neighbour (and queues the frame meanwhile) only
+                // through bpf_redirect_neigh, which needs skb->protocol to be IPv4: true when
+                // the inner frame is IPv4. Other copies are dropped; the loader pre-resolves
+                // the remote VTEPs' neighbours so this stays rare.
+                if last && inner_ipv4 {
+                    h.set_macs([0; 6], [0; 6]);
+                    if ctx.store(0, &*h, 0).is_err() {
+                        st.enc_drop_err += 1;
+                        break;
+                    }
+                    st.enc_copies += 1;
+                    return fib::redirect_neigh(ifindex, nh);
+                }
+            }
+            NextHop::Failed(rc) => {
+                st.enc_drop_fib += 1;
+                debug!(
+                    ctx,
+                    "vxlan: FIB lookup for {:i} failed ({}), copy dropped",
+                    u32::from_be_bytes(remote),
+                    rc
+                );
+            }
+        }
+    }
+    TC_ACT_SHOT
+}

@@ -1,0 +1,76 @@
+//! The one way the programs read packet bytes: a typed header at an offset, bounds-checked.
+//!
+//! XDP reads the frame directly: [`ptr_at`] is the single bounds check the verifier sees
+//! before every access (`data + offset + size_of::<T>() <= data_end`). TC reads through
+//! `bpf_skb_load_bytes` (`TcContext::load`): the kernel checks the bounds against the whole
+//! skb, so a header in the paged part of a non-linear skb (GRO on a bridge port) still reads.
+//! [`Packet::read`] copies the header out, so it suits any type; [`header_at`] lends a
+//! reference into the XDP frame for the headers of alignment 1 ([`Header`]), so a program
+//! reads only the fields it looks at (a copy of a whole header makes the compiler load and
+//! assemble all of its bytes, which costs instructions on the per-packet path).
+use core::mem;
+
+use aya_ebpf::programs::{TcContext, XdpContext};
+
+use crate::headers::{Ipv4Hdr, UdpHdr, VxlanHdr};
+
+/// A header that may be referenced at any byte of a frame.
+///
+/// # Safety
+/// The type is `#[repr(C)]`, has alignment 1 and every bit pattern is a valid value.
+pub unsafe trait Header {}
+
+// SAFETY: network-types' IPv4, UDP and VXLAN headers are `#[repr(C)]` structs of `u8` and
+// `[u8; N]` fields only (alignment checked below).
+unsafe impl Header for Ipv4Hdr {}
+unsafe impl Header for UdpHdr {}
+unsafe impl Header for VxlanHdr {}
+
+const _: () = assert!(
+    mem::align_of::<Ipv4Hdr>() == 1
+        && mem::align_of::<UdpHdr>() == 1
+        && mem::align_of::<VxlanHdr>() == 1
+);
+
+/// A pointer to a `T` at `offset` of the XDP frame, or `None` when the frame is too short.
+#[inline(always)]
+pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + offset + mem::size_of::<T>() > end {
+        return None;
+    }
+    Some((start + offset) as *const T)
+}
+
+/// The `T` at `offset` of the XDP frame, by reference, or `None` when the frame is too short.
+#[inline(always)]
+pub fn header_at<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&T> {
+    let p = ptr_at::<T>(ctx, offset)?;
+    // SAFETY: in bounds (`ptr_at`), alignment 1 and any bit pattern valid (`Header`); the
+    // programs never write the frame through a pointer while such a reference lives.
+    Some(unsafe { &*p })
+}
+
+/// A packet a program can read typed headers from.
+pub trait Packet {
+    /// A copy of the `T` at `offset`, or `None` when the packet is too short.
+    fn read<T: Copy>(&self, offset: usize) -> Option<T>;
+}
+
+impl Packet for XdpContext {
+    #[inline(always)]
+    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        let p = ptr_at::<T>(self, offset)?;
+        // SAFETY: `ptr_at` checked that the `size_of::<T>()` bytes at `p` are inside the
+        // frame; the read makes no alignment assumption.
+        Some(unsafe { p.read_unaligned() })
+    }
+}
+
+impl Packet for TcContext {
+    #[inline(always)]
+    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
+        self.load::<T>(offset).ok()
+    }
+}
