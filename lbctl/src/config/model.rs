@@ -487,8 +487,11 @@ pub struct Vrrp {
     #[serde(rename = "priority")]
     pub priorities: Vec<VrrpPriority>,
     /// 2 (RFC 3768, keepalived's default) or 3 (RFC 5798/9568).
-    #[serde(default = "default_vrrp_version")]
-    pub version: u8,
+    #[serde(
+        default = "default_vrrp_version",
+        deserialize_with = "deserialize_vrrp_version"
+    )]
+    pub version: crate::vrrp::codec::Version,
     /// A higher-priority backup takes over from a lower-priority master (keepalived's
     /// default; `nopreempt` is `false`).
     #[serde(default = "default_true")]
@@ -531,8 +534,19 @@ pub struct Vrrp {
 fn default_advert() -> u32 {
     1000
 }
-fn default_vrrp_version() -> u8 {
-    2
+fn default_vrrp_version() -> crate::vrrp::codec::Version {
+    crate::vrrp::codec::Version::V2
+}
+
+/// `version` as the codec reads it, with the field's path in the refusal: toml's error
+/// points at the line, but other config problems are reported as `FIELD: REASON`.
+fn deserialize_vrrp_version<'de, D>(d: D) -> Result<crate::vrrp::codec::Version, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let n = u8::deserialize(d)?;
+    crate::vrrp::codec::Version::try_from(n)
+        .map_err(|e| serde::de::Error::custom(format!("vrrp.version: {e}")))
 }
 fn default_true() -> bool {
     true
@@ -651,7 +665,7 @@ mod vrrp_config_tests {
         let b1 = v.instance_config(&cfg, "bal1").unwrap();
         assert_eq!(
             (b1.interface.as_str(), b1.priority, b1.version, b1.vrid),
-            ("eth0", 150, 2, 12)
+            ("eth0", 150, crate::vrrp::codec::Version::V2, 12)
         );
         assert_eq!(
             b1.vips,
@@ -684,6 +698,24 @@ mod vrrp_config_tests {
             b1.unicast_peers,
             vec!["172.16.1.251".parse::<std::net::Ipv4Addr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn version_is_2_or_3_and_a_wrong_one_names_the_field() {
+        use crate::vrrp::codec::Version;
+        let v = |cfg: Config| cfg.vrrp.unwrap().version;
+        assert_eq!(v(with("").unwrap()), Version::V2);
+        assert_eq!(v(with("version = 3").unwrap()), Version::V3);
+        let e = with("version = 4").unwrap_err();
+        assert!(
+            e.contains("t.toml")
+                && e.contains("version = 4")
+                && e.contains("vrrp.version: 4: use 2 or 3"),
+            "{e}"
+        );
+        // Written back as the number.
+        let text = toml::to_string(&with("version = 3").unwrap().vrrp).unwrap();
+        assert!(text.contains("version = 3\n"), "{text}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use super::Problems;
 use crate::config::model::{Config, Role, Vrrp};
+use crate::vrrp::codec::Version;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
@@ -52,7 +53,7 @@ fn wire(out: &mut Problems, v: &Vrrp) {
         out.err("vrrp.vrid", "VRID 0 is reserved; use 1..=255");
     }
     match v.version {
-        2 => {
+        Version::V2 => {
             if !v.advert_int_ms.is_multiple_of(1000) || !(1000..=255_000).contains(&v.advert_int_ms)
             {
                 out.err(
@@ -64,7 +65,7 @@ fn wire(out: &mut Problems, v: &Vrrp) {
                 );
             }
         }
-        3 => {
+        Version::V3 => {
             if !v.advert_int_ms.is_multiple_of(10) || !(10..=40950).contains(&v.advert_int_ms) {
                 out.err(
                     "vrrp.advert_int_ms",
@@ -75,7 +76,6 @@ fn wire(out: &mut Problems, v: &Vrrp) {
                 );
             }
         }
-        n => out.err("vrrp.version", format!("{n}: use 2 or 3")),
     }
     if v.v3_checksum != "pseudo-header" && v.v3_checksum != "rfc" {
         out.err(
@@ -84,7 +84,7 @@ fn wire(out: &mut Problems, v: &Vrrp) {
         );
     }
     if let Some(p) = &v.auth_pass {
-        if v.version != 2 {
+        if v.version != Version::V2 {
             out.err("vrrp.auth_pass", "authentication exists in VRRPv2 only");
         }
         if p.is_empty() || p.len() > 8 {
