@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use vrrp::codec::{self, Advert, VRRP_GROUP};
+use vrrp::codec::{self, Advert, Version, VRRP_GROUP};
 
 const OURS: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 250);
 const THEIRS: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 251);
@@ -152,15 +152,16 @@ impl Lab {
     }
 
     /// Starts keepalived in `k` (priority, version, advert_int as keepalived writes it).
-    fn keepalived(&mut self, prio: u8, version: u8, advert: &str) {
+    fn keepalived(&mut self, prio: u8, version: Version, advert: &str) {
         self.keepalived_with(prio, version, advert, "");
     }
 
     /// Same, with extra lines in the vrrp_instance block.
-    fn keepalived_with(&mut self, prio: u8, version: u8, advert: &str, extra: &str) {
+    fn keepalived_with(&mut self, prio: u8, version: Version, advert: &str, extra: &str) {
         assert!(self.keepalived.is_none());
         let d = self.dir.path();
         let conf = d.join("keepalived.conf");
+        let version = version.number();
         std::fs::write(
             &conf,
             format!(
@@ -257,7 +258,7 @@ impl Lab {
         ]);
     }
 
-    fn cfg(&self, prio: u8, version: u8, advert_int_ms: u32) -> vrrp::VrrpConfig {
+    fn cfg(&self, prio: u8, version: Version, advert_int_ms: u32) -> vrrp::VrrpConfig {
         vrrp::VrrpConfig {
             instance: "vi1".into(),
             interface: "va".into(),
@@ -416,7 +417,7 @@ fn theirs_is_master(lab: &Lab, o: &Ours) -> bool {
 
 /// Ours (150) master, keepalived (100) backup; graceful stop, preemption, link cut at the
 /// switch, heal without split brain.
-fn ours_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
+fn ours_master_scenario(version: Version, advert_ms: u32, ka_advert: &str) {
     let mut lab = Lab::new();
     let adv = advert_ms as f32 / 1000.0;
     let down = 3.0 * adv + 1.0; // Master_Down + margin
@@ -467,8 +468,11 @@ fn ours_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
         || lab.has_vip(&lab.k),
     );
     let took = t0.elapsed();
-    eprintln!("v{version} {advert_ms} ms: keepalived took over {took:?} after our shutdown began");
-    if version == 2 {
+    eprintln!(
+        "v{} {advert_ms} ms: keepalived took over {took:?} after our shutdown began",
+        version.number()
+    );
+    if version == Version::V2 {
         // Master_Down would be 3.6 s: the priority-0 advert was honoured (Skew_Time 0.61 s).
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
@@ -515,7 +519,7 @@ fn ours_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
     );
     stable(&lab, &ours, true, (4.0 * adv).max(1.5));
     let s = ours.snap();
-    let form = if version == 2 {
+    let form = if version == Version::V2 {
         "v2"
     } else {
         "v3_pseudo_header"
@@ -534,7 +538,7 @@ fn ours_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
 
 /// keepalived (150) master, ours (100) backup; keepalived stops gracefully, restarts and
 /// preempts; keepalived's link cut (admin down on its side), heal without split brain.
-fn theirs_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
+fn theirs_master_scenario(version: Version, advert_ms: u32, ka_advert: &str) {
     let mut lab = Lab::new();
     let adv = advert_ms as f32 / 1000.0;
     let down = 3.0 * adv + 1.0;
@@ -549,7 +553,7 @@ fn theirs_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
     );
     stable(&lab, &ours, false, (4.0 * adv).max(1.5));
     let s = ours.snap();
-    let form = if version == 2 {
+    let form = if version == Version::V2 {
         "v2"
     } else {
         "v3_pseudo_header"
@@ -571,8 +575,11 @@ fn theirs_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
         || ours_is_master(&lab, &ours),
     );
     let took = t0.elapsed();
-    eprintln!("v{version} {advert_ms} ms: we took over {took:?} after keepalived's SIGTERM");
-    if version == 2 {
+    eprintln!(
+        "v{} {advert_ms} ms: we took over {took:?} after keepalived's SIGTERM",
+        version.number()
+    );
+    if version == Version::V2 {
         // Master_Down would be 3.6 s: keepalived's priority-0 advert was honoured.
         assert!(took < Duration::from_secs(3), "{took:?}");
         assert_eq!(ours.snap().transitions, 2, "INIT→BACKUP→MASTER");
@@ -592,7 +599,10 @@ fn theirs_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
         down + 2.0,
         || ours.state() == "MASTER" && lab.has_vip(&lab.a),
     );
-    eprintln!("v{version} {advert_ms} ms: we took over {took:?} after keepalived's link went down");
+    eprintln!(
+        "v{} {advert_ms} ms: we took over {took:?} after keepalived's link went down",
+        version.number()
+    );
     lab.link(&lab.k, "vk", true);
     wait(
         &lab,
@@ -607,28 +617,28 @@ fn theirs_master_scenario(version: u8, advert_ms: u32, ka_advert: &str) {
 #[test]
 fn v2_1s_ours_master_keepalived_backup() {
     if ready() {
-        ours_master_scenario(2, 1000, "1");
+        ours_master_scenario(Version::V2, 1000, "1");
     }
 }
 
 #[test]
 fn v2_1s_keepalived_master_ours_backup() {
     if ready() {
-        theirs_master_scenario(2, 1000, "1");
+        theirs_master_scenario(Version::V2, 1000, "1");
     }
 }
 
 #[test]
 fn v3_100ms_ours_master_keepalived_backup() {
     if ready() {
-        ours_master_scenario(3, 100, "0.1");
+        ours_master_scenario(Version::V3, 100, "0.1");
     }
 }
 
 #[test]
 fn v3_100ms_keepalived_master_ours_backup() {
     if ready() {
-        theirs_master_scenario(3, 100, "0.1");
+        theirs_master_scenario(Version::V3, 100, "0.1");
     }
 }
 
@@ -640,8 +650,8 @@ fn v3_1s_both_ways_and_health_penalty() {
         return;
     }
     let mut lab = Lab::new();
-    lab.keepalived(100, 3, "1");
-    let ours = Ours::start(&lab.a, lab.cfg(150, 3, 1000));
+    lab.keepalived(100, Version::V3, "1");
+    let ours = Ours::start(&lab.a, lab.cfg(150, Version::V3, 1000));
     wait(&lab, Some(&ours), "ours master", 6.0, || {
         ours_is_master(&lab, &ours)
     });
@@ -678,8 +688,8 @@ fn v3_1s_both_ways_and_health_penalty() {
 
     // And the reverse roles at 1 s.
     let mut lab = Lab::new();
-    lab.keepalived(150, 3, "1");
-    let ours = Ours::start(&lab.a, lab.cfg(100, 3, 1000));
+    lab.keepalived(150, Version::V3, "1");
+    let ours = Ours::start(&lab.a, lab.cfg(100, Version::V3, 1000));
     wait(&lab, Some(&ours), "keepalived master", 7.0, || {
         theirs_is_master(&lab, &ours)
     });
@@ -722,7 +732,7 @@ fn malformed_packets_dropped_and_counted() {
         return;
     }
     let lab = Lab::new();
-    let ours = Ours::start(&lab.a, lab.cfg(100, 2, 1000));
+    let ours = Ours::start(&lab.a, lab.cfg(100, Version::V2, 1000));
     wait(&lab, Some(&ours), "ours master alone", 6.0, || {
         ours_is_master(&lab, &ours)
     });
@@ -730,7 +740,7 @@ fn malformed_packets_dropped_and_counted() {
     let sock = injector(&lab.k, "vk");
     let to = socket2::SockAddr::from(std::net::SocketAddrV4::new(VRRP_GROUP, 0));
 
-    let good = |version: u8| Advert::new(version, 12, 200, 100, vec![VIP]);
+    let good = |version: Version| Advert::new(version, 12, 200, 100, vec![VIP]);
     let enc = |a: &Advert, src: Ipv4Addr| codec::encode(a, src, VRRP_GROUP, true);
     let fix = |m: &mut Vec<u8>| {
         m[6] = 0;
@@ -739,19 +749,19 @@ fn malformed_packets_dropped_and_counted() {
         m[6..8].copy_from_slice(&c.to_be_bytes());
     };
     let mutate = |f: &dyn Fn(&mut Vec<u8>)| {
-        let mut m = enc(&good(2), THEIRS);
+        let mut m = enc(&good(Version::V2), THEIRS);
         f(&mut m);
         fix(&mut m);
         m
     };
-    let mut v2_other_vrid = good(2);
+    let mut v2_other_vrid = good(Version::V2);
     v2_other_vrid.vrid = 13;
     let mut carp = vec![0x21, 12, 0, 7, 0, 1, 0, 0];
     carp.extend_from_slice(&[0u8; 28]);
     fix(&mut carp);
     let cases: Vec<(&str, Ipv4Addr, u8, Vec<u8>)> = vec![
-        ("ttl", THEIRS, 64, enc(&good(2), THEIRS)),
-        ("version", THEIRS, 255, enc(&good(3), THEIRS)),
+        ("ttl", THEIRS, 64, enc(&good(Version::V2), THEIRS)),
+        ("version", THEIRS, 255, enc(&good(Version::V3), THEIRS)),
         ("version", THEIRS, 255, mutate(&|m| m[0] = 0x41)),
         ("type", THEIRS, 255, mutate(&|m| m[0] = 0x22)),
         ("truncated", THEIRS, 255, mutate(&|m| m[3] = 2)),
@@ -762,7 +772,7 @@ fn malformed_packets_dropped_and_counted() {
             mutate(&|m| m.extend_from_slice(&[10, 0, 0, 1])),
         ),
         ("checksum", THEIRS, 255, {
-            let mut m = enc(&good(2), THEIRS);
+            let mut m = enc(&good(Version::V2), THEIRS);
             m[7] ^= 0x55;
             m
         }),
@@ -772,7 +782,7 @@ fn malformed_packets_dropped_and_counted() {
             "auth",
             THEIRS,
             255,
-            enc(&good(2).with_password("secret"), THEIRS),
+            enc(&good(Version::V2).with_password("secret"), THEIRS),
         ),
         (
             "addr_count",
@@ -784,7 +794,7 @@ fn malformed_packets_dropped_and_counted() {
             }),
         ),
         ("interval_zero", THEIRS, 255, mutate(&|m| m[5] = 0)),
-        ("own", OURS, 255, enc(&good(2), OURS)),
+        ("own", OURS, 255, enc(&good(Version::V2), OURS)),
         ("carp", THEIRS, 255, carp),
     ];
     let mut expected = std::collections::BTreeMap::<String, u64>::new();
@@ -812,7 +822,7 @@ fn malformed_packets_dropped_and_counted() {
         assert_eq!(s.adverts_received, 0, "{reason}");
     }
     // The same path accepts a valid advertisement: priority 200 makes us backup.
-    let pkt = codec::ipv4_packet(THEIRS, VRRP_GROUP, 255, &enc(&good(2), THEIRS));
+    let pkt = codec::ipv4_packet(THEIRS, VRRP_GROUP, 255, &enc(&good(Version::V2), THEIRS));
     sock.send_to(&pkt, &to).unwrap();
     wait(
         &lab,
@@ -835,8 +845,8 @@ fn v3_unicast_peers_both_ways() {
     }
     let uni = "  unicast_src_ip 172.16.1.251\n  unicast_peer {\n    172.16.1.250\n  }";
     let mut lab = Lab::new();
-    lab.keepalived_with(100, 3, "1", uni);
-    let mut cfg = lab.cfg(150, 3, 1000);
+    lab.keepalived_with(100, Version::V3, "1", uni);
+    let mut cfg = lab.cfg(150, Version::V3, 1000);
     cfg.unicast_peers = vec![THEIRS];
     let mut ours = Ours::start(&lab.a, cfg.clone());
     wait(&lab, Some(&ours), "ours master (unicast)", 6.0, || {

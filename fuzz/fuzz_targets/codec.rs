@@ -2,18 +2,18 @@
 //! message that decodes to the same advertisement (VRRPv2: to the same bytes).
 #![no_main]
 
-use lbctl::vrrp::codec::{self, ChecksumForm, RxPolicy};
+use lbctl::vrrp::codec::{self, ChecksumForm, RxPolicy, Version};
 use libfuzzer_sys::fuzz_target;
 use std::net::Ipv4Addr;
 
 fuzz_target!(|data: &[u8]| {
     let own = Ipv4Addr::new(172, 16, 1, 250);
-    for version in [2, 3] {
+    for version in [Version::V2, Version::V3] {
         let p = RxPolicy {
             version,
             vrid: 12,
             interval_cs: 100,
-            auth_pass: if version == 2 {
+            auth_pass: if version == Version::V2 {
                 Some("secret".into())
             } else {
                 None
@@ -33,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
             codec::decode_message(&again, r.src, r.dst).expect("re-encoded advert decodes");
         assert_eq!(a, r.advert);
         assert_eq!(form, r.checksum);
-        if r.advert.version == 2 {
+        if r.advert.version == Version::V2 {
             // Same bytes, except that a checksum of 0xffff and one of 0x0000 are the same
             // ones' complement value (the encoder writes the latter).
             assert_eq!(again[..6], msg[..6]);

@@ -29,6 +29,7 @@ use lb_common::{
 };
 
 use crate::balance::backend::BackendState;
+use crate::vrrp::codec::Version;
 use crate::vrrp::VrrpSnapshot;
 
 /// Open handles on the two pinned maps, and what was last written (to write only changes).
@@ -210,7 +211,7 @@ pub fn vrrp_val(v: &VrrpSnapshot) -> VrrpState {
         state: state_code(&v.state),
         priority: v.priority,
         effective_priority: v.effective_priority,
-        version: v.version,
+        version: v.version.number(),
         master: v.master.map(|m| m.octets()).unwrap_or([0; 4]),
         transitions: v.transitions,
         adverts_sent: v.adverts_sent,
@@ -294,7 +295,8 @@ pub fn read_vrrp(dir: &Path, instance: &str) -> Result<Vec<VrrpSnapshot>> {
             effective_priority: v.effective_priority,
             master: (v.master != [0; 4]).then(|| v.master.into()),
             vrid: vrid as u8,
-            version: v.version,
+            version: Version::try_from(v.version)
+                .with_context(|| format!("{}: VRID {vrid}", path.display()))?,
             adverts_sent: v.adverts_sent,
             adverts_received: v.adverts_received,
             transitions: v.transitions,

@@ -614,7 +614,7 @@ mod tests {
             effective_priority: 100,
             master: None,
             vrid: 12,
-            version: 2,
+            version: crate::vrrp::codec::Version::V2,
             adverts_sent: 0,
             adverts_received: 0,
             transitions: 1,

@@ -107,6 +107,63 @@ impl std::fmt::Display for Drop {
     }
 }
 
+/// The protocol version an instance runs and an advertisement carries. The two differ in
+/// what follows the address count (v2: authentication type and an interval in seconds; v3:
+/// a 12-bit interval in centiseconds), in the v2-only authentication trailer, in the
+/// checksum (v3 over IPv4 may include a pseudo-header) and, in the state machine, in the
+/// skew time and whether a backup learns the master's interval.
+///
+/// Written as its number wherever it is text (the config's `version = 2|3`, the agent's
+/// JSON); any other number is refused with [`UnknownVersion`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Version {
+    /// RFC 3768 (keepalived's default).
+    V2,
+    /// RFC 5798 / RFC 9568.
+    V3,
+}
+
+impl Version {
+    /// The number in the header's version nibble.
+    pub const fn number(self) -> u8 {
+        match self {
+            Version::V2 => 2,
+            Version::V3 => 3,
+        }
+    }
+}
+
+impl From<Version> for u8 {
+    fn from(v: Version) -> u8 {
+        v.number()
+    }
+}
+
+impl TryFrom<u8> for Version {
+    type Error = UnknownVersion;
+
+    fn try_from(n: u8) -> Result<Self, UnknownVersion> {
+        match n {
+            2 => Ok(Version::V2),
+            3 => Ok(Version::V3),
+            n => Err(UnknownVersion(n)),
+        }
+    }
+}
+
+/// A VRRP version number other than 2 or 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownVersion(pub u8);
+
+impl std::fmt::Display for UnknownVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: use 2 or 3", self.0)
+    }
+}
+
+impl std::error::Error for UnknownVersion {}
+
 /// Which checksum a packet carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksumForm {
@@ -132,7 +189,7 @@ impl ChecksumForm {
 /// seconds: encoded as `interval_cs / 100`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advert {
-    pub version: u8,
+    pub version: Version,
     pub vrid: u8,
     pub priority: u8,
     /// Advertisement interval in centiseconds (v2: seconds × 100).
@@ -147,7 +204,7 @@ pub struct Advert {
 impl Advert {
     /// A plain advertisement (no authentication).
     pub fn new(
-        version: u8,
+        version: Version,
         vrid: u8,
         priority: u8,
         interval_cs: u16,
@@ -196,24 +253,25 @@ fn pseudo_hdr(src: Ipv4Addr, dst: Ipv4Addr, len: usize) -> [u8; 12] {
 pub fn encode(a: &Advert, src: Ipv4Addr, dst: Ipv4Addr, pseudo_header: bool) -> Vec<u8> {
     let n = a.addrs.len().min(255);
     let mut m = Vec::with_capacity(8 + 4 * n + AUTH_LEN);
-    m.push((a.version << 4) | 1);
+    m.push((a.version.number() << 4) | 1);
     m.push(a.vrid);
     m.push(a.priority);
     m.push(n as u8);
-    if a.version == 2 {
-        m.push(a.auth_type);
-        m.push((a.interval_cs / 100).min(255) as u8);
-    } else {
-        m.extend_from_slice(&(a.interval_cs & 0x0fff).to_be_bytes());
+    match a.version {
+        Version::V2 => {
+            m.push(a.auth_type);
+            m.push((a.interval_cs / 100).min(255) as u8);
+        }
+        Version::V3 => m.extend_from_slice(&(a.interval_cs & 0x0fff).to_be_bytes()),
     }
     m.extend_from_slice(&[0, 0]);
     for ip in a.addrs.iter().take(n) {
         m.extend_from_slice(&ip.octets());
     }
-    if a.version == 2 {
+    if a.version == Version::V2 {
         m.extend_from_slice(&a.auth_data);
     }
-    let cs = if a.version == 3 && pseudo_header {
+    let cs = if a.version == Version::V3 && pseudo_header {
         inet_checksum(&[&pseudo_hdr(src, dst, m.len()), &m])
     } else {
         inet_checksum(&[&m])
@@ -293,16 +351,13 @@ pub fn decode_message(
     if m.len() < 8 {
         return Err(Drop::Truncated);
     }
-    let version = m[0] >> 4;
     let typ = m[0] & 0x0f;
+    let version = Version::try_from(m[0] >> 4).map_err(|_| Drop::Version)?;
     // CARP: version 2, type 1 like VRRPv2, but 36 bytes with authlen 7 (32-bit words of
     // counter + HMAC) where VRRPv2 has its address count: a VRRPv2 message with count 7
     // would be 8 + 28 + 8 = 44 bytes, so the two cannot be confused.
-    if version == 2 && m.len() == CARP_LEN && m[3] == CARP_AUTHLEN && m[4] == 0 {
+    if version == Version::V2 && m.len() == CARP_LEN && m[3] == CARP_AUTHLEN && m[4] == 0 {
         return Err(Drop::Carp);
-    }
-    if version != 2 && version != 3 {
-        return Err(Drop::Version);
     }
     if typ != 1 {
         return Err(Drop::Type);
@@ -311,29 +366,28 @@ pub fn decode_message(
     if count == 0 {
         return Err(Drop::AddrCount);
     }
-    let need = 8 + 4 * count + if version == 2 { AUTH_LEN } else { 0 };
+    let auth_len = match version {
+        Version::V2 => AUTH_LEN,
+        Version::V3 => 0,
+    };
+    let need = 8 + 4 * count + auth_len;
     if m.len() < need {
         return Err(Drop::Truncated);
     }
     if m.len() > need {
         return Err(Drop::Length);
     }
-    let form = if version == 2 {
-        if inet_checksum(&[m]) != 0 {
-            return Err(Drop::Checksum);
+    let form = match version {
+        Version::V2 if inet_checksum(&[m]) == 0 => ChecksumForm::V2,
+        Version::V3 if inet_checksum(&[&pseudo_hdr(src, dst, m.len()), m]) == 0 => {
+            ChecksumForm::PseudoHeader
         }
-        ChecksumForm::V2
-    } else if inet_checksum(&[&pseudo_hdr(src, dst, m.len()), m]) == 0 {
-        ChecksumForm::PseudoHeader
-    } else if inet_checksum(&[m]) == 0 {
-        ChecksumForm::MessageOnly
-    } else {
-        return Err(Drop::Checksum);
+        Version::V3 if inet_checksum(&[m]) == 0 => ChecksumForm::MessageOnly,
+        _ => return Err(Drop::Checksum),
     };
-    let (interval_cs, auth_type) = if version == 2 {
-        (u16::from(m[5]) * 100, m[4])
-    } else {
-        (u16::from_be_bytes([m[4], m[5]]) & 0x0fff, 0)
+    let (interval_cs, auth_type) = match version {
+        Version::V2 => (u16::from(m[5]) * 100, m[4]),
+        Version::V3 => (u16::from_be_bytes([m[4], m[5]]) & 0x0fff, 0),
     };
     if interval_cs == 0 {
         return Err(Drop::IntervalZero);
@@ -343,9 +397,7 @@ pub fn decode_message(
         .map(|c| Ipv4Addr::new(c[0], c[1], c[2], c[3]))
         .collect();
     let mut auth_data = [0u8; AUTH_LEN];
-    if version == 2 {
-        auth_data.copy_from_slice(&m[8 + 4 * count..need]);
-    }
+    auth_data[..auth_len].copy_from_slice(&m[8 + 4 * count..need]);
     Ok((
         Advert {
             version,
@@ -363,7 +415,7 @@ pub fn decode_message(
 /// What this instance accepts (the configuration-dependent checks).
 #[derive(Debug, Clone)]
 pub struct RxPolicy {
-    pub version: u8,
+    pub version: Version,
     pub vrid: u8,
     /// Our advertisement interval in centiseconds (v2: must match exactly).
     pub interval_cs: u16,
@@ -390,7 +442,7 @@ pub fn check(r: &Received, p: &RxPolicy) -> Result<(), Drop> {
     if !p.peers.is_empty() && !p.peers.contains(&r.src) {
         return Err(Drop::Peer);
     }
-    if a.version == 2 {
+    if a.version == Version::V2 {
         match &p.auth_pass {
             None if a.auth_type != 0 => return Err(Drop::Auth),
             Some(pass) if a.auth_type != 1 || a.auth_data != password_bytes(pass) => {
@@ -414,13 +466,14 @@ pub fn receive(pkt: &[u8], p: &RxPolicy) -> Result<Received, Drop> {
 
 #[cfg(test)]
 mod tests {
+    use super::Version::{V2, V3};
     use super::*;
 
     const VIP: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 254);
     const BAL1: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 250);
     const BAL2: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 251);
 
-    fn policy(version: u8) -> RxPolicy {
+    fn policy(version: Version) -> RxPolicy {
         RxPolicy {
             version,
             vrid: 12,
@@ -453,30 +506,52 @@ mod tests {
         0x31, 0x0c, 0x96, 0x01, 0x00, 0x64, 0x8a, 0x7f, 0xac, 0x10, 0x01, 0xfe,
     ];
 
-    fn adv(version: u8, prio: u8) -> Advert {
+    fn adv(version: Version, prio: u8) -> Advert {
         Advert::new(version, 12, prio, 100, vec![VIP])
     }
 
     #[test]
+    fn version_is_its_number_and_nothing_else() {
+        for v in [V2, V3] {
+            assert_eq!(Version::try_from(v.number()), Ok(v));
+            assert_eq!(u8::from(v), v.number());
+        }
+        for n in [0, 1, 4, 15, 255] {
+            assert_eq!(Version::try_from(n), Err(UnknownVersion(n)));
+        }
+        assert_eq!(UnknownVersion(4).to_string(), "4: use 2 or 3");
+        // Text forms (config, the agent's JSON) carry the number.
+        assert_eq!(serde_json::to_string(&V3).unwrap(), "3");
+        assert_eq!(serde_json::from_str::<Version>("2").unwrap(), V2);
+        let e = serde_json::from_str::<Version>("4")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("4: use 2 or 3"), "{e}");
+    }
+
+    #[test]
     fn golden_v2() {
-        let m = encode(&adv(2, 150), BAL1, VRRP_GROUP, true);
+        let m = encode(&adv(V2, 150), BAL1, VRRP_GROUP, true);
         assert_eq!(m, V2_GOLDEN);
         let (a, f) = decode_message(&V2_GOLDEN, BAL1, VRRP_GROUP).unwrap();
-        assert_eq!(a, adv(2, 150));
+        assert_eq!(a, adv(V2, 150));
         assert_eq!(f, ChecksumForm::V2);
     }
 
     #[test]
     fn golden_v3_both_forms() {
         assert_eq!(
-            encode(&adv(3, 150), BAL1, VRRP_GROUP, true),
+            encode(&adv(V3, 150), BAL1, VRRP_GROUP, true),
             V3_GOLDEN_PSEUDO
         );
-        assert_eq!(encode(&adv(3, 150), BAL1, VRRP_GROUP, false), V3_GOLDEN_RFC);
+        assert_eq!(
+            encode(&adv(V3, 150), BAL1, VRRP_GROUP, false),
+            V3_GOLDEN_RFC
+        );
         let (a, f) = decode_message(&V3_GOLDEN_PSEUDO, BAL1, VRRP_GROUP).unwrap();
-        assert_eq!((a, f), (adv(3, 150), ChecksumForm::PseudoHeader));
+        assert_eq!((a, f), (adv(V3, 150), ChecksumForm::PseudoHeader));
         let (a, f) = decode_message(&V3_GOLDEN_RFC, BAL1, VRRP_GROUP).unwrap();
-        assert_eq!((a, f), (adv(3, 150), ChecksumForm::MessageOnly));
+        assert_eq!((a, f), (adv(V3, 150), ChecksumForm::MessageOnly));
         // The pseudo-header form is bound to the addresses: another destination fails it.
         assert_eq!(
             decode_message(&V3_GOLDEN_PSEUDO, BAL1, BAL2),
@@ -490,7 +565,7 @@ mod tests {
         assert_eq!(p.len(), 40);
         assert_eq!(inet_checksum(&[&p[..20]]), 0);
         assert_eq!(&p[..4], &[0x45, 0xc0, 0x00, 0x28]);
-        let r = receive(&p, &policy(2)).unwrap();
+        let r = receive(&p, &policy(V2)).unwrap();
         assert_eq!(r.src, BAL1);
         assert_eq!(r.advert.priority, 150);
     }
@@ -507,11 +582,11 @@ mod tests {
 
     #[test]
     fn password_roundtrip() {
-        let a = adv(2, 100).with_password("secretpassword");
+        let a = adv(V2, 100).with_password("secretpassword");
         assert_eq!(&a.auth_data, b"secretpa");
         let m = encode(&a, BAL1, VRRP_GROUP, true);
         let p = ipv4_packet(BAL1, VRRP_GROUP, 255, &m);
-        let mut pol = policy(2);
+        let mut pol = policy(V2);
         assert_eq!(receive(&p, &pol).unwrap_err(), Drop::Auth);
         pol.auth_pass = Some("secretpassword".into());
         assert!(receive(&p, &pol).is_ok());
@@ -522,12 +597,12 @@ mod tests {
             BAL1,
             VRRP_GROUP,
             255,
-            &encode(&adv(2, 100), BAL1, VRRP_GROUP, true),
+            &encode(&adv(V2, 100), BAL1, VRRP_GROUP, true),
         );
         assert_eq!(receive(&p, &pol).unwrap_err(), Drop::Auth);
     }
 
-    fn pkt(version: u8, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    fn pkt(version: Version, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
         let mut m = encode(&adv(version, 100), BAL1, VRRP_GROUP, true);
         f(&mut m);
         ipv4_packet(BAL1, VRRP_GROUP, 255, &m)
@@ -543,13 +618,13 @@ mod tests {
 
     #[test]
     fn every_drop_reason() {
-        let p2 = policy(2);
-        let p3 = policy(3);
+        let p2 = policy(V2);
+        let p3 = policy(V3);
         let cases: Vec<(Vec<u8>, &RxPolicy, Drop)> = vec![
             (vec![0x60; 40], &p2, Drop::NotIpv4),
             (
                 {
-                    let mut p = pkt(2, |_| {});
+                    let mut p = pkt(V2, |_| {});
                     p[8] = 64;
                     p
                 },
@@ -557,16 +632,16 @@ mod tests {
                 Drop::Ttl,
             ),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[0] = 0x41;
                     fix_cs(m)
                 }),
                 &p2,
                 Drop::Version,
             ),
-            (pkt(3, |_| {}), &p2, Drop::Version),
+            (pkt(V3, |_| {}), &p2, Drop::Version),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[0] = 0x22;
                     fix_cs(m)
                 }),
@@ -575,26 +650,26 @@ mod tests {
             ),
             (
                 {
-                    let mut p = pkt(2, |_| {});
+                    let mut p = pkt(V2, |_| {});
                     p.truncate(30);
                     p
                 },
                 &p2,
                 Drop::Truncated,
             ),
-            (pkt(2, |m| m.truncate(16)), &p2, Drop::Truncated),
+            (pkt(V2, |m| m.truncate(16)), &p2, Drop::Truncated),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m.extend_from_slice(&[0, 0, 0, 0]);
                     fix_cs(m)
                 }),
                 &p2,
                 Drop::Length,
             ),
-            (pkt(2, |m| m[7] ^= 1), &p2, Drop::Checksum),
-            (pkt(3, |m| m[7] ^= 1), &p3, Drop::Checksum),
+            (pkt(V2, |m| m[7] ^= 1), &p2, Drop::Checksum),
+            (pkt(V3, |m| m[7] ^= 1), &p3, Drop::Checksum),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[1] = 13;
                     fix_cs(m)
                 }),
@@ -602,7 +677,7 @@ mod tests {
                 Drop::Vrid,
             ),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[5] = 2;
                     fix_cs(m)
                 }),
@@ -610,7 +685,7 @@ mod tests {
                 Drop::IntervalMismatch,
             ),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[4] = 2;
                     fix_cs(m)
                 }),
@@ -618,7 +693,7 @@ mod tests {
                 Drop::Auth,
             ),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[3] = 0;
                     m.truncate(16);
                     fix_cs(m)
@@ -627,7 +702,7 @@ mod tests {
                 Drop::AddrCount,
             ),
             (
-                pkt(2, |m| {
+                pkt(V2, |m| {
                     m[5] = 0;
                     fix_cs(m)
                 }),
@@ -635,7 +710,7 @@ mod tests {
                 Drop::IntervalZero,
             ),
             (
-                pkt(3, |m| {
+                pkt(V3, |m| {
                     m[4] = 0xf0; // reserved bits set, interval 0
                     m[5] = 0;
                     fix_cs(m)
@@ -648,7 +723,7 @@ mod tests {
                     BAL2,
                     VRRP_GROUP,
                     255,
-                    &encode(&adv(2, 100), BAL2, VRRP_GROUP, true),
+                    &encode(&adv(V2, 100), BAL2, VRRP_GROUP, true),
                 ),
                 &p2,
                 Drop::Own,
@@ -662,9 +737,9 @@ mod tests {
         for (i, (p, pol, want)) in cases.iter().enumerate() {
             assert_eq!(receive(p, pol).map(|_| ()), Err(*want), "case {i}");
         }
-        let mut peers = policy(2);
+        let mut peers = policy(V2);
         peers.peers = vec![Ipv4Addr::new(172, 16, 1, 9)];
-        assert_eq!(receive(&pkt(2, |_| {}), &peers).unwrap_err(), Drop::Peer);
+        assert_eq!(receive(&pkt(V2, |_| {}), &peers).unwrap_err(), Drop::Peer);
         // Every reason has a distinct name.
         let names: std::collections::BTreeSet<_> = Drop::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(names.len(), Drop::ALL.len());
@@ -685,7 +760,7 @@ mod tests {
     fn v2_with_five_addresses_is_not_carp() {
         // 36 bytes like CARP, but count 5 matches the length: a genuine VRRPv2 advert.
         let a = Advert::new(
-            2,
+            V2,
             12,
             100,
             100,
@@ -700,15 +775,15 @@ mod tests {
     fn ethernet_padding_ignored() {
         // A 12-byte v3 message in a 32-byte IP packet: a minimum Ethernet frame pads it to
         // 46 bytes of payload; the IP total length governs.
-        let mut p = pkt(3, |_| {});
+        let mut p = pkt(V3, |_| {});
         p.extend_from_slice(&[0u8; 14]);
-        let r = receive(&p, &policy(3)).unwrap();
+        let r = receive(&p, &policy(V3)).unwrap();
         assert_eq!(r.checksum, ChecksumForm::PseudoHeader);
     }
 
     #[test]
     fn v3_interval_12_bits() {
-        let a = Advert::new(3, 1, 1, 4095, vec![VIP]);
+        let a = Advert::new(V3, 1, 1, 4095, vec![VIP]);
         let m = encode(&a, BAL1, VRRP_GROUP, false);
         assert_eq!(
             decode_message(&m, BAL1, VRRP_GROUP).unwrap().0.interval_cs,
@@ -732,7 +807,7 @@ mod tests {
             ipv4_packet(BAL1, VRRP_GROUP, 255, &V3_GOLDEN_PSEUDO),
             ipv4_packet(BAL1, VRRP_GROUP, 255, &carp(1)),
         ];
-        let pols = [policy(2), policy(3)];
+        let pols = [policy(V2), policy(V3)];
         let mut accepted = 0;
         for i in 0..100_000u32 {
             let r = next();

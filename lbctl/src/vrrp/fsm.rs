@@ -6,6 +6,7 @@
 //! Master_Down_Timer (Backup); every change of it is an [`Action::ArmTimer`] (or
 //! [`Action::CancelTimer`]).
 
+use super::codec::Version;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -69,8 +70,8 @@ pub enum Action {
 
 #[derive(Debug, Clone)]
 pub struct FsmConfig {
-    /// 2 or 3 (changes the skew formula).
-    pub version: u8,
+    /// Changes the skew formula, and whether a backup learns the master's interval.
+    pub version: Version,
     /// Configured priority, 1..=255 (255 = address owner).
     pub priority: u8,
     /// Our advertisement interval, centiseconds.
@@ -139,10 +140,11 @@ impl Fsm {
     /// v3 (RFC 9568): ((256 − priority) × Master_Adver_Interval) / 256.
     pub fn skew_time(&self) -> Duration {
         let k = 256 - u64::from(self.prio);
-        if self.cfg.version == 2 {
-            Duration::from_micros(k * 1_000_000 / 256)
-        } else {
-            Duration::from_micros(k * u64::from(self.master_adver_cs) * 10_000 / 256)
+        match self.cfg.version {
+            Version::V2 => Duration::from_micros(k * 1_000_000 / 256),
+            Version::V3 => {
+                Duration::from_micros(k * u64::from(self.master_adver_cs) * 10_000 / 256)
+            }
         }
     }
 
@@ -276,7 +278,7 @@ impl Fsm {
             if !lower {
                 self.preempt_at = None;
             }
-            if self.cfg.version == 3 {
+            if self.cfg.version == Version::V3 {
                 self.master_adver_cs = interval_cs;
             }
             self.master = Some(src);
@@ -299,7 +301,7 @@ impl Fsm {
         } else if prio > self.prio
             || (prio == self.prio && u32::from(src) > u32::from(self.cfg.primary))
         {
-            if self.cfg.version == 3 {
+            if self.cfg.version == Version::V3 {
                 self.master_adver_cs = interval_cs;
             }
             self.master = Some(src);
@@ -353,12 +355,13 @@ fn cs(c: u16) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vrrp::codec::Version::{V2, V3};
 
     const ME: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 250);
     const LOW_ADDR: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 10);
     const HIGH_ADDR: Ipv4Addr = Ipv4Addr::new(172, 16, 1, 251);
 
-    fn cfg(version: u8, priority: u8) -> FsmConfig {
+    fn cfg(version: Version, priority: u8) -> FsmConfig {
         FsmConfig {
             version,
             priority,
@@ -423,17 +426,17 @@ mod tests {
 
     #[test]
     fn intervals() {
-        let f = Fsm::new(cfg(2, 100));
+        let f = Fsm::new(cfg(V2, 100));
         // v2: skew (256-100)/256 s = 609.375 ms, not scaled by the interval.
         assert_eq!(f.skew_time(), Duration::from_micros(609_375));
         assert_eq!(f.master_down_interval(), Duration::from_micros(3_609_375));
-        let mut c = cfg(2, 100);
+        let mut c = cfg(V2, 100);
         c.advert_int_cs = 300;
         assert_eq!(Fsm::new(c).skew_time(), Duration::from_micros(609_375));
         // v3: scaled by the (learned) interval: 156 * 1 s / 256.
-        let f = Fsm::new(cfg(3, 100));
+        let f = Fsm::new(cfg(V3, 100));
         assert_eq!(f.skew_time(), Duration::from_micros(609_375));
-        let mut c = cfg(3, 100);
+        let mut c = cfg(V3, 100);
         c.advert_int_cs = 10;
         let f = Fsm::new(c);
         assert_eq!(f.skew_time(), Duration::from_micros(60_937));
@@ -442,7 +445,7 @@ mod tests {
 
     #[test]
     fn startup_backup_then_master_after_master_down() {
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         let a = r.at(0, Event::Startup);
         assert_eq!(changed(&a), Some((State::Initialize, State::Backup)));
         assert!(a.contains(&Action::ArmTimer(r.t0 + Duration::from_micros(3_609_375))));
@@ -468,7 +471,7 @@ mod tests {
 
     #[test]
     fn owner_255_is_master_at_once() {
-        let mut r = Replay::new(cfg(3, 255));
+        let mut r = Replay::new(cfg(V3, 255));
         let a = r.at(0, Event::Startup);
         assert_eq!(changed(&a), Some((State::Initialize, State::Master)));
         assert!(a.contains(&Action::AddVip));
@@ -479,7 +482,7 @@ mod tests {
 
     #[test]
     fn master_death_backup_takes_over() {
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         for k in 0..5u64 {
             let a = r.at(500 + k * 1000, adv(150, HIGH_ADDR));
@@ -499,7 +502,7 @@ mod tests {
 
     #[test]
     fn priority_zero_fast_takeover_after_skew() {
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         r.at(500, adv(150, HIGH_ADDR));
         let a = r.at(900, adv(0, HIGH_ADDR));
@@ -514,7 +517,7 @@ mod tests {
 
     #[test]
     fn master_answers_priority_zero() {
-        let mut r = Replay::new(cfg(2, 150));
+        let mut r = Replay::new(cfg(V2, 150));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(5000, adv(0, LOW_ADDR));
@@ -526,7 +529,7 @@ mod tests {
     fn preemption_higher_priority_backup_takes_over_lower_master() {
         // We (150) start while a 100 is master: its adverts are discarded, Master_Down
         // expires, we become master; the old master yields on our higher advert.
-        let mut r = Replay::new(cfg(2, 150));
+        let mut r = Replay::new(cfg(V2, 150));
         r.at(0, Event::Startup);
         for k in 0..3u64 {
             assert!(
@@ -539,7 +542,7 @@ mod tests {
         assert_eq!(changed(&a), Some((State::Backup, State::Master)));
 
         // And the other side: a 100 master hearing our 150 becomes backup.
-        let mut low = Replay::new(cfg(2, 100));
+        let mut low = Replay::new(cfg(V2, 100));
         low.at(0, Event::Startup);
         low.fire();
         assert_eq!(low.fsm.state(), State::Master);
@@ -551,7 +554,7 @@ mod tests {
 
     #[test]
     fn nopreempt_keeps_lower_master() {
-        let mut c = cfg(2, 150);
+        let mut c = cfg(V2, 150);
         c.preempt = false;
         let mut r = Replay::new(c);
         r.at(0, Event::Startup);
@@ -565,7 +568,7 @@ mod tests {
 
     #[test]
     fn preempt_delay_waits_then_preempts() {
-        let mut c = cfg(2, 150);
+        let mut c = cfg(V2, 150);
         c.preempt_delay = Duration::from_secs(5);
         let mut r = Replay::new(c);
         r.at(0, Event::Startup);
@@ -585,20 +588,20 @@ mod tests {
     #[test]
     fn equal_priority_higher_address_wins() {
         // Both masters (e.g. after a partition): the lower address yields.
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(4000, adv(100, HIGH_ADDR));
         assert_eq!(changed(&a), Some((State::Master, State::Backup)));
         // The higher address keeps mastership and answers.
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(4000, adv(100, LOW_ADDR));
         assert_eq!(changed(&a), None);
         assert_eq!(sends(&a), vec![100]);
         // In Backup an equal priority simply resets the timer, whatever the address.
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         assert_eq!(r.at(500, adv(100, LOW_ADDR)).len(), 1);
         assert_eq!(r.fsm.state(), State::Backup);
@@ -606,7 +609,7 @@ mod tests {
 
     #[test]
     fn master_answers_lower_priority_at_once() {
-        let mut r = Replay::new(cfg(3, 150));
+        let mut r = Replay::new(cfg(V3, 150));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(3700, adv(100, HIGH_ADDR));
@@ -621,7 +624,7 @@ mod tests {
 
     #[test]
     fn v3_learns_master_interval() {
-        let mut r = Replay::new(cfg(3, 100));
+        let mut r = Replay::new(cfg(V3, 100));
         r.at(0, Event::Startup);
         let a = r.at(
             100,
@@ -643,7 +646,7 @@ mod tests {
 
     #[test]
     fn shutdown_sends_priority_zero_and_removes_vip() {
-        let mut r = Replay::new(cfg(2, 150));
+        let mut r = Replay::new(cfg(V2, 150));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(5000, Event::Shutdown);
@@ -661,14 +664,14 @@ mod tests {
             ]
         );
         // A backup shuts down quietly.
-        let mut r = Replay::new(cfg(2, 100));
+        let mut r = Replay::new(cfg(V2, 100));
         r.at(0, Event::Startup);
         assert!(sends(&r.at(10, Event::Shutdown)).is_empty());
     }
 
     #[test]
     fn interface_down_fault_and_back() {
-        let mut r = Replay::new(cfg(2, 150));
+        let mut r = Replay::new(cfg(V2, 150));
         r.at(0, Event::Startup);
         r.fire();
         let a = r.at(5000, Event::InterfaceDown);
@@ -682,7 +685,7 @@ mod tests {
         let a = r.at(6000, Event::InterfaceUp);
         assert_eq!(changed(&a), Some((State::Fault, State::Backup)));
         // Startup with the link down goes straight to Fault.
-        let mut r = Replay::new(cfg(2, 150));
+        let mut r = Replay::new(cfg(V2, 150));
         r.at(0, Event::InterfaceDown);
         assert_eq!(
             changed(&r.at(1, Event::Startup)),
@@ -694,12 +697,12 @@ mod tests {
     fn penalty_gives_the_vip_away() {
         // Master 150 becomes unhealthy (150 - 60 = 90): it advertises 90 at once; the
         // 100 backup then discards its adverts, takes over; 90 yields on hearing 100.
-        let mut m = Replay::new(cfg(2, 150));
+        let mut m = Replay::new(cfg(V2, 150));
         m.at(0, Event::Startup);
         m.fire();
         let a = m.at(5000, Event::PriorityChanged(90));
         assert_eq!(sends(&a), vec![90]);
-        let mut b = Replay::new(cfg(2, 100));
+        let mut b = Replay::new(cfg(V2, 100));
         b.at(0, Event::Startup);
         assert!(b.at(5000, adv(90, HIGH_ADDR)).is_empty());
         let (_, a) = b.fire();

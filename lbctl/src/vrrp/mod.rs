@@ -14,7 +14,7 @@ pub mod fsm;
 pub mod io;
 
 use anyhow::{bail, Context, Result};
-use codec::{Advert, RxPolicy, VRRP_GROUP};
+use codec::{Advert, RxPolicy, Version, VRRP_GROUP};
 use fsm::{Action, Event, Fsm, FsmConfig, State};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -32,8 +32,8 @@ pub struct VrrpConfig {
     pub vrid: u8,
     /// 1..=255 (255 = address owner: master at once, no penalty).
     pub priority: u8,
-    /// 2 (keepalived's default) or 3.
-    pub version: u8,
+    /// V2 is keepalived's default.
+    pub version: Version,
     /// v2: whole seconds (1000..=255000); v3: centiseconds (10..=40950).
     pub advert_int_ms: u32,
     pub vips: Vec<Ipv4Addr>,
@@ -73,7 +73,8 @@ pub struct VrrpSnapshot {
     pub effective_priority: u8,
     pub master: Option<Ipv4Addr>,
     pub vrid: u8,
-    pub version: u8,
+    /// Written as its number (2 or 3).
+    pub version: Version,
     pub adverts_sent: u64,
     pub adverts_received: u64,
     pub transitions: u64,
@@ -165,7 +166,7 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
         p.push("priority 0 is reserved for resignation".into());
     }
     match cfg.version {
-        2 => {
+        Version::V2 => {
             if !cfg.advert_int_ms.is_multiple_of(1000)
                 || !(1000..=255_000).contains(&cfg.advert_int_ms)
             {
@@ -175,7 +176,7 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
                 ));
             }
         }
-        3 => {
+        Version::V3 => {
             if !cfg.advert_int_ms.is_multiple_of(10) || !(10..=40_950).contains(&cfg.advert_int_ms)
             {
                 p.push(format!(
@@ -184,7 +185,6 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
                 ));
             }
         }
-        v => p.push(format!("version {v}: use 2 or 3")),
     }
     if cfg.vips.is_empty() {
         p.push("no virtual address".into());
@@ -195,7 +195,7 @@ pub fn validate(cfg: &VrrpConfig) -> Result<()> {
     if cfg.interface.is_empty() {
         p.push("no interface".into());
     }
-    if cfg.auth_pass.is_some() && cfg.version != 2 {
+    if cfg.auth_pass.is_some() && cfg.version != Version::V2 {
         p.push("auth_pass exists in VRRPv2 only".into());
     }
     if p.is_empty() {
@@ -255,7 +255,7 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
     let (tx, rx) = mpsc::unbounded_channel();
     let changed = Arc::new(tokio::sync::Notify::new());
     tracing::info!(
-        instance = %cfg.instance, iface = %cfg.interface, vrid = cfg.vrid, version = cfg.version,
+        instance = %cfg.instance, iface = %cfg.interface, vrid = cfg.vrid, version = cfg.version.number(),
         priority = cfg.priority, primary = %link.primary, "VRRP instance starting"
     );
     let runner = Runner {
@@ -500,7 +500,7 @@ impl Runner {
             self.policy.interval_cs,
             self.cfg.vips.clone(),
         );
-        if let (2, Some(p)) = (self.cfg.version, &self.cfg.auth_pass) {
+        if let (Version::V2, Some(p)) = (self.cfg.version, &self.cfg.auth_pass) {
             adv = adv.with_password(p);
         }
         let dsts = if self.cfg.unicast_peers.is_empty() {

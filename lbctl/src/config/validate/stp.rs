@@ -1,0 +1,146 @@
+//! Spanning tree settings: timers within the kernel's ranges and 802.1D's relations, port
+//! costs and priorities within what the kernel accepts.
+
+use super::Problems;
+use crate::config::model::Config;
+
+/// Kernel STP timer ranges (seconds), as net/bridge enforces them.
+const HELLO: (u32, u32) = (1, 10);
+const FWD: (u32, u32) = (2, 30);
+const MAX_AGE: (u32, u32) = (6, 40);
+
+/// The lab-wide defaults in `[stp]`.
+pub fn defaults(cfg: &Config) -> Problems {
+    let mut out = Problems::default();
+    let s = &cfg.stp;
+    timers(&mut out, "stp", s.hello_time, s.max_age, s.forward_delay);
+    if s.port_cost == 0 {
+        out.err("stp.port_cost", "a port cost must be at least 1");
+    }
+    if s.port_priority > 63 {
+        out.err(
+            "stp.port_priority",
+            format!("{} is above 63", s.port_priority),
+        );
+    }
+    out
+}
+
+/// Timers of `field` (`stp` or a bridge): each in the kernel's range, and when all are,
+/// the two 802.1D relations the kernel does not enforce itself.
+pub fn timers(out: &mut Problems, field: &str, hello: u32, max_age: u32, fwd: u32) {
+    let mut ok = true;
+    for (name, v, (lo, hi)) in [
+        ("hello_time", hello, HELLO),
+        ("max_age", max_age, MAX_AGE),
+        ("forward_delay", fwd, FWD),
+    ] {
+        if v < lo || v > hi {
+            out.err(
+                format!("{field}.{name}"),
+                format!("{v} s is outside the kernel's range {lo}..={hi} s"),
+            );
+            ok = false;
+        }
+    }
+    if ok && 2 * (fwd - 1) < max_age {
+        out.err(
+            format!("{field}.max_age"),
+            format!(
+                "802.1D requires 2*(forward_delay-1) >= max_age, but 2*({fwd}-1) = {} < {max_age}",
+                2 * (fwd - 1)
+            ),
+        );
+    }
+    if ok && max_age < 2 * (hello + 1) {
+        out.err(
+            format!("{field}.max_age"),
+            format!(
+                "802.1D requires max_age >= 2*(hello_time+1), but {max_age} < 2*({hello}+1) = {}",
+                2 * (hello + 1)
+            ),
+        );
+    }
+}
+
+/// A port's own cost and priority; `prefix` ends where the field name starts
+/// (`link[0].a_` gives `link[0].a_cost`).
+pub fn port(out: &mut Problems, prefix: &str, cost: Option<u32>, prio: Option<u8>) {
+    if cost == Some(0) {
+        out.err(format!("{prefix}cost"), "a port cost must be at least 1");
+    }
+    if let Some(p) = prio {
+        if p > 63 {
+            out.err(
+                format!("{prefix}priority"),
+                format!("port priority {p} is above 63"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn stp_timer_out_of_kernel_range() {
+        let msg = refused("hello_time = 1", "hello_time = 11");
+        assert_names(&msg, "stp.hello_time", &["1..=10"]);
+        let msg = refused("forward_delay = 4", "forward_delay = 31");
+        assert_names(&msg, "stp.forward_delay", &["2..=30"]);
+        let msg = refused("max_age = 6", "max_age = 41");
+        assert_names(&msg, "stp.max_age", &["6..=40"]);
+    }
+
+    #[test]
+    fn stp_timers_break_802_1d_relations() {
+        // 2*(4-1) = 6 < 8
+        let msg = refused("max_age = 6", "max_age = 8");
+        assert_names(&msg, "stp.max_age", &["2*(forward_delay-1) >= max_age"]);
+        // max_age 6 < 2*(3+1) = 8 (forward_delay 10 keeps the other relation true)
+        let text = edited(&[
+            ("hello_time = 1", "hello_time = 3"),
+            ("forward_delay = 4", "forward_delay = 10"),
+        ]);
+        let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
+        assert_names(&msg, "stp.max_age", &["max_age >= 2*(hello_time+1)"]);
+    }
+
+    #[test]
+    fn relations_are_checked_only_when_every_timer_is_in_range() {
+        let mut out = Problems::default();
+        timers(&mut out, "x", 0, 40, 2);
+        assert_eq!(
+            out.into_vec(),
+            [problem(
+                "x.hello_time",
+                "0 s is outside the kernel's range 1..=10 s"
+            )]
+        );
+    }
+
+    #[test]
+    fn port_defaults_and_port_settings() {
+        let cfg = parsed(&[("port_cost = 100", "port_cost = 0\nport_priority = 64")]);
+        assert_eq!(
+            defaults(&cfg).into_vec(),
+            [
+                problem("stp.port_cost", "a port cost must be at least 1"),
+                problem("stp.port_priority", "64 is above 63"),
+            ]
+        );
+        let mut out = Problems::default();
+        port(&mut out, "link[0].a_", Some(0), Some(64));
+        port(&mut out, "link[0].b_", Some(1), Some(63));
+        assert_eq!(
+            out.into_vec(),
+            [
+                problem("link[0].a_cost", "a port cost must be at least 1"),
+                problem("link[0].a_priority", "port priority 64 is above 63"),
+            ]
+        );
+    }
+}
