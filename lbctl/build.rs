@@ -24,6 +24,11 @@ fn main() {
 
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=LBCTL_EBPF_OBJ");
+    // Without the `runtime` feature the library is only the pure protocol cores (the fuzz
+    // target's build): nothing loads BPF, so no object is built.
+    if env::var_os("CARGO_FEATURE_RUNTIME").is_none() {
+        return;
+    }
     if let Some(prebuilt) = env::var_os("LBCTL_EBPF_OBJ") {
         let prebuilt = PathBuf::from(prebuilt);
         println!("cargo:rerun-if-changed={}", prebuilt.display());

@@ -6,7 +6,7 @@
 # leaves its input under fuzz/artifacts/codec/ and fails the script.
 # No sanitizer: the codec is safe Rust (`#![forbid(unsafe_code)]`), so what the fuzzer looks
 # for is a panic or a broken round trip, which libFuzzer catches by itself; AddressSanitizer
-# would only slow the build of the whole lbctl library the target links.
+# would only slow the build.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -23,26 +23,44 @@
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
+#[cfg(feature = "runtime")]
 pub mod agent;
+#[cfg(feature = "runtime")]
 pub mod balance;
+#[cfg(feature = "runtime")]
 pub mod capture;
+#[cfg(feature = "runtime")]
 pub mod cli;
+#[cfg(feature = "runtime")]
 pub mod config;
+#[cfg(feature = "runtime")]
 pub mod datapath;
+#[cfg(feature = "runtime")]
 pub mod fault;
+#[cfg(feature = "runtime")]
 pub mod graph;
-#[cfg(any(test, feature = "harness"))]
+#[cfg(all(feature = "runtime", any(test, feature = "harness")))]
 pub mod harness;
+#[cfg(feature = "runtime")]
 pub mod health;
+#[cfg(feature = "runtime")]
 pub mod logs;
+#[cfg(feature = "runtime")]
 pub mod probe;
+#[cfg(feature = "runtime")]
 pub mod progress;
+#[cfg(feature = "runtime")]
 pub mod proxy;
+#[cfg(feature = "runtime")]
 pub mod status;
+#[cfg(feature = "runtime")]
 pub mod stp;
 #[cfg(test)]
 pub(crate) mod test_prereq;
+#[cfg(feature = "runtime")]
 pub mod topo;
+#[cfg(feature = "runtime")]
 pub mod verify;
 pub mod vrrp;
+#[cfg(feature = "runtime")]
 pub mod webserver;

@@ -8,6 +8,7 @@
 //! both, reporting which one each packet used ([`ChecksumForm`]).
 //! keepalived 2.2.7 refuses the message-only form ("Invalid VRRPv3 checksum", checked by
 //! hand in a namespace pair), so that form is only for peers that follow RFC 9568 literally.
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
 

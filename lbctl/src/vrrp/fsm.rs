@@ -5,6 +5,7 @@
 //! interface is down). One timer serves both the Adver_Timer (Master) and the
 //! Master_Down_Timer (Backup); every change of it is an [`Action::ArmTimer`] (or
 //! [`Action::CancelTimer`]).
+#![forbid(unsafe_code)]
 
 use super::codec::Version;
 use std::net::Ipv4Addr;
