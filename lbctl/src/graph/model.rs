@@ -721,6 +721,36 @@ mod tests {
         }
     }
 
+    /// The whole model and its DOT, config only and live (bal1 master behind a downed
+    /// bridge, bal2 master): a golden check that the builder's output stays the same.
+    #[test]
+    fn model_and_dot_match_their_snapshots() {
+        use crate::status::snapshot;
+        let cfg = Config::default_scenario();
+        let m = Model::build(&cfg, None);
+        snapshot::check("src/graph/snapshots/config_only.json", &snapshot::json(&m));
+        snapshot::check(
+            "src/graph/snapshots/config_only.dot",
+            &super::super::dot::to_dot(&m),
+        );
+        let st = status(
+            &[
+                ("vswout1", "to-swout1", PortState::Disabled),
+                ("vswout1", "to-swout2", PortState::Disabled),
+                ("vswout1", "bal1-eth0", PortState::Disabled),
+                ("vswout2", "to-swout1", PortState::Blocking),
+            ],
+            "MASTER",
+            "MASTER",
+        );
+        let m = Model::build(&cfg, Some(&st));
+        snapshot::check("src/graph/snapshots/live.json", &snapshot::json(&m));
+        snapshot::check(
+            "src/graph/snapshots/live.dot",
+            &super::super::dot::to_dot(&m),
+        );
+    }
+
     #[test]
     fn live_state_marks_blocked_ports_root_master_and_health() {
         let st = status(

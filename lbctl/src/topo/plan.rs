@@ -373,6 +373,15 @@ impl Plan {
 mod tests {
     use super::*;
 
+    /// The default scenario's whole plan: a golden check that the planner's output stays
+    /// the same.
+    #[test]
+    fn default_plan_matches_its_snapshot() {
+        use crate::status::snapshot;
+        let p = Plan::new(&Config::default_scenario());
+        snapshot::check("src/topo/snapshots/default_plan.json", &snapshot::json(&p));
+    }
+
     #[test]
     fn default_plan_has_the_scenario() {
         let cfg = Config::default_scenario();

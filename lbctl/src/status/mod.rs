@@ -13,6 +13,9 @@ use anyhow::Result;
 use serde::Serialize;
 use std::fmt::Write;
 
+#[cfg(test)]
+pub(crate) mod snapshot;
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub lab: String,
