@@ -79,7 +79,7 @@ fn node_line(m: &Model, n: &GNode) -> String {
         NodeKind::Balancer => {
             attrs.push(("shape".into(), "box".into()));
             if let Some(v) = &n.vrrp {
-                classes.push(format!("vrrp-{}", v.to_lowercase()));
+                classes.push(format!("vrrp-{}", v.as_str().to_lowercase()));
             }
             if n.master {
                 classes.push("master".into());

@@ -4,7 +4,7 @@
 //! document, so it is unit-tested without a lab.
 
 use crate::config::{Config, Role};
-use crate::status::Status;
+use crate::status::{Status, VrrpState};
 use crate::stp::theory::PortState;
 use crate::topo::plan::{Kind, Plan};
 use serde::Serialize;
@@ -42,7 +42,7 @@ pub struct GNode {
     /// Root bridge of its LAN (as the kernel reports).
     pub root: bool,
     /// VRRP state the balancer's agent reports.
-    pub vrrp: Option<String>,
+    pub vrrp: Option<VrrpState>,
     /// A VRRP master that users can reach (holds the VIP for them).
     pub master: bool,
     /// A VRRP master that users cannot reach (its side of the LAN is cut off).
@@ -283,7 +283,7 @@ impl Model {
                     if let Some(st) = stats_of(&n.name) {
                         if let Some(v) = &st.vrrp {
                             lines.push(format!("VRRP {} prio {}", v.state, v.effective_priority));
-                            vrrp = Some(v.state.clone());
+                            vrrp = Some(v.state);
                         }
                     } else if status.is_some() && balancers.contains(&n.name) {
                         lines.push("agent not answering".into());
@@ -459,7 +459,7 @@ impl Model {
         let mut masters = Vec::new();
         let mut isolated = Vec::new();
         for n in nodes.iter_mut().filter(|n| n.kind == NodeKind::Balancer) {
-            if n.vrrp.as_deref() != Some("MASTER") || n.down {
+            if n.vrrp != Some(VrrpState::Master) || n.down {
                 continue;
             }
             if reach.contains(&n.id) {
@@ -602,14 +602,14 @@ fn reachable_from_users(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::admin::{BackendStats, Stats};
+    use crate::status::{BackendReport, BalancerReport, Source, VrrpReport};
     use crate::status::{LanStatus, NodeStatus, PortStatus};
     use crate::stp::theory::Role;
 
-    fn vrrp(state: &str) -> crate::vrrp::VrrpSnapshot {
-        crate::vrrp::VrrpSnapshot {
+    fn vrrp(state: &str) -> VrrpReport {
+        VrrpReport {
             instance: "vrid12".into(),
-            state: state.into(),
+            state: VrrpState::from_wire(state),
             priority: 100,
             effective_priority: 100,
             master: None,
@@ -625,8 +625,8 @@ mod tests {
         }
     }
 
-    fn backend(name: &str, up: bool) -> BackendStats {
-        BackendStats {
+    fn backend(name: &str, up: bool) -> BackendReport {
+        BackendReport {
             name: name.into(),
             address: String::new(),
             pool: "default".into(),
@@ -679,9 +679,9 @@ mod tests {
                 });
             }
         }
-        let stats = |node: &str, state: &str, down: &[&str]| Stats {
+        let stats = |node: &str, state: &str, down: &[&str]| BalancerReport {
             node: node.into(),
-            source: Some("bpf".into()),
+            source: Some(Source::Bpf),
             frontend: None,
             vrrp: Some(vrrp(state)),
             backends: ["serv1", "serv2", "serv3"]
