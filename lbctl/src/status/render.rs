@@ -27,9 +27,23 @@ fn role_str(r: Role) -> &'static str {
     }
 }
 
+/// The whole status as text, section by section.
 pub fn render(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "lab {}", s.lab);
+    nodes(&mut o, s);
+    lans(&mut o, s);
+    ports(&mut o, s);
+    balancers(&mut o, s);
+    vrrp(&mut o, s);
+    daemons(&mut o, s);
+    counters(&mut o, s);
+    vxlan(&mut o, s);
+    o
+}
+
+/// The nodes, with their kind, host and addresses.
+fn nodes(o: &mut String, s: &Status) {
     let _ = writeln!(o, "\nNODES");
     for n in &s.nodes {
         let kind = format!("{:?}", n.kind).to_lowercase();
@@ -53,6 +67,10 @@ pub fn render(s: &Status) -> String {
             addrs.join(", ")
         );
     }
+}
+
+/// Each LAN's root bridge(s), and theory's when they differ.
+fn lans(o: &mut String, s: &Status) {
     for l in &s.lans {
         let mark = if l.roots == l.expected_roots {
             "as expected"
@@ -76,6 +94,10 @@ pub fn render(s: &Status) -> String {
             }
         );
     }
+}
+
+/// Every bridge port against theory, then the verdict.
+fn ports(o: &mut String, s: &Status) {
     let _ = writeln!(o);
     // Ports grouped by bridge (STP bridges first show their theory check).
     let _ = writeln!(
@@ -117,6 +139,10 @@ pub fn render(s: &Status) -> String {
             s.mismatches.len()
         );
     }
+}
+
+/// Each balancer's backends as its agent sees them.
+fn balancers(o: &mut String, s: &Status) {
     if !s.balancers.is_empty() {
         let sources: Vec<&str> = s
             .balancers
@@ -165,6 +191,10 @@ pub fn render(s: &Status) -> String {
             }
         }
     }
+}
+
+/// Each balancer's VRRP instance.
+fn vrrp(o: &mut String, s: &Status) {
     let vrrps: Vec<_> = s
         .balancers
         .iter()
@@ -210,6 +240,10 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+}
+
+/// The recorded daemons and whether they still run.
+fn daemons(o: &mut String, s: &Status) {
     let _ = writeln!(o, "\nDAEMONS");
     if s.daemons.is_empty() {
         let _ = writeln!(o, "  none");
@@ -224,6 +258,10 @@ pub fn render(s: &Status) -> String {
             if d.running { "running" } else { "NOT RUNNING" }
         );
     }
+}
+
+/// The TC observers' counters.
+fn counters(o: &mut String, s: &Status) {
     let _ = writeln!(
         o,
         "\nBPF COUNTERS (TC ingress observer, pinned under {})",
@@ -255,6 +293,10 @@ pub fn render(s: &Status) -> String {
             by.join(" ")
         );
     }
+}
+
+/// Each VXLAN endpoint's non-zero counters and learned MACs.
+fn vxlan(o: &mut String, s: &Status) {
     for x in &s.vxlan {
         let mode = match x.mode {
             crate::config::VxlanMode::Ebpf => "BPF VTEP, VX_STATS",
@@ -278,5 +320,4 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
-    o
 }
