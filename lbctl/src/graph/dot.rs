@@ -361,7 +361,7 @@ fn tooltip(e: &GEdge) -> String {
 /// The whole picture as an undirected DOT graph.
 pub fn to_dot(m: &Model) -> String {
     let mut o = String::new();
-    // The opening brace is pushed as text, not as `{{` in a format string, so tools that
+    // The opening brace is pushed as text, not escaped in a format string, so tools that
     // count braces (longfns.py) see it matched by the closing one.
     o.push_str(&format!("graph {} ", q(&format!("lab-{}", m.lab))));
     o.push_str("{\n");
