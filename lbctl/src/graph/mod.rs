@@ -4,6 +4,7 @@
 //! VXLAN tunnel. The agent's dashboard shows the same picture.
 #![forbid(unsafe_code)]
 
+mod build;
 pub mod dot;
 pub mod model;
 pub mod render;

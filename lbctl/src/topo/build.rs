@@ -57,162 +57,26 @@ pub async fn up(cfg: &Config, config_text: &str, opts: &UpOptions) -> Result<Dur
     Ok(t0.elapsed())
 }
 
+/// One rtnetlink handle per namespace, by node name.
+type Handles = std::collections::HashMap<String, rtnetlink::Handle>;
+
+/// The handle of a planned node's namespace.
+fn handle<'a>(handles: &'a Handles, node: &str) -> &'a rtnetlink::Handle {
+    handles.get(node).expect("handle for every planned node")
+}
+
 async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Result<()> {
     let lab = plan.lab.as_str();
     say(opts, &format!("lab {lab}: {} namespaces", plan.nodes.len()));
-    for n in &plan.nodes {
-        netns::create(&n.netns)?;
-    }
-    // One rtnetlink handle per namespace.
-    let mut handles = std::collections::HashMap::new();
-    for n in &plan.nodes {
-        handles.insert(n.name.clone(), netns::netlink(&n.netns).await?);
-        let h = &handles[&n.name];
-        nl::set_up(h, "lo", true).await?;
-    }
-    let h = |node: &str| handles.get(node).expect("handle for every planned node");
-
-    say(
-        opts,
-        &format!(
-            "  {} bridges (kernel STP where enabled)",
-            plan.bridges.len()
-        ),
-    );
-    for b in &plan.bridges {
-        nl::add_bridge(
-            h(&b.node),
-            &BridgeSettings {
-                name: &b.name,
-                mac: b.mac,
-                stp: b.stp,
-                priority: b.priority,
-                hello_time: b.hello_time,
-                max_age: b.max_age,
-                forward_delay: b.forward_delay,
-                mtu: b.mtu,
-            },
-        )
-        .instrument(info_span!("bridge", node = %b.node, bridge = %b.name))
-        .await?;
-    }
-    // Bridged frames skip iptables in every namespace that bridges (the per-bridge
-    // nf_call_* options above cover the bridges; the sysctl covers the namespace default).
-    for n in plan
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.kind, Kind::Switch | Kind::Host))
-    {
-        for key in [
-            "net/bridge/bridge-nf-call-iptables",
-            "net/bridge/bridge-nf-call-ip6tables",
-            "net/bridge/bridge-nf-call-arptables",
-        ] {
-            // Absent when br_netfilter is not loaded: then nothing filters bridged frames.
-            if let Err(e) = netns::sysctl(&n.netns, key, "0") {
-                tracing::debug!("{}: {e:#}", n.netns);
-            }
-        }
-    }
-
+    let handles = create_namespaces(plan).await?;
+    add_bridges(plan, &handles, opts).await?;
+    skip_bridge_netfilter(plan);
     say(opts, &format!("  {} veth pairs", plan.veths.len()));
-    for v in &plan.veths {
-        let bns = plan.netns(&v.b.node);
-        nl::add_veth(h(&v.a.node), &v.a.ifname, &v.b.ifname, &bns).await?;
-        for end in [&v.a, &v.b] {
-            if let Some(m) = end.mtu {
-                nl::set_mtu(h(&end.node), &end.ifname, m).await?;
-            }
-        }
-    }
-    // Enslave in plan order so port numbers match the plan.
-    for b in &plan.bridges {
-        for p in &b.ports {
-            if plan
-                .vxlans
-                .iter()
-                .any(|x| x.node == b.node && x.device == p.name)
-            {
-                continue; // created below
-            }
-            nl::enslave(h(&b.node), &p.name, &b.name, p.cost, p.priority).await?;
-        }
-    }
-    for v in &plan.veths {
-        for end in [&v.a, &v.b] {
-            if let Some(a) = end.address {
-                nl::add_addr(h(&end.node), &end.ifname, a).await?;
-            }
-        }
-    }
-    for b in &plan.bridges {
-        if let Some(a) = b.address {
-            nl::add_addr(h(&b.node), &b.name, a).await?;
-        }
-    }
-
+    add_veths(plan, &handles).await?;
     for x in &plan.vxlans {
-        let how = match x.mode {
-            VxlanMode::Kernel => "kernel vxlan device".to_string(),
-            VxlanMode::Ebpf => format!(
-                "BPF VTEP: XDP decap on {}'s links, TC encap on {}",
-                x.underlay_bridge, x.device
-            ),
-        };
-        say(
-            opts,
-            &format!("  VXLAN {} (VNI {}, UDP {}): {how}", x.node, x.vni, x.port),
-        );
-        match x.mode {
-            VxlanMode::Kernel => {
-                nl::add_vxlan(
-                    h(&x.node),
-                    &x.device,
-                    x.vni,
-                    x.port,
-                    x.local,
-                    &x.remotes,
-                    x.mtu,
-                )
-                .await?;
-            }
-            VxlanMode::Ebpf => {
-                if !opts.bpf {
-                    bail!(
-                        "the VXLAN endpoint on {} uses mode \"ebpf\", which needs BPF: drop --no-bpf",
-                        x.node
-                    );
-                }
-                // The tunnel port: a veth pair in the host, one end on the internal bridge.
-                nl::add_veth(h(&x.node), &x.device, &x.peer, &plan.netns(&x.node)).await?;
-                nl::set_mtu(h(&x.node), &x.device, x.mtu).await?;
-                nl::set_mtu(h(&x.node), &x.peer, x.mtu).await?;
-            }
-        }
-        let b = plan.bridge(&x.bridge).expect("validated");
-        let p = b
-            .ports
-            .iter()
-            .find(|p| p.name == x.device)
-            .expect("planned port");
-        nl::enslave(h(&x.node), &x.device, &x.bridge, p.cost, p.priority).await?;
+        add_tunnel_port(plan, x, &handles, opts).await?;
     }
-
-    // Bring everything up: ports first, then bridges (STP starts when the bridge comes up
-    // with its ports already in place).
-    for v in &plan.veths {
-        nl::set_up(h(&v.a.node), &v.a.ifname, true).await?;
-        nl::set_up(h(&v.b.node), &v.b.ifname, true).await?;
-    }
-    for x in &plan.vxlans {
-        nl::set_up(h(&x.node), &x.device, true).await?;
-        if x.mode == VxlanMode::Ebpf {
-            nl::set_up(h(&x.node), &x.peer, true).await?;
-        }
-    }
-    for b in &plan.bridges {
-        nl::set_up(h(&b.node), &b.name, true).await?;
-    }
+    bring_up(plan, &handles).await?;
     attach_vteps(cfg, plan, &handles).await?;
     drop(handles);
 
@@ -238,17 +102,195 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     Ok(())
 }
 
+/// Every namespace, with its loopback up and a netlink handle into it.
+async fn create_namespaces(plan: &Plan) -> Result<Handles> {
+    for n in &plan.nodes {
+        netns::create(&n.netns)?;
+    }
+    let mut handles = Handles::new();
+    for n in &plan.nodes {
+        let h = netns::netlink(&n.netns).await?;
+        nl::set_up(&h, "lo", true).await?;
+        handles.insert(n.name.clone(), h);
+    }
+    Ok(handles)
+}
+
+/// Every bridge with its STP settings.
+async fn add_bridges(plan: &Plan, handles: &Handles, opts: &UpOptions) -> Result<()> {
+    let h = |node: &str| handle(handles, node);
+    say(
+        opts,
+        &format!(
+            "  {} bridges (kernel STP where enabled)",
+            plan.bridges.len()
+        ),
+    );
+    for b in &plan.bridges {
+        nl::add_bridge(
+            h(&b.node),
+            &BridgeSettings {
+                name: &b.name,
+                mac: b.mac,
+                stp: b.stp,
+                priority: b.priority,
+                hello_time: b.hello_time,
+                max_age: b.max_age,
+                forward_delay: b.forward_delay,
+                mtu: b.mtu,
+            },
+        )
+        .instrument(info_span!("bridge", node = %b.node, bridge = %b.name))
+        .await?;
+    }
+    Ok(())
+}
+
+/// Bridged frames skip iptables in every namespace that bridges (the per-bridge nf_call_*
+/// options cover the bridges; the sysctl covers the namespace default).
+fn skip_bridge_netfilter(plan: &Plan) {
+    for n in plan
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, Kind::Switch | Kind::Host))
+    {
+        for key in [
+            "net/bridge/bridge-nf-call-iptables",
+            "net/bridge/bridge-nf-call-ip6tables",
+            "net/bridge/bridge-nf-call-arptables",
+        ] {
+            // Absent when br_netfilter is not loaded: then nothing filters bridged frames.
+            if let Err(e) = netns::sysctl(&n.netns, key, "0") {
+                tracing::debug!("{}: {e:#}", n.netns);
+            }
+        }
+    }
+}
+
+/// Every veth pair with its MTUs, enslaved to its bridges in plan order (so port numbers
+/// match the plan), with its addresses and the bridges' addresses. Tunnel ports come later.
+async fn add_veths(plan: &Plan, handles: &Handles) -> Result<()> {
+    let h = |node: &str| handle(handles, node);
+    for v in &plan.veths {
+        let bns = plan.netns(&v.b.node);
+        nl::add_veth(h(&v.a.node), &v.a.ifname, &v.b.ifname, &bns).await?;
+        for end in [&v.a, &v.b] {
+            if let Some(m) = end.mtu {
+                nl::set_mtu(h(&end.node), &end.ifname, m).await?;
+            }
+        }
+    }
+    // Enslave in plan order so port numbers match the plan.
+    for b in &plan.bridges {
+        for p in &b.ports {
+            if plan
+                .vxlans
+                .iter()
+                .any(|x| x.node == b.node && x.device == p.name)
+            {
+                continue; // the tunnel port: add_tunnel_port enslaves it
+            }
+            nl::enslave(h(&b.node), &p.name, &b.name, p.cost, p.priority).await?;
+        }
+    }
+    for v in &plan.veths {
+        for end in [&v.a, &v.b] {
+            if let Some(a) = end.address {
+                nl::add_addr(h(&end.node), &end.ifname, a).await?;
+            }
+        }
+    }
+    for b in &plan.bridges {
+        if let Some(a) = b.address {
+            nl::add_addr(h(&b.node), &b.name, a).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One VXLAN endpoint's tunnel port (the kernel's vxlan device, or the BPF VTEP's veth
+/// pair), enslaved to its bridge.
+async fn add_tunnel_port(
+    plan: &Plan,
+    x: &super::plan::VxlanPlan,
+    handles: &Handles,
+    opts: &UpOptions,
+) -> Result<()> {
+    let h = |node: &str| handle(handles, node);
+    let how = match x.mode {
+        VxlanMode::Kernel => "kernel vxlan device".to_string(),
+        VxlanMode::Ebpf => format!(
+            "BPF VTEP: XDP decap on {}'s links, TC encap on {}",
+            x.underlay_bridge, x.device
+        ),
+    };
+    say(
+        opts,
+        &format!("  VXLAN {} (VNI {}, UDP {}): {how}", x.node, x.vni, x.port),
+    );
+    match x.mode {
+        VxlanMode::Kernel => {
+            nl::add_vxlan(
+                h(&x.node),
+                &x.device,
+                x.vni,
+                x.port,
+                x.local,
+                &x.remotes,
+                x.mtu,
+            )
+            .await?;
+        }
+        VxlanMode::Ebpf => {
+            if !opts.bpf {
+                bail!(
+                    "the VXLAN endpoint on {} uses mode \"ebpf\", which needs BPF: drop --no-bpf",
+                    x.node
+                );
+            }
+            // The tunnel port: a veth pair in the host, one end on the internal bridge.
+            nl::add_veth(h(&x.node), &x.device, &x.peer, &plan.netns(&x.node)).await?;
+            nl::set_mtu(h(&x.node), &x.device, x.mtu).await?;
+            nl::set_mtu(h(&x.node), &x.peer, x.mtu).await?;
+        }
+    }
+    let b = plan.bridge(&x.bridge).expect("validated");
+    let p = b
+        .ports
+        .iter()
+        .find(|p| p.name == x.device)
+        .expect("planned port");
+    nl::enslave(h(&x.node), &x.device, &x.bridge, p.cost, p.priority).await?;
+    Ok(())
+}
+
+/// Brings everything up: ports first, then bridges (STP starts when the bridge comes up
+/// with its ports already in place).
+async fn bring_up(plan: &Plan, handles: &Handles) -> Result<()> {
+    let h = |node: &str| handle(handles, node);
+    for v in &plan.veths {
+        nl::set_up(h(&v.a.node), &v.a.ifname, true).await?;
+        nl::set_up(h(&v.b.node), &v.b.ifname, true).await?;
+    }
+    for x in &plan.vxlans {
+        nl::set_up(h(&x.node), &x.device, true).await?;
+        if x.mode == VxlanMode::Ebpf {
+            nl::set_up(h(&x.node), &x.peer, true).await?;
+        }
+    }
+    for b in &plan.bridges {
+        nl::set_up(h(&b.node), &b.name, true).await?;
+    }
+    Ok(())
+}
+
 /// Loads and attaches the BPF VTEP of every `ebpf` endpoint (`datapath::vxlan`): fills its
 /// maps with the local endpoints (MAC -> bridge-side veth) and the remote VTEPs, and prepares
 /// what its XDP redirects need: GRO (hence NAPI) on every veth that receives redirected
 /// frames, TX checksum offload off on the switches' ends of the XDP ports (a redirected frame
 /// loses `CHECKSUM_PARTIAL`; see the module docs), forwarding on the tunnel port (for
 /// `bpf_fib_lookup`).
-async fn attach_vteps(
-    cfg: &Config,
-    plan: &Plan,
-    handles: &std::collections::HashMap<String, rtnetlink::Handle>,
-) -> Result<()> {
+async fn attach_vteps(cfg: &Config, plan: &Plan, handles: &Handles) -> Result<()> {
     use crate::datapath::vxlan::{attach_vtep, ethtool, VtepSpec};
     for x in plan.vxlans.iter().filter(|x| x.mode == VxlanMode::Ebpf) {
         let host_ns = plan.netns(&x.node);

@@ -9,7 +9,7 @@ use crate::stp::theory::{self, BridgeId, KernelBridge, KernelPort, PortState};
 use anyhow::Result;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{
-    InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkInfo, State,
+    InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkInfo, LinkMessage, State,
 };
 
 /// One bridge port as the kernel sees it.
@@ -97,132 +97,46 @@ pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView
     let h = netns::netlink(ns).await?;
     let links = nl::dump_links(&h).await?;
     let addrs = nl::dump_addrs(&h).await?;
+    Ok(parse_node(node, ns, &links, &addrs))
+}
+
+/// Pure: one namespace's link and address dumps → its interfaces and its bridges with
+/// their ports (sorted by port number).
+fn parse_node(
+    node: &str,
+    ns: &str,
+    links: &[LinkMessage],
+    addrs: &[(u32, Ipv4Net)],
+) -> (NodeView, Vec<BridgeView>) {
     let mut ifaces = Vec::new();
     let mut bridges: Vec<(u32, BridgeView)> = Vec::new();
     let mut ports: Vec<(u32, PortView)> = Vec::new();
-    for m in &links {
-        let name = nl::link_name(m).unwrap_or("?").to_string();
-        let idx = m.header.index;
-        let master = m.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Controller(i) => Some(*i),
-            _ => None,
-        });
-        let mtu = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Mtu(v) => Some(*v),
-                _ => None,
-            })
-            .unwrap_or(0);
-        ifaces.push(IfaceView {
-            name: name.clone(),
-            ifindex: idx,
-            admin_up: nl::is_admin_up(m),
-            carrier: carrier(m),
-            mtu,
-            addrs: addrs
-                .iter()
-                .filter(|(i, _)| *i == idx)
-                .map(|(_, a)| *a)
-                .collect(),
-            master,
-        });
+    for m in links {
+        let iface = iface_of(m, addrs);
         let infos = m.attributes.iter().find_map(|a| match a {
             LinkAttribute::LinkInfo(v) => Some(v),
             _ => None,
         });
-        let Some(infos) = infos else { continue };
-        for info in infos {
+        for info in infos.into_iter().flatten() {
             match info {
                 LinkInfo::Data(InfoData::Bridge(opts)) => {
-                    let mut kb = KernelBridge {
-                        name: name.clone(),
-                        id: BridgeId {
-                            priority: 0,
-                            mac: [0; 6],
-                        },
-                        root: BridgeId {
-                            priority: 0,
-                            mac: [0; 6],
-                        },
-                        root_port_no: 0,
-                        root_path_cost: 0,
-                        stp: false,
+                    let view = BridgeView {
+                        node: node.into(),
+                        kernel: kernel_bridge(&iface.name, opts),
+                        admin_up: iface.admin_up,
+                        ports: vec![],
                     };
-                    for o in opts {
-                        match o {
-                            InfoBridge::BridgeId(b) => kb.id = bid(b),
-                            InfoBridge::RootId(b) => kb.root = bid(b),
-                            InfoBridge::RootPort(p) => kb.root_port_no = *p,
-                            InfoBridge::RootPathCost(c) => kb.root_path_cost = *c,
-                            InfoBridge::StpState(s) => {
-                                kb.stp = matches!(
-                                    s,
-                                    rtnetlink::packet_route::link::BridgeStpState::KernelStp
-                                )
-                            }
-                            _ => {}
-                        }
-                    }
-                    bridges.push((
-                        idx,
-                        BridgeView {
-                            node: node.into(),
-                            kernel: kb,
-                            admin_up: nl::is_admin_up(m),
-                            ports: vec![],
-                        },
-                    ));
+                    bridges.push((iface.ifindex, view));
                 }
                 LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
-                    let zero = BridgeId {
-                        priority: 0,
-                        mac: [0; 6],
-                    };
-                    let mut kp = KernelPort {
-                        name: name.clone(),
-                        port_no: 0,
-                        port_id: 0,
-                        state: PortState::Disabled,
-                        designated_bridge: zero,
-                        designated_port: 0,
-                        designated_root: zero,
-                        designated_cost: 0,
-                    };
-                    let mut cost = 0;
-                    let mut prio = 0;
-                    for o in opts {
-                        match o {
-                            InfoBridgePort::State(s) => kp.state = state_of(s),
-                            InfoBridgePort::PortNumber(n) => kp.port_no = *n,
-                            InfoBridgePort::PortId(n) => kp.port_id = *n,
-                            InfoBridgePort::BridgeId(b) => kp.designated_bridge = bid(b),
-                            InfoBridgePort::RootId(b) => kp.designated_root = bid(b),
-                            InfoBridgePort::DesignatedPort(p) => kp.designated_port = *p,
-                            InfoBridgePort::DesignatedCost(c) => kp.designated_cost = *c as u32,
-                            InfoBridgePort::Cost(c) => cost = *c,
-                            InfoBridgePort::Priority(p) => prio = *p as u8,
-                            _ => {}
-                        }
-                    }
-                    if let Some(mi) = master {
-                        ports.push((
-                            mi,
-                            PortView {
-                                kernel: kp,
-                                cost,
-                                priority: prio,
-                                admin_up: nl::is_admin_up(m),
-                                carrier: carrier(m),
-                                ifindex: idx,
-                            },
-                        ));
+                    if let Some(mi) = iface.master {
+                        ports.push((mi, port_view(&iface, opts)));
                     }
                 }
                 _ => {}
             }
         }
+        ifaces.push(iface);
     }
     for (mi, p) in ports {
         if let Some((_, b)) = bridges.iter_mut().find(|(i, _)| *i == mi) {
@@ -233,15 +147,112 @@ pub async fn read_node(node: &str, ns: &str) -> Result<(NodeView, Vec<BridgeView
     for b in &mut bridges {
         b.ports.sort_by_key(|p| p.kernel.port_no);
     }
-    Ok((
-        NodeView {
-            node: node.into(),
-            netns: ns.into(),
-            present: true,
-            ifaces,
-        },
-        bridges,
-    ))
+    let view = NodeView {
+        node: node.into(),
+        netns: ns.into(),
+        present: true,
+        ifaces,
+    };
+    (view, bridges)
+}
+
+/// One link as an interface, with its addresses.
+fn iface_of(m: &LinkMessage, addrs: &[(u32, Ipv4Net)]) -> IfaceView {
+    let idx = m.header.index;
+    IfaceView {
+        name: nl::link_name(m).unwrap_or("?").to_string(),
+        ifindex: idx,
+        admin_up: nl::is_admin_up(m),
+        carrier: carrier(m),
+        mtu: m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(v) => Some(*v),
+                _ => None,
+            })
+            .unwrap_or(0),
+        addrs: addrs
+            .iter()
+            .filter(|(i, _)| *i == idx)
+            .map(|(_, a)| *a)
+            .collect(),
+        master: m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Controller(i) => Some(*i),
+            _ => None,
+        }),
+    }
+}
+
+/// A bridge's ids, root and STP mode from its `IFLA_BR_*` options.
+fn kernel_bridge(name: &str, opts: &[InfoBridge]) -> KernelBridge {
+    let zero = BridgeId {
+        priority: 0,
+        mac: [0; 6],
+    };
+    let mut kb = KernelBridge {
+        name: name.to_string(),
+        id: zero,
+        root: zero,
+        root_port_no: 0,
+        root_path_cost: 0,
+        stp: false,
+    };
+    for o in opts {
+        match o {
+            InfoBridge::BridgeId(b) => kb.id = bid(b),
+            InfoBridge::RootId(b) => kb.root = bid(b),
+            InfoBridge::RootPort(p) => kb.root_port_no = *p,
+            InfoBridge::RootPathCost(c) => kb.root_path_cost = *c,
+            InfoBridge::StpState(s) => {
+                kb.stp = matches!(s, rtnetlink::packet_route::link::BridgeStpState::KernelStp)
+            }
+            _ => {}
+        }
+    }
+    kb
+}
+
+/// A bridge port's STP view from its `IFLA_BRPORT_*` options.
+fn port_view(iface: &IfaceView, opts: &[InfoBridgePort]) -> PortView {
+    let zero = BridgeId {
+        priority: 0,
+        mac: [0; 6],
+    };
+    let mut kp = KernelPort {
+        name: iface.name.clone(),
+        port_no: 0,
+        port_id: 0,
+        state: PortState::Disabled,
+        designated_bridge: zero,
+        designated_port: 0,
+        designated_root: zero,
+        designated_cost: 0,
+    };
+    let mut cost = 0;
+    let mut prio = 0;
+    for o in opts {
+        match o {
+            InfoBridgePort::State(s) => kp.state = state_of(s),
+            InfoBridgePort::PortNumber(n) => kp.port_no = *n,
+            InfoBridgePort::PortId(n) => kp.port_id = *n,
+            InfoBridgePort::BridgeId(b) => kp.designated_bridge = bid(b),
+            InfoBridgePort::RootId(b) => kp.designated_root = bid(b),
+            InfoBridgePort::DesignatedPort(p) => kp.designated_port = *p,
+            InfoBridgePort::DesignatedCost(c) => kp.designated_cost = *c as u32,
+            InfoBridgePort::Cost(c) => cost = *c,
+            InfoBridgePort::Priority(p) => prio = *p as u8,
+            _ => {}
+        }
+    }
+    PortView {
+        kernel: kp,
+        cost,
+        priority: prio,
+        admin_up: iface.admin_up,
+        carrier: iface.carrier,
+        ifindex: iface.ifindex,
+    }
 }
 
 /// The whole lab as the kernel sees it.
@@ -416,4 +427,97 @@ pub fn stp_mode_differences(plan: &Plan, view: &LabView) -> Vec<String> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::link::{BridgeId as NlBridgeId, BridgeStpState, LinkFlags};
+
+    fn link(index: u32, name: &str, up: bool, mut attrs: Vec<LinkAttribute>) -> LinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        attrs.push(LinkAttribute::IfName(name.into()));
+        m.attributes = attrs;
+        m
+    }
+
+    /// A bridge with STP and one port read from link dumps: the port lands under its
+    /// bridge with the kernel's STP fields; addresses land on their interfaces.
+    #[test]
+    fn a_bridge_and_its_port_parse_from_the_dumps() {
+        let id = NlBridgeId {
+            priority: 0x8000,
+            address: [2, 0, 0, 0, 0, 1],
+        };
+        let root = NlBridgeId {
+            priority: 0x1000,
+            address: [2, 0, 0, 0, 0, 9],
+        };
+        let links = vec![
+            link(1, "lo", true, vec![LinkAttribute::Mtu(65536)]),
+            link(
+                5,
+                "br0",
+                true,
+                vec![LinkAttribute::LinkInfo(vec![LinkInfo::Data(
+                    InfoData::Bridge(vec![
+                        InfoBridge::BridgeId(id),
+                        InfoBridge::RootId(root.clone()),
+                        InfoBridge::RootPort(1),
+                        InfoBridge::RootPathCost(100),
+                        InfoBridge::StpState(BridgeStpState::KernelStp),
+                    ]),
+                )])],
+            ),
+            link(
+                7,
+                "to-sw",
+                false,
+                vec![
+                    LinkAttribute::Controller(5),
+                    LinkAttribute::Carrier(1),
+                    LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(
+                        vec![
+                            InfoBridgePort::PortNumber(1),
+                            InfoBridgePort::PortId(0x8001),
+                            InfoBridgePort::Cost(100),
+                            InfoBridgePort::Priority(32),
+                            InfoBridgePort::BridgeId(root.clone()),
+                            InfoBridgePort::DesignatedPort(0x8002),
+                        ],
+                    ))]),
+                ],
+            ),
+        ];
+        let addrs = vec![(5, "10.0.0.1/24".parse().unwrap())];
+        let (nv, bridges) = parse_node("vm1", "ns-vm1", &links, &addrs);
+        assert!(nv.present);
+        let names: Vec<_> = nv.ifaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["lo", "br0", "to-sw"]);
+        assert_eq!(nv.ifaces[0].mtu, 65536);
+        assert_eq!(
+            nv.ifaces[1].addrs,
+            addrs.iter().map(|a| a.1).collect::<Vec<_>>()
+        );
+        assert_eq!(nv.ifaces[2].master, Some(5));
+        assert_eq!(bridges.len(), 1);
+        let b = &bridges[0];
+        assert!(b.kernel.stp && b.admin_up);
+        assert_eq!(b.kernel.root, bid(&root));
+        assert_eq!(b.kernel.root_port_no, 1);
+        let p = &b.ports[0];
+        assert_eq!((p.kernel.port_no, p.cost, p.priority), (1, 100, 32));
+        assert_eq!(p.kernel.designated_bridge, bid(&root));
+        assert!(!p.admin_up && p.carrier);
+        // The kernel leaves out an unset state attribute: disabled.
+        assert_eq!(p.kernel.state, PortState::Disabled);
+        assert_eq!(
+            theory::derive_role(&b.kernel, &p.kernel),
+            theory::Role::Disabled
+        );
+    }
 }

@@ -128,206 +128,21 @@ impl Plan {
     /// Builds the plan of a (validated) config.
     pub fn new(cfg: &Config) -> Plan {
         let lab = cfg.lab.name.clone();
-        let mut nodes = Vec::new();
-        for s in &cfg.switches {
-            nodes.push(NodePlan {
-                name: s.name.clone(),
-                netns: config::netns_name(&lab, &s.name),
-                kind: Kind::Switch,
-                host: None,
-            });
-        }
-        for h in &cfg.hosts {
-            nodes.push(NodePlan {
-                name: h.name.clone(),
-                netns: config::netns_name(&lab, &h.name),
-                kind: Kind::Host,
-                host: None,
-            });
-        }
-        for n in &cfg.nodes {
-            nodes.push(NodePlan {
-                name: n.name.clone(),
-                netns: config::netns_name(&lab, &n.name),
-                kind: match n.role {
-                    Role::Balancer => Kind::Balancer,
-                    Role::Server => Kind::Server,
-                    Role::User => Kind::User,
-                },
-                host: n.host.clone(),
-            });
-        }
-
-        let mtu_of = |lan: &str| cfg.lan(lan).and_then(|l| l.mtu);
-        let mut bridges: Vec<BridgePlan> = cfg
-            .all_bridges()
-            .into_iter()
-            .map(|(node, b)| {
-                let (hello_time, max_age, forward_delay) = cfg.timers(b);
-                BridgePlan {
-                    name: b.name.clone(),
-                    node: node.to_string(),
-                    lan: b.lan.clone(),
-                    mac: b
-                        .mac
-                        .as_deref()
-                        .and_then(config::parse_mac)
-                        .unwrap_or_else(|| derived_mac(&lab, &b.name)),
-                    priority: b.priority,
-                    stp: b.stp,
-                    hello_time,
-                    max_age,
-                    forward_delay,
-                    mtu: mtu_of(&b.lan),
-                    address: b.address,
-                    ports: Vec::new(),
-                }
-            })
-            .collect();
-        let add_port = |bridges: &mut Vec<BridgePlan>, bridge: &str, mut p: PortPlan| {
-            let b = bridges
-                .iter_mut()
-                .find(|b| b.name == bridge)
-                .expect("validated bridge");
-            p.port_no = b.ports.len() as u16 + 1;
-            b.ports.push(p);
-        };
-
+        let nodes = plan_nodes(cfg, &lab);
+        let mut bridges = plan_bridges(cfg, &lab);
         // Enslave order = links in config order, then leaf interfaces, then tunnels.
-        let mut veths = Vec::new();
-        let node_of = |br: &str| {
-            cfg.bridge(br)
-                .map(|(n, _)| n.to_string())
-                .unwrap_or_default()
-        };
-        let lan_mtu_of_bridge = |br: &str| cfg.bridge(br).and_then(|(_, b)| mtu_of(&b.lan));
-        for (i, l) in cfg.links.iter().enumerate() {
-            let seg = format!("link[{i}]");
-            let prio = cfg.stp.port_priority;
-            add_port(
-                &mut bridges,
-                &l.a,
-                PortPlan {
-                    name: l.a_name(),
-                    port_no: 0,
-                    cost: l.a_cost.or(l.cost).unwrap_or(cfg.stp.port_cost),
-                    priority: l.a_priority.unwrap_or(prio),
-                    segment: seg.clone(),
-                    peer: format!("{}/{}", l.b, l.b_name()),
-                },
-            );
-            add_port(
-                &mut bridges,
-                &l.b,
-                PortPlan {
-                    name: l.b_name(),
-                    port_no: 0,
-                    cost: l.b_cost.or(l.cost).unwrap_or(cfg.stp.port_cost),
-                    priority: l.b_priority.unwrap_or(prio),
-                    segment: seg,
-                    peer: format!("{}/{}", l.a, l.a_name()),
-                },
-            );
-            veths.push(VethPlan {
-                a: VethEnd {
-                    node: node_of(&l.a),
-                    ifname: l.a_name(),
-                    bridge: Some(l.a.clone()),
-                    address: None,
-                    mtu: lan_mtu_of_bridge(&l.a),
-                },
-                b: VethEnd {
-                    node: node_of(&l.b),
-                    ifname: l.b_name(),
-                    bridge: Some(l.b.clone()),
-                    address: None,
-                    mtu: lan_mtu_of_bridge(&l.b),
-                },
-                inter_bridge: true,
-            });
-        }
+        let mut veths: Vec<VethPlan> = cfg
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| link_veth(cfg, &mut bridges, i, l))
+            .collect();
         for n in &cfg.nodes {
             for f in &n.ifaces {
-                let port = f.port_name_for(&n.name);
-                add_port(
-                    &mut bridges,
-                    &f.bridge,
-                    PortPlan {
-                        name: port.clone(),
-                        port_no: 0,
-                        cost: f.cost.unwrap_or(cfg.stp.port_cost),
-                        priority: f.priority.unwrap_or(cfg.stp.port_priority),
-                        segment: format!("{}/{}", n.name, f.name),
-                        peer: format!("{}/{}", n.name, f.name),
-                    },
-                );
-                let mtu = lan_mtu_of_bridge(&f.bridge);
-                veths.push(VethPlan {
-                    a: VethEnd {
-                        node: n.name.clone(),
-                        ifname: f.name.clone(),
-                        bridge: None,
-                        address: f.address,
-                        mtu,
-                    },
-                    b: VethEnd {
-                        node: node_of(&f.bridge),
-                        ifname: port,
-                        bridge: Some(f.bridge.clone()),
-                        address: None,
-                        mtu,
-                    },
-                    inter_bridge: false,
-                });
+                veths.push(iface_veth(cfg, &mut bridges, n, f));
             }
         }
-        let mut vxlans = Vec::new();
-        if let Some(v) = &cfg.vxlan {
-            for e in &v.endpoints {
-                let mtu = lan_mtu_of_bridge(&e.bridge).unwrap_or(1450);
-                vxlans.push(VxlanPlan {
-                    node: e.host.clone(),
-                    device: v.device.clone(),
-                    vni: v.vni,
-                    port: v.port,
-                    local: e.local,
-                    remotes: v
-                        .endpoints
-                        .iter()
-                        .filter(|o| o.host != e.host)
-                        .map(|o| o.local)
-                        .collect(),
-                    bridge: e.bridge.clone(),
-                    mtu,
-                    mode: v.mode_of(e),
-                    peer: format!("{}p", v.device),
-                    underlay_bridge: cfg
-                        .hosts
-                        .iter()
-                        .find(|h| h.name == e.host)
-                        .and_then(|h| {
-                            h.bridges
-                                .iter()
-                                .find(|b| b.address.map(|a| a.addr()) == Some(e.local))
-                        })
-                        .map(|b| b.name.clone())
-                        .unwrap_or_default(),
-                    ageing_s: v.ageing_s,
-                });
-                add_port(
-                    &mut bridges,
-                    &e.bridge,
-                    PortPlan {
-                        name: v.device.clone(),
-                        port_no: 0,
-                        cost: cfg.stp.port_cost,
-                        priority: cfg.stp.port_priority,
-                        segment: "vxlan".into(),
-                        peer: "vxlan tunnel".into(),
-                    },
-                );
-            }
-        }
+        let vxlans = tunnel_ends(cfg, &mut bridges);
         Plan {
             lab,
             nodes,
@@ -369,9 +184,235 @@ impl Plan {
     }
 }
 
+/// Every namespace: switches, hosts, then leaves, in config order.
+fn plan_nodes(cfg: &Config, lab: &str) -> Vec<NodePlan> {
+    let node = |name: &str, kind: Kind, host: Option<String>| NodePlan {
+        name: name.to_string(),
+        netns: config::netns_name(lab, name),
+        kind,
+        host,
+    };
+    let switches = cfg
+        .switches
+        .iter()
+        .map(|s| node(&s.name, Kind::Switch, None));
+    let hosts = cfg.hosts.iter().map(|h| node(&h.name, Kind::Host, None));
+    let leaves = cfg.nodes.iter().map(|n| {
+        let kind = match n.role {
+            Role::Balancer => Kind::Balancer,
+            Role::Server => Kind::Server,
+            Role::User => Kind::User,
+        };
+        node(&n.name, kind, n.host.clone())
+    });
+    switches.chain(hosts).chain(leaves).collect()
+}
+
+/// The MTU of a LAN, if the config sets one.
+fn lan_mtu(cfg: &Config, lan: &str) -> Option<u32> {
+    cfg.lan(lan).and_then(|l| l.mtu)
+}
+
+/// The MTU of the LAN a bridge is on, if the config sets one.
+fn bridge_mtu(cfg: &Config, bridge: &str) -> Option<u32> {
+    cfg.bridge(bridge).and_then(|(_, b)| lan_mtu(cfg, &b.lan))
+}
+
+/// The node a bridge lives in.
+fn node_of(cfg: &Config, bridge: &str) -> String {
+    cfg.bridge(bridge)
+        .map(|(n, _)| n.to_string())
+        .unwrap_or_default()
+}
+
+/// Every bridge with its STP settings, still without ports.
+fn plan_bridges(cfg: &Config, lab: &str) -> Vec<BridgePlan> {
+    cfg.all_bridges()
+        .into_iter()
+        .map(|(node, b)| {
+            let (hello_time, max_age, forward_delay) = cfg.timers(b);
+            BridgePlan {
+                name: b.name.clone(),
+                node: node.to_string(),
+                lan: b.lan.clone(),
+                mac: b
+                    .mac
+                    .as_deref()
+                    .and_then(config::parse_mac)
+                    .unwrap_or_else(|| derived_mac(lab, &b.name)),
+                priority: b.priority,
+                stp: b.stp,
+                hello_time,
+                max_age,
+                forward_delay,
+                mtu: lan_mtu(cfg, &b.lan),
+                address: b.address,
+                ports: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Enslaves `p` to `bridge`, numbered as the kernel will (next free number from 1).
+fn add_port(bridges: &mut [BridgePlan], bridge: &str, mut p: PortPlan) {
+    let b = bridges
+        .iter_mut()
+        .find(|b| b.name == bridge)
+        .expect("validated bridge");
+    p.port_no = b.ports.len() as u16 + 1;
+    b.ports.push(p);
+}
+
+/// The `i`th cable between two bridges: a port on each, one veth pair.
+fn link_veth(cfg: &Config, bridges: &mut [BridgePlan], i: usize, l: &config::Link) -> VethPlan {
+    let seg = format!("link[{i}]");
+    let prio = cfg.stp.port_priority;
+    add_port(
+        bridges,
+        &l.a,
+        PortPlan {
+            name: l.a_name(),
+            port_no: 0,
+            cost: l.a_cost.or(l.cost).unwrap_or(cfg.stp.port_cost),
+            priority: l.a_priority.unwrap_or(prio),
+            segment: seg.clone(),
+            peer: format!("{}/{}", l.b, l.b_name()),
+        },
+    );
+    add_port(
+        bridges,
+        &l.b,
+        PortPlan {
+            name: l.b_name(),
+            port_no: 0,
+            cost: l.b_cost.or(l.cost).unwrap_or(cfg.stp.port_cost),
+            priority: l.b_priority.unwrap_or(prio),
+            segment: seg,
+            peer: format!("{}/{}", l.a, l.a_name()),
+        },
+    );
+    let end = |bridge: &str, ifname: String| VethEnd {
+        node: node_of(cfg, bridge),
+        ifname,
+        bridge: Some(bridge.to_string()),
+        address: None,
+        mtu: bridge_mtu(cfg, bridge),
+    };
+    VethPlan {
+        a: end(&l.a, l.a_name()),
+        b: end(&l.b, l.b_name()),
+        inter_bridge: true,
+    }
+}
+
+/// A leaf's interface: its bridge port and the veth pair between them.
+fn iface_veth(
+    cfg: &Config,
+    bridges: &mut [BridgePlan],
+    n: &config::Node,
+    f: &config::Iface,
+) -> VethPlan {
+    let port = f.port_name_for(&n.name);
+    add_port(
+        bridges,
+        &f.bridge,
+        PortPlan {
+            name: port.clone(),
+            port_no: 0,
+            cost: f.cost.unwrap_or(cfg.stp.port_cost),
+            priority: f.priority.unwrap_or(cfg.stp.port_priority),
+            segment: format!("{}/{}", n.name, f.name),
+            peer: format!("{}/{}", n.name, f.name),
+        },
+    );
+    let mtu = bridge_mtu(cfg, &f.bridge);
+    VethPlan {
+        a: VethEnd {
+            node: n.name.clone(),
+            ifname: f.name.clone(),
+            bridge: None,
+            address: f.address,
+            mtu,
+        },
+        b: VethEnd {
+            node: node_of(cfg, &f.bridge),
+            ifname: port,
+            bridge: Some(f.bridge.clone()),
+            address: None,
+            mtu,
+        },
+        inter_bridge: false,
+    }
+}
+
+/// Each VXLAN endpoint, with its tunnel port enslaved to its bridge.
+fn tunnel_ends(cfg: &Config, bridges: &mut [BridgePlan]) -> Vec<VxlanPlan> {
+    let Some(v) = &cfg.vxlan else {
+        return vec![];
+    };
+    let mut vxlans = Vec::new();
+    for e in &v.endpoints {
+        vxlans.push(VxlanPlan {
+            node: e.host.clone(),
+            device: v.device.clone(),
+            vni: v.vni,
+            port: v.port,
+            local: e.local,
+            remotes: v
+                .endpoints
+                .iter()
+                .filter(|o| o.host != e.host)
+                .map(|o| o.local)
+                .collect(),
+            bridge: e.bridge.clone(),
+            mtu: bridge_mtu(cfg, &e.bridge).unwrap_or(1450),
+            mode: v.mode_of(e),
+            peer: format!("{}p", v.device),
+            underlay_bridge: underlay_bridge(cfg, &e.host, e.local),
+            ageing_s: v.ageing_s,
+        });
+        add_port(
+            bridges,
+            &e.bridge,
+            PortPlan {
+                name: v.device.clone(),
+                port_no: 0,
+                cost: cfg.stp.port_cost,
+                priority: cfg.stp.port_priority,
+                segment: "vxlan".into(),
+                peer: "vxlan tunnel".into(),
+            },
+        );
+    }
+    vxlans
+}
+
+/// The bridge of `host` that holds the tunnel's local address (empty if none does).
+fn underlay_bridge(cfg: &Config, host: &str, local: Ipv4Addr) -> String {
+    cfg.hosts
+        .iter()
+        .find(|h| h.name == host)
+        .and_then(|h| {
+            h.bridges
+                .iter()
+                .find(|b| b.address.map(|a| a.addr()) == Some(local))
+        })
+        .map(|b| b.name.clone())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The default scenario's whole plan: a golden check that the planner's output stays
+    /// the same.
+    #[test]
+    fn default_plan_matches_its_snapshot() {
+        use crate::status::snapshot;
+        let p = Plan::new(&Config::default_scenario());
+        snapshot::check("src/topo/snapshots/default_plan.json", &snapshot::json(&p));
+    }
 
     #[test]
     fn default_plan_has_the_scenario() {

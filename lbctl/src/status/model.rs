@@ -1,0 +1,92 @@
+//! The status model: what `lbctl status` shows and `--json` prints, and what `graph`
+//! draws the live lab from. Built by [`super::build`], drawn by [`super::render`].
+
+use super::report::BalancerReport;
+use crate::datapath::observe;
+use crate::stp::theory::{PortState, Role};
+use crate::topo::inspect::Mismatch;
+use crate::topo::plan::Kind;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub lab: String,
+    pub nodes: Vec<NodeStatus>,
+    pub lans: Vec<LanStatus>,
+    pub ports: Vec<PortStatus>,
+    pub mismatches: Vec<Mismatch>,
+    pub daemons: Vec<DaemonStatus>,
+    pub counters: Vec<CounterRow>,
+    /// Each VXLAN endpoint's counters.
+    pub vxlan: Vec<VxlanStatus>,
+    /// Each balancer's backends as its agent reports them.
+    pub balancers: Vec<BalancerReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub host: Option<String>,
+    pub netns: String,
+    pub present: bool,
+    pub addresses: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LanStatus {
+    pub name: String,
+    pub subnet: String,
+    /// Root bridge(s) the kernel reports (more than one if the LAN is partitioned).
+    pub roots: Vec<String>,
+    pub expected_roots: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortStatus {
+    pub bridge: String,
+    pub port: String,
+    pub port_no: u16,
+    pub peer: String,
+    pub stp: bool,
+    pub state: PortState,
+    pub role: Role,
+    pub cost: u32,
+    pub expected_state: Option<PortState>,
+    pub expected_role: Option<Role>,
+    pub designated_bridge: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonStatus {
+    pub node: String,
+    pub daemon: String,
+    pub pid: u32,
+    pub running: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CounterRow {
+    pub node: String,
+    pub iface: String,
+    #[serde(flatten)]
+    pub counts: observe::PortCounters,
+    /// (vrid, adverts)
+    pub vrrp_by_vrid: Vec<(u8, u64)>,
+}
+
+/// One VXLAN endpoint: the BPF VTEP's counters (`VX_STATS`, summed over CPUs) and learned
+/// MACs, or the kernel vxlan device's interface counters.
+#[derive(Debug, Serialize)]
+pub struct VxlanStatus {
+    pub host: String,
+    pub mode: crate::config::VxlanMode,
+    pub device: String,
+    /// Counter name -> value, in a stable order. `ebpf`: the fields of `VX_STATS`
+    /// (`dec_*`, `pass_*`, `enc_*`, `learn_*`); `kernel`: `rx_packets`, `tx_packets`,
+    /// `rx_bytes`, `tx_bytes`, `rx_dropped`, `tx_dropped` of the vxlan device.
+    pub counters: Vec<(String, u64)>,
+    /// `ebpf`: the learned MAC table (`VX_FDB`).
+    pub fdb: Vec<crate::datapath::vxlan::FdbRow>,
+}

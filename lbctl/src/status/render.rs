@@ -1,0 +1,323 @@
+//! Pure: the status model → the text `lbctl status` prints (sections for nodes, LANs'
+//! roots, ports against theory, balancers, VRRP, daemons, observer counters, VXLAN).
+
+use super::report::Source;
+use super::Status;
+use crate::stp::theory::{PortState, Role};
+use crate::topo::state;
+use std::fmt::Write;
+
+fn state_str(s: PortState) -> &'static str {
+    match s {
+        PortState::Disabled => "disabled",
+        PortState::Listening => "listening",
+        PortState::Learning => "learning",
+        PortState::Forwarding => "forwarding",
+        PortState::Blocking => "blocking",
+    }
+}
+
+fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Root => "root",
+        Role::Designated => "designated",
+        Role::Alternate => "alternate",
+        Role::Backup => "backup",
+        Role::Disabled => "disabled",
+    }
+}
+
+/// The whole status as text, section by section.
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "lab {}", s.lab);
+    nodes(&mut o, s);
+    lans(&mut o, s);
+    ports(&mut o, s);
+    balancers(&mut o, s);
+    vrrp(&mut o, s);
+    daemons(&mut o, s);
+    counters(&mut o, s);
+    vxlan(&mut o, s);
+    o
+}
+
+/// The nodes, with their kind, host and addresses.
+fn nodes(o: &mut String, s: &Status) {
+    let _ = writeln!(o, "\nNODES");
+    for n in &s.nodes {
+        let kind = format!("{:?}", n.kind).to_lowercase();
+        let host = n
+            .host
+            .as_deref()
+            .map(|h| format!(" on {h}"))
+            .unwrap_or_default();
+        let addrs: Vec<String> = n
+            .addresses
+            .iter()
+            .map(|(i, a)| format!("{i} {a}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<9}{:<7} {}{}",
+            n.name,
+            kind,
+            host,
+            if n.present { "" } else { "MISSING " },
+            addrs.join(", ")
+        );
+    }
+}
+
+/// Each LAN's root bridge(s), and theory's when they differ.
+fn lans(o: &mut String, s: &Status) {
+    for l in &s.lans {
+        let mark = if l.roots == l.expected_roots {
+            "as expected"
+        } else {
+            "EXPECTED "
+        };
+        let exp = if l.roots == l.expected_roots {
+            String::new()
+        } else {
+            l.expected_roots.join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "\nLAN {} ({}): root bridge {} ({mark}{exp})",
+            l.name,
+            l.subnet,
+            if l.roots.is_empty() {
+                "-".into()
+            } else {
+                l.roots.join(", ")
+            }
+        );
+    }
+}
+
+/// Every bridge port against theory, then the verdict.
+fn ports(o: &mut String, s: &Status) {
+    let _ = writeln!(o);
+    // Ports grouped by bridge (STP bridges first show their theory check).
+    let _ = writeln!(
+        o,
+        "PORTS\n  {:<8} {:<3} {:<11} {:<18} {:<10} {:<10} {:>5}  THEORY",
+        "BRIDGE", "NO", "PORT", "PEER", "STATE", "ROLE", "COST"
+    );
+    for p in &s.ports {
+        let theory = if !p.stp {
+            "(no STP)".to_string()
+        } else if p.ok {
+            "ok".to_string()
+        } else {
+            format!(
+                "!! expected {} {}",
+                p.expected_state.map(state_str).unwrap_or("?"),
+                p.expected_role.map(role_str).unwrap_or("?")
+            )
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<3} {:<11} {:<18} {:<10} {:<10} {:>5}  {}",
+            p.bridge,
+            p.port_no,
+            p.port,
+            p.peer,
+            state_str(p.state),
+            role_str(p.role),
+            p.cost,
+            theory
+        );
+    }
+    if s.mismatches.is_empty() {
+        let _ = writeln!(o, "  spanning tree matches 802.1D theory on every port");
+    } else {
+        let _ = writeln!(
+            o,
+            "  {} port(s) differ from theory (marked !!); STP may still be converging",
+            s.mismatches.len()
+        );
+    }
+}
+
+/// Each balancer's backends as its agent sees them.
+fn balancers(o: &mut String, s: &Status) {
+    if !s.balancers.is_empty() {
+        let sources: Vec<&str> = s
+            .balancers
+            .iter()
+            .map(|b| match b.source {
+                Some(Source::Bpf) => "pinned BPF maps",
+                Some(Source::Agent) => "agent admin port",
+                None => "agent not answering",
+            })
+            .collect();
+        let mut sources_u = sources.clone();
+        sources_u.dedup();
+        let _ = writeln!(
+            o,
+            "\nBALANCERS (backends as each agent sees them; from {})",
+            sources_u.join(", ")
+        );
+        let _ = writeln!(
+            o,
+            "  {:<6} {:<8} {:<14} {:<5} {:>3} {:>8} {:>6} {:>6} {:>6}  LAST CHECK",
+            "NODE", "BACKEND", "ADDRESS", "STATE", "WT", "REQS", "2xx", "5xx", "FAILS"
+        );
+        for b in &s.balancers {
+            if b.backends.is_empty() {
+                let _ = writeln!(o, "  {:<6} agent not answering", b.node);
+            }
+            for be in &b.backends {
+                let check = match (&be.check_ok, &be.check_reason) {
+                    (Some(ok), Some(r)) => format!("{} ({r})", if *ok { "ok" } else { "FAIL" }),
+                    _ => "none yet".into(),
+                };
+                let _ = writeln!(
+                    o,
+                    "  {:<6} {:<8} {:<14} {:<5} {:>3} {:>8} {:>6} {:>6} {:>6}  {}",
+                    b.node,
+                    be.name,
+                    be.address,
+                    if be.up { "UP" } else { "DOWN" },
+                    be.weight,
+                    be.requests,
+                    be.responses[1],
+                    be.responses[4],
+                    be.failures,
+                    check
+                );
+            }
+        }
+    }
+}
+
+/// Each balancer's VRRP instance.
+fn vrrp(o: &mut String, s: &Status) {
+    let vrrps: Vec<_> = s
+        .balancers
+        .iter()
+        .filter_map(|b| b.vrrp.as_ref().map(|v| (&b.node, v)))
+        .collect();
+    if !vrrps.is_empty() {
+        let _ = writeln!(o, "\nVRRP");
+        let _ = writeln!(
+            o,
+            "  {:<6} {:<8} {:>4} {:>5} {:<15} {:>6} {:>6} {:>5}  DROPS",
+            "NODE", "STATE", "VRID", "PRIO", "MASTER", "SENT", "RCVD", "TRANS"
+        );
+        for (node, v) in vrrps {
+            let drops: Vec<String> = v
+                .drops
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| format!("{r}:{n}"))
+                .collect();
+            let prio = if v.effective_priority != v.priority {
+                format!("{}({})", v.effective_priority, v.priority)
+            } else {
+                v.priority.to_string()
+            };
+            let _ = writeln!(
+                o,
+                "  {:<6} {:<8} {:>4} {:>5} {:<15} {:>6} {:>6} {:>5}  {}",
+                node,
+                v.state,
+                v.vrid,
+                prio,
+                v.master
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                v.adverts_sent,
+                v.adverts_received,
+                v.transitions,
+                if drops.is_empty() {
+                    "none".into()
+                } else {
+                    drops.join(" ")
+                }
+            );
+        }
+    }
+}
+
+/// The recorded daemons and whether they still run.
+fn daemons(o: &mut String, s: &Status) {
+    let _ = writeln!(o, "\nDAEMONS");
+    if s.daemons.is_empty() {
+        let _ = writeln!(o, "  none");
+    }
+    for d in &s.daemons {
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<8} pid {:<7} {}",
+            d.node,
+            d.daemon,
+            d.pid,
+            if d.running { "running" } else { "NOT RUNNING" }
+        );
+    }
+}
+
+/// The TC observers' counters.
+fn counters(o: &mut String, s: &Status) {
+    let _ = writeln!(
+        o,
+        "\nBPF COUNTERS (TC ingress observer, pinned under {})",
+        state::pin_dir(&s.lab).display()
+    );
+    let _ = writeln!(
+        o,
+        "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  VRRP BY VRID",
+        "NODE", "IFACE", "BPDU", "TCN", "TC", "RSTP", "BAD", "VRRP", "BAD"
+    );
+    for c in &s.counters {
+        let by: Vec<String> = c
+            .vrrp_by_vrid
+            .iter()
+            .map(|(v, n)| format!("{v}:{n}"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  {}",
+            c.node,
+            c.iface,
+            c.counts.bpdu_config,
+            c.counts.bpdu_tcn,
+            c.counts.bpdu_tc,
+            c.counts.bpdu_rstp,
+            c.counts.bpdu_bad,
+            c.counts.vrrp,
+            c.counts.vrrp_bad,
+            by.join(" ")
+        );
+    }
+}
+
+/// Each VXLAN endpoint's non-zero counters and learned MACs.
+fn vxlan(o: &mut String, s: &Status) {
+    for x in &s.vxlan {
+        let mode = match x.mode {
+            crate::config::VxlanMode::Ebpf => "BPF VTEP, VX_STATS",
+            crate::config::VxlanMode::Kernel => "kernel vxlan device",
+        };
+        let _ = writeln!(o, "\nVXLAN {} ({mode}, {})", x.host, x.device);
+        let nonzero: Vec<String> = x
+            .counters
+            .iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for chunk in nonzero.chunks(6) {
+            let _ = writeln!(o, "  {}", chunk.join("  "));
+        }
+        for f in &x.fdb {
+            let _ = writeln!(
+                o,
+                "  learned {} behind {} ({:.0} s ago)",
+                f.mac, f.vtep, f.age_s
+            );
+        }
+    }
+}
