@@ -2,7 +2,7 @@
 //! roots, ports against theory, balancers, VRRP, daemons, observer counters, VXLAN).
 
 use super::report::Source;
-use super::Status;
+use super::{PortStatus, Status};
 use crate::stp::theory::{PortState, Role};
 use crate::topo::state;
 use std::fmt::Write;
@@ -106,17 +106,7 @@ fn ports(o: &mut String, s: &Status) {
         "BRIDGE", "NO", "PORT", "PEER", "STATE", "ROLE", "COST"
     );
     for p in &s.ports {
-        let theory = if !p.stp {
-            "(no STP)".to_string()
-        } else if p.ok {
-            "ok".to_string()
-        } else {
-            format!(
-                "!! expected {} {}",
-                p.expected_state.map(state_str).unwrap_or("?"),
-                p.expected_role.map(role_str).unwrap_or("?")
-            )
-        };
+        let theory = theory_cell(p);
         let _ = writeln!(
             o,
             "  {:<8} {:<3} {:<11} {:<18} {:<10} {:<10} {:>5}  {}",
@@ -319,5 +309,22 @@ fn vxlan(o: &mut String, s: &Status) {
                 f.mac, f.vtep, f.age_s
             );
         }
+    }
+}
+
+/// The THEORY column: what the check says of one port. A port can fail the check while its
+/// own state and role are theory's: it then sits on a forwarding loop, or its bridge's STP
+/// is not what the config says.
+fn theory_cell(p: &PortStatus) -> String {
+    let as_theory = p.expected_state == Some(p.state) && p.expected_role == Some(p.role);
+    match (p.ok, p.stp) {
+        (true, false) => "(no STP)".to_string(),
+        (true, true) => "ok".to_string(),
+        (false, true) if !as_theory => format!(
+            "!! expected {} {}",
+            p.expected_state.map(state_str).unwrap_or("?"),
+            p.expected_role.map(role_str).unwrap_or("?")
+        ),
+        (false, _) => "!! on a loop, or STP not as configured".to_string(),
     }
 }
