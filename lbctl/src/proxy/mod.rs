@@ -32,10 +32,12 @@ mod body;
 mod client;
 mod error;
 mod forward;
-mod h1;
+pub(crate) mod h1;
+mod request;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use crate::balance::backend::BackendState;
 use crate::balance::counter::Counter;
