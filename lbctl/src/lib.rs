@@ -21,6 +21,7 @@
 //! | [`status`], [`graph`] | reading the running lab and showing it |
 //! | [`webserver`] | the built-in backend web server (`lbctl serve`) |
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
+//! | [`http_get`] | the one blocking HTTP/1.1 client (probe, agent peers, verify) |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
 pub mod agent;
@@ -34,6 +35,7 @@ pub mod graph;
 #[cfg(any(test, feature = "harness"))]
 pub mod harness;
 pub mod health;
+pub mod http_get;
 pub mod logs;
 pub mod probe;
 pub mod progress;

@@ -8,7 +8,7 @@ use super::balancers::{expected_up, health_limit, rotation_ok};
 use super::lab::{pages_text, wait_for, Ctx};
 use super::report::{Checkpoint, Status};
 use crate::config::VxlanMode;
-use crate::probe::http_get;
+use crate::http_get;
 use crate::topo::netns;
 use crate::topo::nl;
 use crate::topo::state;
@@ -379,9 +379,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let answered = netns::run_in(&ctx.plan.netns(&master), move || {
         Ok((0..N)
             .filter(|_| {
-                http_get(addr, &host, "/", Duration::from_secs(1))
-                    .map(|t| t.starts_with("HTTP/1.1 200"))
-                    .unwrap_or(false)
+                http_get::get(addr, &host, "/", Duration::from_secs(1))
+                    .is_ok_and(|r| r.status == 200)
             })
             .count() as u64)
     })?;
