@@ -21,6 +21,7 @@
 //! | [`status`], [`graph`] | reading the running lab and showing it |
 //! | [`webserver`] | the built-in backend web server (`lbctl serve`) |
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
+//! | [`http_get`] | the one blocking HTTP/1.1 client (probe, agent peers, verify) |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
 #[cfg(feature = "runtime")]
@@ -43,6 +44,8 @@ pub mod graph;
 pub mod harness;
 #[cfg(feature = "runtime")]
 pub mod health;
+#[cfg(feature = "runtime")]
+pub mod http_get;
 #[cfg(feature = "runtime")]
 pub mod logs;
 #[cfg(feature = "runtime")]

@@ -4,9 +4,10 @@
 //! transitions are logged here with the backend, its address and the reason.
 //!
 //! The HTTP check sends one `Connection: close` request and reads only the response head,
-//! with a small strict parser: the status line must be `HTTP/1.x NNN`, header lines must
-//! look like headers, 1xx interim heads are skipped, and anything else is an "invalid HTTP
-//! response" as soon as it is seen (garbage does not have to wait for the timeout).
+//! parsed by the proxy's own response-head parser (httparse, see
+//! [`crate::proxy::h1::response_status`]): the status line must be `HTTP/1.x NNN`, header
+//! lines must be headers, 1xx interim heads are skipped, and anything else is an "invalid
+//! HTTP response" as soon as it is seen (garbage does not have to wait for the timeout).
 #![forbid(unsafe_code)]
 
 use crate::balance::backend::BackendState;
@@ -204,7 +205,6 @@ async fn read_status(stream: &mut TcpStream) -> Result<u16, String> {
                 continue;
             }
             Head::Invalid => return Err(INVALID.into()),
-            Head::Partial if buf.len() > MAX_HEAD => return Err(INVALID.into()),
             Head::Partial => {}
         }
         let n = stream.read(&mut chunk).await.map_err(|e| io_reason(&e))?;
@@ -230,89 +230,16 @@ enum Head {
     Invalid,
 }
 
-/// Parses the response head at the start of `buf`. Rejects early: a prefix that cannot
-/// start `HTTP/1.x NNN` is invalid without waiting for more bytes.
+/// Classifies the response head at the start of `buf` with the proxy's response-head
+/// parser (httparse), which refuses early: a prefix that cannot start `HTTP/1.x NNN` is
+/// invalid without waiting for more bytes. A status outside 100..=599 is invalid too.
 fn parse_head(buf: &[u8]) -> Head {
-    const PREFIX: &[u8] = b"HTTP/1.";
-    let n = buf.len().min(PREFIX.len());
-    if buf[..n] != PREFIX[..n] {
-        return Head::Invalid;
-    }
-    let Some(eol) = buf.iter().position(|&c| c == b'\n') else {
-        // "HTTP/1.1 200" needs 12 bytes; a status line with no end in sight is garbage.
-        return if buf.len() > 1024 {
-            Head::Invalid
-        } else {
-            Head::Partial
-        };
-    };
-    let line = strip_cr(&buf[..eol]);
-    let Some(code) = parse_status_line(line) else {
-        return Head::Invalid;
-    };
-    // Header lines up to the empty line.
-    let mut pos = eol + 1;
-    loop {
-        let Some(rel) = buf[pos..].iter().position(|&c| c == b'\n') else {
-            return Head::Partial;
-        };
-        let line = strip_cr(&buf[pos..pos + rel]);
-        pos += rel + 1;
-        if line.is_empty() {
-            break;
-        }
-        if !valid_header_line(line) {
-            return Head::Invalid;
-        }
-    }
-    if (100..200).contains(&code) && code != 101 {
-        Head::Interim(pos)
-    } else {
-        Head::Final(code)
-    }
-}
-
-fn strip_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// `HTTP/1.<digit> <3 digits>[ <reason>]` -> the code, in 100..=599.
-fn parse_status_line(line: &[u8]) -> Option<u16> {
-    let rest = line.strip_prefix(b"HTTP/1.")?;
-    let (&minor, rest) = rest.split_first()?;
-    if !minor.is_ascii_digit() {
-        return None;
-    }
-    let rest = rest.strip_prefix(b" ")?;
-    if rest.len() < 3 || !rest[..3].iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if rest.len() > 3 && rest[3] != b' ' {
-        return None;
-    }
-    if rest[3..]
-        .iter()
-        .any(|&c| (c < b' ' && c != b'\t') || c == 0x7f)
-    {
-        return None;
-    }
-    let code = rest[..3]
-        .iter()
-        .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
-    (100..=599).contains(&code).then_some(code)
-}
-
-/// `name: value` with a token name (no spaces before the colon), or an obsolete folded
-/// continuation line (starting with a space or tab).
-fn valid_header_line(line: &[u8]) -> bool {
-    if line[0] == b' ' || line[0] == b'\t' {
-        return true;
-    }
-    match line.iter().position(|&c| c == b':') {
-        Some(0) | None => false,
-        Some(i) => line[..i]
-            .iter()
-            .all(|&c| c.is_ascii_graphic() && !b"()<>@,;\\\"/[]?={}".contains(&c)),
+    match crate::proxy::h1::response_status(buf, MAX_HEAD) {
+        Ok(None) => Head::Partial,
+        Ok(Some((code, _))) if !(100..=599).contains(&code) => Head::Invalid,
+        Ok(Some((code, len))) if (100..200).contains(&code) && code != 101 => Head::Interim(len),
+        Ok(Some((code, _))) => Head::Final(code),
+        Err(_) => Head::Invalid,
     }
 }
 

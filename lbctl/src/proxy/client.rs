@@ -427,41 +427,72 @@ fn redispatch(
     }
 }
 
+/// What a dispatched request brings back: the response head of the backend that
+/// answered, and everything its body and the rest of the exchange still need.
+pub struct Dispatched {
+    pub head: ResponseHead,
+    /// The backend connection: the response body follows in `conn.buf` and on the socket.
+    pub conn: Conn,
+    /// The rest of the request body's upload, when the backend answered before it had
+    /// all of it.
+    pub upload: Option<Upload>,
+    /// The backend that answered; it counts the request as active until dropped.
+    pub pick: Pick,
+    /// Time from the attempt that answered to its response head.
+    pub took: Duration,
+}
+
+/// The retry state of one request across its attempts.
+#[derive(Default)]
+struct Attempts {
+    /// Backends that could not be reached or failed (not picked again).
+    tried: Vec<usize>,
+    /// The next attempt must open a new connection (a pooled one just failed).
+    fresh_only: bool,
+    /// The one replay of a replayable request has been used.
+    replayed: bool,
+}
+
+/// What the next attempt of a request does after one failed.
+enum Next {
+    /// The same backend, on a new connection.
+    Fresh,
+    /// Another backend of the pool.
+    Redispatch(Pick),
+}
+
+/// A connection to `pick`'s backend: the most recent pooled one unless `fresh_only`, else
+/// a new one. `bool`: reused from the pool. Err is the reason a new one failed.
+async fn open(sh: &Shared, pick: &Pick, fresh_only: bool) -> Result<(Conn, bool), String> {
+    if !fresh_only {
+        if let Some(c) = sh.pool.checkout(pick.idx) {
+            return Ok((c, true));
+        }
+    }
+    let c = sh.pool.connect(pick.idx, pick.backend.addr).await?;
+    Ok((c, false))
+}
+
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
-/// `pool`). Returns the response head, the connection (its body follows in `conn.buf` and
-/// on the socket), the rest of the request body's upload if any, the backend that
-/// answered and its response time.
+/// `pool`), with the retry and redispatch rules of this module's header.
 pub async fn dispatch(
     sh: &Shared,
     mut pick: Pick,
     pool: &str,
     mut req: Outgoing,
-) -> Result<(ResponseHead, Conn, Option<Upload>, Pick, Duration), ProxyError> {
-    let mut tried: Vec<usize> = Vec::new();
-    let mut fresh_only = false;
-    let mut replayed = false;
+) -> Result<Dispatched, ProxyError> {
+    let mut at = Attempts::default();
     let server_timeout = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
     let client_timeout = Duration::from_millis(sh.cfg.timeouts.http_request_ms.max(1));
     loop {
         let b = pick.backend.clone();
         let started = Instant::now();
-        let pooled = if fresh_only {
-            None
-        } else {
-            sh.pool.checkout(pick.idx)
-        };
-        let reused = pooled.is_some();
-        let conn = match pooled {
-            Some(c) => Ok(c),
-            None => sh.pool.connect(pick.idx, b.addr).await,
-        };
-        fresh_only = false;
-        let mut conn = match conn {
+        let (mut conn, reused) = match open(sh, &pick, std::mem::take(&mut at.fresh_only)).await {
             Ok(c) => c,
             Err(reason) => {
                 tracing::info!(backend = %b.name, %reason, "cannot connect to backend, redispatching");
                 passive_failure(sh, &b, &reason, started.elapsed());
-                pick = redispatch(sh, pool, &mut tried, &pick, || {
+                pick = redispatch(sh, pool, &mut at.tried, &pick, || {
                     format!("no backend reachable (last: {}: {reason})", b.name)
                 })?;
                 continue;
@@ -480,71 +511,120 @@ pub async fn dispatch(
         )
         .await;
         let failed = match sent {
-            Err(Waiting::Client(_)) => {
-                // The client stopped sending its request body: its fault, not the backend's.
-                return Err(ProxyError::ClientTimeout);
-            }
-            Err(Waiting::Backend(_)) => {
-                let reason = format!("no response within {} ms", server_timeout.as_millis());
-                tracing::info!(backend = %b.name, %reason, "backend timeout");
-                passive_failure(sh, &b, "timeout", started.elapsed());
-                return Err(ProxyError::GatewayTimeout(format!("{}: {reason}", b.name)));
-            }
             Ok(Ok((head, upload))) => {
                 let took = started.elapsed();
                 passive_success(sh, &b, took);
-                return Ok((head, conn, upload, pick, took));
+                return Ok(Dispatched {
+                    head,
+                    conn,
+                    upload,
+                    pick,
+                    took,
+                });
             }
             Ok(Err(f)) => f,
+            Err(w) => return Err(stalled(sh, &b, w, server_timeout, started)),
         };
-        let reason = match failed {
-            Failed::Client(why) => return Err(ProxyError::ClientAborted(why)),
-            Failed::HeadWrite(e) => {
-                b.counters.retries.fetch_add(1, Ordering::Relaxed);
-                if reused {
-                    // Nothing of the request reached the backend: a new connection.
-                    tracing::debug!(backend = %b.name, error = %e, "pooled connection dead, retrying on a new one");
-                    fresh_only = true;
-                    continue;
-                }
-                // A brand new connection that is already dead: a connect failure.
-                let reason = format!("connection closed right after connect: {e}");
-                passive_failure(sh, &b, &reason, started.elapsed());
-                pick = redispatch(sh, pool, &mut tried, &pick, || {
-                    format!("{}: {reason}", b.name)
-                })?;
-                continue;
-            }
-            Failed::Closed(reason) => {
-                if reused && req.replayable && !replayed {
-                    tracing::debug!(backend = %b.name, %reason, "reused connection closed by backend before answering, retrying once");
-                    b.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    replayed = true;
-                    fresh_only = true;
-                    continue;
-                }
-                passive_failure(sh, &b, &reason, started.elapsed());
-                // The backend closed or reset the connection without a complete answer
-                // head: a request that can be replayed goes to another up backend, like
-                // HAProxy's `retry-on empty-response conn-failure` with `option
-                // redispatch`. Nothing reached the client yet.
-                if req.replayable {
-                    tried.push(pick.idx);
-                    if let Some(next) = sh.balancer.pick(pool, &tried) {
-                        tracing::info!(backend = %b.name, %reason, next = %next.backend.name, "empty response, redispatching");
-                        b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
-                        pick = next;
-                        continue;
-                    }
-                }
-                reason
-            }
-            Failed::Io(reason) | Failed::Invalid(reason) => {
-                passive_failure(sh, &b, &reason, started.elapsed());
-                reason
-            }
+        let attempt = Attempt {
+            pick: &pick,
+            pool,
+            reused,
+            replayable: req.replayable,
+            started,
         };
-        tracing::info!(backend = %b.name, %reason, reused, "bad gateway");
-        return Err(ProxyError::BadGateway(format!("{}: {reason}", b.name)));
+        match recover(sh, &mut at, attempt, failed)? {
+            Next::Fresh => {}
+            Next::Redispatch(next) => pick = next,
+        }
     }
+}
+
+/// The error of an exchange that stalled: the client's fault (408, its request body
+/// stopped coming) or the backend's (504, recorded as a passive failure).
+fn stalled(
+    sh: &Shared,
+    b: &BackendState,
+    w: Waiting,
+    server_timeout: Duration,
+    started: Instant,
+) -> ProxyError {
+    match w {
+        Waiting::Client(_) => ProxyError::ClientTimeout,
+        Waiting::Backend(_) => {
+            let reason = format!("no response within {} ms", server_timeout.as_millis());
+            tracing::info!(backend = %b.name, %reason, "backend timeout");
+            passive_failure(sh, b, "timeout", started.elapsed());
+            ProxyError::GatewayTimeout(format!("{}: {reason}", b.name))
+        }
+    }
+}
+
+/// The attempt that just failed.
+struct Attempt<'a> {
+    pick: &'a Pick,
+    pool: &'a str,
+    /// Its connection came from the pool.
+    reused: bool,
+    /// The request may be sent again (idempotent, no body).
+    replayable: bool,
+    started: Instant,
+}
+
+/// Decides what follows a failed attempt: a new connection to the same backend, another
+/// backend, or the error the client gets.
+fn recover(
+    sh: &Shared,
+    at: &mut Attempts,
+    a: Attempt<'_>,
+    failed: Failed,
+) -> Result<Next, ProxyError> {
+    let b = &a.pick.backend;
+    let reason = match failed {
+        Failed::Client(why) => return Err(ProxyError::ClientAborted(why)),
+        Failed::HeadWrite(e) => {
+            b.counters.retries.fetch_add(1, Ordering::Relaxed);
+            if a.reused {
+                // Nothing of the request reached the backend: a new connection.
+                tracing::debug!(backend = %b.name, error = %e, "pooled connection dead, retrying on a new one");
+                at.fresh_only = true;
+                return Ok(Next::Fresh);
+            }
+            // A brand new connection that is already dead: a connect failure.
+            let reason = format!("connection closed right after connect: {e}");
+            passive_failure(sh, b, &reason, a.started.elapsed());
+            let next = redispatch(sh, a.pool, &mut at.tried, a.pick, || {
+                format!("{}: {reason}", b.name)
+            })?;
+            return Ok(Next::Redispatch(next));
+        }
+        Failed::Closed(reason) => {
+            if a.reused && a.replayable && !at.replayed {
+                tracing::debug!(backend = %b.name, %reason, "reused connection closed by backend before answering, retrying once");
+                b.counters.retries.fetch_add(1, Ordering::Relaxed);
+                at.replayed = true;
+                at.fresh_only = true;
+                return Ok(Next::Fresh);
+            }
+            passive_failure(sh, b, &reason, a.started.elapsed());
+            // The backend closed or reset the connection without a complete answer
+            // head: a request that can be replayed goes to another up backend, like
+            // HAProxy's `retry-on empty-response conn-failure` with `option
+            // redispatch`. Nothing reached the client yet.
+            if a.replayable {
+                at.tried.push(a.pick.idx);
+                if let Some(next) = sh.balancer.pick(a.pool, &at.tried) {
+                    tracing::info!(backend = %b.name, %reason, next = %next.backend.name, "empty response, redispatching");
+                    b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Next::Redispatch(next));
+                }
+            }
+            reason
+        }
+        Failed::Io(reason) | Failed::Invalid(reason) => {
+            passive_failure(sh, b, &reason, a.started.elapsed());
+            reason
+        }
+    };
+    tracing::info!(backend = %b.name, %reason, reused = a.reused, "bad gateway");
+    Err(ProxyError::BadGateway(format!("{}: {reason}", b.name)))
 }

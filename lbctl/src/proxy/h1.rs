@@ -107,6 +107,8 @@ impl fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 fn invalid(why: impl Into<String>) -> ParseError {
     ParseError::Invalid(why.into())
 }
@@ -120,20 +122,10 @@ pub fn parse_response_head(
 ) -> Result<Option<ResponseHead>, ParseError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => {
-            if buf.len() > MAX_RESPONSE_HEAD {
-                return Err(ParseError::TooLarge);
-            }
-            return Ok(None);
-        }
-        Err(httparse::Error::TooManyHeaders) => return Err(ParseError::TooLarge),
-        Err(e) => return Err(invalid(e.to_string())),
+    let strict = httparse::ParserConfig::default();
+    let Some(len) = run_httparse(&strict, &mut resp, buf, MAX_RESPONSE_HEAD)? else {
+        return Ok(None);
     };
-    if len > MAX_RESPONSE_HEAD {
-        return Err(ParseError::TooLarge);
-    }
     let version = match resp.version {
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
@@ -173,6 +165,39 @@ pub fn parse_response_head(
         framing,
         keep_alive,
     }))
+}
+
+/// httparse over the response head at the start of `buf`: its length once complete,
+/// `Ok(None)` while it is not and is still within `max_head` bytes.
+fn run_httparse<'b>(
+    config: &httparse::ParserConfig,
+    resp: &mut httparse::Response<'_, 'b>,
+    buf: &'b [u8],
+    max_head: usize,
+) -> Result<Option<usize>, ParseError> {
+    match config.parse_response(resp, buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => Err(ParseError::TooLarge),
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) if buf.len() > max_head => Err(ParseError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(ParseError::TooLarge),
+        Err(e) => Err(invalid(e.to_string())),
+    }
+}
+
+/// The status code and length of the response head at the start of `buf`, for a reader
+/// that only needs to know how the server answered (the health checker); `Ok(None)`
+/// while incomplete. The same httparse parse as [`parse_response_head`], so it refuses
+/// a prefix that cannot start a response at once, without waiting for more bytes; it
+/// takes obsolete folded header lines (they do not change the status), and the head
+/// may be at most `max_head` bytes.
+pub fn response_status(buf: &[u8], max_head: usize) -> Result<Option<(u16, usize)>, ParseError> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let mut lenient = httparse::ParserConfig::default();
+    lenient.allow_obsolete_multiline_headers_in_responses(true);
+    let len = run_httparse(&lenient, &mut resp, buf, max_head)?;
+    Ok(len.map(|n| (resp.code.unwrap_or(0), n)))
 }
 
 fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
@@ -264,6 +289,8 @@ impl fmt::Display for BodyError {
         f.write_str(&self.0)
     }
 }
+
+impl std::error::Error for BodyError {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {

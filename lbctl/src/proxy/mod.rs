@@ -23,6 +23,8 @@
 //!   its request body for `http_request_ms` gets 408 (not held against the backend); the
 //!   backend not reading/answering for `server_ms` gives 504 (passive failure), and a
 //!   backend stalling mid-body for `server_ms` aborts the client connection.
+//! - a request's path (`request`): route → select → forward → respond, one named stage
+//!   each; a `101` hands both connections to an Upgrade tunnel (`tunnel`).
 //! - backend side (`client`): see there for the exact retry/redispatch rules.
 //! - counters: `FrontendStats` (process-wide, [`frontend_stats`]); per backend in
 //!   `BackendState::counters` (`bytes_in` = request bytes sent to it, `bytes_out` = its
@@ -32,10 +34,12 @@ mod body;
 mod client;
 mod error;
 mod forward;
-mod h1;
+pub(crate) mod h1;
+mod request;
 mod server;
 #[cfg(test)]
 mod tests;
+mod tunnel;
 
 use crate::balance::backend::BackendState;
 use crate::balance::counter::Counter;

@@ -1,5 +1,6 @@
-//! The client side: listeners, the per-connection hyper server with limits and our own
-//! timeouts, the request handler, and Upgrade tunnels.
+//! The client side: listeners, proxy threads and the handover of connections between
+//! them, and the per-connection hyper server with limits and our own timeouts (each
+//! request then takes the path of [`super::request`]).
 //!
 //! Timeouts are ours rather than hyper's `header_read_timeout` (which closes without a
 //! response and runs while a kept-alive connection is idle too): each connection has a
@@ -15,20 +16,16 @@
 //! and dropped (up to 1 s / 1 MiB) so a client that is still sending gets our error
 //! response rather than a TCP reset.
 
-use super::body::{BackendBody, Progress, ReqBody, RespBody};
 use super::client::{self, Pool};
-use super::error::{self, ProxyError};
+use super::error;
 use super::forward;
-use super::h1::{self, ReqFraming};
+use super::request;
 use super::{FrontendStats, ProxyConfig};
 use crate::balance::backend::BackendState;
 use crate::balance::Balancer;
 use anyhow::Context as _;
-use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderMap, CONTENT_LENGTH, COOKIE, SET_COOKIE};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::StatusCode;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -356,7 +353,7 @@ impl ConnState {
         }
     }
 
-    fn begin_request(&self) {
+    pub fn begin_request(&self) {
         self.set(
             |p| match p {
                 Phase::Busy(n) => Some(Phase::Busy(n + 1)),
@@ -378,8 +375,13 @@ impl ConnState {
         );
     }
 
-    fn upgraded(&self) {
+    pub fn upgraded(&self) {
         self.set(|_| Some(Phase::Upgraded), true);
+    }
+
+    /// X-Forwarded-For and Forwarded for this client.
+    pub fn forwarding(&self) -> &forward::Forwarding {
+        &self.forwarding
     }
 
     /// The current deadline and what expires then.
@@ -396,6 +398,13 @@ impl ConnState {
 
 /// Marks a request in flight on its connection until dropped (with the response body).
 pub struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    /// Call after [`ConnState::begin_request`]: the drop ends the request.
+    pub fn new(state: Arc<ConnState>) -> InFlight {
+        InFlight(state)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -538,7 +547,7 @@ async fn connection(
     let svc = {
         let sh = sh.clone();
         let state = state.clone();
-        hyper::service::service_fn(move |req| handle(req, sh.clone(), state.clone()))
+        hyper::service::service_fn(move |req| request::handle(req, sh.clone(), state.clone()))
     };
     let limits = &sh.cfg.limits;
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -634,158 +643,6 @@ async fn linger(mut stream: TcpStream, prefix: Option<Vec<u8>>) {
             Ok(Ok(n)) if n > 0 => total += n,
             _ => break,
         }
-    }
-}
-
-async fn handle(
-    req: Request<Incoming>,
-    sh: Arc<Shared>,
-    state: Arc<ConnState>,
-) -> Result<Response<RespBody>, Infallible> {
-    state.begin_request();
-    let inflight = InFlight(state.clone());
-    sh.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::debug_span!("req", method = %req.method(), uri = %req.uri());
-    let mut resp = match proxy(req, &sh, &state).instrument(span.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            let status = e.status();
-            error::count(&sh.stats, status);
-            span.in_scope(
-                || tracing::info!(status = status.as_u16(), reason = %e.reason(), "request failed"),
-            );
-            error::response(status)
-        }
-    };
-    sh.stats.count_response(resp.status().as_u16());
-    resp.body_mut().hold_inflight(inflight);
-    Ok(resp)
-}
-
-async fn proxy(
-    mut req: Request<Incoming>,
-    sh: &Arc<Shared>,
-    state: &Arc<ConnState>,
-) -> Result<Response<RespBody>, ProxyError> {
-    forward::check_request(req.method(), req.uri(), req.version(), req.headers())?;
-    let upgrade = forward::wants_upgrade(req.version(), req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let pool = sh.balancer.pool_for(req.uri().path());
-    let first = sh
-        .balancer
-        .select_in(pool, req.headers())
-        .ok_or_else(|| ProxyError::NoBackend(format!("no backend up in pool {pool:?}")))?;
-    // The request's cookies, for the response's Set-Cookie decision (stickiness only).
-    let mut cookies = HeaderMap::new();
-    if sh.balancer.cookie_name().is_some() {
-        for v in req.headers().get_all(COOKIE) {
-            cookies.append(COOKIE, v.clone());
-        }
-    }
-    let (mut parts, body) = req.into_parts();
-    forward::to_backend(&mut parts, &state.forwarding, upgrade)?;
-    let out = outgoing(parts, body);
-    let (head, conn, upload, pick, took) = client::dispatch(sh, first, pool, out).await?;
-    let b = pick.backend.clone();
-    let status = head.status;
-    b.count_response(status.as_u16());
-    b.counters
-        .response_time_us_total
-        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    tracing::debug!(backend = %b.name, status = status.as_u16(), "response");
-    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    if switching && client_upgrade.is_none() {
-        return Err(ProxyError::BadGateway(format!(
-            "{}: 101 to a request that did not ask to upgrade",
-            b.name
-        )));
-    }
-    let mut resp = Response::new(RespBody::empty());
-    *resp.status_mut() = status;
-    *resp.headers_mut() = head.headers;
-    forward::strip_hop_by_hop(resp.headers_mut(), switching);
-    if let Some(c) = sh.balancer.set_cookie_for(pick.idx, &cookies) {
-        resp.headers_mut().append(SET_COOKIE, c);
-    }
-    if switching {
-        let client_upgrade = client_upgrade.expect("checked above");
-        state.upgraded();
-        let tunnel_state = state.clone();
-        tokio::spawn(
-            async move {
-                let _keep = (tunnel_state, pick);
-                // A 101 ends the request: nothing of a body is left to send.
-                drop(upload);
-                let Ok(mut stream) = Arc::try_unwrap(conn.stream) else {
-                    tracing::warn!("backend connection still shared, cannot tunnel");
-                    return;
-                };
-                let mut early = conn.buf;
-                match client_upgrade.await {
-                    Ok(c) => {
-                        let mut c = TokioIo::new(c);
-                        // What the backend sent right after its 101 goes first.
-                        let early = early.split();
-                        if !early.is_empty() {
-                            if let Err(e) = c.write_all(&early).await {
-                                tracing::debug!(error = %e, "tunnel ended");
-                                return;
-                            }
-                        }
-                        match tokio::io::copy_bidirectional(&mut c, &mut stream).await {
-                            Ok((up, down)) => {
-                                let down = down + early.len() as u64;
-                                b.counters.bytes_in.fetch_add(up, Ordering::Relaxed);
-                                b.counters.bytes_out.fetch_add(down, Ordering::Relaxed);
-                                tracing::debug!(up, down, "tunnel closed");
-                            }
-                            Err(e) => tracing::debug!(error = %e, "tunnel ended"),
-                        }
-                    }
-                    Err(e) => tracing::info!(error = %e, "client upgrade failed"),
-                }
-            }
-            .instrument(tracing::Span::current()),
-        );
-        return Ok(resp);
-    }
-    let idle = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
-    let body = BackendBody::new(conn, head.framing, head.keep_alive, upload, sh.pool.clone());
-    let mut out = RespBody::stream(body, b, sh.stats.clone(), idle);
-    out.hold_pick(pick);
-    *resp.body_mut() = out;
-    Ok(resp)
-}
-
-/// Encodes the request head for the backends and decides the body's framing: the
-/// client's Content-Length when it sent one, chunked for a body of unknown length (a
-/// chunked upload, or Transfer-Encoding plus Content-Length, where the chunked coding
-/// wins), none for a request without body.
-fn outgoing(parts: hyper::http::request::Parts, body: Incoming) -> client::Outgoing {
-    let had_length = parts.headers.contains_key(CONTENT_LENGTH);
-    let framing = match body.size_hint().exact() {
-        Some(n) if had_length || n > 0 => ReqFraming::Length(n),
-        Some(_) => ReqFraming::None,
-        None => ReqFraming::Chunked,
-    };
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("*");
-    let mut head = bytes::BytesMut::new();
-    h1::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    );
-    let empty = body.is_end_stream();
-    client::Outgoing {
-        method: parts.method,
-        head: head.freeze(),
-        body: (!empty).then(|| ReqBody::new(body, Progress::new())),
-        framing,
-        replayable: idempotent && empty,
     }
 }
 

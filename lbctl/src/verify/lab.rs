@@ -8,7 +8,6 @@ use super::undo::{Action, FaultKey, Undo};
 use crate::agent::admin::Stats;
 use crate::config::{Config, Role};
 use crate::fault;
-use crate::probe::http_get;
 use crate::topo::inspect::{self, LabView};
 use crate::topo::netns;
 use crate::topo::plan::{Kind, Plan};
@@ -37,24 +36,29 @@ pub struct Page {
     pub via: String,
 }
 
-/// Parses a raw HTTP response into a page.
-pub fn parse_page(text: &str) -> Option<Page> {
-    let status = text
-        .strip_prefix("HTTP/1.1 ")?
-        .get(..3)?
-        .parse::<u16>()
-        .ok()?;
+/// Parses a raw HTTP response (as a server sent it before closing) into a page: what
+/// [`Ctx::get`] makes of a response, for the tests.
+#[cfg(test)]
+fn parse_page(text: &str) -> Option<Page> {
+    crate::http_get::parse(text.as_bytes())
+        .ok()
+        .map(|r| page(&r))
+}
+
+/// The page a response carries.
+fn page(r: &crate::http_get::Response) -> Page {
+    let text = r.text();
     let field = |key: &str| {
         text.find(key)
             .and_then(|i| text[i + key.len()..].split('<').next())
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
-    Some(Page {
-        status,
+    Page {
+        status: r.status.as_u16(),
         server: field("Esto es el servidor "),
         via: field("tiene direccion: "),
-    })
+    }
 }
 
 impl Ctx {
@@ -75,11 +79,11 @@ impl Ctx {
         let deadline = self.deadline.max(Duration::from_millis(1000));
         let host = addr.to_string();
         netns::run_in(&self.plan.netns(node), move || {
-            Ok(http_get(addr, &host, "/", deadline))
+            Ok(crate::http_get::get(addr, &host, "/", deadline).ok())
         })
         .ok()
         .flatten()
-        .and_then(|t| parse_page(&t))
+        .map(|r| page(&r))
     }
 
     /// `n` consecutive pages of the service from `node` (failed requests are `None`).
@@ -390,7 +394,7 @@ mod tests {
 
     #[test]
     fn pages_are_parsed() {
-        let p = parse_page("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n<h1>Esto es el servidor serv2</h1><p>El cliente que ha pedido esta pagina tiene direccion: 10.0.0.250</p>").unwrap();
+        let p = parse_page("HTTP/1.1 200 OK\r\nContent-Length: 105\r\n\r\n<h1>Esto es el servidor serv2</h1><p>El cliente que ha pedido esta pagina tiene direccion: 10.0.0.250</p>").unwrap();
         assert_eq!(
             p,
             Page {

@@ -3,7 +3,7 @@
 //! its own deadline, for a bounded time. Samples are kept so the outage of each event
 //! (fault down, fault repaired) is computed afterwards from the same run.
 
-use crate::probe::http_get;
+use crate::http_get;
 use crate::topo::netns;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -161,9 +161,8 @@ impl ClientLoop {
                 }
                 while !st.load(Ordering::Relaxed) && t0.elapsed() < MAX_LOOP {
                     let t = Instant::now();
-                    let ok = http_get(addr, &host, "/", deadline)
-                        .map(|r| r.starts_with("HTTP/1.1 200"))
-                        .unwrap_or(false);
+                    let ok =
+                        http_get::get(addr, &host, "/", deadline).is_ok_and(|r| r.status == 200);
                     sa.lock().unwrap().push(Sample {
                         t_ms: (t - t0).as_millis() as u64,
                         end_ms: t0.elapsed().as_millis() as u64,

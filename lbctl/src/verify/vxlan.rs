@@ -10,7 +10,7 @@ use super::lab::{pages_text, wait_for, Ctx};
 use super::report::{Checkpoint, Status};
 use crate::config::{Vxlan, VxlanMode};
 use crate::datapath::vxlan::{read_stats, VxCounters};
-use crate::probe::http_get;
+use crate::http_get;
 use crate::topo::netns;
 use crate::topo::nl;
 use crate::topo::state;
@@ -347,9 +347,8 @@ async fn tunnel_counters(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<(
     let answered = netns::run_in(&ctx.plan.netns(&master), move || {
         Ok((0..N)
             .filter(|_| {
-                http_get(addr, &host, "/", Duration::from_secs(1))
-                    .map(|t| t.starts_with("HTTP/1.1 200"))
-                    .unwrap_or(false)
+                http_get::get(addr, &host, "/", Duration::from_secs(1))
+                    .is_ok_and(|r| r.status == 200)
             })
             .count() as u64)
     })?;
