@@ -474,7 +474,6 @@ fn monotonic_ns() -> u64 {
 }
 
 #[cfg(test)]
-#[path = "vxlan_tests.rs"]
 mod tests;
 
 /// Legacy ethtool ioctls (SIOCETHTOOL) for the two offload switches the VTEP needs, on the
