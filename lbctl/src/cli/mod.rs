@@ -134,3 +134,26 @@ impl Cmd {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// `lbctl --help` lists what users run and nothing else: no hidden verbs (the bench
+    /// helpers live in `lbctl-harness`), and clap's own consistency checks pass.
+    #[test]
+    fn help_lists_only_user_verbs() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let names: Vec<&str> = cmd.get_subcommands().map(|s| s.get_name()).collect();
+        assert_eq!(
+            names,
+            [
+                "up", "down", "status", "exec", "link", "bridge", "graph", "capture", "logs",
+                "verify", "check", "agent", "probe", "vtep-log", "serve"
+            ]
+        );
+        assert!(cmd.get_subcommands().all(|s| !s.is_hide_set()));
+    }
+}
