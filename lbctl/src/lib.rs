@@ -21,6 +21,7 @@
 //! | [`status`], [`graph`] | reading the running lab and showing it |
 //! | [`webserver`] | the built-in backend web server (`lbctl serve`) |
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
+//! | [`test_prereq`] | the rule for tests whose prerequisite is missing (fail under CI, a visible skip elsewhere) |
 //! | [`http_get`] | the one blocking HTTP/1.1 client (probe, agent peers, verify) |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
@@ -58,8 +59,8 @@ pub mod proxy;
 pub mod status;
 #[cfg(feature = "runtime")]
 pub mod stp;
-#[cfg(test)]
-pub(crate) mod test_prereq;
+#[cfg(feature = "runtime")]
+pub mod test_prereq;
 #[cfg(feature = "runtime")]
 pub mod topo;
 #[cfg(feature = "runtime")]

@@ -2,7 +2,7 @@
 //! under CI (`CI` set to anything but empty, `0` or `false`; `.ci/run` sets `CI=1`) the test
 //! FAILS, since a run that proves nothing must not look green; elsewhere it prints a visible
 //! `skipped: <test>: <why>` line and returns, and `scripts/test.sh` counts those lines as
-//! skipped, not passed. `tests/common/mod.rs` holds the same rule for the lab tests.
+//! skipped, not passed. The lab tests (`tests/common`) use it too.
 //!
 //! The line is written to the process's stderr handle directly, not through `eprintln!`:
 //! libtest captures the print macros of a passing test, and a skip must stay visible.

@@ -220,28 +220,11 @@ pub fn require_root() {
     assert!(is_root(), "lab tests need root (CI runs them as root)");
 }
 
-/// Whether the environment's `CI` value means "running under CI" (anything but unset,
-/// empty, `0` or `false`; `.ci/run` sets `CI=1`).
-pub fn under_ci(ci: Option<&str>) -> bool {
-    !matches!(ci.map(str::trim), None | Some("" | "0" | "false"))
-}
-
 /// The rule for a test whose prerequisite (other than root, which `require_root` always
-/// demands) is missing, the same as the library's `test_prereq::skip`: under CI it FAILS;
-/// elsewhere it writes `skipped: <test>: <why>` straight to stderr (libtest does not capture
-/// that handle, so the line stays visible) and `scripts/test.sh` counts it as skipped.
-/// Callers return right after it.
-pub fn skip(why: &str) {
-    use std::io::Write as _;
-    let ci = std::env::var("CI").ok();
-    assert!(
-        !under_ci(ci.as_deref()),
-        "prerequisite missing under CI={}: {why}",
-        ci.unwrap_or_default()
-    );
-    let test = std::thread::current().name().unwrap_or("?").to_string();
-    let _ = std::io::stderr().write_all(format!("skipped: {test}: {why}\n").as_bytes());
-}
+/// demands) is missing: under CI it fails; elsewhere a visible `skipped: <test>: <why>` line
+/// that `scripts/test.sh` counts as skipped. Callers return right after it.
+#[allow(unused_imports)] // not every test binary that includes this module skips
+pub use lbctl::test_prereq::skip;
 
 /// Runs `f` on a thread inside node `node` of lab `lab` (setns is per thread, so the test's
 /// other threads stay where they are).
