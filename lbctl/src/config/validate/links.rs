@@ -65,10 +65,7 @@ mod tests {
     const LINK0: &str = "a = \"swout1\"\nb = \"swout2\"";
 
     fn run(edits: &[(&str, &str)]) -> Vec<super::super::Problem> {
-        let cfg = parsed(edits);
-        let mut names = IfNames::default();
-        let (bridges, _) = super::super::bridges::check(&cfg, &mut names);
-        check(&cfg, &bridges, &mut names).into_vec()
+        after_bridges(edits, check)
     }
 
     #[test]

@@ -135,6 +135,22 @@ pub(crate) mod testing {
         toml::from_str(&edited(edits)).expect("edited config parses")
     }
 
+    /// Runs one concern that comes after `bridges` on the edited config: `check` gets the
+    /// bridge index and the interface names the bridges took.
+    pub fn after_bridges(
+        edits: &[(&str, &str)],
+        check: impl for<'a> FnOnce(
+            &'a Config,
+            &super::Bridges<'a>,
+            &mut super::names::IfNames,
+        ) -> super::Problems,
+    ) -> Vec<Problem> {
+        let cfg = parsed(edits);
+        let mut names = super::names::IfNames::default();
+        let (bridges, _) = super::bridges::check(&cfg, &mut names);
+        check(&cfg, &bridges, &mut names).into_vec()
+    }
+
     pub fn problem(field: &str, reason: &str) -> Problem {
         Problem {
             field: field.into(),

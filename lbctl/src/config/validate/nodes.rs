@@ -85,10 +85,9 @@ mod tests {
     const BAL1_ETH1: &str = "name = \"eth1\"\nbridge = \"vswin1\"";
 
     fn run(edits: &[(&str, &str)]) -> Vec<super::super::Problem> {
-        let cfg = parsed(edits);
-        let mut names = IfNames::default();
-        let (bridges, _) = super::super::bridges::check(&cfg, &mut names);
-        check(&cfg, &bridges, &mut names, &mut Addresses::default()).into_vec()
+        after_bridges(edits, |cfg, bridges, names| {
+            check(cfg, bridges, names, &mut Addresses::default())
+        })
     }
 
     #[test]

@@ -198,10 +198,7 @@ mod tests {
     const EP1_LOCAL: &str = "local = \"172.16.1.151\"";
 
     fn run(edits: &[(&str, &str)]) -> Vec<super::super::Problem> {
-        let cfg = parsed(edits);
-        let mut names = IfNames::default();
-        let (bridges, _) = super::super::bridges::check(&cfg, &mut names);
-        check(&cfg, &bridges, &mut names).into_vec()
+        after_bridges(edits, check)
     }
 
     #[test]
