@@ -23,6 +23,7 @@
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
 //! | [`test_prereq`] | the rule for tests whose prerequisite is missing (fail under CI, a visible skip elsewhere) |
 //! | [`http_get`] | the one blocking HTTP/1.1 client (probe, agent peers, verify) |
+//! | [`locks`], [`log_limit`] | a mutex lock a panic cannot poison; a warning let through once per interval |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
 #[cfg(feature = "runtime")]
@@ -47,6 +48,8 @@ pub mod harness;
 pub mod health;
 #[cfg(feature = "runtime")]
 pub mod http_get;
+pub mod locks;
+pub mod log_limit;
 #[cfg(feature = "runtime")]
 pub mod logs;
 #[cfg(feature = "runtime")]

@@ -381,6 +381,9 @@ fn frontend_families(o: &mut Exposition, f: &crate::proxy::FrontendSnapshot) {
         ("bad_gateway", f.bad_gateway),
         ("gateway_timeout", f.gateway_timeout),
         ("aborted_mid_body", f.aborted_mid_body),
+        ("client_timeout", f.client_timeout),
+        ("tunnel_timeout", f.tunnel_timeout),
+        ("panic", f.panics),
     ];
     o.family(
         "lbctl_frontend_errors_total",

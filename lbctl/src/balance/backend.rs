@@ -114,7 +114,7 @@ impl BackendState {
     }
 
     pub fn check_state(&self) -> CheckState {
-        self.check.lock().expect("check state lock").clone()
+        crate::locks::lock(&self.check).clone()
     }
 
     /// Records one observation and applies the rise/fall hysteresis: `rise` consecutive
@@ -129,7 +129,7 @@ impl BackendState {
         rise: u32,
         fall: u32,
     ) -> Option<Transition> {
-        let mut st = self.check.lock().expect("check state lock");
+        let mut st = crate::locks::lock(&self.check);
         st.last = Some(CheckResult {
             ok,
             reason: reason.to_string(),

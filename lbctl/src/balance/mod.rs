@@ -110,7 +110,7 @@ impl Balancer {
     /// backends already tried for this request). `None` when no up backend is left.
     pub fn pick(&self, pool: &str, exclude: &[usize]) -> Option<Pick> {
         let cands = self.candidates(pool, exclude);
-        let mut cur = self.current.lock().expect("balancer lock");
+        let mut cur = crate::locks::lock(&self.current);
         let idx = match self.algo {
             Balance::Roundrobin => rr::pick(&cands, &self.weights, &mut cur),
             Balance::Leastconn => {

@@ -343,7 +343,7 @@ pub enum Balance {
 }
 
 /// Timeouts in milliseconds (HAProxy: timeout connect / http-request / server /
-/// http-keep-alive).
+/// http-keep-alive / client / tunnel).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
@@ -354,6 +354,13 @@ pub struct Timeouts {
     pub server_ms: u64,
     /// Idle keep-alive time between requests on a client connection.
     pub keep_alive_ms: u64,
+    /// Client inactivity while a request is in flight (HAProxy's `timeout client`): its
+    /// request body stops coming (408), or it stops taking our response (closed). Below
+    /// 10 s by default, so a client sending a byte every 10 s is cut.
+    pub client_ms: u64,
+    /// Inactivity, both ways, of an Upgrade (WebSocket) tunnel (HAProxy's `timeout
+    /// tunnel`): long, since WebSockets idle legitimately.
+    pub tunnel_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -363,6 +370,8 @@ impl Default for Timeouts {
             http_request_ms: 5000,
             server_ms: 10000,
             keep_alive_ms: 10000,
+            client_ms: 5000,
+            tunnel_ms: 3_600_000,
         }
     }
 }

@@ -42,15 +42,15 @@ impl Progress {
     }
 
     pub fn get(&self) -> Waiting {
-        *self.0.lock().expect("progress lock")
+        *crate::locks::lock(&self.0)
     }
 
     fn set(&self, w: Waiting) {
-        *self.0.lock().expect("progress lock") = w;
+        *crate::locks::lock(&self.0) = w;
     }
 
     fn waiting_client(&self) {
-        let mut w = self.0.lock().expect("progress lock");
+        let mut w = crate::locks::lock(&self.0);
         if !matches!(*w, Waiting::Client(_)) {
             *w = Waiting::Client(Instant::now());
         }

@@ -134,7 +134,7 @@ impl Pool {
 
     /// The most recently used idle connection of backend `idx` that is still open.
     fn checkout(&self, idx: usize) -> Option<Conn> {
-        let mut idle = self.idle[idx].lock().expect("pool lock");
+        let mut idle = crate::locks::lock(&self.idle[idx]);
         while let Some(c) = idle.pop() {
             if c.since.elapsed() < self.idle_timeout && c.conn.alive() {
                 return Some(c.conn);
@@ -151,7 +151,7 @@ impl Pool {
         }
         // One clock read per check-in, not one per idle connection.
         let now = Instant::now();
-        let mut idle = self.idle[conn.idx].lock().expect("pool lock");
+        let mut idle = crate::locks::lock(&self.idle[conn.idx]);
         idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
         if idle.len() < POOL_MAX_IDLE_PER_BACKEND {
             idle.push(Idle { conn, since: now });
@@ -483,7 +483,7 @@ pub async fn dispatch(
 ) -> Result<Dispatched, ProxyError> {
     let mut at = Attempts::default();
     let server_timeout = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
-    let client_timeout = Duration::from_millis(sh.cfg.timeouts.http_request_ms.max(1));
+    let client_timeout = Duration::from_millis(sh.cfg.timeouts.client_ms.max(1));
     loop {
         let b = pick.backend.clone();
         let started = Instant::now();

@@ -20,9 +20,11 @@
 //!   Content-Length, the body is read as chunked, re-framed towards the backend, and the
 //!   client connection is closed after the response).
 //! - timeouts while a request is in flight are inactivity timeouts: the client stalling
-//!   its request body for `http_request_ms` gets 408 (not held against the backend); the
-//!   backend not reading/answering for `server_ms` gives 504 (passive failure), and a
-//!   backend stalling mid-body for `server_ms` aborts the client connection.
+//!   its request body for `client_ms` gets 408 (not held against the backend), and a
+//!   client not taking our response for `client_ms` is closed; the backend not
+//!   reading/answering for `server_ms` gives 504 (passive failure), and a backend stalling
+//!   mid-body for `server_ms` aborts the client connection; an Upgrade tunnel with no byte
+//!   either way for `tunnel_ms` is closed.
 //! - a request's path (`request`): route → select → forward → respond, one named stage
 //!   each; a `101` hands both connections to an Upgrade tunnel (`tunnel`).
 //! - backend side (`client`): see there for the exact retry/redispatch rules.
@@ -93,6 +95,12 @@ pub struct FrontendStats {
     pub gateway_timeout: Counter,
     /// Responses whose body the backend did not finish: the client connection is aborted.
     pub aborted_mid_body: Counter,
+    /// Connections closed because the client took none of our response for `client_ms`.
+    pub client_timeout: Counter,
+    /// Upgrade tunnels closed after `tunnel_ms` without a byte either way.
+    pub tunnel_timeout: Counter,
+    /// Connection tasks that panicked (each closed alone; see `server::contain`).
+    pub panics: Counter,
 }
 
 /// A plain copy of [`FrontendStats`] for JSON/Prometheus export.
@@ -109,6 +117,12 @@ pub struct FrontendSnapshot {
     pub bad_gateway: u64,
     pub gateway_timeout: u64,
     pub aborted_mid_body: u64,
+    #[serde(default)]
+    pub client_timeout: u64,
+    #[serde(default)]
+    pub tunnel_timeout: u64,
+    #[serde(default)]
+    pub panics: u64,
 }
 
 impl FrontendStats {
@@ -131,6 +145,9 @@ impl FrontendStats {
             bad_gateway: g(&self.bad_gateway),
             gateway_timeout: g(&self.gateway_timeout),
             aborted_mid_body: g(&self.aborted_mid_body),
+            client_timeout: g(&self.client_timeout),
+            tunnel_timeout: g(&self.tunnel_timeout),
+            panics: g(&self.panics),
         }
     }
 }

@@ -10,7 +10,15 @@
 //!   `http_request_ms` before the first request (like HAProxy's `http-ignore-probes`);
 //! - reading a head (some bytes, no complete head yet): after `http_request_ms` from the
 //!   first byte, `408 Request Timeout` is written and the connection closed;
-//! - busy (requests in flight) or upgraded: no deadline here (backend side has `server_ms`).
+//! - busy (requests in flight): the client has `client_ms` (HAProxy's `timeout client`)
+//!   to take each next part of our response once a write would block, else the connection
+//!   is closed (a client that stops reading must not hold its slot forever); a stalled
+//!   request body is `client_ms` too (408, see `client`); the backend side has `server_ms`;
+//! - upgraded: the tunnel's own inactivity limit, `tunnel_ms` (see `tunnel`).
+//!
+//! A connection task that panics is contained ([`contain`]): counted in `panics`, and the
+//! guards it holds (connection slot, thread load, open-connection gauge, backend pick)
+//! are released by their `Drop` while it unwinds.
 //!
 //! Every close is lingering: write side shut, then what the client still sends is read
 //! and dropped (up to 1 s / 1 MiB) so a client that is still sending gets our error
@@ -30,7 +38,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -246,7 +254,7 @@ pub async fn serve_thread(
                         let load = ThreadLoad(c.threads.clone(), me);
                         let span = tracing::info_span!("conn", peer = %h.peer);
                         let conn = connection(stream, h.peer, h.permit, shared.clone(), c.stop.clone(), load);
-                        tokio::spawn(conn.instrument(span));
+                        tokio::spawn(contain(conn, c.stats.clone()).instrument(span));
                     }
                     Err(e) => {
                         c.threads[me].conns.fetch_sub(1, Ordering::Relaxed);
@@ -266,6 +274,7 @@ pub async fn serve_thread(
 
 async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, c: Common, me: usize) {
     let (sem, mut stop) = (c.sem.clone(), c.stop.clone());
+    let mut accept_errors = crate::log_limit::LogLimit::new(Duration::from_secs(5));
     loop {
         // Take a connection slot first: above max_conns, clients wait in the backlog.
         let permit = tokio::select! {
@@ -276,8 +285,10 @@ async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, c: Common, me: usiz
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    // EMFILE and friends: back off instead of spinning (and flooding the log).
+                    if let Some(suppressed) = accept_errors.hit_now() {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -309,7 +320,7 @@ async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, c: Common, me: usiz
         let load = ThreadLoad(c.threads.clone(), me);
         let span = tracing::info_span!("conn", peer = %peer);
         let conn = connection(stream, peer, permit, sh.clone(), stop.clone(), load);
-        tokio::spawn(conn.instrument(span));
+        tokio::spawn(contain(conn, c.stats.clone()).instrument(span));
     }
 }
 
@@ -332,15 +343,23 @@ enum Phase {
 /// Per-connection state shared by the IO wrapper, the handler and the watchdog.
 pub struct ConnState {
     phase: Mutex<(Phase, Instant, bool)>,
+    /// A write to the client would block: since when, and the bytes then in the
+    /// socket's send queue (the client has taken none of them if that has not shrunk).
+    write_blocked: Mutex<Option<(Instant, u64)>>,
+    /// Fast path for the writes that do not block (nearly all): no lock taken.
+    blocked: AtomicBool,
     /// X-Forwarded-For and Forwarded for this client, made once.
     forwarding: forward::Forwarding,
+    /// `tunnel_ms`: an Upgrade tunnel with no byte either way for this long is closed.
+    tunnel_idle: Duration,
+    stats: Arc<FrontendStats>,
     /// The connection slot, released when the connection (and any tunnel) is gone.
     _permit: OwnedSemaphorePermit,
 }
 
 impl ConnState {
     fn set(&self, f: impl FnOnce(Phase) -> Option<Phase>, served: bool) {
-        let mut p = self.phase.lock().expect("phase lock");
+        let mut p = crate::locks::lock(&self.phase);
         if let Some(n) = f(p.0) {
             *p = (n, Instant::now(), p.2 || served);
         }
@@ -348,8 +367,37 @@ impl ConnState {
 
     fn on_bytes(&self) {
         // Cheap check first: this runs on every read.
-        if self.phase.lock().expect("phase lock").0 == Phase::Idle {
+        if crate::locks::lock(&self.phase).0 == Phase::Idle {
             self.set(|p| (p == Phase::Idle).then_some(Phase::Head), false);
+        }
+    }
+
+    /// A write to the client would block (`true`, with the socket for its send queue)
+    /// or took bytes (`false`).
+    fn on_write(&self, blocked: bool, stream: &TcpStream) {
+        if self.blocked.load(Ordering::Relaxed) == blocked {
+            return;
+        }
+        self.blocked.store(blocked, Ordering::Relaxed);
+        *crate::locks::lock(&self.write_blocked) =
+            blocked.then(|| (Instant::now(), unsent(stream)));
+    }
+
+    /// At the `client_ms` deadline of a blocked write: whether the client took bytes of
+    /// the send queue since (then the clock starts again). A socket becomes writable
+    /// only once its queue has drained to two thirds, so a client reading slowly but
+    /// steadily can keep our writes blocked for longer than `client_ms`.
+    fn client_took_bytes(&self, stream: &TcpStream) -> bool {
+        let mut b = crate::locks::lock(&self.write_blocked);
+        let now_unsent = unsent(stream);
+        match b.as_mut() {
+            Some((since, queued)) if now_unsent < *queued => {
+                *since = Instant::now();
+                *queued = now_unsent;
+                true
+            }
+            Some(_) => false,
+            None => true,
         }
     }
 
@@ -384,16 +432,54 @@ impl ConnState {
         &self.forwarding
     }
 
+    /// `tunnel_ms`: how long an Upgrade tunnel may carry no byte either way.
+    pub fn tunnel_idle(&self) -> Duration {
+        self.tunnel_idle
+    }
+
+    /// The frontend counters (a tunnel's timeout and panic are counted there).
+    pub fn stats(&self) -> Arc<FrontendStats> {
+        self.stats.clone()
+    }
+
     /// The current deadline and what expires then.
     fn deadline(&self, t: &crate::config::Timeouts) -> Option<(Instant, Phase)> {
-        let (phase, since, served) = *self.phase.lock().expect("phase lock");
-        let ms = match phase {
-            Phase::Idle if served => t.keep_alive_ms,
-            Phase::Idle | Phase::Head => t.http_request_ms,
-            _ => return None,
-        };
-        Some((since + Duration::from_millis(ms.max(1)), phase))
+        let (phase, since, served) = *crate::locks::lock(&self.phase);
+        let blocked = crate::locks::lock(&self.write_blocked).map(|b| b.0);
+        deadline(phase, since, served, blocked, t)
     }
+}
+
+/// Bytes in `stream`'s send queue, sent or not, that the peer has not acknowledged
+/// (SIOCOUTQ); 0 if it cannot be read (then any later check finds no progress).
+fn unsent(stream: &TcpStream) -> u64 {
+    let mut n: libc::c_int = 0;
+    // SAFETY: valid socket fd; TIOCOUTQ writes one int.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        n.max(0) as u64
+    } else {
+        0
+    }
+}
+
+/// When a connection in `phase` (entered at `since`; `served`: a request was answered on
+/// it; `blocked`: since when a write to the client would block) times out, and what
+/// expires then (the pure part of the watchdog).
+fn deadline(
+    phase: Phase,
+    since: Instant,
+    served: bool,
+    blocked: Option<Instant>,
+    t: &crate::config::Timeouts,
+) -> Option<(Instant, Phase)> {
+    let (from, ms) = match (phase, blocked) {
+        (Phase::Idle, _) if served => (since, t.keep_alive_ms),
+        (Phase::Idle | Phase::Head, _) => (since, t.http_request_ms),
+        (Phase::Busy(_), Some(b)) => (b, t.client_ms),
+        _ => return None,
+    };
+    Some((from + Duration::from_millis(ms.max(1)), phase))
 }
 
 /// Marks a request in flight on its connection until dropped (with the response body).
@@ -463,19 +549,37 @@ impl AsyncRead for ClientIo {
     }
 }
 
+impl ClientIo {
+    /// One write, telling the connection's state whether the client takes our bytes (the
+    /// `client_ms` clock runs while a write would block).
+    fn write_with(
+        &self,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            if let Poll::Pending = self.stream.poll_write_ready(cx)? {
+                self.state.on_write(true, &self.stream);
+                return Poll::Pending;
+            }
+            match write(&self.stream) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => {
+                    self.state.on_write(false, &self.stream);
+                    return Poll::Ready(r);
+                }
+            }
+        }
+    }
+}
+
 impl AsyncWrite for ClientIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
+        self.write_with(cx, |s| s.try_write(buf))
     }
 
     fn poll_write_vectored(
@@ -483,13 +587,7 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return Poll::Ready(r),
-            }
-        }
+        self.write_with(cx, |s| s.try_write_vectored(bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -511,6 +609,24 @@ enum End {
     Done(Result<(), hyper::Error>),
     Idle,
     HeadTimeout,
+    /// The client did not take our response for `client_ms`.
+    ClientTimeout,
+}
+
+/// Runs a connection (or tunnel) task so that a panic in it stays its own: counted in
+/// `panics` and logged; every guard the task held was dropped while it unwound, so its
+/// slot, thread load and backend pick are released and the other connections go on.
+pub async fn contain(task: impl std::future::Future<Output = ()>, stats: Arc<FrontendStats>) {
+    use futures::FutureExt as _;
+    if let Err(p) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        stats.panics.fetch_add(1, Ordering::Relaxed);
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %what, "a connection task panicked; its connection is closed");
+    }
 }
 
 async fn connection(
@@ -536,7 +652,11 @@ async fn connection(
     let stream = Arc::new(stream);
     let state = Arc::new(ConnState {
         phase: Mutex::new((Phase::Idle, Instant::now(), false)),
+        write_blocked: Mutex::new(None),
+        blocked: AtomicBool::new(false),
         forwarding: forward::Forwarding::new(peer, local),
+        tunnel_idle: Duration::from_millis(sh.cfg.timeouts.tunnel_ms.max(1)),
+        stats: stats.clone(),
         _permit: permit,
     });
     tracing::debug!(%local, "connection accepted");
@@ -570,7 +690,12 @@ async fn connection(
     // it was last armed is never late; when it fires the deadline is looked up again and
     // the timer re-armed (at most every `step` on a busy or idle connection). Waking the
     // watchdog on every phase change cost two extra polls of the connection per request.
-    let step = Duration::from_millis(timeouts.keep_alive_ms.min(timeouts.http_request_ms).max(1));
+    let step = [
+        timeouts.keep_alive_ms,
+        timeouts.http_request_ms,
+        timeouts.client_ms,
+    ];
+    let step = Duration::from_millis(step.into_iter().min().unwrap_or(1).max(1));
     let sleep = tokio::time::sleep_until(Instant::now() + step);
     tokio::pin!(sleep);
     let end = loop {
@@ -583,6 +708,12 @@ async fn connection(
                 match state.deadline(&timeouts) {
                     Some((at, Phase::Head)) if at <= now => break End::HeadTimeout,
                     Some((at, Phase::Idle)) if at <= now => break End::Idle,
+                    Some((at, Phase::Busy(_))) if at <= now => {
+                        if !state.client_took_bytes(&stream) {
+                            break End::ClientTimeout;
+                        }
+                        sleep.as_mut().reset(now + step);
+                    }
                     Some((at, _)) => sleep.as_mut().reset(at.min(now + step)),
                     None => sleep.as_mut().reset(now + step),
                 }
@@ -614,6 +745,10 @@ async fn connection(
             }
         }
         End::Idle => tracing::debug!("idle connection timed out, closing"),
+        End::ClientTimeout => {
+            stats.client_timeout.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("client took none of the response for client_ms, closing");
+        }
         End::HeadTimeout => {
             stats.requests.fetch_add(1, Ordering::Relaxed);
             stats.header_timeout.fetch_add(1, Ordering::Relaxed);
@@ -680,5 +815,62 @@ mod thread_tests {
             choose_thread(&s, 0);
         }
         assert_eq!(loads(&s), [25, 25]);
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+    use crate::config::Timeouts;
+
+    fn t() -> Timeouts {
+        Timeouts {
+            http_request_ms: 100,
+            keep_alive_ms: 200,
+            client_ms: 300,
+            ..Timeouts::default()
+        }
+    }
+
+    #[test]
+    fn each_phase_has_its_timeout() {
+        let s = Instant::now();
+        let ms = |n| s + Duration::from_millis(n);
+        let d = |phase, served, blocked| deadline(phase, s, served, blocked, &t());
+        // A fresh connection's first request: http_request_ms, idle or mid-head.
+        assert_eq!(d(Phase::Idle, false, None), Some((ms(100), Phase::Idle)));
+        assert_eq!(d(Phase::Head, true, None), Some((ms(100), Phase::Head)));
+        // Between requests: keep_alive_ms.
+        assert_eq!(d(Phase::Idle, true, None), Some((ms(200), Phase::Idle)));
+        // A request in flight: no deadline until a write to the client blocks, then
+        // client_ms from when it blocked.
+        assert_eq!(d(Phase::Busy(1), true, None), None);
+        let b = Some(ms(50));
+        assert_eq!(d(Phase::Busy(2), true, b), Some((ms(350), Phase::Busy(2))));
+        // A tunnel has its own (tunnel_ms, in `tunnel`).
+        assert_eq!(d(Phase::Upgraded, true, b), None);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_connection_task_gives_back_what_it_held() {
+        let stats = Arc::new(FrontendStats::default());
+        let sem = Arc::new(Semaphore::new(2));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let threads = Arc::new(vec![ThreadSlot {
+            conns: AtomicUsize::new(0),
+            handoff: tx,
+        }]);
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        assert_eq!(choose_thread(&threads, 0), 0);
+        let load = ThreadLoad(threads.clone(), 0);
+        let task = async move {
+            let _held = (permit, load);
+            tokio::task::yield_now().await;
+            panic!("a request handler bug");
+        };
+        tokio::spawn(contain(task, stats.clone())).await.unwrap();
+        assert_eq!(stats.snapshot().panics, 1);
+        assert_eq!(sem.available_permits(), 2);
+        assert_eq!(threads[0].conns.load(Ordering::Relaxed), 0);
     }
 }

@@ -37,6 +37,8 @@ fn config() -> ProxyConfig {
             http_request_ms: 2000,
             server_ms: 2000,
             keep_alive_ms: 2000,
+            client_ms: 2000,
+            ..Timeouts::default()
         },
         limits: Limits::default(),
         balance: Balance::Roundrobin,
@@ -1030,7 +1032,7 @@ async fn stalled_client_body_is_408_and_not_the_backends_fault() {
     bounded(async {
         let a = body_counting_backend().await;
         let mut cfg = config();
-        cfg.timeouts.http_request_ms = 300;
+        cfg.timeouts.client_ms = 300;
         cfg.timeouts.server_ms = 5000;
         let bs = vec![be("s1", a)];
         let p = start(cfg, bs.clone()).await;
@@ -1059,7 +1061,7 @@ async fn slow_but_steady_upload_is_not_a_timeout() {
     bounded(async {
         let a = body_counting_backend().await;
         let mut cfg = config();
-        cfg.timeouts.http_request_ms = 300;
+        cfg.timeouts.client_ms = 300;
         cfg.timeouts.server_ms = 300;
         let p = start(cfg, vec![be("s1", a)]).await;
         let mut s = TcpStream::connect(p.addr).await.unwrap();
@@ -1242,6 +1244,184 @@ async fn early_answer_before_the_whole_upload_reaches_the_client() {
         let g = get(p.addr, "/").await;
         assert_eq!(g.status, 413);
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    })
+    .await
+}
+
+/// A backend that answers every request with a `len`-byte body, as fast as it is taken.
+async fn big_backend(len: usize) -> SocketAddr {
+    raw_backend(move |mut s| async move {
+        read_head(&mut s).await;
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+        if s.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if s.write_all(&chunk[..n]).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+    })
+    .await
+}
+
+/// Polls `f` every 20 ms for up to 5 s; whether it became true.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+#[tokio::test]
+async fn client_that_stops_reading_is_closed_after_client_ms() {
+    bounded(async {
+        let a = big_backend(64 << 20).await;
+        let mut cfg = config();
+        cfg.timeouts.client_ms = 300;
+        let bs = vec![be("s1", a)];
+        let p = start(cfg, bs.clone()).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // Read the head and a little, then take nothing more: the proxy's writes block.
+        let mut buf = vec![0u8; 4096];
+        s.read_exact(&mut buf).await.unwrap();
+        let st = p.stats.clone();
+        assert!(
+            eventually(|| st.snapshot().client_timeout == 1).await,
+            "{:?}",
+            st.snapshot()
+        );
+        // Its slot, its thread load and the backend's active count are all given back.
+        assert!(eventually(|| st.snapshot().conns_current == 0).await);
+        assert!(eventually(|| bs[0].active.load(Ordering::Relaxed) == 0).await);
+        // Not the backend's fault.
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 0);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn slow_reader_that_keeps_reading_is_not_cut() {
+    bounded(async {
+        let a = big_backend(4 << 20).await;
+        let mut cfg = config();
+        cfg.timeouts.client_ms = 300;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // 4 MiB at 256 KiB every 100 ms: well over client_ms in all, never idle that long.
+        let mut total = 0;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match s.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => total += n,
+            }
+        }
+        assert!(total > 4 << 20, "{total} {:?}", p.stats.snapshot());
+        assert_eq!(p.stats.snapshot().client_timeout, 0);
+    })
+    .await
+}
+
+/// An Upgrade backend that echoes what it gets.
+async fn echo_upgrade_backend() -> SocketAddr {
+    raw_backend(|mut s| async move {
+        read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 64];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn tunnel_idle_for_tunnel_ms_is_closed_but_a_busy_one_is_not() {
+    bounded(async {
+        let a = echo_upgrade_backend().await;
+        let mut cfg = config();
+        cfg.timeouts.tunnel_ms = 400;
+        let bs = vec![be("s1", a)];
+        let p = start(cfg, bs.clone()).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 101"));
+        // A message every 150 ms for 1.2 s (3 × tunnel_ms): the tunnel stays open.
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            s.write_all(b"ping").await.unwrap();
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"ping");
+        }
+        assert_eq!(p.stats.snapshot().tunnel_timeout, 0);
+        // Then silence: closed after tunnel_ms, slot and backend count given back.
+        let mut rest = Vec::new();
+        let t = Instant::now();
+        let _ = s.read_to_end(&mut rest).await;
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(p.stats.snapshot().tunnel_timeout, 1);
+        let st = p.stats.clone();
+        assert!(eventually(|| st.snapshot().conns_current == 0).await);
+        assert!(eventually(|| bs[0].active.load(Ordering::Relaxed) == 0).await);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn body_trickled_slower_than_client_ms_is_408() {
+    bounded(async {
+        let a = body_counting_backend().await;
+        let mut cfg = config();
+        cfg.timeouts.client_ms = 300;
+        let p = start(cfg, vec![be("s1", a)]).await;
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+            .await
+            .unwrap();
+        // A byte every 400 ms (the slowloris, sped up): cut at the first gap.
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+            let r = tokio::time::timeout(Duration::from_millis(400), s.read_to_end(&mut out));
+            if r.await.is_ok() {
+                break;
+            }
+        }
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+        let st = p.stats.clone();
+        assert!(eventually(|| st.snapshot().conns_current == 0).await);
     })
     .await
 }

@@ -4,7 +4,7 @@
 
 use super::addresses::Addresses;
 use super::Problems;
-use crate::config::model::{Check, Config, Role, Service};
+use crate::config::model::{Check, Config, Role, Service, Timeouts};
 use std::collections::HashSet;
 
 pub fn check(cfg: &Config, addrs: &Addresses) -> Problems {
@@ -28,6 +28,7 @@ pub fn check(cfg: &Config, addrs: &Addresses) -> Problems {
         }
     }
     health_check(&mut out, &s.check);
+    timeouts(&mut out, &s.timeouts);
     if s.port == s.admin_port {
         out.err("service.admin_port", "must differ from service.port");
     }
@@ -113,6 +114,24 @@ fn routes(out: &mut Problems, s: &Service) {
                 format!("service.route[{i}]"),
                 "a route needs path_prefix or extensions",
             );
+        }
+    }
+}
+
+/// Every timeout is positive: 0 would close each connection the moment it opens (HAProxy
+/// reads a missing timeout as infinite and warns; we always have one).
+fn timeouts(out: &mut Problems, t: &Timeouts) {
+    let all = [
+        ("connect_ms", t.connect_ms),
+        ("http_request_ms", t.http_request_ms),
+        ("server_ms", t.server_ms),
+        ("keep_alive_ms", t.keep_alive_ms),
+        ("client_ms", t.client_ms),
+        ("tunnel_ms", t.tunnel_ms),
+    ];
+    for (name, ms) in all {
+        if ms == 0 {
+            out.err(format!("service.timeouts.{name}"), "must be positive");
         }
     }
 }
@@ -237,6 +256,20 @@ mod tests {
                 problem("service.check.method", "\"get\" is not an HTTP method"),
                 problem("service.admin_port", "must differ from service.port"),
                 problem("service.nbthread", "65 is not between 1 and 64"),
+            ]
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused_by_name() {
+        assert_eq!(
+            run(&[(
+                "[service.check]",
+                "[service.timeouts]\nclient_ms = 0\ntunnel_ms = 0\n[service.check]"
+            )]),
+            [
+                problem("service.timeouts.client_ms", "must be positive"),
+                problem("service.timeouts.tunnel_ms", "must be positive"),
             ]
         );
     }
