@@ -508,3 +508,255 @@ fn health_checks_without_the_tunnel() {
     assert!(s.iter().all(|x| x == "serv3"), "{s:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------------------
+// On loopback, no lab: the proxy and the admin port started in this process, under load
+// from idle and slow clients (issue 12's "a fresh client still gets its page").
+
+mod loopback {
+    use lbctl::agent::admin;
+    use lbctl::balance::backend::BackendState;
+    use lbctl::proxy::{self, ProxyConfig};
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A port nobody listens on right now (bound once, then let go).
+    fn free_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    /// Descriptors this process has open.
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Raises RLIMIT_NOFILE as the agent does; false (with the skip line) if the hard limit
+    /// is below `need`.
+    fn enough_fds(need: u64) -> bool {
+        let l = lbctl::fd_limit::raise().expect("reading RLIMIT_NOFILE");
+        if l.now < need {
+            lbctl::test_prereq::skip(&format!("open-file hard limit {} < {need}", l.now));
+            return false;
+        }
+        true
+    }
+
+    /// A web server answering every request with the built-in server's page.
+    async fn backend() -> SocketAddr {
+        use hyper::service::service_fn;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, peer)) = l.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| async move {
+                        let page = lbctl::webserver::page("serv1", peer.ip());
+                        let body = http_body_util::Full::new(bytes::Bytes::from(page));
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                    });
+                    let io = hyper_util::rt::TokioIo::new(s);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    /// The proxy with the default timeouts and limits on `listen`, one thread; stops when
+    /// the returned sender is dropped.
+    fn start_proxy(listen: SocketAddr, web: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+        let cfg = ProxyConfig {
+            listen: vec![listen],
+            source: Some("127.0.0.1".parse().unwrap()),
+            timeouts: Default::default(),
+            limits: Default::default(),
+            balance: Default::default(),
+            cookie: None,
+            routes: vec![],
+            rise: 2,
+            fall: 3,
+            threads: 1,
+        };
+        let b = Arc::new(BackendState::new("serv1", web, 1, "default"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            proxy::run(cfg, vec![b], stop).await.expect("proxy");
+        });
+        tx
+    }
+
+    /// One GET with everything (connect, request, whole response) inside `deadline`:
+    /// whether the page came, and how long it took.
+    async fn fresh_get(addr: SocketAddr, deadline: Duration) -> (bool, Duration) {
+        let t = Instant::now();
+        let got = tokio::time::timeout(deadline, async {
+            let mut s = TcpStream::connect(addr).await.ok()?;
+            let req = b"GET / HTTP/1.1\r\nHost: svc\r\nConnection: close\r\n\r\n";
+            s.write_all(req).await.ok()?;
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.ok()?;
+            Some(String::from_utf8_lossy(&out).into_owned())
+        })
+        .await;
+        let ok = matches!(got, Ok(Some(p)) if p.starts_with("HTTP/1.1 200")
+            && p.contains("Esto es el servidor serv1"));
+        (ok, t.elapsed())
+    }
+
+    /// A slowloris client: a request head, one byte every `every`, until the proxy answers
+    /// or closes. Returns what it read (the proxy's 408, if it sent one).
+    async fn slow_client(addr: SocketAddr, every: Duration) -> String {
+        let head = b"GET / HTTP/1.1\r\nHost: svc\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+        let Ok(mut s) = TcpStream::connect(addr).await else {
+            return "connect failed".into();
+        };
+        let mut out = Vec::new();
+        for b in head {
+            if s.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            let mut buf = [0u8; 512];
+            match tokio::time::timeout(every, s.read(&mut buf)).await {
+                // Nothing within `every`: the next byte.
+                Err(_) => continue,
+                Ok(Ok(n)) if n > 0 => {
+                    out.extend_from_slice(&buf[..n]);
+                    let _ = tokio::time::timeout(every, s.read_to_end(&mut out)).await;
+                    break;
+                }
+                Ok(_) => break,
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Connections to the admin port that never send a byte.
+    async fn idle_admin(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+        let mut v = Vec::with_capacity(n);
+        for _ in 0..n {
+            v.push(TcpStream::connect(addr).await.expect("admin connect"));
+        }
+        v
+    }
+
+    /// Issue 12's target: 1,000 idle admin connections and 2,000 slowloris clients (a
+    /// byte every 10 s) at once, and a fresh client still gets its page: 0 of 10 fresh
+    /// requests fail with a 100 ms deadline. Then every slow client is cut (408 after
+    /// http_request_ms) and the admin port never held more than its cap of descriptors.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fresh_client_served_beside_1000_idle_admin_and_2000_slow_clients() {
+        if !enough_fds(8000) {
+            return;
+        }
+        let (listen, admin_addr) = (free_port(), free_port());
+        let web = backend().await;
+        let _stop = start_proxy(listen, web);
+        let task = admin::serve(admin_addr, "bal1".into(), vec![], None, None).await;
+        let admin_task = task.expect("admin port");
+        // The proxy listens once a fresh request gets through.
+        for _ in 0..100 {
+            if fresh_get(listen, Duration::from_secs(1)).await.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let before = open_fds();
+        let idle = idle_admin(admin_addr, 1000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // 1,000 on our side, at most the cap on the admin port's (plus other tests' noise).
+        let admin_fds = open_fds() - before;
+        assert!(
+            admin_fds <= 1000 + admin::MAX_CONNS + 100,
+            "{admin_fds} descriptors"
+        );
+        let slow: Vec<_> = (0..2000)
+            .map(|_| tokio::spawn(slow_client(listen, Duration::from_secs(10))))
+            .collect();
+        let held = |n| async move {
+            for _ in 0..250 {
+                if proxy::frontend_stats().snapshot().conns_current >= n {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        };
+        assert!(held(2000).await, "{:?}", proxy::frontend_stats().snapshot());
+        let mut failed = 0;
+        let mut took = Vec::new();
+        for _ in 0..10 {
+            let (ok, t) = fresh_get(listen, Duration::from_millis(100)).await;
+            failed += usize::from(!ok);
+            took.push(t.as_secs_f64() * 1000.0);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let still = proxy::frontend_stats().snapshot().conns_current;
+        took.sort_by(f64::total_cmp);
+        println!(
+            "fresh requests beside 1000 idle admin + {still} open proxy connections: \
+             {failed} of 10 failed (100 ms deadline); latency ms min {:.2} median {:.2} max {:.2}",
+            took[0], took[5], took[9]
+        );
+        assert_eq!(failed, 0, "fresh requests that failed; latencies {took:?}");
+        assert!(still >= 2000, "the slow clients were still held: {still}");
+        // Every slowloris is cut with a 408 after http_request_ms (5 s), well before its
+        // next byte would even have been due twice.
+        let mut cut = 0;
+        for s in slow {
+            let out = tokio::time::timeout(Duration::from_secs(20), s).await;
+            cut += usize::from(matches!(out, Ok(Ok(o)) if o.starts_with("HTTP/1.1 408")));
+        }
+        assert_eq!(cut, 2000, "slow clients cut with 408");
+        drop(idle);
+        admin_task.abort();
+    }
+
+    /// The admin port serves at most MAX_CONNS connections: one more waits in the listen
+    /// queue until the idle ones are closed by the header-read timeout, then is answered.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admin_port_caps_connections_and_closes_idle_ones() {
+        let addr = free_port();
+        let task = admin::serve(addr, "bal1".into(), vec![], None, None).await;
+        let task = task.expect("admin port");
+        let mut idle = idle_admin(addr, admin::MAX_CONNS).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        extra
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        // Over the cap: not served while the others hold every slot.
+        let early = tokio::time::timeout(Duration::from_secs(1), extra.read_to_end(&mut out));
+        assert!(early.await.is_err(), "answered over the cap: {out:?}");
+        // The idle ones are closed (header-read timeout), then the extra one is served.
+        let limit = admin::HEADER_TIMEOUT + Duration::from_secs(5);
+        let mut closed = 0;
+        for s in &mut idle {
+            let mut b = [0u8; 16];
+            let r = tokio::time::timeout(limit, s.read(&mut b)).await;
+            closed += usize::from(matches!(r, Ok(Ok(0)) | Ok(Err(_))));
+        }
+        assert_eq!(closed, admin::MAX_CONNS, "idle admin connections closed");
+        tokio::time::timeout(limit, extra.read_to_end(&mut out))
+            .await
+            .expect("answered once a slot was free")
+            .unwrap();
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.contains("\"node\": \"bal1\""), "{out}");
+        task.abort();
+    }
+}

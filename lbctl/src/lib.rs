@@ -23,6 +23,7 @@
 //! | [`probe`] | a bounded HTTP client loop measuring outages |
 //! | [`test_prereq`] | the rule for tests whose prerequisite is missing (fail under CI, a visible skip elsewhere) |
 //! | [`http_get`] | the one blocking HTTP/1.1 client (probe, agent peers, verify) |
+//! | [`fd_limit`] | raising the open-file limit to what the proxy needs |
 //! | [`locks`], [`log_limit`] | a mutex lock a panic cannot poison; a warning let through once per interval |
 //! | [`harness`] | dev-only (feature `harness`): the VTEP test bed and the benchmarks' helpers |
 
@@ -40,6 +41,8 @@ pub mod config;
 pub mod datapath;
 #[cfg(feature = "runtime")]
 pub mod fault;
+#[cfg(feature = "runtime")]
+pub mod fd_limit;
 #[cfg(feature = "runtime")]
 pub mod graph;
 #[cfg(all(feature = "runtime", any(test, feature = "harness")))]

@@ -11,15 +11,17 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// One backend as `/stats` reports it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -447,7 +449,19 @@ fn respond(
     r
 }
 
-/// Binds the admin listener and serves it in the background.
+/// Most admin connections served at once; more wait in the listen queue. Far below the
+/// proxy's `limits.max_conns` and our file limit, so scrapers or a flood of idle
+/// connections on this port can never take the descriptors the proxy needs.
+pub const MAX_CONNS: usize = 64;
+/// A request head must arrive within this of the connection's start or of the previous
+/// response (hyper's header-read timeout: it also ends idle kept-alive connections).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is asked to close (after its current request) at this age, so a
+/// client reading at a trickle holds one of the `MAX_CONNS` slots for a bounded time.
+pub const CONN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Binds the admin listener and serves it in the background (at most [`MAX_CONNS`]
+/// connections, each with [`HEADER_TIMEOUT`] and [`CONN_LIFETIME`]).
 pub async fn serve(
     addr: SocketAddr,
     node: String,
@@ -455,35 +469,81 @@ pub async fn serve(
     vrrp: Option<crate::vrrp::VrrpHandle>,
     dash: Option<Arc<super::dashboard::Dashboard>>,
 ) -> Result<JoinHandle<()>> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding admin listener {addr}"))?;
+    let listener = listen(addr).with_context(|| format!("binding admin listener {addr}"))?;
     let node = Arc::new(node);
     let backends = Arc::new(backends);
+    let slots = Arc::new(Semaphore::new(MAX_CONNS));
+    let mut accept_errors = crate::log_limit::LogLimit::new(Duration::from_secs(5));
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                continue;
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    if let Some(suppressed) = accept_errors.hit_now() {
+                        warn!(error = %e, suppressed, "admin accept failed");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
             };
             let node = node.clone();
             let backends = backends.clone();
             let vrrp = vrrp.clone();
             let dash = dash.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let r = respond(&node, &backends, vrrp.as_ref(), dash.as_deref(), &req);
                     async move { Ok::<_, std::convert::Infallible>(r) }
                 });
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    debug!("admin connection: {e}");
-                }
+                connection(stream, svc).await;
             });
         }
     }))
+}
+
+/// The admin listener, with room in its accept queue for [`BACKLOG`] connections beyond
+/// the ones being served.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(BACKLOG)
+}
+
+/// Connections that wait in the kernel's accept queue while [`MAX_CONNS`] are served
+/// (tokio's default, 128, would drop the SYNs of a burst of scrapers).
+const BACKLOG: u32 = 1024;
+
+/// Serves one admin connection within [`HEADER_TIMEOUT`] and [`CONN_LIFETIME`].
+async fn connection<S>(stream: tokio::net::TcpStream, svc: S)
+where
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conn = std::pin::pin!(http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), svc));
+    let r = match tokio::time::timeout(CONN_LIFETIME, conn.as_mut()).await {
+        Ok(r) => r,
+        Err(_) => {
+            conn.as_mut().graceful_shutdown();
+            match tokio::time::timeout(HEADER_TIMEOUT, conn).await {
+                Ok(r) => r,
+                Err(_) => return debug!("admin connection: closed at its lifetime's end"),
+            }
+        }
+    };
+    if let Err(e) = r {
+        debug!("admin connection: {e}");
+    }
 }
 
 /// How long a peer's admin port has to answer.

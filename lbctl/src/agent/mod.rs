@@ -15,6 +15,31 @@ use tracing::{info, info_span, Instrument};
 
 pub use plan::AgentPlan;
 
+/// Raises the soft open-file limit to the hard one and says what it got, with a warning
+/// when that is below what `max_conns` connections need.
+fn open_file_limit(max_conns: usize) {
+    match crate::fd_limit::raise() {
+        Ok(l) => {
+            info!(
+                before = l.before,
+                now = l.now,
+                hard = l.hard,
+                "open-file limit"
+            );
+            let want = crate::fd_limit::wanted(max_conns);
+            if l.now < want {
+                tracing::warn!(
+                    limit = l.now,
+                    want,
+                    max_conns,
+                    "open-file limit is below what limits.max_conns needs"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
+}
+
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub async fn run(plan: AgentPlan) -> Result<()> {
     let span = info_span!("agent", node = %plan.node);
@@ -25,6 +50,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             backends = plan.backends.len(),
             "agent starting"
         );
+        open_file_limit(plan.proxy_config().limits.max_conns);
         let backends = plan.backend_states();
         let _checks = crate::health::spawn(&backends, &plan.check, plan.source);
         // VRRP: the instance owns the VIP; a balancer with no healthy backend takes the

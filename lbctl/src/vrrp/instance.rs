@@ -305,6 +305,8 @@ impl Runner {
         let mut poll = tokio::time::interval(LINK_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; 4096];
+        // A failing socket fails every 10 ms: one warning a minute, with the count.
+        let mut recv_errors = crate::log_limit::LogLimit::new(Duration::from_secs(60));
         let far = || Instant::now() + Duration::from_secs(3600);
         loop {
             let timer = self.timer.unwrap_or_else(far);
@@ -329,7 +331,9 @@ impl Runner {
                 r = self.sock.recv(&mut buf) => match r {
                     Ok(n) => self.packet(n, &buf).await,
                     Err(e) => {
-                        tracing::warn!(instance = %self.cfg.instance, "VRRP receive: {e}");
+                        if let Some(suppressed) = recv_errors.hit_now() {
+                            tracing::warn!(instance = %self.cfg.instance, suppressed, "VRRP receive: {e}");
+                        }
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 },
