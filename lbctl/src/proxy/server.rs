@@ -669,7 +669,22 @@ async fn connection(
         let state = state.clone();
         hyper::service::service_fn(move |req| request::handle(req, sh.clone(), state.clone()))
     };
-    let limits = &sh.cfg.limits;
+    let mut conn = Box::pin(
+        builder(&sh.cfg.limits)
+            .serve_connection(TokioIo::new(io), svc)
+            .with_upgrades(),
+    );
+    let end = with_timeouts(conn.as_mut(), &state, &stream, &sh.cfg.timeouts, &mut stop).await;
+    drop(conn);
+    let prefix = report(end, &stats);
+    // Upgraded connections belong to their tunnel now.
+    if let Ok(stream) = Arc::try_unwrap(stream) {
+        linger(stream, prefix).await;
+    }
+}
+
+/// hyper's HTTP/1 server with our limits and none of its timeouts (ours are in [`with_timeouts`]).
+fn builder(limits: &crate::config::Limits) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -678,12 +693,21 @@ async fn connection(
         .max_headers(limits.max_headers.max(1))
         .max_header_size(limits.max_header_bytes.max(1))
         .max_buf_size(limits.max_header_bytes.max(8192));
-    let mut conn = Box::pin(
-        builder
-            .serve_connection(TokioIo::new(io), svc)
-            .with_upgrades(),
-    );
-    let timeouts = sh.cfg.timeouts.clone();
+    builder
+}
+
+/// Drives `conn` until it ends, a timeout of its phase expires or (after a graceful
+/// shutdown on `stop`) it finishes its current request.
+async fn with_timeouts<C>(
+    mut conn: Pin<&mut C>,
+    state: &ConnState,
+    stream: &TcpStream,
+    timeouts: &crate::config::Timeouts,
+    stop: &mut watch::Receiver<bool>,
+) -> End
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + Graceful,
+{
     let mut stopping = false;
     // One timer per connection, and no wake-up per request: a phase change never moves a
     // deadline earlier than `step` from now, so a timer that fires at most `step` after
@@ -698,18 +722,18 @@ async fn connection(
     let step = Duration::from_millis(step.into_iter().min().unwrap_or(1).max(1));
     let sleep = tokio::time::sleep_until(Instant::now() + step);
     tokio::pin!(sleep);
-    let end = loop {
+    loop {
         tokio::select! {
             // The connection first (it is what wakes us nearly every time), no shuffling.
             biased;
             r = conn.as_mut() => break End::Done(r),
             _ = &mut sleep => {
                 let now = Instant::now();
-                match state.deadline(&timeouts) {
+                match state.deadline(timeouts) {
                     Some((at, Phase::Head)) if at <= now => break End::HeadTimeout,
                     Some((at, Phase::Idle)) if at <= now => break End::Idle,
                     Some((at, Phase::Busy(_))) if at <= now => {
-                        if !state.client_took_bytes(&stream) {
+                        if !state.client_took_bytes(stream) {
                             break End::ClientTimeout;
                         }
                         sleep.as_mut().reset(now + step);
@@ -718,13 +742,34 @@ async fn connection(
                     None => sleep.as_mut().reset(now + step),
                 }
             }
-            _ = stopped(&mut stop), if !stopping => {
+            _ = stopped(stop), if !stopping => {
                 stopping = true;
-                conn.as_mut().graceful_shutdown();
+                conn.as_mut().shutdown_gracefully();
             }
         }
-    };
-    drop(conn);
+    }
+}
+
+/// A hyper connection that can be asked to finish its current request and close.
+trait Graceful {
+    fn shutdown_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shutdown_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Counts and logs how a connection ended; the response to write before closing, if any.
+fn report(end: End, stats: &FrontendStats) -> Option<Vec<u8>> {
     let mut prefix = None;
     match end {
         End::Done(Ok(())) => tracing::debug!("connection closed"),
@@ -757,10 +802,7 @@ async fn connection(
             prefix = Some(error::raw(StatusCode::REQUEST_TIMEOUT));
         }
     }
-    // Upgraded connections belong to their tunnel now.
-    if let Ok(stream) = Arc::try_unwrap(stream) {
-        linger(stream, prefix).await;
-    }
+    prefix
 }
 
 /// Writes `prefix` (if any), shuts the write side and drains what the client still sends,
