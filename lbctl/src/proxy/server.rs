@@ -558,7 +558,7 @@ impl ClientIo {
         mut write: impl FnMut(&TcpStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         loop {
-            if let Poll::Pending = self.stream.poll_write_ready(cx)? {
+            if self.stream.poll_write_ready(cx)?.is_pending() {
                 self.state.on_write(true, &self.stream);
                 return Poll::Pending;
             }
