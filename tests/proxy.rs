@@ -574,10 +574,18 @@ mod loopback {
     /// The proxy with the default timeouts and limits on `listen`, one thread; stops when
     /// the returned sender is dropped.
     fn start_proxy(listen: SocketAddr, web: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+        start_proxy_with(listen, web, Default::default())
+    }
+
+    fn start_proxy_with(
+        listen: SocketAddr,
+        web: SocketAddr,
+        timeouts: lbctl::config::Timeouts,
+    ) -> tokio::sync::oneshot::Sender<()> {
         let cfg = ProxyConfig {
             listen: vec![listen],
             source: Some("127.0.0.1".parse().unwrap()),
-            timeouts: Default::default(),
+            timeouts,
             limits: Default::default(),
             balance: Default::default(),
             cookie: None,
@@ -725,6 +733,116 @@ mod loopback {
         assert_eq!(cut, 2000, "slow clients cut with 408");
         drop(idle);
         admin_task.abort();
+    }
+
+    /// A backend answering every request with a 64 MiB body.
+    async fn big_backend() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = l.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    let len = 64usize << 20;
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                    let _ = s.write_all(head.as_bytes()).await;
+                    let chunk = vec![b'x'; 1 << 16];
+                    for _ in 0..len / chunk.len() {
+                        if s.write_all(&chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Reads until the proxy closes, for at most `limit`: what came, or None if the
+    /// connection was still open then.
+    async fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<String> {
+        let mut out = Vec::new();
+        match tokio::time::timeout(limit, s.read_to_end(&mut out)).await {
+            Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+            Err(_) => None,
+        }
+    }
+
+    /// The client-side timeouts through the public proxy: a kept-alive connection idle for
+    /// keep_alive_ms, a request head trickled past http_request_ms (408), and a client that
+    /// stops taking its response for client_ms are each closed; none is left open.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_side_timeouts_close_idle_slow_and_stalled_clients() {
+        let ms = Duration::from_millis;
+        let timeouts = lbctl::config::Timeouts {
+            http_request_ms: 300,
+            keep_alive_ms: 300,
+            client_ms: 300,
+            ..Default::default()
+        };
+        let listen = free_port();
+        let _stop = start_proxy_with(listen, big_backend().await, timeouts);
+        let mut up = false;
+        for _ in 0..100 {
+            if TcpStream::connect(listen).await.is_ok() {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(ms(20)).await;
+        }
+        assert!(up, "proxy listening");
+        // Keep-alive: a first request answered (HEAD: no body), then idle: closed.
+        let mut ka = TcpStream::connect(listen).await.unwrap();
+        ka.write_all(b"HEAD / HTTP/1.1\r\nHost: svc\r\n\r\n")
+            .await
+            .unwrap();
+        let got = until_closed(&mut ka, ms(3000)).await;
+        assert!(
+            got.as_deref()
+                .is_some_and(|g| g.starts_with("HTTP/1.1 200")),
+            "{got:?}"
+        );
+        // Slowloris: a byte every 200 ms never completes a head within 300 ms.
+        let mut slow = TcpStream::connect(listen).await.unwrap();
+        let mut got = None;
+        for b in b"GET / HTTP/1.1\r\nHost: svc\r\n\r\n" {
+            if slow.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            if let Some(g) = until_closed(&mut slow, ms(200)).await {
+                got = Some(g);
+                break;
+            }
+        }
+        let got = got.unwrap_or_default();
+        assert!(got.starts_with("HTTP/1.1 408"), "{got:?}");
+        // Mid-request: the client reads a little of a 64 MiB answer, then nothing for
+        // 3 s; then it drains what is left: the proxy closed long before the end.
+        let mut stall = TcpStream::connect(listen).await.unwrap();
+        stall
+            .write_all(b"GET /big HTTP/1.1\r\nHost: svc\r\n\r\n")
+            .await
+            .unwrap();
+        let mut some = vec![0u8; 4096];
+        stall.read_exact(&mut some).await.unwrap();
+        tokio::time::sleep(ms(3000)).await;
+        let mut sink = vec![0u8; 1 << 20];
+        let mut total = some.len();
+        let closed = tokio::time::timeout(ms(10_000), async {
+            loop {
+                match stall.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => total += n,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "still open after {total} bytes");
+        assert!(total < 60 << 20, "most of the answer came: {total} bytes");
     }
 
     /// The admin port serves at most MAX_CONNS connections: one more waits in the listen
