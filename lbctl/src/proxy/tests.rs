@@ -33,7 +33,8 @@ fn config() -> ProxyConfig {
         listen: vec![],
         source: Some("127.0.0.1".parse().unwrap()),
         timeouts: Timeouts {
-            connect_ms: 500,
+            connect_ms: Some(500),
+            first_byte_ms: None,
             http_request_ms: 2000,
             server_ms: 2000,
             keep_alive_ms: 2000,
@@ -44,6 +45,7 @@ fn config() -> ProxyConfig {
         routes: vec![],
         rise: 2,
         fall: 3,
+        error_limit: 2,
         threads: 1,
     }
 }
