@@ -148,8 +148,8 @@ pub async fn check_once(
     probe(addr, check, source).await.0
 }
 
-/// One check and, when the TCP connect succeeded, how long it took (a sample of the
-/// backend's connect time for the proxy's automatic timeouts).
+/// One check and, when the TCP connect succeeded without retransmission, how long it
+/// took (a sample of the backend's connect time for the proxy's automatic timeouts).
 async fn probe(
     addr: SocketAddr,
     check: &Check,
@@ -179,7 +179,11 @@ async fn probe(
     let work = async {
         let t0 = tokio::time::Instant::now();
         let mut stream = connect(addr, source).await.map_err(|e| io_reason(&e))?;
-        connected = Some(t0.elapsed());
+        // Karn's rule: a connect whose SYN was retransmitted measures the loss, not the
+        // backend's connect time.
+        if !crate::proxy::tcp_info::retransmitted(&stream) {
+            connected = Some(t0.elapsed());
+        }
         let Some(req) = request else {
             return Ok("connected".to_string());
         };

@@ -44,6 +44,7 @@ use super::error::ProxyError;
 use super::h1::{self, ReqFraming, ResponseHead};
 use super::retry::{self, Deadline, Quiet};
 use super::server::Shared;
+use super::tcp_info;
 use crate::balance::backend::BackendState;
 use crate::balance::estimate;
 use crate::balance::observe::L4;
@@ -217,7 +218,7 @@ impl Pool {
 
     /// A new connection to backend `idx`, within its connect timeout (the configured one,
     /// else its estimate's) or `cap`, whichever is shorter. A successful connect's time
-    /// feeds the estimate. Err is the reason, for logs and stats.
+    /// feeds the estimate unless its SYN had to be retransmitted (Karn's rule). Err is the reason, for logs and stats.
     async fn connect(&self, idx: usize, b: &BackendState, cap: Duration) -> Result<Conn, String> {
         let epoch = b.epoch();
         let limit = estimate::connect_timeout(self.connect_ms, &b.estimate()).min(cap);
@@ -230,7 +231,9 @@ impl Pool {
                 io::ErrorKind::TimedOut => format!("connect timeout ({} ms)", limit.as_millis()),
                 _ => format!("connect: {e}"),
             })?;
-        b.connect_sample(t0.elapsed());
+        if !tcp_info::retransmitted(&stream) {
+            b.connect_sample(t0.elapsed());
+        }
         Ok(Conn {
             stream: Arc::new(stream),
             buf: BytesMut::with_capacity(READ_BUF),
@@ -238,26 +241,6 @@ impl Pool {
             epoch,
         })
     }
-}
-
-/// Whether the backend's TCP stack has acknowledged everything written on `s` (no
-/// unacknowledged segment in TCP_INFO). When the kernel cannot tell, say yes: the
-/// caller then waits for the answer instead of sending the request twice.
-fn acknowledged(s: &TcpStream) -> bool {
-    // SAFETY: tcp_info is plain integers, for which all-zero bytes are a valid value.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: valid fd; `info` and `len` describe a writable buffer of that size.
-    let rc = unsafe {
-        libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(s),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            &mut info as *mut libc::tcp_info as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    rc != 0 || info.tcpi_unacked == 0
 }
 
 /// A request ready for a backend: its head already encoded (the same bytes for every
@@ -576,7 +559,7 @@ async fn exchange_quiet(
     if let Ok(r) = tokio::time::timeout(wait, &mut fut).await {
         return Ok(r);
     }
-    if retry::when_quiet(replayable, acknowledged(&stream)) == Quiet::Retry {
+    if retry::when_quiet(replayable, tcp_info::acknowledged(&*stream)) == Quiet::Retry {
         if let Some(p) = next() {
             return Err(Stall::Silent(p));
         }

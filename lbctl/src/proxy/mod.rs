@@ -38,6 +38,7 @@ pub(crate) mod h1;
 mod request;
 mod retry;
 mod server;
+pub(crate) mod tcp_info;
 #[cfg(test)]
 mod tests;
 mod tunnel;
