@@ -163,5 +163,39 @@ fn silent_backend_and_stale_view_after_failover_cost_no_request() {
     );
     assert!(n > 50, "only {n} requests after the takeover");
     assert_eq!(failed, 0, "failed requests after bal2 became master");
-    lab.run(&["bridge", "up", "vswout1", "--no-wait"]);
+    lab.run(&["bridge", "up", "vswout1"]);
+    lab.wait_master(
+        "bal1",
+        Instant::now(),
+        Duration::from_secs(15),
+        "bal1 not master again",
+    );
+
+    // verify's black hole is undone when verify fails right after injecting it.
+    let o = std::process::Command::new(lbctl_bin())
+        .args(["verify", "--json", "--only", "3", "--lab", &lab.name])
+        .env("LBCTL_VERIFY_TEST_FAULT", "error:black hole serv1 - vswin1")
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("verify --json is not JSON ({e}):\n{}", text(&o)));
+    assert_eq!(o.status.code(), Some(1), "{r:#}");
+    assert_eq!(
+        r["undone"][0], "black hole serv1 - vswin1 removed: ok",
+        "{r:#}"
+    );
+    let tables = lab.exec("vm1", &["nft", "list", "tables"]);
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("lbctl_bh_"),
+        "black hole left in vm1: {}",
+        text(&tables)
+    );
+    // A node without a port on that bridge is refused by name.
+    let o = lbctl(&["link", "blackhole", "serv3", "vswin1", "--lab", &lab.name]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("\"serv3\" has no port on bridge \"vswin1\""),
+        "{}",
+        text(&o)
+    );
 }
