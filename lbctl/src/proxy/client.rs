@@ -581,7 +581,6 @@ pub async fn dispatch(
 ) -> Result<Dispatched, ProxyError> {
     let mut at = Attempts::default();
     let server_timeout = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
-    let client_timeout = Duration::from_millis(sh.cfg.timeouts.http_request_ms.max(1));
     let deadline = Deadline::new(Instant::now(), server_timeout);
     loop {
         let b = pick.backend.clone();
@@ -610,26 +609,9 @@ pub async fn dispatch(
             observe_l4(sh, &b, L4::Ok, "connected", started.elapsed());
         }
         b.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let sent = if req.body.is_none() {
-            let first_byte =
-                estimate::first_byte_wait(sh.cfg.timeouts.first_byte_ms, &b.estimate());
-            let (tried, idx) = (&at.tried, pick.idx);
-            let next = || silent(sh, &b, pool, tried, idx, started.elapsed());
-            exchange_quiet(&mut conn, &mut req, first_byte, &deadline, next).await
-        } else {
-            if let Some(body) = req.body.as_mut() {
-                body.set_backend(b.clone());
-            }
-            let progress = req.body.as_ref().map(|b| b.progress());
-            wait(
-                exchange(&mut conn, &mut req),
-                progress.as_deref(),
-                server_timeout,
-                client_timeout,
-            )
-            .await
-            .map_err(Stall::Waiting)
-        };
+        let (tried, idx) = (&at.tried, pick.idx);
+        let next = || silent(sh, &b, pool, tried, idx, started.elapsed());
+        let sent = attempt(sh, &mut conn, &mut req, &b, &deadline, next).await;
         let failed = match sent {
             Ok(Ok((head, upload))) => {
                 let took = started.elapsed();
@@ -662,6 +644,31 @@ pub async fn dispatch(
             Next::Redispatch(next) => pick = next,
         }
     }
+}
+
+/// One attempt's exchange on `conn`, up to the response head: a request without a body
+/// under the silence rule ([`exchange_quiet`], `next` giving the backend to go on with),
+/// one with a body under the inactivity rule ([`wait`]).
+async fn attempt(
+    sh: &Shared,
+    conn: &mut Conn,
+    req: &mut Outgoing,
+    b: &Arc<BackendState>,
+    deadline: &Deadline,
+    next: impl FnOnce() -> Option<Pick>,
+) -> Result<Result<(ResponseHead, Option<Upload>), Failed>, Stall> {
+    let t = &sh.cfg.timeouts;
+    let Some(body) = req.body.as_mut() else {
+        let first_byte = estimate::first_byte_wait(t.first_byte_ms, &b.estimate());
+        return exchange_quiet(conn, req, first_byte, deadline, next).await;
+    };
+    body.set_backend(b.clone());
+    let progress = body.progress();
+    let server = Duration::from_millis(t.server_ms.max(1));
+    let client = Duration::from_millis(t.http_request_ms.max(1));
+    wait(exchange(conn, req), Some(&*progress), server, client)
+        .await
+        .map_err(Stall::Waiting)
 }
 
 /// Backend `idx` never acknowledged a request: counted against it (a passive failure
