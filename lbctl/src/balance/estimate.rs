@@ -17,8 +17,9 @@ pub const FACTOR: u32 = 4;
 /// Shortest automatic connect timeout.
 pub const CONNECT_FLOOR: Duration = Duration::from_millis(50);
 /// Shortest automatic wait for a first response byte before a replayable request is
-/// checked for silence: above Linux's 40 ms delayed-ACK timer, so a backend that is alive
-/// has acknowledged the request by then.
+/// checked for silence: above Linux's usual 40 ms delayed-ACK timer, so a backend that is
+/// alive has most often acknowledged the request by then (when not, a connect probe
+/// tells a live host from a silent one).
 pub const FIRST_BYTE_FLOOR: Duration = Duration::from_millis(100);
 /// Longest automatic timeout, and the one used before any connect was measured.
 pub const CEILING: Duration = Duration::from_millis(1000);

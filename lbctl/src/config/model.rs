@@ -354,9 +354,9 @@ pub struct Timeouts {
     pub connect_ms: Option<u64>,
     /// How long a replayable request (idempotent, no body) waits for a response's first
     /// byte before the balancer asks its TCP stack whether the backend acknowledged it;
-    /// unacknowledged, the backend has gone silent and the request is retried on another
-    /// backend. Absent: automatic, like `connect_ms` but at least 100 ms (above Linux's
-    /// 40 ms delayed ACK). An acknowledged request keeps waiting up to `server_ms`.
+    /// unacknowledged, and a new connect to the backend failing too, the backend has gone
+    /// silent and the request is retried on another backend. Absent: automatic, like
+    /// `connect_ms` but at least 100 ms. Otherwise the request waits up to `server_ms`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_byte_ms: Option<u64>,
     /// Time allowed for a client to send a whole request head (slowloris guard): 408.

@@ -24,10 +24,13 @@
 //!   counted in `retries`).
 //! - silence: a request without a body whose first response byte has not come within
 //!   `first_byte_ms` (automatic: from the connect-time estimate, at least 100 ms) is
-//!   checked in TCP_INFO; if the backend's TCP stack has not acknowledged it (black hole,
-//!   dead host, cut path) and it is replayable (`retry::replayable`), it goes to the next
-//!   up backend (a redispatch, counted as a failure and a layer-4 error of the silent
-//!   one). An acknowledged request only means a slow backend: it keeps waiting.
+//!   checked in TCP_INFO; if the backend's TCP stack has not acknowledged it, it is
+//!   replayable (`retry::replayable`) and a new connect to the backend fails as well
+//!   (black hole, dead host, cut path: a live host answers a SYN at once, while its ACK
+//!   of a request may be delayed up to its delayed-ACK timer), it goes to the next up
+//!   backend (a redispatch, counted as a failure and a layer-4 error of the silent one).
+//!   An acknowledged request, or a backend that still accepts connects, only means a slow
+//!   backend: the request keeps waiting.
 //! - a reused pooled connection that the backend closes or resets after the request was
 //!   written but before any response byte (keep-alive race): an idempotent request (GET,
 //!   HEAD, PUT, DELETE, OPTIONS, TRACE) without a body is retried once on a fresh
@@ -537,10 +540,13 @@ enum Stall {
 }
 
 /// The exchange of a request without a body: the answer within the first-byte wait, or,
-/// if the backend has not even acknowledged the request and it is replayable, `Silent`
-/// with the next backend (`next`, which also counts the silence); otherwise the answer
-/// within what is left of the request's deadline.
+/// if the backend has not even acknowledged the request, it is replayable and a new
+/// connect to the backend fails too (a live host answers a SYN at once, while its ACK of
+/// a request may be delayed), `Silent` with the next backend (`next`, which also counts
+/// the silence); otherwise the answer within what is left of the request's deadline.
 async fn exchange_quiet(
+    sh: &Shared,
+    pick: &Pick,
     conn: &mut Conn,
     req: &mut Outgoing,
     first_byte: Duration,
@@ -559,15 +565,38 @@ async fn exchange_quiet(
     if let Ok(r) = tokio::time::timeout(wait, &mut fut).await {
         return Ok(r);
     }
-    if retry::when_quiet(replayable, tcp_info::acknowledged(&*stream)) == Quiet::Retry {
-        if let Some(p) = next() {
-            return Err(Stall::Silent(p));
+    if retry::worth_probing(replayable, tcp_info::acknowledged(&*stream)) {
+        let probe = answers_connect(sh, pick, deadline);
+        tokio::pin!(probe);
+        let answered = tokio::select! {
+            r = &mut fut => return Ok(r),
+            a = &mut probe => a,
+        };
+        if retry::when_quiet(replayable, false, answered) == Quiet::Retry {
+            if let Some(p) = next() {
+                return Err(Stall::Silent(p));
+            }
         }
     }
     let rest = deadline.left(Instant::now());
     tokio::time::timeout(rest, fut)
         .await
         .map_err(|_| timed_out())
+}
+
+/// Whether `pick`'s backend still completes a TCP connect within its connect timeout
+/// (the connection then joins the pool: it is a good one).
+async fn answers_connect(sh: &Shared, pick: &Pick, deadline: &Deadline) -> bool {
+    let Some(cap) = deadline.cap(Duration::MAX, Instant::now()) else {
+        return true;
+    };
+    match sh.pool.connect(pick.idx, &pick.backend, cap).await {
+        Ok(c) => {
+            sh.pool.checkin(c);
+            true
+        }
+        Err(_) => false,
+    }
 }
 
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
@@ -611,7 +640,7 @@ pub async fn dispatch(
         b.counters.requests.fetch_add(1, Ordering::Relaxed);
         let (tried, idx) = (&at.tried, pick.idx);
         let next = || silent(sh, &b, pool, tried, idx, started.elapsed());
-        let sent = attempt(sh, &mut conn, &mut req, &b, &deadline, next).await;
+        let sent = attempt(sh, &pick, &mut conn, &mut req, &deadline, next).await;
         let failed = match sent {
             Ok(Ok((head, upload))) => {
                 let took = started.elapsed();
@@ -646,21 +675,23 @@ pub async fn dispatch(
     }
 }
 
-/// One attempt's exchange on `conn`, up to the response head: a request without a body
-/// under the silence rule ([`exchange_quiet`], `next` giving the backend to go on with),
+/// One attempt's exchange with `pick` on `conn`, up to the response head: a request
+/// without a body under the silence rule ([`exchange_quiet`], `next` giving the backend
+/// to go on with),
 /// one with a body under the inactivity rule ([`wait`]).
 async fn attempt(
     sh: &Shared,
+    pick: &Pick,
     conn: &mut Conn,
     req: &mut Outgoing,
-    b: &Arc<BackendState>,
     deadline: &Deadline,
     next: impl FnOnce() -> Option<Pick>,
 ) -> Result<Result<(ResponseHead, Option<Upload>), Failed>, Stall> {
+    let b = &pick.backend;
     let t = &sh.cfg.timeouts;
     let Some(body) = req.body.as_mut() else {
         let first_byte = estimate::first_byte_wait(t.first_byte_ms, &b.estimate());
-        return exchange_quiet(conn, req, first_byte, deadline, next).await;
+        return exchange_quiet(sh, pick, conn, req, first_byte, deadline, next).await;
     };
     body.set_backend(b.clone());
     let progress = body.progress();

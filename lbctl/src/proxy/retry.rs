@@ -48,17 +48,24 @@ impl Deadline {
 pub enum Quiet {
     /// Send it to another backend now (and count the silence against this one).
     Retry,
-    /// The backend has it (its TCP stack acknowledged the request) or the request must
-    /// not be sent twice: wait for the answer up to the deadline.
+    /// The backend has it, may have it, or the request must not be sent twice: wait for
+    /// the answer up to the deadline.
     KeepWaiting,
 }
 
-/// A backend that has not even acknowledged the request at TCP level is gone (black
-/// hole, dead host, cut path): a replayable request is retried elsewhere, which cannot
-/// run it twice since the backend never received it. An acknowledged request is only
-/// slow, and waits.
-pub fn when_quiet(replayable: bool, acknowledged: bool) -> Quiet {
-    if replayable && !acknowledged {
+/// Whether a quiet backend is worth a connect probe: only for a replayable request it has
+/// not acknowledged (anything else waits whatever the probe would say).
+pub fn worth_probing(replayable: bool, acknowledged: bool) -> bool {
+    replayable && !acknowledged
+}
+
+/// A backend that has neither acknowledged the request at TCP level nor answers a new
+/// connect is gone (black hole, dead host, cut path): a replayable request is retried
+/// elsewhere, which cannot run it twice since the backend never received it. An
+/// acknowledged request is only slow; an unacknowledged one to a host that still answers
+/// SYNs may be waiting for the host's delayed ACK (up to 200 ms on Linux): both wait.
+pub fn when_quiet(replayable: bool, acknowledged: bool, connect_answered: bool) -> Quiet {
+    if worth_probing(replayable, acknowledged) && !connect_answered {
         Quiet::Retry
     } else {
         Quiet::KeepWaiting
@@ -92,10 +99,14 @@ mod tests {
     }
 
     #[test]
-    fn only_unacknowledged_replayable_requests_are_retried() {
-        assert_eq!(when_quiet(true, false), Quiet::Retry);
-        assert_eq!(when_quiet(true, true), Quiet::KeepWaiting);
-        assert_eq!(when_quiet(false, false), Quiet::KeepWaiting);
-        assert_eq!(when_quiet(false, true), Quiet::KeepWaiting);
+    fn only_unacknowledged_replayable_requests_to_a_dead_host_are_retried() {
+        assert_eq!(when_quiet(true, false, false), Quiet::Retry);
+        // Alive: its ACK may be delayed, or it is just slow.
+        assert_eq!(when_quiet(true, false, true), Quiet::KeepWaiting);
+        assert_eq!(when_quiet(true, true, false), Quiet::KeepWaiting);
+        // Not replayable: never sent twice.
+        assert_eq!(when_quiet(false, false, false), Quiet::KeepWaiting);
+        assert!(worth_probing(true, false));
+        assert!(!worth_probing(true, true) && !worth_probing(false, false));
     }
 }
