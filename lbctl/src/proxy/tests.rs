@@ -1372,3 +1372,93 @@ async fn counting_backend_conns() -> (SocketAddr, Arc<std::sync::atomic::AtomicU
     .await;
     (addr, n)
 }
+
+/// Runs `f` on a current-thread runtime in a thread of its own, inside a network
+/// namespace that thread creates (only a loopback, up): nftables rules the test adds
+/// there touch nothing of the machine's. None when not root (the skip rule is applied).
+fn in_private_netns<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> Option<T> {
+    if !crate::test_prereq::need_root() {
+        return None;
+    }
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("running ip");
+        assert!(up.success(), "lo up in the test namespace");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
+    .join()
+    .map_err(|e| std::panic::resume_unwind(e))
+    .ok()
+}
+
+/// Runs `nft -f -` with `rules` (in the calling thread's namespace); Err when nft is not
+/// installed, panics when it refuses the rules.
+fn nft(rules: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut c = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    c.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(c.wait()?.success(), "nft refused:\n{rules}");
+    Ok(())
+}
+
+/// A backend that goes silent with a kept-alive connection in the pool (every packet to
+/// it dropped from then on, no reset): the GET written on that connection is never
+/// acknowledged, a connect probe fails too, and the request goes to the other backend;
+/// the next request's connect times out, and `error_limit` 2 marks it down. No request
+/// fails.
+#[test]
+fn silent_pooled_backend_gets_the_request_retried_elsewhere() {
+    let r = in_private_netns(|| {
+        Box::pin(async {
+            bounded(async {
+                let (a1, _) = web("s1").await;
+                let (a2, _) = web("s2").await;
+                let mut cfg = config();
+                cfg.timeouts.connect_ms = None;
+                cfg.error_limit = 2;
+                let bs = vec![be("s1", a1), be("s2", a2)];
+                for b in &bs {
+                    b.connect_sample(Duration::from_micros(200));
+                }
+                let p = start(cfg, bs.clone()).await;
+                assert_eq!(names(p.addr, 2).await, ["s1", "s2"]);
+                let drop_s1 = format!(
+                    "table inet lbctl_test {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    tcp dport {} drop\n  }}\n}}\n",
+                    a1.port()
+                );
+                if let Err(e) = nft(&drop_s1) {
+                    return crate::test_prereq::skip(&format!("nft: {e}"));
+                }
+                // s1's turn, on its pooled connection: silence, then s2.
+                assert_eq!(names(p.addr, 1).await, ["s2"]);
+                let st = bs[0].check_state();
+                assert_eq!(
+                    st.last.unwrap().reason,
+                    "request not acknowledged (backend silent)"
+                );
+                assert!(bs[0].is_up(), "one layer-4 error only so far");
+                // s2, then s1 again: a new connect that times out, the second error.
+                assert_eq!(names(p.addr, 2).await, ["s2", "s2"]);
+                assert!(!bs[0].is_up(), "s1 not marked down");
+                assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 2);
+                assert_eq!(p.stats.snapshot().responses[1], 5);
+            })
+            .await
+        })
+    });
+    if r.is_none() {
+        eprintln!("(not run)");
+    }
+}
