@@ -1,6 +1,9 @@
-//! Active health checks (HAProxy's `check inter rise fall`): one task per backend probes
-//! it every `inter_ms` with a TCP connect or an HTTP request, and feeds each result to the
-//! shared [`BackendState::record`], which owns the rise/fall hysteresis. Up/down
+//! Active health checks (HAProxy's `check inter fastinter downinter rise fall`): one task
+//! per backend probes it every `inter_ms` (`fastinter_ms` while it changes state or right
+//! after live traffic marked it down, `downinter_ms` while down) with a TCP connect or an
+//! HTTP request, measures the connect time for the proxy's automatic timeouts, and feeds
+//! each result to the shared [`BackendState::record`], which owns the rise/fall
+//! hysteresis. Up/down
 //! transitions are logged here with the backend, its address and the reason.
 //!
 //! The HTTP check sends one `Connection: close` request and reads only the response head,
