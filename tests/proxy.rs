@@ -592,6 +592,7 @@ mod loopback {
             routes: vec![],
             rise: 2,
             fall: 3,
+            error_limit: 2,
             threads: 1,
         };
         let b = Arc::new(BackendState::new("serv1", web, 1, "default"));

@@ -3,6 +3,12 @@
 //! predicts for the new topology, then flushes every bridge's learned MACs so traffic
 //! follows the new tree at once (without that, recovery after a root failure took
 //! 10–20 s longer than STP itself on these machines).
+//!
+//! `lbctl link blackhole NODE BRIDGE` (and `restore`) makes a node silent without any
+//! link event: an nftables table in the bridge's namespace drops every IPv4 frame
+//! bridged to or from the node's port (ARP still passes, nothing is reset), which is what
+//! a hung host or a dropping firewall looks like to its peers. The table lives in the
+//! lab's namespace, so `lbctl down` removes it with the namespace.
 #![forbid(unsafe_code)]
 
 use crate::config::Config;
@@ -74,6 +80,8 @@ pub enum Fault {
     Link(String, String),
     /// A whole bridge (switch).
     Bridge(String),
+    /// A node's traffic through its port on a bridge silently dropped (node, bridge).
+    Blackhole(String, String),
 }
 
 impl std::fmt::Display for Fault {
@@ -81,6 +89,7 @@ impl std::fmt::Display for Fault {
         match self {
             Fault::Link(a, b) => write!(f, "link {a} - {b}"),
             Fault::Bridge(b) => write!(f, "bridge {b}"),
+            Fault::Blackhole(n, b) => write!(f, "black hole {n} - {b}"),
         }
     }
 }
@@ -90,7 +99,110 @@ pub async fn apply(plan: &Plan, f: &Fault, up: bool) -> Result<()> {
     match f {
         Fault::Link(a, b) => set_link(plan, a, b, up).await,
         Fault::Bridge(b) => set_bridge(plan, b, up).await,
+        Fault::Blackhole(n, b) => set_blackhole(plan, n, b, !up),
     }
+}
+
+/// Where `node`'s port on `bridge` is: (namespace of the bridge, port name).
+pub fn bridge_port(plan: &Plan, node: &str, bridge: &str) -> Result<(String, String)> {
+    let ends = plan
+        .veths
+        .iter()
+        .flat_map(|v| [(&v.a, &v.b), (&v.b, &v.a)])
+        .find(|(port, peer)| port.bridge.as_deref() == Some(bridge) && peer.node == node);
+    match ends {
+        Some((port, _)) => Ok((plan.netns(&port.node), port.ifname.clone())),
+        None => bail!(
+            "{node:?} has no port on bridge {bridge:?} in lab {:?}",
+            plan.lab
+        ),
+    }
+}
+
+/// The nftables table that black-holes one bridge port (one table per port, so restoring
+/// one never touches another).
+pub fn blackhole_table(port: &str) -> String {
+    let safe: String = port
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("lbctl_bh_{safe}")
+}
+
+/// The ruleset dropping every IPv4 frame bridged to or from `port` (ARP still passes, so
+/// the neighbour stays resolved and peers see silence, not an unreachable host).
+pub fn blackhole_ruleset(port: &str) -> String {
+    format!(
+        "table bridge {} {{\n  chain drop_port {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{port}\" meta protocol ip counter drop\n    oifname \"{port}\" meta protocol ip counter drop\n  }}\n}}\n",
+        blackhole_table(port)
+    )
+}
+
+/// Black-holes (`on`) or restores `node`'s port on `bridge`. Restoring what is not
+/// black-holed is fine; black-holing twice is too (the table is replaced).
+pub fn set_blackhole(plan: &Plan, node: &str, bridge: &str, on: bool) -> Result<()> {
+    let (ns, port) = bridge_port(plan, node, bridge)?;
+    let table = blackhole_table(&port);
+    let tables = nft(&ns, &["list", "tables"], None)?;
+    if tables.split_whitespace().any(|w| w == table) {
+        nft(&ns, &["delete", "table", "bridge", &table], None)?;
+    }
+    if on {
+        nft(&ns, &["-f", "-"], Some(&blackhole_ruleset(&port)))?;
+    }
+    Ok(())
+}
+
+/// Frames the black hole of `node`'s port on `bridge` dropped so far (0 when none).
+pub fn blackhole_drops(plan: &Plan, node: &str, bridge: &str) -> Result<u64> {
+    let (ns, port) = bridge_port(plan, node, bridge)?;
+    let t = nft(
+        &ns,
+        &["list", "table", "bridge", &blackhole_table(&port)],
+        None,
+    )?;
+    let words: Vec<&str> = t.split_whitespace().collect();
+    Ok(words
+        .windows(2)
+        .filter(|w| w[0] == "packets")
+        .filter_map(|w| w[1].parse::<u64>().ok())
+        .sum())
+}
+
+/// Runs `nft ARGS` in namespace `ns` (the ruleset on stdin when given); its stdout.
+pub fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("nft");
+    cmd.args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    netns::command_in(ns, &mut cmd)?;
+    let mut child = cmd
+        .spawn()
+        .context("running nft (scripts/bootstrap.sh installs nftables)")?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .context("writing the nft ruleset")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "nft {} in {ns}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Waits until the kernel tree equals theory and no port is listening/learning, then

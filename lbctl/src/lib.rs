@@ -13,10 +13,10 @@
 //! | [`vrrp`] | VRRP: packet codec and state machine (pure), socket I/O |
 //! | [`agent`] | the balancer daemon: wiring of VRRP, proxy, health checks, admin port, dashboard |
 //! | [`proxy`] | the L7 proxy: server side (hyper), our own HTTP/1.1 client, bodies, errors |
-//! | [`balance`] | backend state and selection: round robin, least connections, stickiness, routes |
+//! | [`balance`] | backend state and selection: round robin, least connections, stickiness, routes; connect-time estimates and the layer-4 observer |
 //! | [`health`] | active health checks |
 //! | [`datapath`] | the BPF programs' user side: observer, VTEP, pinned state maps |
-//! | [`fault`] | failure injection: links and bridges down/up, convergence waits |
+//! | [`fault`] | failure injection: links and bridges down/up, black holes, convergence waits |
 //! | [`verify`] | the scenario's four checkpoints, measured from the users |
 //! | [`status`], [`graph`] | reading the running lab and showing it |
 //! | [`webserver`] | the built-in backend web server (`lbctl serve`) |

@@ -171,6 +171,7 @@ impl AgentPlan {
             routes: s.routes.clone(),
             rise: s.check.rise,
             fall: s.check.fall,
+            error_limit: s.check.error_limit,
             threads: s.nbthread.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())

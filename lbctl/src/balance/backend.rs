@@ -4,9 +4,12 @@
 //! so it is unit-tested without sockets.
 
 use super::counter::Counter;
+use super::estimate::Estimate;
+use super::observe::{Observer, L4};
+use crate::locks::lock;
 use serde::Serialize;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -75,6 +78,16 @@ pub struct BackendState {
     /// Copy of `check.consecutive_fail`, read without the lock on every proxied request
     /// (the proxy's passive check only needs to know whether it is non-zero).
     failing: AtomicU32,
+    /// Connect times measured by the proxy and the health checks (the auto timeouts).
+    estimate: Mutex<Estimate>,
+    /// Live traffic's consecutive layer-4 errors (`observe layer4`).
+    observer: Mutex<Observer>,
+    /// Bumped at every transition to down: pooled connections opened before it are not
+    /// reused (every proxy thread's pool compares it at checkout).
+    epoch: AtomicU64,
+    /// Wakes the health checker when live traffic marked the backend down, so it checks
+    /// at once and then at `fastinter` rather than finishing its `inter` sleep.
+    pub recheck: tokio::sync::Notify,
 }
 
 /// Seconds since the Unix epoch, as the stats show times.
@@ -101,6 +114,77 @@ impl BackendState {
                 ..Default::default()
             }),
             failing: AtomicU32::new(0),
+            estimate: Mutex::new(Estimate::default()),
+            observer: Mutex::new(Observer::default()),
+            epoch: AtomicU64::new(0),
+            recheck: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Adds a measured connect time to the estimate.
+    pub fn connect_sample(&self, took: Duration) {
+        lock(&self.estimate).sample(took);
+    }
+
+    pub fn estimate(&self) -> Estimate {
+        *lock(&self.estimate)
+    }
+
+    /// The number of down transitions so far (see `epoch`).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Feeds one layer-4 observation of live traffic; marks the backend down at once when
+    /// `error_limit` errors came in a row (see [`super::observe`]). Returns the transition.
+    pub fn observe_l4(
+        &self,
+        seen: L4,
+        error_limit: u32,
+        reason: &str,
+        took: Duration,
+    ) -> Option<Transition> {
+        if !lock(&self.observer).observe(seen, error_limit) {
+            return None;
+        }
+        lock(&self.observer).reset();
+        self.mark_down(reason, took)
+    }
+
+    /// Takes an up backend down now (HAProxy's `on-error mark-down`): the health checks
+    /// need `rise` successes to bring it back. None if it was already down.
+    pub fn mark_down(&self, reason: &str, took: Duration) -> Option<Transition> {
+        let mut st = lock(&self.check);
+        st.last = Some(CheckResult {
+            ok: false,
+            reason: reason.to_string(),
+            duration_ms: took.as_millis() as u64,
+            at: now_epoch(),
+            passive: true,
+        });
+        st.consecutive_ok = 0;
+        st.consecutive_fail = st.consecutive_fail.max(1);
+        self.failing.store(st.consecutive_fail, Ordering::Relaxed);
+        if !self.is_up() {
+            return None;
+        }
+        Some(self.flip(&mut st, false, reason))
+    }
+
+    /// Applies an up/down transition under the check lock.
+    fn flip(&self, st: &mut CheckState, up: bool, reason: &str) -> Transition {
+        self.healthy.store(up, Ordering::Relaxed);
+        if !up {
+            self.epoch.fetch_add(1, Ordering::AcqRel);
+            self.recheck.notify_one();
+        }
+        st.last_change = now_epoch();
+        st.transitions += 1;
+        st.change_reason = Some(reason.to_string());
+        Transition {
+            backend: self.name.clone(),
+            up,
+            reason: reason.to_string(),
         }
     }
 
@@ -114,7 +198,7 @@ impl BackendState {
     }
 
     pub fn check_state(&self) -> CheckState {
-        crate::locks::lock(&self.check).clone()
+        lock(&self.check).clone()
     }
 
     /// Records one observation and applies the rise/fall hysteresis: `rise` consecutive
@@ -129,7 +213,7 @@ impl BackendState {
         rise: u32,
         fall: u32,
     ) -> Option<Transition> {
-        let mut st = crate::locks::lock(&self.check);
+        let mut st = lock(&self.check);
         st.last = Some(CheckResult {
             ok,
             reason: reason.to_string(),
@@ -154,15 +238,7 @@ impl BackendState {
         if !flip {
             return None;
         }
-        self.healthy.store(!up, Ordering::Relaxed);
-        st.last_change = now_epoch();
-        st.transitions += 1;
-        st.change_reason = Some(reason.to_string());
-        Some(Transition {
-            backend: self.name.clone(),
-            up: !up,
-            reason: reason.to_string(),
-        })
+        Some(self.flip(&mut st, !up, reason))
     }
 
     /// Counts a response of status `code` in its class.
@@ -221,6 +297,31 @@ mod tests {
         let t = s.record(true, "200", Duration::ZERO, false, 2, 3).unwrap();
         assert!(t.up);
         assert_eq!(s.check_state().transitions, 2);
+    }
+
+    #[test]
+    fn observe_layer4_marks_down_at_the_error_limit_and_bumps_the_epoch() {
+        let s = b();
+        assert_eq!(
+            s.observe_l4(L4::ConnectFailed, 2, "connect timeout", Duration::ZERO),
+            None
+        );
+        assert!(s.is_up());
+        let t = s
+            .observe_l4(L4::Silent, 2, "silent", Duration::ZERO)
+            .unwrap();
+        assert!(!t.up && t.reason == "silent");
+        assert!(!s.is_up());
+        assert_eq!(s.epoch(), 1);
+        // Down already: nothing more to flip; two check successes bring it back.
+        assert_eq!(s.mark_down("again", Duration::ZERO), None);
+        assert_eq!(s.record(true, "200", Duration::ZERO, false, 2, 3), None);
+        assert!(
+            s.record(true, "200", Duration::ZERO, false, 2, 3)
+                .unwrap()
+                .up
+        );
+        assert_eq!(s.epoch(), 1);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 #![forbid(unsafe_code)]
 pub mod backend;
 pub mod counter;
+pub mod estimate;
 pub mod leastconn;
+pub mod observe;
 pub mod route;
 pub mod rr;
 pub mod sticky;

@@ -50,7 +50,8 @@ pub enum Cmd {
     Status(status::Args),
     /// Run a command inside a node's namespace: lbctl exec NODE -- CMD ARGS...
     Exec(exec::Args),
-    /// Take the link between two bridges/nodes down or up, then wait for STP.
+    /// Take the link between two bridges/nodes down or up, then wait for STP; or black-hole
+    /// a node on its bridge port (`link blackhole NODE BRIDGE`, `link restore NODE BRIDGE`).
     Link(fault::LinkArgs),
     /// Take a whole bridge (switch) down or up, then wait for STP.
     Bridge(fault::BridgeArgs),

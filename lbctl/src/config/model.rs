@@ -347,10 +347,22 @@ pub enum Balance {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timeouts {
-    pub connect_ms: u64,
+    /// Time allowed for one TCP connect to a backend before the request is redispatched
+    /// to the next up backend. Absent: automatic, 4 × the backend's smoothed connect time
+    /// (measured on every connect, health checks included) clamped to 50..1000 ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<u64>,
+    /// How long a replayable request (idempotent, no body) waits for a response's first
+    /// byte before the balancer asks its TCP stack whether the backend acknowledged it;
+    /// unacknowledged, and a new connect to the backend failing too, the backend has gone
+    /// silent and the request is retried on another backend. Absent: automatic, like
+    /// `connect_ms` but at least 100 ms. Otherwise the request waits up to `server_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<u64>,
     /// Time allowed for a client to send a whole request head (slowloris guard): 408.
     pub http_request_ms: u64,
-    /// Time allowed for a backend to start answering: 504.
+    /// Time allowed for a backend to start answering: 504. It is also the one deadline of
+    /// a request across all its connects, redispatches and retries.
     pub server_ms: u64,
     /// Idle keep-alive time between requests on a client connection.
     pub keep_alive_ms: u64,
@@ -366,7 +378,8 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            connect_ms: 2000,
+            connect_ms: None,
+            first_byte_ms: None,
             http_request_ms: 5000,
             server_ms: 10000,
             keep_alive_ms: 10000,
@@ -419,6 +432,16 @@ pub struct Check {
     pub timeout_ms: u64,
     pub rise: u32,
     pub fall: u32,
+    /// Interval while a backend is changing state (some failures but not yet `fall`,
+    /// some successes but not yet `rise`), and right after live traffic marked it down
+    /// (HAProxy's `fastinter`).
+    pub fastinter_ms: u64,
+    /// Interval while a backend is down (HAProxy's `downinter`).
+    pub downinter_ms: u64,
+    /// Consecutive connect failures, connect timeouts or silences on live traffic that
+    /// mark a backend down at once (HAProxy's `observe layer4 error-limit N on-error
+    /// mark-down`); 0 turns the observation off. 2: one lost SYN is not a dead server.
+    pub error_limit: u32,
 }
 
 impl Default for Check {
@@ -432,6 +455,9 @@ impl Default for Check {
             timeout_ms: 2000,
             rise: 2,
             fall: 3,
+            fastinter_ms: 250,
+            downinter_ms: 1000,
+            error_limit: 2,
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Active health checks (HAProxy's `check inter rise fall`): one task per backend probes
-//! it every `inter_ms` with a TCP connect or an HTTP request, and feeds each result to the
-//! shared [`BackendState::record`], which owns the rise/fall hysteresis. Up/down
+//! Active health checks (HAProxy's `check inter fastinter downinter rise fall`): one task
+//! per backend probes it every `inter_ms` (`fastinter_ms` while it changes state or right
+//! after live traffic marked it down, `downinter_ms` while down) with a TCP connect or an
+//! HTTP request, measures the connect time for the proxy's automatic timeouts, and feeds
+//! each result to the shared [`BackendState::record`], which owns the rise/fall
+//! hysteresis. Up/down
 //! transitions are logged here with the backend, its address and the reason.
 //!
 //! The HTTP check sends one `Connection: close` request and reads only the response head,
@@ -27,8 +30,9 @@ mod tests;
 /// Largest response head read before the response is called invalid.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Starts one check task per backend; each runs every `check.inter_ms` (first check at
-/// once, then jittered a little to avoid synchronised bursts), with `check.timeout_ms` per
+/// Starts one check task per backend; each runs every `check.inter_ms` (`fastinter_ms`
+/// while the backend changes state, `downinter_ms` while it is down, see [`interval`];
+/// first check at once, then jittered a little to avoid synchronised bursts), with `check.timeout_ms` per
 /// check, connecting FROM `source` when given (bind the local address before connect:
 /// tokio::net::TcpSocket), and records each result with BackendState::record(ok, reason,
 /// duration, false, check.rise, check.fall). Every up/down transition is logged with
@@ -55,12 +59,14 @@ pub fn spawn(
 
 /// The check loop of one backend.
 async fn run(b: Arc<BackendState>, check: Check, source: Option<IpAddr>) {
-    let inter = Duration::from_millis(check.inter_ms.max(10));
     let mut jitter = Jitter::new(&b);
     loop {
         let started = tokio::time::Instant::now();
-        let res = check_once(b.addr, &check, source).await;
+        let (res, connected) = probe(b.addr, &check, source).await;
         let took = started.elapsed();
+        if let Some(c) = connected {
+            b.connect_sample(c);
+        }
         let (ok, reason) = match res {
             Ok(r) => (true, r),
             Err(r) => (false, r),
@@ -73,11 +79,30 @@ async fn run(b: Arc<BackendState>, check: Check, source: Option<IpAddr>) {
                 warn!(backend = %b.name, addr = %b.addr, reason = %t.reason, "backend down");
             }
         }
+        let st = b.check_state();
+        let inter = interval(&check, b.is_up(), st.consecutive_ok, st.consecutive_fail);
         // The next check starts one (jittered) interval after this one started, so a slow
         // check does not stretch the cadence; a check longer than the interval is followed
-        // at once by the next.
-        tokio::time::sleep_until(started + jitter.apply(inter)).await;
+        // at once by the next. Live traffic marking the backend down cuts the wait short.
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + jitter.apply(inter)) => {}
+            _ = b.recheck.notified() => {}
+        }
     }
+}
+
+/// The interval before the next check (HAProxy's `inter`, `fastinter`, `downinter`):
+/// `fastinter_ms` while the backend is changing state (an up backend with failures not
+/// yet `fall`, a down one with successes not yet `rise`), `downinter_ms` while down,
+/// `inter_ms` while up and well. Never below 10 ms.
+pub fn interval(check: &Check, up: bool, ok_run: u32, fail_run: u32) -> Duration {
+    let ms = match (up, ok_run, fail_run) {
+        (true, _, 0) => check.inter_ms,
+        (true, _, _) => check.fastinter_ms,
+        (false, 0, _) => check.downinter_ms,
+        (false, _, _) => check.fastinter_ms,
+    };
+    Duration::from_millis(ms.max(10))
 }
 
 /// ±5 % of the interval from a small xorshift generator seeded per backend and per start,
@@ -123,18 +148,45 @@ pub async fn check_once(
     check: &Check,
     source: Option<IpAddr>,
 ) -> Result<String, String> {
+    probe(addr, check, source).await.0
+}
+
+/// One check and, when the TCP connect succeeded without retransmission, how long it
+/// took (a sample of the backend's connect time for the proxy's automatic timeouts).
+async fn probe(
+    addr: SocketAddr,
+    check: &Check,
+    source: Option<IpAddr>,
+) -> (Result<String, String>, Option<Duration>) {
     let timeout_ms = check.timeout_ms.max(1);
     let request = match check.kind {
         CheckKind::Tcp => None,
-        CheckKind::Http => Some(build_request(addr, check)?),
+        CheckKind::Http => match build_request(addr, check) {
+            Ok(r) => Some(r),
+            Err(e) => return (Err(e), None),
+        },
     };
     let range = match check.kind {
         CheckKind::Tcp => (0, 0),
-        CheckKind::Http => parse_status_range(&check.expect_status)
-            .ok_or_else(|| format!("invalid expect_status {:?}", check.expect_status))?,
+        CheckKind::Http => match parse_status_range(&check.expect_status) {
+            Some(r) => r,
+            None => {
+                return (
+                    Err(format!("invalid expect_status {:?}", check.expect_status)),
+                    None,
+                )
+            }
+        },
     };
+    let mut connected = None;
     let work = async {
+        let t0 = tokio::time::Instant::now();
         let mut stream = connect(addr, source).await.map_err(|e| io_reason(&e))?;
+        // Karn's rule: a connect whose SYN was retransmitted measures the loss, not the
+        // backend's connect time.
+        if !crate::proxy::tcp_info::retransmitted(&stream) {
+            connected = Some(t0.elapsed());
+        }
         let Some(req) = request else {
             return Ok("connected".to_string());
         };
@@ -149,10 +201,11 @@ pub async fn check_once(
             Err(format!("status {code}"))
         }
     };
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), work).await {
+    let res = match tokio::time::timeout(Duration::from_millis(timeout_ms), work).await {
         Ok(r) => r,
         Err(_) => Err(format!("timeout after {timeout_ms} ms")),
-    }
+    };
+    (res, connected)
 }
 
 /// Connects to `addr`, from `source` (any port) when given.

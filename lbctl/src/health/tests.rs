@@ -367,6 +367,8 @@ async fn within(limit: Duration, f: impl Fn() -> bool) -> Option<Duration> {
 async fn spawn_takes_a_dead_backend_out_and_brings_it_back() {
     let check = Check {
         inter_ms: 100,
+        fastinter_ms: 50,
+        downinter_ms: 100,
         timeout_ms: 80,
         rise: 2,
         fall: 3,
@@ -414,6 +416,66 @@ async fn spawn_takes_a_dead_backend_out_and_brings_it_back() {
     assert!(t.is_some(), "backend not back within rise × inter");
     assert_eq!(good.check_state().transitions, 2);
 
+    for t in tasks {
+        t.abort();
+    }
+}
+
+#[test]
+fn intervals_follow_the_state() {
+    let c = Check {
+        inter_ms: 2000,
+        fastinter_ms: 250,
+        downinter_ms: 1000,
+        ..Check::default()
+    };
+    let ms = |up, ok, fail| interval(&c, up, ok, fail).as_millis();
+    assert_eq!(ms(true, 5, 0), 2000, "up and well");
+    assert_eq!(ms(true, 0, 1), 250, "up, failing: going down");
+    assert_eq!(ms(false, 0, 4), 1000, "down");
+    assert_eq!(ms(false, 1, 0), 250, "down, succeeding: coming up");
+    let tiny = Check {
+        fastinter_ms: 0,
+        ..c
+    };
+    assert_eq!(interval(&tiny, true, 0, 1), Duration::from_millis(10));
+}
+
+/// Live traffic marking a backend down wakes its checker at once (no waiting out a long
+/// `inter`), and the checks then run at `fastinter` until it is back: a healthy backend
+/// marked down by mistake returns within about rise × fastinter. The checks also measure
+/// its connect time for the proxy.
+#[tokio::test]
+async fn a_mark_down_triggers_fast_checks() {
+    let check = Check {
+        inter_ms: 20_000,
+        fastinter_ms: 50,
+        downinter_ms: 20_000,
+        timeout_ms: 500,
+        ..Check::default()
+    };
+    let l = listen_on("127.0.0.1:0".parse().unwrap());
+    let addr = l.local_addr().unwrap();
+    let (_srv, _rx) = serve_on(l, Behaviour::Answer(OK_200));
+    let b = Arc::new(BackendState::new("b", addr, 1, "default"));
+    let tasks = spawn(std::slice::from_ref(&b), &check, None);
+    assert!(
+        within(Duration::from_secs(2), || b.check_state().consecutive_ok
+            >= 1)
+        .await
+        .is_some(),
+        "first check never ran"
+    );
+    assert!(
+        b.estimate().smoothed().is_some(),
+        "no connect time measured"
+    );
+    assert!(b.mark_down("silent", Duration::ZERO).is_some());
+    assert!(!b.is_up());
+    // inter and downinter are 20 s: only the wake-up and fastinter can bring it back.
+    let back = within(Duration::from_secs(3), || b.is_up()).await;
+    assert!(back.is_some(), "not back up: {:?}", b.check_state());
+    assert_eq!(b.check_state().transitions, 2);
     for t in tasks {
         t.abort();
     }

@@ -7,16 +7,30 @@
 //! body read by [`super::body::RespBody`] as the client takes it, after which the
 //! connection goes back to the pool of its thread.
 //!
-//! Rules:
-//! - connect failure (refused, reset, unreachable, `connect_ms` timeout): nothing was sent,
-//!   so for any method the failure is recorded against the backend (passive, `failures`)
-//!   and the request is redispatched to another up backend of the pool (`redispatches` on
-//!   the failed one); when none is left: 503 at once.
+//! Rules (one deadline of `server_ms` per request covers every attempt below):
+//! - connect failure (refused, reset, unreachable, connect timeout): nothing was sent,
+//!   so for any method the failure is recorded against the backend (passive, `failures`,
+//!   and a layer-4 error for `observe`) and the request is redispatched to another up
+//!   backend of the pool (`redispatches` on the failed one); when none is left: 503 at
+//!   once. The connect timeout is `connect_ms`, or when absent the backend's own,
+//!   derived from its measured connect times (`balance::estimate`).
+//! - `error_limit` layer-4 errors in a row (connect failures, connect timeouts,
+//!   silences) mark the backend down at once (`balance::observe`); its pooled connections
+//!   are then never reused (they carry the backend's down-transition count).
 //! - a pooled connection is checked before use: one the backend has closed (or that holds
 //!   unexpected bytes) is dropped and the next one, or a new one, is used. Writing the
 //!   request head to a reused connection that fails: nothing of the request reached the
 //!   backend, so it is sent again on a fresh connection to the same backend (any method;
 //!   counted in `retries`).
+//! - silence: a request without a body whose first response byte has not come within
+//!   `first_byte_ms` (automatic: from the connect-time estimate, at least 100 ms) is
+//!   checked in TCP_INFO; if the backend's TCP stack has not acknowledged it, it is
+//!   replayable (`retry::replayable`) and a new connect to the backend fails as well
+//!   (black hole, dead host, cut path: a live host answers a SYN at once, while its ACK
+//!   of a request may be delayed up to its delayed-ACK timer), it goes to the next up
+//!   backend (a redispatch, counted as a failure and a layer-4 error of the silent one).
+//!   An acknowledged request, or a backend that still accepts connects, only means a slow
+//!   backend: the request keeps waiting.
 //! - a reused pooled connection that the backend closes or resets after the request was
 //!   written but before any response byte (keep-alive race): an idempotent request (GET,
 //!   HEAD, PUT, DELETE, OPTIONS, TRACE) without a body is retried once on a fresh
@@ -25,14 +39,20 @@
 //! - a fresh connection closed or reset before any answer (a server stopping between
 //!   accept and response): a replayable request is redispatched to another up backend.
 //! - otherwise a closed/reset connection or a response that is not HTTP: 502; no response
-//!   head within `server_ms`: 504; both recorded as passive failures.
+//!   head within the deadline (a body: `server_ms` of backend inactivity): 504; both
+//!   recorded as passive failures.
 
 use super::body::{Progress, ReqBody, Waiting};
 use super::error::ProxyError;
 use super::h1::{self, ReqFraming, ResponseHead};
+use super::retry::{self, Deadline, Quiet};
 use super::server::Shared;
+use super::tcp_info;
 use crate::balance::backend::BackendState;
+use crate::balance::estimate;
+use crate::balance::observe::L4;
 use crate::balance::Pick;
+use crate::locks::lock;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::Method;
@@ -60,6 +80,9 @@ pub struct Conn {
     pub buf: BytesMut,
     /// Index of the backend in the balancer (which pool the connection returns to).
     pub idx: usize,
+    /// The backend's down-transition count when the connection was opened: once the
+    /// backend has been marked down since, the connection is not reused.
+    pub epoch: u64,
 }
 
 impl Conn {
@@ -113,7 +136,8 @@ struct Idle {
 pub struct Pool {
     idle: Vec<Mutex<Vec<Idle>>>,
     source: Option<IpAddr>,
-    connect_timeout: Duration,
+    /// `timeouts.connect_ms`: None is the automatic, per-backend timeout.
+    connect_ms: Option<u64>,
     idle_timeout: Duration,
 }
 
@@ -121,20 +145,25 @@ impl Pool {
     pub fn new(
         backends: usize,
         source: Option<IpAddr>,
-        connect_timeout: Duration,
+        connect_ms: Option<u64>,
         keep_alive: Duration,
     ) -> Pool {
         Pool {
             idle: (0..backends).map(|_| Mutex::new(Vec::new())).collect(),
             source,
-            connect_timeout,
+            connect_ms,
             idle_timeout: keep_alive.min(POOL_IDLE_MAX),
         }
     }
 
-    /// The most recently used idle connection of backend `idx` that is still open.
-    fn checkout(&self, idx: usize) -> Option<Conn> {
-        let mut idle = crate::locks::lock(&self.idle[idx]);
+    /// The most recently used idle connection of backend `idx` that is still open and
+    /// was opened after the backend's last down transition (`epoch`): connections to a
+    /// backend marked down are dropped, never reused.
+    fn checkout(&self, idx: usize, epoch: u64) -> Option<Conn> {
+        let mut idle = lock(&self.idle[idx]);
+        if idle.last().is_some_and(|c| c.conn.epoch != epoch) {
+            idle.retain(|c| c.conn.epoch == epoch);
+        }
         while let Some(c) = idle.pop() {
             if c.since.elapsed() < self.idle_timeout && c.conn.alive() {
                 return Some(c.conn);
@@ -151,14 +180,14 @@ impl Pool {
         }
         // One clock read per check-in, not one per idle connection.
         let now = Instant::now();
-        let mut idle = crate::locks::lock(&self.idle[conn.idx]);
+        let mut idle = lock(&self.idle[conn.idx]);
         idle.retain(|c| now.duration_since(c.since) < self.idle_timeout);
         if idle.len() < POOL_MAX_IDLE_PER_BACKEND {
             idle.push(Idle { conn, since: now });
         }
     }
 
-    async fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    async fn tcp_connect(&self, addr: SocketAddr, limit: Duration) -> std::io::Result<TcpStream> {
         let sock = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
@@ -179,24 +208,36 @@ impl Pool {
             }
             sock.bind(SocketAddr::new(src, 0))?;
         }
-        let s = tokio::time::timeout(self.connect_timeout, sock.connect(addr))
+        let s = tokio::time::timeout(limit, sock.connect(addr))
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
         s.set_nodelay(true)?;
         Ok(s)
     }
 
-    /// A new connection to backend `idx` at `addr`; Err is the reason, for logs and stats.
-    async fn connect(&self, idx: usize, addr: SocketAddr) -> Result<Conn, String> {
-        let stream = self.tcp_connect(addr).await.map_err(|e| match e.kind() {
-            io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
-            io::ErrorKind::TimedOut => "connect timeout".to_string(),
-            _ => format!("connect: {e}"),
-        })?;
+    /// A new connection to backend `idx`, within its connect timeout (the configured one,
+    /// else its estimate's) or `cap`, whichever is shorter. A successful connect's time
+    /// feeds the estimate unless its SYN had to be retransmitted (Karn's rule). Err is the reason, for logs and stats.
+    async fn connect(&self, idx: usize, b: &BackendState, cap: Duration) -> Result<Conn, String> {
+        let epoch = b.epoch();
+        let limit = estimate::connect_timeout(self.connect_ms, &b.estimate()).min(cap);
+        let t0 = Instant::now();
+        let stream = self
+            .tcp_connect(b.addr, limit)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                io::ErrorKind::TimedOut => format!("connect timeout ({} ms)", limit.as_millis()),
+                _ => format!("connect: {e}"),
+            })?;
+        if !tcp_info::retransmitted(&stream) {
+            b.connect_sample(t0.elapsed());
+        }
         Ok(Conn {
             stream: Arc::new(stream),
             buf: BytesMut::with_capacity(READ_BUF),
             idx,
+            epoch,
         })
     }
 }
@@ -360,6 +401,14 @@ fn passive_failure(sh: &Shared, b: &BackendState, reason: &str, took: Duration) 
     }
 }
 
+/// A layer-4 observation of live traffic (`observe layer4`): `error_limit` errors in a
+/// row mark the backend down at once, and its pooled connections are not reused.
+fn observe_l4(sh: &Shared, b: &BackendState, seen: L4, reason: &str, took: Duration) {
+    if let Some(t) = b.observe_l4(seen, sh.cfg.error_limit, reason, took) {
+        tracing::warn!(backend = %t.backend, reason = %t.reason, "backend is DOWN (layer 4 errors on live traffic)");
+    }
+}
+
 /// A success resets the consecutive-failure count of an up backend (HAProxy `observe`);
 /// it never brings a down backend up (that is the health checker's job).
 fn passive_success(sh: &Shared, b: &BackendState, took: Duration) {
@@ -462,19 +511,93 @@ enum Next {
 }
 
 /// A connection to `pick`'s backend: the most recent pooled one unless `fresh_only`, else
-/// a new one. `bool`: reused from the pool. Err is the reason a new one failed.
-async fn open(sh: &Shared, pick: &Pick, fresh_only: bool) -> Result<(Conn, bool), String> {
+/// a new one within `cap`. `bool`: reused from the pool. Err is the reason a new one failed.
+async fn open(
+    sh: &Shared,
+    pick: &Pick,
+    fresh_only: bool,
+    cap: Duration,
+) -> Result<(Conn, bool), String> {
     if !fresh_only {
-        if let Some(c) = sh.pool.checkout(pick.idx) {
+        if let Some(c) = sh.pool.checkout(pick.idx, pick.backend.epoch()) {
             return Ok((c, true));
         }
     }
-    let c = sh.pool.connect(pick.idx, pick.backend.addr).await?;
+    let c = sh.pool.connect(pick.idx, &pick.backend, cap).await?;
     Ok((c, false))
 }
 
+/// Why an exchange ended without an answer or a failure of its own.
+enum Stall {
+    /// The client's request body or the backend stopped moving (see [`wait`]).
+    Waiting(Waiting),
+    /// The backend never acknowledged a replayable request: go on with this backend.
+    Silent(Pick),
+}
+
+/// The exchange of a request without a body: the answer within the first-byte wait, or,
+/// if the backend has not even acknowledged the request, it is replayable and a new
+/// connect to the backend fails too (a live host answers a SYN at once, while its ACK of
+/// a request may be delayed), `Silent` with the next backend (`next`, which also counts
+/// the silence); otherwise the answer within what is left of the request's deadline.
+async fn exchange_quiet(
+    sh: &Shared,
+    pick: &Pick,
+    conn: &mut Conn,
+    req: &mut Outgoing,
+    first_byte: Duration,
+    deadline: &Deadline,
+    next: impl FnOnce() -> Option<Pick>,
+) -> Result<Result<(ResponseHead, Option<Upload>), Failed>, Stall> {
+    let start = tokio::time::Instant::now();
+    let timed_out = || Stall::Waiting(Waiting::Backend(start));
+    let stream = conn.stream.clone();
+    let replayable = req.replayable;
+    let fut = exchange(conn, req);
+    tokio::pin!(fut);
+    let wait = deadline
+        .cap(first_byte, Instant::now())
+        .ok_or_else(timed_out)?;
+    if let Ok(r) = tokio::time::timeout(wait, &mut fut).await {
+        return Ok(r);
+    }
+    if retry::worth_probing(replayable, tcp_info::acknowledged(&*stream)) {
+        let probe = answers_connect(sh, pick, deadline);
+        tokio::pin!(probe);
+        let answered = tokio::select! {
+            r = &mut fut => return Ok(r),
+            a = &mut probe => a,
+        };
+        if retry::when_quiet(replayable, false, answered) == Quiet::Retry {
+            if let Some(p) = next() {
+                return Err(Stall::Silent(p));
+            }
+        }
+    }
+    let rest = deadline.left(Instant::now());
+    tokio::time::timeout(rest, fut)
+        .await
+        .map_err(|_| timed_out())
+}
+
+/// Whether `pick`'s backend still completes a TCP connect within its connect timeout
+/// (the connection then joins the pool: it is a good one).
+async fn answers_connect(sh: &Shared, pick: &Pick, deadline: &Deadline) -> bool {
+    let Some(cap) = deadline.cap(Duration::MAX, Instant::now()) else {
+        return true;
+    };
+    match sh.pool.connect(pick.idx, &pick.backend, cap).await {
+        Ok(c) => {
+            sh.pool.checkin(c);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Sends `req` to `pick` (or, when it cannot be reached, to the next up backends of
-/// `pool`), with the retry and redispatch rules of this module's header.
+/// `pool`), with the retry and redispatch rules of this module's header, all within one
+/// deadline of `server_ms`.
 pub async fn dispatch(
     sh: &Shared,
     mut pick: Pick,
@@ -483,33 +606,37 @@ pub async fn dispatch(
 ) -> Result<Dispatched, ProxyError> {
     let mut at = Attempts::default();
     let server_timeout = Duration::from_millis(sh.cfg.timeouts.server_ms.max(1));
-    let client_timeout = Duration::from_millis(sh.cfg.timeouts.client_ms.max(1));
+    let deadline = Deadline::new(Instant::now(), server_timeout);
     loop {
         let b = pick.backend.clone();
         let started = Instant::now();
-        let (mut conn, reused) = match open(sh, &pick, std::mem::take(&mut at.fresh_only)).await {
+        let Some(cap) = deadline.cap(server_timeout, started) else {
+            let reason = format!(
+                "no answer within the request's {} ms",
+                server_timeout.as_millis()
+            );
+            return Err(ProxyError::GatewayTimeout(format!("{}: {reason}", b.name)));
+        };
+        let fresh_only = std::mem::take(&mut at.fresh_only);
+        let (mut conn, reused) = match open(sh, &pick, fresh_only, cap).await {
             Ok(c) => c,
             Err(reason) => {
                 tracing::info!(backend = %b.name, %reason, "cannot connect to backend, redispatching");
                 passive_failure(sh, &b, &reason, started.elapsed());
+                observe_l4(sh, &b, L4::ConnectFailed, &reason, started.elapsed());
                 pick = redispatch(sh, pool, &mut at.tried, &pick, || {
                     format!("no backend reachable (last: {}: {reason})", b.name)
                 })?;
                 continue;
             }
         };
-        b.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(body) = req.body.as_mut() {
-            body.set_backend(b.clone());
+        if !reused {
+            observe_l4(sh, &b, L4::Ok, "connected", started.elapsed());
         }
-        let progress = req.body.as_ref().map(|b| b.progress());
-        let sent = wait(
-            exchange(&mut conn, &mut req),
-            progress.as_deref(),
-            server_timeout,
-            client_timeout,
-        )
-        .await;
+        b.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let (tried, idx) = (&at.tried, pick.idx);
+        let next = || silent(sh, &b, pool, tried, idx, started.elapsed());
+        let sent = attempt(sh, &pick, &mut conn, &mut req, &deadline, next).await;
         let failed = match sent {
             Ok(Ok((head, upload))) => {
                 let took = started.elapsed();
@@ -523,7 +650,12 @@ pub async fn dispatch(
                 });
             }
             Ok(Err(f)) => f,
-            Err(w) => return Err(stalled(sh, &b, w, server_timeout, started)),
+            Err(Stall::Waiting(w)) => return Err(stalled(sh, &b, w, server_timeout, started)),
+            Err(Stall::Silent(next)) => {
+                at.tried.push(pick.idx);
+                pick = next;
+                continue;
+            }
         };
         let attempt = Attempt {
             pick: &pick,
@@ -537,6 +669,56 @@ pub async fn dispatch(
             Next::Redispatch(next) => pick = next,
         }
     }
+}
+
+/// One attempt's exchange with `pick` on `conn`, up to the response head: a request
+/// without a body under the silence rule ([`exchange_quiet`], `next` giving the backend
+/// to go on with),
+/// one with a body under the inactivity rule ([`wait`]).
+async fn attempt(
+    sh: &Shared,
+    pick: &Pick,
+    conn: &mut Conn,
+    req: &mut Outgoing,
+    deadline: &Deadline,
+    next: impl FnOnce() -> Option<Pick>,
+) -> Result<Result<(ResponseHead, Option<Upload>), Failed>, Stall> {
+    let b = &pick.backend;
+    let t = &sh.cfg.timeouts;
+    let Some(body) = req.body.as_mut() else {
+        let first_byte = estimate::first_byte_wait(t.first_byte_ms, &b.estimate());
+        return exchange_quiet(sh, pick, conn, req, first_byte, deadline, next).await;
+    };
+    body.set_backend(b.clone());
+    let progress = body.progress();
+    let server = Duration::from_millis(t.server_ms.max(1));
+    // A stalled request body is the client's fault: `timeout client`, not http-request.
+    let client = Duration::from_millis(t.client_ms.max(1));
+    wait(exchange(conn, req), Some(&*progress), server, client)
+        .await
+        .map_err(Stall::Waiting)
+}
+
+/// Backend `idx` never acknowledged a request: counted against it (a passive failure
+/// and a layer-4 error, which may mark it down), and the next up backend of `pool` not
+/// tried yet, if any (counted as a redispatch).
+fn silent(
+    sh: &Shared,
+    b: &BackendState,
+    pool: &str,
+    tried: &[usize],
+    idx: usize,
+    took: Duration,
+) -> Option<Pick> {
+    let reason = "request not acknowledged (backend silent)";
+    tracing::info!(backend = %b.name, reason, "backend silent, retrying elsewhere");
+    passive_failure(sh, b, reason, took);
+    observe_l4(sh, b, L4::Silent, reason, took);
+    let mut exclude = tried.to_vec();
+    exclude.push(idx);
+    let next = sh.balancer.pick(pool, &exclude)?;
+    b.counters.redispatches.fetch_add(1, Ordering::Relaxed);
+    Some(next)
 }
 
 /// The error of an exchange that stalled: the client's fault (408, its request body

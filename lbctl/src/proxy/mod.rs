@@ -38,7 +38,9 @@ mod error;
 mod forward;
 pub(crate) mod h1;
 mod request;
+mod retry;
 mod server;
+pub(crate) mod tcp_info;
 #[cfg(test)]
 mod tests;
 mod tunnel;
@@ -68,6 +70,8 @@ pub struct ProxyConfig {
     /// Passive failure accounting: `BackendState::record(false, .., passive = true, rise, fall)`.
     pub rise: u32,
     pub fall: u32,
+    /// `observe layer4` error limit (`check.error_limit`; 0: off).
+    pub error_limit: u32,
     /// Event-loop threads (HAProxy's `nbthread`), at least 1.
     pub threads: usize,
 }

@@ -23,7 +23,7 @@ use crate::balance::Pick;
 use hyper::body::{Body, Incoming};
 use hyper::header::{HeaderMap, CONTENT_LENGTH, COOKIE, SET_COOKIE};
 use hyper::upgrade::OnUpgrade;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -202,16 +202,12 @@ fn outgoing(parts: hyper::http::request::Parts, body: Incoming) -> client::Outgo
         .unwrap_or("*");
     let mut head = bytes::BytesMut::new();
     h1::encode_request_head(&mut head, &parts.method, target, &parts.headers, framing);
-    let idempotent = matches!(
-        parts.method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
-    );
     let empty = body.is_end_stream();
     client::Outgoing {
+        replayable: super::retry::replayable(&parts.method, !empty),
         method: parts.method,
         head: head.freeze(),
         body: (!empty).then(|| ReqBody::new(body, Progress::new())),
         framing,
-        replayable: idempotent && empty,
     }
 }

@@ -220,7 +220,7 @@ pub async fn serve_thread(
     let pool = Arc::new(Pool::new(
         c.balancer.backends().len(),
         cfg.source,
-        Duration::from_millis(cfg.timeouts.connect_ms.max(1)),
+        cfg.timeouts.connect_ms,
         Duration::from_millis(cfg.timeouts.keep_alive_ms),
     ));
     let shared = Arc::new(Shared {

@@ -33,7 +33,8 @@ fn config() -> ProxyConfig {
         listen: vec![],
         source: Some("127.0.0.1".parse().unwrap()),
         timeouts: Timeouts {
-            connect_ms: 500,
+            connect_ms: Some(500),
+            first_byte_ms: None,
             http_request_ms: 2000,
             server_ms: 2000,
             keep_alive_ms: 2000,
@@ -46,6 +47,7 @@ fn config() -> ProxyConfig {
         routes: vec![],
         rise: 2,
         fall: 3,
+        error_limit: 2,
         threads: 1,
     }
 }
@@ -1424,4 +1426,219 @@ async fn body_trickled_slower_than_client_ms_is_408() {
         assert!(eventually(|| st.snapshot().conns_current == 0).await);
     })
     .await
+}
+
+/// A loopback backend that never answers a connect: a listener whose accept queue
+/// (backlog 0) is full, so the kernel drops further SYNs — a black hole without any
+/// packet leaving the machine. Keep the returned value alive.
+async fn black_hole() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(0).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => held.push(s),
+            _ => return (addr, l, held),
+        }
+    }
+    panic!("the accept queue of {addr} never filled");
+}
+
+#[tokio::test]
+async fn black_holed_connect_is_redispatched_at_the_auto_timeout_and_marked_down() {
+    bounded(async {
+        let (hole, _l, _held) = black_hole().await;
+        let (a2, _) = web("s2").await;
+        let mut cfg = config();
+        cfg.timeouts.connect_ms = None;
+        cfg.error_limit = 2;
+        let bs = vec![be("s1", hole), be("s2", a2)];
+        // As the health checks would have measured it: a LAN-like connect time.
+        bs[0].connect_sample(Duration::from_micros(200));
+        let p = start(cfg, bs.clone()).await;
+        // s1 is tried first each time until marked down; every request is served by s2.
+        let got = names(p.addr, 4).await;
+        assert_eq!(got, ["s2", "s2", "s2", "s2"]);
+        assert!(!bs[0].is_up(), "s1 not marked down by observe layer4");
+        assert_eq!(bs[0].counters.failures.load(Ordering::Relaxed), 2);
+        assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 2);
+        let st = bs[0].check_state();
+        // The automatic timeout of a LAN backend is the 50 ms floor.
+        assert_eq!(st.last.unwrap().reason, "connect timeout (50 ms)");
+        assert_eq!(st.change_reason.as_deref(), Some("connect timeout (50 ms)"));
+        assert_eq!(p.stats.snapshot().responses[1], 4);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn one_deadline_covers_every_redispatch() {
+    bounded(async {
+        let holes = [black_hole().await, black_hole().await, black_hole().await];
+        let mut cfg = config();
+        cfg.timeouts.connect_ms = Some(300);
+        cfg.timeouts.server_ms = 500;
+        cfg.error_limit = 0;
+        let bs: Vec<_> = ["s1", "s2", "s3"]
+            .iter()
+            .zip(&holes)
+            .map(|(n, h)| be(n, h.0))
+            .collect();
+        let p = start(cfg, bs.clone()).await;
+        let g = get(p.addr, "/").await;
+        // 300 ms on s1, the 200 ms left on s2, and no time for s3: not 3 × 300 ms.
+        assert_eq!(g.status, 504);
+        let fails: Vec<u64> = bs
+            .iter()
+            .map(|b| b.counters.failures.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(fails, [1, 1, 0]);
+        assert!(
+            bs.iter().all(|b| b.is_up()),
+            "error_limit 0 marks nothing down"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pooled_connections_of_a_marked_down_backend_are_not_reused() {
+    bounded(async {
+        let (addr, conns) = counting_backend_conns().await;
+        let bs = vec![be("s1", addr)];
+        let p2 = start(config(), bs.clone()).await;
+        for _ in 0..3 {
+            assert_eq!(get(p2.addr, "/").await.status, 200);
+        }
+        assert_eq!(
+            conns.load(Ordering::Relaxed),
+            1,
+            "kept-alive connection reused"
+        );
+        // Marked down (and back up at once, as a recheck would): its pool is dropped.
+        assert!(bs[0].mark_down("silent", Duration::ZERO).is_some());
+        bs[0].record(true, "200", Duration::ZERO, false, 1, 3);
+        assert!(bs[0].is_up());
+        assert_eq!(get(p2.addr, "/").await.status, 200);
+        assert_eq!(
+            conns.load(Ordering::Relaxed),
+            2,
+            "a new connection after the mark-down"
+        );
+    })
+    .await
+}
+
+/// A keep-alive backend answering "ok" to every request; counts its connections.
+async fn counting_backend_conns() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    let addr = raw_backend(move |mut s| {
+        n2.fetch_add(1, Ordering::Relaxed);
+        async move {
+            loop {
+                if read_head(&mut s).await.is_empty() {
+                    return;
+                }
+                let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if s.write_all(r).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, n)
+}
+
+/// Runs `f` on a current-thread runtime in a thread of its own, inside a network
+/// namespace that thread creates (only a loopback, up): nftables rules the test adds
+/// there touch nothing of the machine's. None when not root (the skip rule is applied).
+fn in_private_netns<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> Option<T> {
+    if !crate::test_prereq::need_root() {
+        return None;
+    }
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .expect("running ip");
+        assert!(up.success(), "lo up in the test namespace");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
+    .join()
+    .map_err(|e| std::panic::resume_unwind(e))
+    .ok()
+}
+
+/// Runs `nft -f -` with `rules` (in the calling thread's namespace); Err when nft is not
+/// installed, panics when it refuses the rules.
+fn nft(rules: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut c = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    c.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(c.wait()?.success(), "nft refused:\n{rules}");
+    Ok(())
+}
+
+/// A backend that goes silent with a kept-alive connection in the pool (every packet to
+/// it dropped from then on, no reset): the GET written on that connection is never
+/// acknowledged, a connect probe fails too, and the request goes to the other backend;
+/// the next request's connect times out, and `error_limit` 2 marks it down. No request
+/// fails.
+#[test]
+fn silent_pooled_backend_gets_the_request_retried_elsewhere() {
+    let r = in_private_netns(|| {
+        Box::pin(async {
+            bounded(async {
+                let (a1, _) = web("s1").await;
+                let (a2, _) = web("s2").await;
+                let mut cfg = config();
+                cfg.timeouts.connect_ms = None;
+                cfg.error_limit = 2;
+                let bs = vec![be("s1", a1), be("s2", a2)];
+                for b in &bs {
+                    b.connect_sample(Duration::from_micros(200));
+                }
+                let p = start(cfg, bs.clone()).await;
+                assert_eq!(names(p.addr, 2).await, ["s1", "s2"]);
+                let drop_s1 = format!(
+                    "table inet lbctl_test {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    tcp dport {} drop\n  }}\n}}\n",
+                    a1.port()
+                );
+                if let Err(e) = nft(&drop_s1) {
+                    return crate::test_prereq::skip(&format!("nft: {e}"));
+                }
+                // s1's turn, on its pooled connection: silence, then s2.
+                assert_eq!(names(p.addr, 1).await, ["s2"]);
+                let st = bs[0].check_state();
+                assert_eq!(
+                    st.last.unwrap().reason,
+                    "request not acknowledged (backend silent)"
+                );
+                assert!(bs[0].is_up(), "one layer-4 error only so far");
+                // s2, then s1 again: a new connect that times out, the second error.
+                assert_eq!(names(p.addr, 2).await, ["s2", "s2"]);
+                assert!(!bs[0].is_up(), "s1 not marked down");
+                assert_eq!(bs[0].counters.redispatches.load(Ordering::Relaxed), 2);
+                assert_eq!(p.stats.snapshot().responses[1], 5);
+            })
+            .await
+        })
+    });
+    if r.is_none() {
+        eprintln!("(not run)");
+    }
 }

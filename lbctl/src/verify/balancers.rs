@@ -4,6 +4,8 @@
 //! the switches between the hosts; see undo.rs) each balancer sees only the servers of
 //! its own host; requests through the master give only those; after a failover (the
 //! master's external link cut) every request is served by the other balancer's servers.
+//! Before the tunnel is cut, one backend is black-holed under the users' loops with no
+//! failed request allowed (silent.rs).
 
 use super::lab::{pages_text, record_events, settle, wait_for, Ctx, Page};
 use super::outage::BACK_WITHIN;
@@ -198,6 +200,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let user = ctx.users().first().cloned().context("no user node")?;
     let all = expected_up(&ctx.cfg, &master, true);
     rotation(ctx, cp, "tunnel up", &user, &master, &all)?;
+    super::silent::run(ctx, cp, &master).await?;
     let cut = cut_tunnel(ctx, cp, &master, &user).await?;
     failover_with_cut(ctx, cp, &master, &user).await?;
     restore_tunnel(ctx, cp, &cut).await

@@ -11,6 +11,7 @@ mod balancers;
 mod lab;
 mod outage;
 pub mod report;
+mod silent;
 mod stp;
 pub mod undo;
 mod vrrp;

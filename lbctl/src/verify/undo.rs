@@ -3,10 +3,9 @@
 //! left when a step errors, panics or the user presses Ctrl-C is run, newest first, by
 //! whoever holds the stack (the orchestrator, outside the checkpoint's task).
 
-use crate::fault::{self, Fault};
-use crate::topo::netns;
+use crate::fault::{self, nft, Fault};
 use crate::topo::plan::Plan;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use std::sync::{Arc, Mutex};
 
 /// One repair.
@@ -23,6 +22,8 @@ pub enum Action {
 pub enum FaultKey {
     Link(String, String),
     Bridge(String),
+    /// A node's bridge port black-holed (node, bridge): its repair removes the drop.
+    Blackhole(String, String),
 }
 
 impl FaultKey {
@@ -30,6 +31,7 @@ impl FaultKey {
         match self {
             FaultKey::Link(a, b) => Fault::Link(a.clone(), b.clone()),
             FaultKey::Bridge(b) => Fault::Bridge(b.clone()),
+            FaultKey::Blackhole(n, b) => Fault::Blackhole(n.clone(), b.clone()),
         }
     }
 }
@@ -37,6 +39,7 @@ impl FaultKey {
 impl std::fmt::Display for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Action::Up(k @ FaultKey::Blackhole(..)) => write!(f, "{} removed", k.fault()),
             Action::Up(k) => write!(f, "{} up", k.fault()),
             Action::RemoveCut { nodes } => {
                 write!(f, "tunnel cut removed from {}", nodes.join(", "))
@@ -55,41 +58,6 @@ pub fn cut_ruleset(port: u16) -> String {
     format!(
         "table bridge {CUT_TABLE} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n    udp dport {port} counter drop\n  }}\n}}\n"
     )
-}
-
-fn nft(ns: &str, args: &[&str], stdin: Option<&str>) -> Result<String> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new("nft");
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    netns::command_in(ns, &mut cmd)?;
-    let mut child = cmd
-        .spawn()
-        .context("running nft (scripts/bootstrap.sh installs nftables)")?;
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .context("writing the nft ruleset")?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "nft {} in {ns}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Adds the cut in one node.
@@ -190,6 +158,8 @@ mod tests {
         assert!(u.is_empty());
         assert_eq!(l.to_string(), "link swout1 - swout2 up");
         assert_eq!(c.to_string(), "tunnel cut removed from swout1");
+        let h = Action::Up(FaultKey::Blackhole("serv1".into(), "vswin1".into()));
+        assert_eq!(h.to_string(), "black hole serv1 - vswin1 removed");
     }
 
     #[test]

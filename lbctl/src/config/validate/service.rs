@@ -29,6 +29,7 @@ pub fn check(cfg: &Config, addrs: &Addresses) -> Problems {
     }
     health_check(&mut out, &s.check);
     timeouts(&mut out, &s.timeouts);
+    backend_timeouts(&mut out, &s.timeouts);
     if s.port == s.admin_port {
         out.err("service.admin_port", "must differ from service.port");
     }
@@ -118,11 +119,11 @@ fn routes(out: &mut Problems, s: &Service) {
     }
 }
 
-/// Every timeout is positive: 0 would close each connection the moment it opens (HAProxy
+/// Every fixed timeout is positive (connect_ms and first_byte_ms are optional: see
+/// [`backend_timeouts`]): 0 would close each connection the moment it opens (HAProxy
 /// reads a missing timeout as infinite and warns; we always have one).
 fn timeouts(out: &mut Problems, t: &Timeouts) {
     let all = [
-        ("connect_ms", t.connect_ms),
         ("http_request_ms", t.http_request_ms),
         ("server_ms", t.server_ms),
         ("keep_alive_ms", t.keep_alive_ms),
@@ -136,12 +137,46 @@ fn timeouts(out: &mut Problems, t: &Timeouts) {
     }
 }
 
+/// Explicit backend-side timeouts are positive and fit in the request's deadline.
+fn backend_timeouts(out: &mut Problems, t: &Timeouts) {
+    for (field, v) in [
+        ("connect_ms", t.connect_ms),
+        ("first_byte_ms", t.first_byte_ms),
+    ] {
+        match v {
+            Some(0) => out.err(
+                format!("service.timeouts.{field}"),
+                "must be positive (leave it out for the automatic value)",
+            ),
+            Some(ms) if ms > t.server_ms => out.err(
+                format!("service.timeouts.{field}"),
+                format!(
+                    "{ms} is above server_ms ({}), the deadline of the whole request",
+                    t.server_ms
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
 fn health_check(out: &mut Problems, ck: &Check) {
     if ck.rise == 0 || ck.fall == 0 {
         out.err("service.check", "rise and fall must be at least 1");
     }
     if ck.inter_ms == 0 || ck.timeout_ms == 0 {
         out.err("service.check", "inter_ms and timeout_ms must be positive");
+    }
+    for (field, v) in [
+        ("fastinter_ms", ck.fastinter_ms),
+        ("downinter_ms", ck.downinter_ms),
+    ] {
+        if v < 10 {
+            out.err(
+                format!("service.check.{field}"),
+                format!("{v} is below 10 ms (checks that often would load the backends)"),
+            );
+        }
     }
     if crate::config::parse_status_range(&ck.expect_status).is_none() {
         out.err(
@@ -164,6 +199,26 @@ fn health_check(out: &mut Problems, ck: &Check) {
 mod tests {
     use super::super::testing::*;
     use super::*;
+
+    #[test]
+    fn backend_timeouts_are_positive_and_within_server_ms() {
+        assert_eq!(
+            run(&[(
+                "balance = \"roundrobin\"",
+                "balance = \"roundrobin\"\n[service.timeouts]\nconnect_ms = 0\nfirst_byte_ms = 20000\n"
+            )]),
+            [
+                problem(
+                    "service.timeouts.connect_ms",
+                    "must be positive (leave it out for the automatic value)"
+                ),
+                problem(
+                    "service.timeouts.first_byte_ms",
+                    "20000 is above server_ms (10000), the deadline of the whole request"
+                ),
+            ]
+        );
+    }
 
     fn run(edits: &[(&str, &str)]) -> Vec<super::super::Problem> {
         check(&parsed(edits), &Addresses::default()).into_vec()
@@ -240,7 +295,10 @@ mod tests {
     fn health_check_cookie_ports_and_threads() {
         assert_eq!(
             run(&[
-                ("rise = 2", "rise = 0\ntimeout_ms = 0\nmethod = \"get\""),
+                (
+                    "rise = 2",
+                    "rise = 0\ntimeout_ms = 0\nfastinter_ms = 5\nmethod = \"get\""
+                ),
                 ("path = \"/health\"", "path = \"health\""),
                 (
                     "balance = \"roundrobin\"",
@@ -252,6 +310,10 @@ mod tests {
                 problem("service.cookie", "\"a b\" is not a valid cookie name"),
                 problem("service.check", "rise and fall must be at least 1"),
                 problem("service.check", "inter_ms and timeout_ms must be positive"),
+                problem(
+                    "service.check.fastinter_ms",
+                    "5 is below 10 ms (checks that often would load the backends)"
+                ),
                 problem("service.check.path", "must start with '/'"),
                 problem("service.check.method", "\"get\" is not an HTTP method"),
                 problem("service.admin_port", "must differ from service.port"),
