@@ -7,8 +7,13 @@
 //! (`lbctl graph`, run as a child process so it reads the same live state as the CLI),
 //! whose STP port states and roots are compared between refreshes to list STP changes.
 //! Nothing is refreshed while nobody looks at the dashboard.
+//!
+//! It also holds the agent's time series (`/api/timeseries`, see [`super::timeseries`]),
+//! which the recorder feeds every second from the agent's start, and to which the STP
+//! changes seen between pictures are added as markers.
 
 use super::admin::{self, Stats};
+use super::timeseries::{MarkerKind, Reading, TimeSeries};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -72,6 +77,7 @@ pub struct Dashboard {
     config_file: Option<PathBuf>,
     wanted: Mutex<Option<Instant>>,
     inner: Mutex<Inner>,
+    series: Mutex<TimeSeries>,
 }
 
 /// The document behind the page.
@@ -114,6 +120,7 @@ impl Dashboard {
             config_file,
             wanted: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
+            series: Mutex::new(TimeSeries::new()),
         })
     }
 
@@ -146,15 +153,37 @@ impl Dashboard {
             .unwrap_or_else(|| a.to_string())
     }
 
-    pub fn json(&self, stats: Stats) -> String {
-        self.touch();
-        let vrrp_master = stats.vrrp.as_ref().and_then(|v| {
+    /// The VRRP master as this balancer knows it: itself, or the sender of the adverts it
+    /// hears, by name.
+    pub fn vip_holder(&self, stats: &Stats) -> Option<String> {
+        stats.vrrp.as_ref().and_then(|v| {
             if v.state == "MASTER" {
                 Some(self.node.clone())
             } else {
                 v.master.map(|m| self.name_of(m))
             }
-        });
+        })
+    }
+
+    fn series(&self) -> std::sync::MutexGuard<'_, TimeSeries> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds the recorder's reading of this second to the time series.
+    pub fn record(&self, r: Reading) {
+        self.series().push(r);
+    }
+
+    /// `/api/timeseries`.
+    pub fn timeseries_json(&self) -> String {
+        self.touch();
+        let s = self.series();
+        serde_json::to_string(&s.to_json(&self.node, unix_now())).unwrap_or_default()
+    }
+
+    pub fn json(&self, stats: Stats) -> String {
+        self.touch();
+        let vrrp_master = self.vip_holder(&stats);
         let inner = self.inner();
         let doc = DashboardJson {
             lab: &self.lab,
@@ -292,6 +321,12 @@ impl Dashboard {
             Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
             None => vec![],
         };
+        if !changes.is_empty() {
+            let mut s = self.series();
+            for what in &changes {
+                s.add_marker(now, MarkerKind::Stp, what);
+            }
+        }
         for what in changes {
             if inner.changes.len() >= CHANGES_KEPT {
                 inner.changes.pop_front();

@@ -8,7 +8,9 @@
 pub mod admin;
 pub mod dashboard;
 pub mod plan;
+mod recorder;
 mod state_sync;
+pub mod timeseries;
 
 use anyhow::{Context, Result};
 use tracing::{info, info_span, Instrument};
@@ -69,6 +71,12 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             plan.config_file.clone(),
         );
         let refresher = dash.spawn_refresher();
+        let recorder = recorder::spawn(
+            dash.clone(),
+            plan.node.clone(),
+            backends.clone(),
+            vrrp.as_ref().map(|(h, _, _)| h.clone()),
+        );
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
@@ -106,6 +114,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             s.abort();
         }
         refresher.abort();
+        recorder.abort();
         res
     }
     .instrument(span)

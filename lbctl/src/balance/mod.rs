@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 pub mod backend;
 pub mod counter;
+pub mod latency;
 pub mod leastconn;
 pub mod route;
 pub mod rr;
