@@ -96,3 +96,81 @@ pub fn reading(
             .unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// The recorder running for real against an admin listener on loopback:
+    /// `/api/timeseries` serves the seconds it recorded, with the requests, latency and
+    /// up/down change counted on the backend.
+    #[tokio::test]
+    async fn api_timeseries_serves_what_the_recorder_saw() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admin_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let b = Arc::new(BackendState::new(
+            "serv1",
+            "127.0.0.1:9".parse().unwrap(),
+            1,
+            "default",
+        ));
+        let dash = Dashboard::new("t".into(), "bal1".into(), vec![], vec![], None);
+        let rec = spawn(dash.clone(), "bal1".into(), vec![b.clone()], None);
+        let admin = admin::serve(admin_addr, "bal1".into(), vec![b.clone()], None, Some(dash))
+            .await
+            .unwrap();
+        let get = move || {
+            let r =
+                crate::http_get::get(admin_addr, "x", "/api/timeseries", Duration::from_secs(2))
+                    .expect("GET /api/timeseries");
+            assert_eq!(r.status, hyper::StatusCode::OK);
+            serde_json::from_slice::<serde_json::Value>(&r.body).expect("JSON")
+        };
+        let t = std::time::Instant::now();
+        let doc = loop {
+            b.counters.requests.fetch_add(5, Ordering::Relaxed);
+            b.counters.latency.record(Duration::from_millis(3));
+            b.record(false, "connection refused", Duration::ZERO, true, 1, 1);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let doc = tokio::task::spawn_blocking(get).await.unwrap();
+            let busy = doc["backends"][0]["requests"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n.as_u64() > Some(0)));
+            if busy || t.elapsed() > Duration::from_secs(10) {
+                break doc;
+            }
+        };
+        rec.abort();
+        admin.abort();
+        assert_eq!(doc["node"], "bal1");
+        assert_eq!(doc["capacity"], 300);
+        assert_eq!(doc["backends"][0]["name"], "serv1");
+        let n = doc["t"].as_array().expect("t").len();
+        assert!(n >= 1, "{doc}");
+        for k in [
+            "requests",
+            "client_errors",
+            "p50_ms",
+            "p99_ms",
+            "conns",
+            "holder",
+        ] {
+            assert_eq!(doc[k].as_array().map(Vec::len), Some(n), "{k}: {doc}");
+        }
+        let p50 = doc["p50_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|v| v.as_f64());
+        assert!(p50.is_some_and(|ms| (ms - 3.0).abs() < 0.2), "{doc}");
+        let down = &doc["markers"][0];
+        assert_eq!(down["kind"], "backend", "{doc}");
+        assert_eq!(down["what"], "serv1 DOWN (connection refused)");
+        assert!(doc["bytes"].as_u64().unwrap() > 0);
+    }
+}

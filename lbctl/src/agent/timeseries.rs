@@ -342,11 +342,7 @@ impl TimeSeries {
                 .map(|s| s.state.checked_sub(1).map(|i| VRRP_STATES[i as usize]))
                 .collect(),
             holder: secs.iter().map(|s| self.holder_name(s.holder)).collect(),
-            markers: self
-                .markers
-                .iter()
-                .filter(|m| m.at >= from)
-                .collect(),
+            markers: self.markers.iter().filter(|m| m.at >= from).collect(),
         }
     }
 
