@@ -54,6 +54,8 @@ struct Inner {
     ports: Option<BTreeMap<String, String>>,
     changes: VecDeque<Change>,
     peers: Vec<PeerStats>,
+    /// Per peer, the time of its newest VRRP event already added to the time series.
+    peer_events_seen: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -247,7 +249,32 @@ impl Dashboard {
                 },
             });
         }
+        self.peer_markers(&out);
         self.inner().peers = out;
+    }
+
+    /// The peers' VRRP transitions not seen before become markers on the time series (so
+    /// bal2's page also marks bal1 taking or giving up the VIP, while a page is open).
+    fn peer_markers(&self, peers: &[PeerStats]) {
+        let mut inner = self.inner();
+        let mut series = self.series();
+        for p in peers.iter().filter(|p| p.answering) {
+            let Some(v) = p.stats.as_ref().and_then(|s| s.vrrp.as_ref()) else {
+                continue;
+            };
+            let seen = inner
+                .peer_events_seen
+                .entry(p.node.clone())
+                .or_insert(f64::NEG_INFINITY);
+            for e in v.events.iter().filter(|e| e.at > *seen) {
+                series.add_marker(
+                    e.at,
+                    MarkerKind::Vrrp,
+                    &super::recorder::vrrp_marker(&p.node, e),
+                );
+            }
+            *seen = v.events.iter().map(|e| e.at).fold(*seen, f64::max);
+        }
     }
 
     async fn refresh_graph(&self) {
@@ -388,6 +415,56 @@ mod tests {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// A peer's VRRP transitions become markers once, however often it is fetched; a peer
+    /// that does not answer adds nothing.
+    #[test]
+    fn peer_vrrp_events_become_markers_once() {
+        let peer = |answering: bool, events: serde_json::Value| PeerStats {
+            node: "bal1".into(),
+            admin: "10.0.0.1:8404".parse().unwrap(),
+            stats: Some(
+                serde_json::from_value(serde_json::json!({
+                    "node": "bal1", "backends": [],
+                    "vrrp": {
+                        "instance": "VI_1", "state": "MASTER", "priority": 150,
+                        "effective_priority": 150, "master": null, "vrid": 12, "version": 2,
+                        "adverts_sent": 1, "adverts_received": 0, "transitions": 2,
+                        "drops": {}, "checksum_forms": {}, "events": events,
+                    },
+                }))
+                .unwrap(),
+            ),
+            answering,
+            answered_at: None,
+        };
+        let ev = |at: f64, from: &str, to: &str| {
+            serde_json::json!({"at": at, "from": from, "to": to, "reason": "r",
+                "previous_master": null, "silence_ms": null})
+        };
+        let d = Dashboard::new("t".into(), "bal2".into(), vec![], vec![], None);
+        let t = unix_now() - 60.0;
+        let one = serde_json::json!([ev(t, "INIT", "BACKUP")]);
+        let two = serde_json::json!([ev(t, "INIT", "BACKUP"), ev(t + 3.0, "BACKUP", "MASTER")]);
+        d.peer_markers(&[peer(true, one.clone())]);
+        d.peer_markers(&[peer(true, one)]);
+        d.peer_markers(&[peer(
+            false,
+            serde_json::json!([ev(t + 5.0, "MASTER", "FAULT")]),
+        )]);
+        d.peer_markers(&[peer(true, two)]);
+        let j: serde_json::Value = serde_json::from_str(&d.timeseries_json()).unwrap();
+        let what: Vec<&str> = j["markers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["what"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            what,
+            ["bal1 INIT -> BACKUP (r)", "bal1 BACKUP -> MASTER (r)"]
+        );
     }
 
     #[test]

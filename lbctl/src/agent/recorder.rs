@@ -80,21 +80,21 @@ pub fn reading(
             .map(|v| {
                 v.events
                     .iter()
-                    .map(|e| {
-                        let silence = e
-                            .silence_ms
-                            .map(|ms| format!(", {:.2} s without a master", ms as f64 / 1000.0))
-                            .unwrap_or_default();
-                        let what = format!(
-                            "{} {} -> {} ({}{silence})",
-                            stats.node, e.from, e.to, e.reason
-                        );
-                        (e.at, what)
-                    })
+                    .map(|e| (e.at, vrrp_marker(&stats.node, e)))
                     .collect()
             })
             .unwrap_or_default(),
     }
+}
+
+/// A VRRP transition as a marker's text: who, from, to, why, and on a takeover how long
+/// the VIP went without a master.
+pub fn vrrp_marker(node: &str, e: &crate::vrrp::VrrpEvent) -> String {
+    let silence = e
+        .silence_ms
+        .map(|ms| format!(", {:.2} s without a master", ms as f64 / 1000.0))
+        .unwrap_or_default();
+    format!("{node} {} -> {} ({}{silence})", e.from, e.to, e.reason)
 }
 
 #[cfg(test)]
