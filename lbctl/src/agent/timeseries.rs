@@ -489,6 +489,7 @@ mod tests {
         let (lo, hi) = (bytes.iter().min().unwrap(), bytes.iter().max().unwrap());
         assert_eq!(lo, hi, "bytes vary once the ring is full");
         assert!(*hi < 64 * 1024, "{hi} bytes");
+        assert_eq!(std::mem::size_of::<Second>(), 32, "the README's figure");
         eprintln!("time series: {hi} bytes with 2 backends and full markers");
     }
 
