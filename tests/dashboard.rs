@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The browser process we started; ended by its PID (SIGTERM, then SIGKILL) on drop.
@@ -230,15 +232,22 @@ const TS_LINE: &str = "document.querySelector('#ts-req path.series').getAttribut
 /// bal2's takeover drawn as a VRRP marker on the VIP band.
 const FAILOVER_MARKER: &str = "Array.from(document.querySelectorAll('#ts-vip line.marker.vrrp')).some(l => /bal2 BACKUP -> MASTER/.test(l.dataset.what))";
 
+/// Stops the client loop when dropped, also when an assertion fails first.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Requests to bal2's own address (the page's agent) every 20 ms until `stop`; how many
 /// were answered. Started from a thread in user2's namespace, so it runs there too.
-fn client_loop(
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<u64> {
+fn client_loop(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let addr = "172.16.1.251:8000".parse().unwrap();
         let mut answered = 0;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             if lbctl::http_get::get(addr, "172.16.1.251:8000", "/", Duration::from_secs(2)).is_ok()
             {
                 answered += 1;
@@ -345,8 +354,8 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
             &json!(6),
             Duration::from_secs(10),
         );
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let clients = client_loop(stop.clone());
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let clients = client_loop(stop.0.clone());
         charts_move(&mut cdp);
         cdp.screenshot("dashboard-bal1-master.png");
 
@@ -387,7 +396,7 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
             json!({ "url": "http://172.16.1.251:8404/" }),
         );
         cdp.wait_for(FAILOVER_MARKER, &json!(true), Duration::from_secs(10));
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         assert!(clients.join().unwrap() > 0, "the client loop got answers");
         let series = lbctl::http_get::get(
             "172.16.1.251:8404".parse().unwrap(),
