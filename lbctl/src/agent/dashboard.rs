@@ -9,8 +9,9 @@
 //! Nothing is refreshed while nobody looks at the dashboard.
 //!
 //! It also holds the agent's time series (`/api/timeseries`, see [`super::timeseries`]),
-//! which the recorder feeds every second from the agent's start, and to which the STP
-//! changes seen between pictures are added as markers.
+//! which the recorder feeds every second from the agent's start (STP topology changes
+//! included, from the lab's BPF observers), and to which the STP changes seen between
+//! pictures add the ports' names.
 
 use super::admin::{self, Stats};
 use super::timeseries::{MarkerKind, Reading, TimeSeries};
@@ -174,6 +175,11 @@ impl Dashboard {
     /// Adds the recorder's reading of this second to the time series.
     pub fn record(&self, r: Reading) {
         self.series().push(r);
+    }
+
+    /// A topology change the lab's BPF observers counted (see [`super::stp_watch`]).
+    pub fn stp_burst(&self, b: &super::stp_watch::Burst) {
+        self.series().stp_burst(b);
     }
 
     /// `/api/timeseries`.
@@ -348,12 +354,7 @@ impl Dashboard {
             Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
             None => vec![],
         };
-        if !changes.is_empty() {
-            let mut s = self.series();
-            for what in &changes {
-                s.add_marker(now, MarkerKind::Stp, what);
-            }
-        }
+        self.series().stp_picture(now, &changes);
         for what in changes {
             if inner.changes.len() >= CHANGES_KEPT {
                 inner.changes.pop_front();

@@ -1,11 +1,13 @@
 //! Feeds the dashboard's time series: once a second, just after each second starts, reads
 //! the agent's counters (the same snapshot `/stats` serves, plus the backends' latency
-//! histograms) and hands the reading to [`super::timeseries::TimeSeries`]. It runs from
+//! histograms) and hands the reading to [`super::timeseries::TimeSeries`], with the lab's
+//! STP topology changes the BPF observers counted ([`super::stp_watch`]). It runs from
 //! the agent's start, whether or not anyone looks, so a page opened after a failure still
 //! shows it.
 
 use super::admin::{self, Stats};
 use super::dashboard::Dashboard;
+use super::stp_watch::StpWatch;
 use super::timeseries::{BackendReading, Reading};
 use crate::balance::backend::BackendState;
 use crate::balance::latency::BUCKETS;
@@ -18,6 +20,7 @@ pub fn spawn(
     node: String,
     backends: Vec<Arc<BackendState>>,
     vrrp: Option<crate::vrrp::VrrpHandle>,
+    mut stp: Option<StpWatch>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
@@ -28,7 +31,11 @@ pub fn spawn(
                 b.counters.latency.add_to(&mut latency);
             }
             let holder = dash.vip_holder(&stats);
-            dash.record(reading(&stats, latency, holder, now()));
+            let at = now();
+            dash.record(reading(&stats, latency, holder, at));
+            if let Some(b) = stp.as_mut().and_then(|w| w.tick(at)) {
+                dash.stp_burst(&b);
+            }
         }
     })
 }
@@ -120,7 +127,7 @@ mod tests {
             "default",
         ));
         let dash = Dashboard::new("t".into(), "bal1".into(), vec![], vec![], None);
-        let rec = spawn(dash.clone(), "bal1".into(), vec![b.clone()], None);
+        let rec = spawn(dash.clone(), "bal1".into(), vec![b.clone()], None, None);
         let admin = admin::serve(admin_addr, "bal1".into(), vec![b.clone()], None, Some(dash))
             .await
             .unwrap();

@@ -9,6 +9,7 @@
 //! VIP), and turns new VRRP events and backend transitions into markers. Its memory is
 //! bounded whatever runs through it: [`TimeSeries::heap_bytes`] is served with the data.
 
+use super::stp_watch::Burst;
 use crate::balance::latency::{self, BUCKETS};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -90,7 +91,29 @@ pub struct Marker {
     pub at: f64,
     pub kind: MarkerKind,
     pub what: String,
+    /// STP: the TCN and TC BPDUs the lab's observers counted in this change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tc_bpdus: Option<u64>,
+    #[serde(skip)]
+    source: Source,
 }
+
+/// Where an STP marker came from, so the counters and the picture mark one change once.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+enum Source {
+    /// Not STP, or the picture's change with no burst near it.
+    #[default]
+    Event,
+    /// The observers' counters alone: the burst starting at this time.
+    Counters(f64),
+    /// The picture's change, carrying the count of the burst starting at this time.
+    Named(f64),
+}
+
+/// How far apart the picture's STP change and the start of a counted burst may be and still
+/// be one change: the counters are read every second, the picture is drawn every 2 s and
+/// `lbctl graph` takes a second or more on a busy machine.
+pub const STP_SAME_CHANGE_S: f64 = 6.0;
 
 /// The ring and the markers.
 #[derive(Debug)]
@@ -254,12 +277,90 @@ impl TimeSeries {
     /// Adds a marker (the text cut to [`MARKER_TEXT_MAX`] characters), dropping the
     /// oldest past [`MARKERS_KEPT`]; markers are kept in time order.
     pub fn add_marker(&mut self, at: f64, kind: MarkerKind, what: &str) {
+        self.insert_marker(Marker {
+            at,
+            kind,
+            what: what.to_string(),
+            tc_bpdus: None,
+            source: Source::Event,
+        });
+    }
+
+    fn insert_marker(&mut self, mut m: Marker) {
         if self.markers.len() >= MARKERS_KEPT {
             self.markers.pop_front();
         }
-        let what: String = what.chars().take(MARKER_TEXT_MAX).collect();
-        let pos = self.markers.partition_point(|m| m.at <= at);
-        self.markers.insert(pos, Marker { at, kind, what });
+        if m.what.chars().count() > MARKER_TEXT_MAX {
+            m.what = m.what.chars().take(MARKER_TEXT_MAX).collect();
+        }
+        let pos = self.markers.partition_point(|x| x.at <= m.at);
+        self.markers.insert(pos, m);
+    }
+
+    /// A topology change the observers' counters saw (called each second its burst grows).
+    /// The rule that keeps one marker per change: the marker already standing for this
+    /// burst gets the new count; else the picture's STP change nearest the burst's start,
+    /// within [`STP_SAME_CHANGE_S`] and not yet carrying a count, carries it (it names the
+    /// ports); else the counters add their own marker at the burst's start.
+    pub fn stp_burst(&mut self, b: &Burst) {
+        let text = format!("STP topology change: {} TC BPDUs", b.bpdus);
+        let mine =
+            |m: &Marker| matches!(m.source, Source::Counters(s) | Source::Named(s) if s == b.start);
+        if let Some(m) = self.markers.iter_mut().find(|m| mine(m)) {
+            m.tc_bpdus = Some(b.bpdus);
+            if matches!(m.source, Source::Counters(_)) {
+                m.what = text;
+            }
+            return;
+        }
+        let near = self
+            .markers
+            .iter_mut()
+            .filter(|m| m.kind == MarkerKind::Stp && m.source == Source::Event)
+            .filter(|m| (m.at - b.start).abs() <= STP_SAME_CHANGE_S)
+            .min_by(|x, y| (x.at - b.start).abs().total_cmp(&(y.at - b.start).abs()));
+        if let Some(m) = near {
+            m.tc_bpdus = Some(b.bpdus);
+            m.source = Source::Named(b.start);
+            return;
+        }
+        self.insert_marker(Marker {
+            at: b.start,
+            kind: MarkerKind::Stp,
+            what: text,
+            tc_bpdus: Some(b.bpdus),
+            source: Source::Counters(b.start),
+        });
+    }
+
+    /// The STP changes the dashboard's picture found at `at` (port states, roots). When
+    /// the counters already marked a change within [`STP_SAME_CHANGE_S`], the picture's
+    /// first change takes that marker over (its time, read each second, dates the change
+    /// better; its count stays) and the others join it at that time; else each is a marker
+    /// at `at`.
+    pub fn stp_picture(&mut self, at: f64, changes: &[String]) {
+        let Some((first, rest)) = changes.split_first() else {
+            return;
+        };
+        let counted = self
+            .markers
+            .iter_mut()
+            .filter(|m| matches!(m.source, Source::Counters(_)))
+            .filter(|m| (m.at - at).abs() <= STP_SAME_CHANGE_S)
+            .min_by(|x, y| (x.at - at).abs().total_cmp(&(y.at - at).abs()));
+        let (at, rest) = match counted {
+            Some(m) => {
+                if let Source::Counters(s) = m.source {
+                    m.source = Source::Named(s);
+                }
+                m.what = first.chars().take(MARKER_TEXT_MAX).collect();
+                (m.at, rest)
+            }
+            None => (at, changes),
+        };
+        for what in rest {
+            self.add_marker(at, MarkerKind::Stp, what);
+        }
     }
 
     /// Ring positions of the stored seconds, oldest first.
@@ -531,6 +632,110 @@ mod tests {
             ("backend", "serv1 DOWN (connection refused)"),
         ];
         assert_eq!(m, want.map(|(a, b)| (a.to_string(), b.to_string())));
+    }
+
+    /// The STP markers as (at, what, tc_bpdus).
+    fn stp(ts: &TimeSeries) -> Vec<(f64, String, Option<u64>)> {
+        ts.markers
+            .iter()
+            .filter(|m| m.kind == MarkerKind::Stp)
+            .map(|m| (m.at, m.what.clone(), m.tc_bpdus))
+            .collect()
+    }
+
+    fn burst(start: f64, last: f64, bpdus: u64) -> Burst {
+        Burst { start, last, bpdus }
+    }
+
+    /// No page open: the counters alone mark the change, once per burst, with its count.
+    #[test]
+    fn a_counted_burst_is_one_marker_whose_count_grows() {
+        let mut ts = TimeSeries::new();
+        ts.stp_burst(&burst(100.0, 100.0, 3));
+        ts.stp_burst(&burst(100.0, 102.0, 7));
+        ts.stp_burst(&burst(100.0, 109.0, 12));
+        ts.stp_burst(&burst(130.0, 130.0, 2));
+        assert_eq!(
+            stp(&ts),
+            [
+                (100.0, "STP topology change: 12 TC BPDUs".into(), Some(12)),
+                (130.0, "STP topology change: 2 TC BPDUs".into(), Some(2)),
+            ]
+        );
+        let j = json(&ts);
+        assert_eq!(j["markers"][0]["tc_bpdus"], 12, "{j}");
+        ts.add_marker(140.0, MarkerKind::Vrrp, "x");
+        assert!(json(&ts)["markers"][2].get("tc_bpdus").is_none());
+    }
+
+    /// Counters first, then the picture (the usual order: they are read every second):
+    /// the picture's first change takes the counted marker over, at the counters' time,
+    /// and keeps the count; its other changes join it; later pictures' changes and
+    /// pictures outside the window are markers of their own.
+    #[test]
+    fn the_picture_names_the_counted_change_without_marking_it_twice() {
+        let mut ts = TimeSeries::new();
+        ts.stp_burst(&burst(100.0, 100.0, 2));
+        let changes = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        ts.stp_picture(
+            102.5,
+            &changes(&[
+                "port vswout1/to-swout2: forwarding -> disabled",
+                "port vswout1/to-swout1: blocking -> listening",
+            ]),
+        );
+        ts.stp_burst(&burst(100.0, 104.0, 9));
+        ts.stp_picture(
+            104.5,
+            &changes(&["port vswout1/to-swout1: listening -> learning"]),
+        );
+        ts.stp_picture(150.0, &changes(&["LAN ext: root bridge swout2 -> swout1"]));
+        ts.stp_picture(151.0, &[]);
+        assert_eq!(
+            stp(&ts),
+            [
+                (
+                    100.0,
+                    "port vswout1/to-swout2: forwarding -> disabled".into(),
+                    Some(9)
+                ),
+                (
+                    100.0,
+                    "port vswout1/to-swout1: blocking -> listening".into(),
+                    None
+                ),
+                (
+                    104.5,
+                    "port vswout1/to-swout1: listening -> learning".into(),
+                    None
+                ),
+                (150.0, "LAN ext: root bridge swout2 -> swout1".into(), None),
+            ]
+        );
+    }
+
+    /// Picture first (a page was open and the counters' rise came later): the nearest
+    /// picture change within the window carries the count; none further off does, and a
+    /// burst with no picture change near it marks itself.
+    #[test]
+    fn a_burst_after_the_picture_annotates_its_nearest_change() {
+        let mut ts = TimeSeries::new();
+        ts.stp_picture(90.0, &["port a/1: forwarding -> disabled".into()]);
+        ts.stp_picture(99.0, &["port b/1: blocking -> listening".into()]);
+        ts.stp_burst(&burst(100.0, 100.0, 4));
+        ts.stp_burst(&burst(100.0, 101.0, 6));
+        ts.stp_burst(&burst(120.0, 120.0, 1));
+        assert_eq!(
+            stp(&ts),
+            [
+                (90.0, "port a/1: forwarding -> disabled".into(), None),
+                (99.0, "port b/1: blocking -> listening".into(), Some(6)),
+                (120.0, "STP topology change: 1 TC BPDUs".into(), Some(1)),
+            ]
+        );
+        // The window's edge: exactly STP_SAME_CHANGE_S apart is the same change.
+        ts.stp_picture(120.0 + STP_SAME_CHANGE_S, &["port c/1: gone".into()]);
+        assert_eq!(stp(&ts)[2], (120.0, "port c/1: gone".into(), Some(1)));
     }
 
     #[test]
