@@ -9,7 +9,9 @@
 //! The same page's time series (`/api/timeseries`, drawn as inline SVG): the four charts
 //! and the VIP band render, move second by second while a client loop sends requests
 //! through bal2, and after the failover carry its VRRP marker, the STP and backend
-//! markers and bal2 as holder, also in a page opened after the failure.
+//! markers and bal2 as holder, also in a page opened after the failure. With no page open
+//! at all (bal1's), bringing vswout1 back still leaves an STP marker counted by the BPF
+//! observers.
 
 mod common;
 use common::*;
@@ -422,6 +424,59 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
         cdp.errors.clone()
     });
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // Bringing vswout1 back is a topology change (its ports rejoin the tree, TCN and TC
+    // BPDUs follow). bal1's dashboard was never opened, so its refresher never ran: the
+    // marker can only come from the BPF observers' counters, read by bal1's recorder.
+    let t_up = unix_now();
     let o = lbctl(&["bridge", "up", "vswout1", "--lab", &lab.name]);
     assert!(o.status.success(), "{}", text(&o));
+    let returned = Instant::now();
+    let marker = in_node(&lab.name, "bal1", move || counted_stp_marker(t_up));
+    eprintln!(
+        "bal1's STP marker with no page open, {:.1} s after `bridge up` began, found {:.1} s \
+         after it returned: {marker}",
+        marker["at"].as_f64().unwrap_or(0.0) - t_up,
+        returned.elapsed().as_secs_f64()
+    );
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Polls this node's agent (bal1's admin address) for an STP marker at or after `since`
+/// that carries the observers' count of topology-change BPDUs; panics after 20 s.
+fn counted_stp_marker(since: f64) -> Value {
+    let t = Instant::now();
+    loop {
+        let r = lbctl::http_get::get(
+            "10.0.0.250:8404".parse().unwrap(),
+            "10.0.0.250:8404",
+            "/api/timeseries",
+            Duration::from_secs(2),
+        )
+        .expect("GET bal1's /api/timeseries");
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        let found = doc["markers"].as_array().and_then(|ms| {
+            ms.iter()
+                .find(|m| {
+                    m["kind"] == "stp"
+                        && m["at"].as_f64() >= Some(since)
+                        && m["tc_bpdus"].as_u64() > Some(0)
+                })
+                .cloned()
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no counted STP marker on bal1 since {since}: {}",
+            doc["markers"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -303,7 +303,8 @@ impl TimeSeries {
     /// within [`STP_SAME_CHANGE_S`] and not yet carrying a count, carries it (it names the
     /// ports); else the counters add their own marker at the burst's start.
     pub fn stp_burst(&mut self, b: &Burst) {
-        let text = format!("STP topology change: {} TC BPDUs", b.bpdus);
+        let s = if b.bpdus == 1 { "" } else { "s" };
+        let text = format!("STP topology change: {} TC BPDU{s}", b.bpdus);
         let mine =
             |m: &Marker| matches!(m.source, Source::Counters(s) | Source::Named(s) if s == b.start);
         if let Some(m) = self.markers.iter_mut().find(|m| mine(m)) {
@@ -730,7 +731,7 @@ mod tests {
             [
                 (90.0, "port a/1: forwarding -> disabled".into(), None),
                 (99.0, "port b/1: blocking -> listening".into(), Some(6)),
-                (120.0, "STP topology change: 1 TC BPDUs".into(), Some(1)),
+                (120.0, "STP topology change: 1 TC BPDU".into(), Some(1)),
             ]
         );
         // The window's edge: exactly STP_SAME_CHANGE_S apart is the same change.
