@@ -110,10 +110,23 @@ enum Source {
     Named(f64),
 }
 
-/// How far apart the picture's STP change and the start of a counted burst may be and still
-/// be one change: the counters are read every second, the picture is drawn every 2 s and
-/// `lbctl graph` takes a second or more on a busy machine.
+/// How long after a counted burst began the picture may show the change that caused it:
+/// the picture is drawn every 2 s and `lbctl graph` takes a second or more on a busy
+/// machine.
 pub const STP_SAME_CHANGE_S: f64 = 6.0;
+/// How long before a burst's start the picture may show its change: the counters are read
+/// 20 ms into each second, so they see a TCN up to a second after the port changed, and
+/// the picture cannot show a change before it happened.
+pub const STP_PICTURE_BEFORE_S: f64 = 1.5;
+
+/// Whether the picture's change drawn at `picture_at` and the burst counted from
+/// `burst_start` are one topology change. Linux bridges send TC BPDUs when a port reaches
+/// forwarding (or a forwarding one blocks), not when a link goes down, so a port going
+/// disabled seconds before the burst is a different change.
+pub fn same_stp_change(picture_at: f64, burst_start: f64) -> bool {
+    let d = picture_at - burst_start;
+    (-STP_PICTURE_BEFORE_S..=STP_SAME_CHANGE_S).contains(&d)
+}
 
 /// The ring and the markers.
 #[derive(Debug)]
@@ -299,8 +312,8 @@ impl TimeSeries {
 
     /// A topology change the observers' counters saw (called each second its burst grows).
     /// The rule that keeps one marker per change: the marker already standing for this
-    /// burst gets the new count; else the picture's STP change nearest the burst's start,
-    /// within [`STP_SAME_CHANGE_S`] and not yet carrying a count, carries it (it names the
+    /// burst gets the new count; else the picture's STP change nearest the burst's start
+    /// that is the same change ([`same_stp_change`]) and carries no count yet takes it (it names the
     /// ports); else the counters add their own marker at the burst's start.
     pub fn stp_burst(&mut self, b: &Burst) {
         let s = if b.bpdus == 1 { "" } else { "s" };
@@ -318,7 +331,7 @@ impl TimeSeries {
             .markers
             .iter_mut()
             .filter(|m| m.kind == MarkerKind::Stp && m.source == Source::Event)
-            .filter(|m| (m.at - b.start).abs() <= STP_SAME_CHANGE_S)
+            .filter(|m| same_stp_change(m.at, b.start))
             .min_by(|x, y| (x.at - b.start).abs().total_cmp(&(y.at - b.start).abs()));
         if let Some(m) = near {
             m.tc_bpdus = Some(b.bpdus);
@@ -335,7 +348,7 @@ impl TimeSeries {
     }
 
     /// The STP changes the dashboard's picture found at `at` (port states, roots). When
-    /// the counters already marked a change within [`STP_SAME_CHANGE_S`], the picture's
+    /// the counters alone marked the same change ([`same_stp_change`]), the picture's
     /// first change takes that marker over (its time, read each second, dates the change
     /// better; its count stays) and the others join it at that time; else each is a marker
     /// at `at`.
@@ -347,7 +360,7 @@ impl TimeSeries {
             .markers
             .iter_mut()
             .filter(|m| matches!(m.source, Source::Counters(_)))
-            .filter(|m| (m.at - at).abs() <= STP_SAME_CHANGE_S)
+            .filter(|m| same_stp_change(at, m.at))
             .min_by(|x, y| (x.at - at).abs().total_cmp(&(y.at - at).abs()));
         let (at, rest) = match counted {
             Some(m) => {
@@ -715,13 +728,14 @@ mod tests {
         );
     }
 
-    /// Picture first (a page was open and the counters' rise came later): the nearest
-    /// picture change within the window carries the count; none further off does, and a
-    /// burst with no picture change near it marks itself.
+    /// Picture first (the picture can see a change up to a second before the counters'
+    /// reading does): the nearest such change carries the count; one drawn earlier than
+    /// that (a link going down, which sends no TC BPDU) does not, and a burst with no
+    /// picture change near it marks itself.
     #[test]
     fn a_burst_after_the_picture_annotates_its_nearest_change() {
         let mut ts = TimeSeries::new();
-        ts.stp_picture(90.0, &["port a/1: forwarding -> disabled".into()]);
+        ts.stp_picture(97.0, &["port a/1: forwarding -> disabled".into()]);
         ts.stp_picture(99.0, &["port b/1: blocking -> listening".into()]);
         ts.stp_burst(&burst(100.0, 100.0, 4));
         ts.stp_burst(&burst(100.0, 101.0, 6));
@@ -729,14 +743,21 @@ mod tests {
         assert_eq!(
             stp(&ts),
             [
-                (90.0, "port a/1: forwarding -> disabled".into(), None),
+                (97.0, "port a/1: forwarding -> disabled".into(), None),
                 (99.0, "port b/1: blocking -> listening".into(), Some(6)),
                 (120.0, "STP topology change: 1 TC BPDU".into(), Some(1)),
             ]
         );
-        // The window's edge: exactly STP_SAME_CHANGE_S apart is the same change.
+        // The window's edges: STP_SAME_CHANGE_S after the start is the same change, a
+        // little more is not.
+        ts.stp_picture(
+            120.0 + STP_SAME_CHANGE_S + 0.1,
+            &["port d/1: learning -> forwarding".into()],
+        );
         ts.stp_picture(120.0 + STP_SAME_CHANGE_S, &["port c/1: gone".into()]);
         assert_eq!(stp(&ts)[2], (120.0, "port c/1: gone".into(), Some(1)));
+        assert_eq!(stp(&ts)[3].2, None);
+        assert!(same_stp_change(98.5, 100.0) && !same_stp_change(98.4, 100.0));
     }
 
     #[test]
