@@ -5,6 +5,13 @@
 //! failover with its measured outage, the STP change, and bal2 losing serv1 (the tunnel's
 //! underlay is down). Screenshots of both moments are
 //! saved under target/test-artifacts/.
+//!
+//! The same page's time series (`/api/timeseries`, drawn as inline SVG): the four charts
+//! and the VIP band render, move second by second while a client loop sends requests
+//! through bal2, and after the failover carry its VRRP marker, the STP and backend
+//! markers and bal2 as holder, also in a page opened after the failure. With no page open
+//! at all (bal1's), bringing vswout1 back still leaves an STP marker counted by the BPF
+//! observers.
 
 mod common;
 use common::*;
@@ -12,6 +19,8 @@ use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The browser process we started; ended by its PID (SIGTERM, then SIGKILL) on drop.
@@ -219,6 +228,86 @@ impl Cdp {
 }
 
 const MASTER: &str = "document.getElementById('master').dataset.master";
+/// The requests chart: the newest second drawn, and its first line.
+const TS_LAST: &str = "document.getElementById('ts-req').dataset.last";
+const TS_LINE: &str = "document.querySelector('#ts-req path.series').getAttribute('d')";
+/// bal2's takeover drawn as a VRRP marker on the VIP band.
+const FAILOVER_MARKER: &str = "Array.from(document.querySelectorAll('#ts-vip line.marker.vrrp')).some(l => /bal2 BACKUP -> MASTER/.test(l.dataset.what))";
+
+/// Stops the client loop when dropped, also when an assertion fails first.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Requests to bal2's own address (the page's agent) every 20 ms until `stop`; how many
+/// were answered. Started from a thread in user2's namespace, so it runs there too.
+fn client_loop(stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let addr = "172.16.1.251:8000".parse().unwrap();
+        let mut answered = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if lbctl::http_get::get(addr, "172.16.1.251:8000", "/", Duration::from_secs(2)).is_ok()
+            {
+                answered += 1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        answered
+    })
+}
+
+/// Waits until the JS expression `expr` differs from what it was (the charts moved).
+fn wait_change(cdp: &mut Cdp, expr: &str, limit: Duration) {
+    let before = cdp.eval(expr);
+    let changed = format!("JSON.stringify({expr}) !== {:?}", before.to_string());
+    cdp.wait_for(&changed, &json!(true), limit);
+}
+
+/// The time-series charts render and move while the client loop runs; bal2 sees bal1
+/// holding the VIP.
+fn charts_move(cdp: &mut Cdp) {
+    for (chart, lines) in [("ts-req", 3), ("ts-err", 4), ("ts-lat", 2), ("ts-conns", 1)] {
+        cdp.wait_for(
+            &format!("document.querySelectorAll('#{chart} path.series').length"),
+            &json!(lines),
+            Duration::from_secs(10),
+        );
+    }
+    // Requests and their latency are drawn (the busiest second had some).
+    cdp.wait_for(
+        "Number(document.getElementById('ts-req').dataset.max) > 0 && document.querySelector('#ts-lat path[data-name=p50]').getAttribute('d').length > 0",
+        &json!(true),
+        Duration::from_secs(10),
+    );
+    wait_change(cdp, TS_LAST, Duration::from_secs(5));
+    wait_change(cdp, TS_LINE, Duration::from_secs(5));
+    cdp.wait_for(
+        "document.querySelectorAll('#ts-vip rect.holder[data-holder=bal1]').length > 0",
+        &json!(true),
+        Duration::from_secs(5),
+    );
+}
+
+/// After the failover: bal2's takeover, the STP change and bal2 losing serv1 are markers,
+/// bal2 holds the VIP on the band, and the charts keep moving with bal1 cut off.
+fn charts_show_the_failover(cdp: &mut Cdp) {
+    cdp.wait_for(FAILOVER_MARKER, &json!(true), Duration::from_secs(10));
+    cdp.wait_for(
+        "document.querySelectorAll('#ts-vip rect.holder[data-holder=bal2]').length > 0",
+        &json!(true),
+        Duration::from_secs(5),
+    );
+    cdp.wait_for(
+        "Array.from(document.querySelectorAll('#ts-vip line.marker.stp')).some(l => /vswout1/.test(l.dataset.what)) && Array.from(document.querySelectorAll('#ts-vip line.marker.backend')).some(l => /serv1 DOWN/.test(l.dataset.what))",
+        &json!(true),
+        Duration::from_secs(10),
+    );
+    wait_change(cdp, TS_LAST, Duration::from_secs(5));
+}
 const DRAWN_MASTER: &str =
     "Array.from(document.querySelectorAll('#graph svg g.master')).map(g => g.id).join(',')";
 
@@ -267,6 +356,9 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
             &json!(6),
             Duration::from_secs(10),
         );
+        let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+        let clients = client_loop(stop.0.clone());
+        charts_move(&mut cdp);
         cdp.screenshot("dashboard-bal1-master.png");
 
         // Checkpoint 2 without reloading the page.
@@ -298,7 +390,30 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
             &json!(true),
             Duration::from_secs(20),
         );
+        charts_show_the_failover(&mut cdp);
         cdp.screenshot("dashboard-bal2-master.png");
+        // A page opened after the failure still shows it: the agent kept the history.
+        cdp.call(
+            "Page.navigate",
+            json!({ "url": "http://172.16.1.251:8404/" }),
+        );
+        cdp.wait_for(FAILOVER_MARKER, &json!(true), Duration::from_secs(10));
+        drop(stop);
+        assert!(clients.join().unwrap() > 0, "the client loop got answers");
+        let series = lbctl::http_get::get(
+            "172.16.1.251:8404".parse().unwrap(),
+            "172.16.1.251:8404",
+            "/api/timeseries",
+            Duration::from_secs(2),
+        )
+        .expect("GET /api/timeseries");
+        let series: Value = serde_json::from_slice(&series.body).unwrap();
+        eprintln!(
+            "bal2's time series: {} seconds, {} markers, {} bytes",
+            series["t"].as_array().map_or(0, Vec::len),
+            series["markers"].as_array().map_or(0, Vec::len),
+            series["bytes"]
+        );
         // Let late errors (a failed poll, say) arrive before judging.
         let t = Instant::now();
         while t.elapsed() < Duration::from_secs(2) {
@@ -309,4 +424,59 @@ fn dashboard_in_headless_chromium_follows_a_failover() {
         cdp.errors.clone()
     });
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // Bringing vswout1 back is a topology change (its ports rejoin the tree, TCN and TC
+    // BPDUs follow). bal1's dashboard was never opened, so its refresher never ran: the
+    // marker can only come from the BPF observers' counters, read by bal1's recorder.
+    let t_up = unix_now();
+    let o = lbctl(&["bridge", "up", "vswout1", "--lab", &lab.name]);
+    assert!(o.status.success(), "{}", text(&o));
+    let returned = Instant::now();
+    let marker = in_node(&lab.name, "bal1", move || counted_stp_marker(t_up));
+    eprintln!(
+        "bal1's STP marker with no page open, {:.1} s after `bridge up` began, found {:.1} s \
+         after it returned: {marker}",
+        marker["at"].as_f64().unwrap_or(0.0) - t_up,
+        returned.elapsed().as_secs_f64()
+    );
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Polls this node's agent (bal1's admin address) for an STP marker at or after `since`
+/// that carries the observers' count of topology-change BPDUs; panics after 20 s.
+fn counted_stp_marker(since: f64) -> Value {
+    let t = Instant::now();
+    loop {
+        let r = lbctl::http_get::get(
+            "10.0.0.250:8404".parse().unwrap(),
+            "10.0.0.250:8404",
+            "/api/timeseries",
+            Duration::from_secs(2),
+        )
+        .expect("GET bal1's /api/timeseries");
+        let doc: Value = serde_json::from_slice(&r.body).unwrap();
+        let found = doc["markers"].as_array().and_then(|ms| {
+            ms.iter()
+                .find(|m| {
+                    m["kind"] == "stp"
+                        && m["at"].as_f64() >= Some(since)
+                        && m["tc_bpdus"].as_u64() > Some(0)
+                })
+                .cloned()
+        });
+        if let Some(m) = found {
+            return m;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "no counted STP marker on bal1 since {since}: {}",
+            doc["markers"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -414,6 +414,7 @@ fn respond(
             "application/json",
             d.json(snapshot(node, backends, vrrp)),
         ),
+        ("/api/timeseries", Some(d)) => (StatusCode::OK, "application/json", d.timeseries_json()),
         ("/graph.svg", Some(d)) => match d.svg() {
             Some(svg) => (StatusCode::OK, "image/svg+xml", svg),
             None => (
@@ -437,7 +438,7 @@ fn respond(
             _ => (
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "lbctl agent admin: / (dashboard), /dashboard.json, /graph.svg, /metrics, /stats\n"
+                "lbctl agent admin: / (dashboard), /dashboard.json, /api/timeseries, /graph.svg, /metrics, /stats\n"
                     .to_string(),
             ),
         },

@@ -7,8 +7,14 @@
 //! (`lbctl graph`, run as a child process so it reads the same live state as the CLI),
 //! whose STP port states and roots are compared between refreshes to list STP changes.
 //! Nothing is refreshed while nobody looks at the dashboard.
+//!
+//! It also holds the agent's time series (`/api/timeseries`, see [`super::timeseries`]),
+//! which the recorder feeds every second from the agent's start (STP topology changes
+//! included, from the lab's BPF observers), and to which the STP changes seen between
+//! pictures add the ports' names.
 
 use super::admin::{self, Stats};
+use super::timeseries::{MarkerKind, Reading, TimeSeries};
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -49,6 +55,8 @@ struct Inner {
     ports: Option<BTreeMap<String, String>>,
     changes: VecDeque<Change>,
     peers: Vec<PeerStats>,
+    /// Per peer, the time of its newest VRRP event already added to the time series.
+    peer_events_seen: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +80,7 @@ pub struct Dashboard {
     config_file: Option<PathBuf>,
     wanted: Mutex<Option<Instant>>,
     inner: Mutex<Inner>,
+    series: Mutex<TimeSeries>,
 }
 
 /// The document behind the page.
@@ -114,6 +123,7 @@ impl Dashboard {
             config_file,
             wanted: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
+            series: Mutex::new(TimeSeries::new()),
         })
     }
 
@@ -146,15 +156,42 @@ impl Dashboard {
             .unwrap_or_else(|| a.to_string())
     }
 
-    pub fn json(&self, stats: Stats) -> String {
-        self.touch();
-        let vrrp_master = stats.vrrp.as_ref().and_then(|v| {
+    /// The VRRP master as this balancer knows it: itself, or the sender of the adverts it
+    /// hears, by name.
+    pub fn vip_holder(&self, stats: &Stats) -> Option<String> {
+        stats.vrrp.as_ref().and_then(|v| {
             if v.state == "MASTER" {
                 Some(self.node.clone())
             } else {
                 v.master.map(|m| self.name_of(m))
             }
-        });
+        })
+    }
+
+    fn series(&self) -> std::sync::MutexGuard<'_, TimeSeries> {
+        self.series.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds the recorder's reading of this second to the time series.
+    pub fn record(&self, r: Reading) {
+        self.series().push(r);
+    }
+
+    /// A topology change the lab's BPF observers counted (see [`super::stp_watch`]).
+    pub fn stp_burst(&self, b: &super::stp_watch::Burst) {
+        self.series().stp_burst(b);
+    }
+
+    /// `/api/timeseries`.
+    pub fn timeseries_json(&self) -> String {
+        self.touch();
+        let s = self.series();
+        serde_json::to_string(&s.to_json(&self.node, unix_now())).unwrap_or_default()
+    }
+
+    pub fn json(&self, stats: Stats) -> String {
+        self.touch();
+        let vrrp_master = self.vip_holder(&stats);
         let inner = self.inner();
         let doc = DashboardJson {
             lab: &self.lab,
@@ -218,7 +255,32 @@ impl Dashboard {
                 },
             });
         }
+        self.peer_markers(&out);
         self.inner().peers = out;
+    }
+
+    /// The peers' VRRP transitions not seen before become markers on the time series (so
+    /// bal2's page also marks bal1 taking or giving up the VIP, while a page is open).
+    fn peer_markers(&self, peers: &[PeerStats]) {
+        let mut inner = self.inner();
+        let mut series = self.series();
+        for p in peers.iter().filter(|p| p.answering) {
+            let Some(v) = p.stats.as_ref().and_then(|s| s.vrrp.as_ref()) else {
+                continue;
+            };
+            let seen = inner
+                .peer_events_seen
+                .entry(p.node.clone())
+                .or_insert(f64::NEG_INFINITY);
+            for e in v.events.iter().filter(|e| e.at > *seen) {
+                series.add_marker(
+                    e.at,
+                    MarkerKind::Vrrp,
+                    &super::recorder::vrrp_marker(&p.node, e),
+                );
+            }
+            *seen = v.events.iter().map(|e| e.at).fold(*seen, f64::max);
+        }
     }
 
     async fn refresh_graph(&self) {
@@ -292,6 +354,7 @@ impl Dashboard {
             Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
             None => vec![],
         };
+        self.series().stp_picture(now, &changes);
         for what in changes {
             if inner.changes.len() >= CHANGES_KEPT {
                 inner.changes.pop_front();
@@ -353,6 +416,56 @@ mod tests {
         v.iter()
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
+    }
+
+    /// A peer's VRRP transitions become markers once, however often it is fetched; a peer
+    /// that does not answer adds nothing.
+    #[test]
+    fn peer_vrrp_events_become_markers_once() {
+        let peer = |answering: bool, events: serde_json::Value| PeerStats {
+            node: "bal1".into(),
+            admin: "10.0.0.1:8404".parse().unwrap(),
+            stats: Some(
+                serde_json::from_value(serde_json::json!({
+                    "node": "bal1", "backends": [],
+                    "vrrp": {
+                        "instance": "VI_1", "state": "MASTER", "priority": 150,
+                        "effective_priority": 150, "master": null, "vrid": 12, "version": 2,
+                        "adverts_sent": 1, "adverts_received": 0, "transitions": 2,
+                        "drops": {}, "checksum_forms": {}, "events": events,
+                    },
+                }))
+                .unwrap(),
+            ),
+            answering,
+            answered_at: None,
+        };
+        let ev = |at: f64, from: &str, to: &str| {
+            serde_json::json!({"at": at, "from": from, "to": to, "reason": "r",
+                "previous_master": null, "silence_ms": null})
+        };
+        let d = Dashboard::new("t".into(), "bal2".into(), vec![], vec![], None);
+        let t = unix_now() - 60.0;
+        let one = serde_json::json!([ev(t, "INIT", "BACKUP")]);
+        let two = serde_json::json!([ev(t, "INIT", "BACKUP"), ev(t + 3.0, "BACKUP", "MASTER")]);
+        d.peer_markers(&[peer(true, one.clone())]);
+        d.peer_markers(&[peer(true, one)]);
+        d.peer_markers(&[peer(
+            false,
+            serde_json::json!([ev(t + 5.0, "MASTER", "FAULT")]),
+        )]);
+        d.peer_markers(&[peer(true, two)]);
+        let j: serde_json::Value = serde_json::from_str(&d.timeseries_json()).unwrap();
+        let what: Vec<&str> = j["markers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["what"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            what,
+            ["bal1 INIT -> BACKUP (r)", "bal1 BACKUP -> MASTER (r)"]
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 pub mod admin;
 pub mod dashboard;
 pub mod plan;
+mod recorder;
 mod state_sync;
+mod stp_watch;
+pub mod timeseries;
 
 use anyhow::{Context, Result};
 use tracing::{info, info_span, Instrument};
@@ -95,6 +98,20 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             plan.config_file.clone(),
         );
         let refresher = dash.spawn_refresher();
+        let stp = match &plan.stp_observers {
+            Some(dir) => Some(stp_watch::StpWatch::start(dir, plan.stp_quiet_s)),
+            None => {
+                info!("STP topology-change markers are off: BPF maps not used (--no-bpf)");
+                None
+            }
+        };
+        let recorder = recorder::spawn(
+            dash.clone(),
+            plan.node.clone(),
+            backends.clone(),
+            vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            stp,
+        );
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
@@ -132,6 +149,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             s.abort();
         }
         refresher.abort();
+        recorder.abort();
         res
     }
     .instrument(span)

@@ -41,6 +41,12 @@ pub struct AgentPlan {
     /// The config file the agent was started with (`-c`), which the dashboard's
     /// picture is drawn from too; None: the lab's saved config.
     pub config_file: Option<std::path::PathBuf>,
+    /// The lab's pin directory, whose BPF observers' topology-change counts become STP
+    /// markers (None: not read).
+    pub stp_observers: Option<std::path::PathBuf>,
+    /// Seconds without a new topology-change BPDU after which a rise is a new change
+    /// (from the bridges' longest hello time).
+    pub stp_quiet_s: f64,
 }
 
 impl AgentPlan {
@@ -135,7 +141,16 @@ impl AgentPlan {
                     .map(move |a| (a.addr(), n.name.clone()))
             })
             .collect();
+        let hello = cfg
+            .all_bridges()
+            .iter()
+            .filter(|(_, b)| b.stp)
+            .map(|(_, b)| cfg.timers(b).0)
+            .max()
+            .unwrap_or(cfg.stp.hello_time);
         Ok(AgentPlan {
+            stp_observers: None,
+            stp_quiet_s: super::stp_watch::Debounce::quiet_for_hello(hello),
             vrrp,
             lab: cfg.lab.name.clone(),
             peers,

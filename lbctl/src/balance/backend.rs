@@ -63,6 +63,8 @@ pub struct Counters {
     pub bytes_out: Counter,
     /// Sum of response times (time to response head), for the average.
     pub response_time_us_total: Counter,
+    /// Response times (time to response head) as a histogram, for p50/p99 over time.
+    pub latency: super::latency::Latency,
 }
 
 pub struct BackendState {

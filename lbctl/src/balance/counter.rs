@@ -10,14 +10,14 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Slots per counter; threads beyond this share slots (still correct, just contended).
-const SLOTS: usize = 8;
+pub(crate) const SLOTS: usize = 8;
 
 #[derive(Default)]
 #[repr(align(128))]
 struct Slot(AtomicU64);
 
 /// The slot of the calling thread: threads take slots in turn as they first count.
-fn slot_index() -> usize {
+pub(crate) fn slot_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static MINE: Cell<usize> = const { Cell::new(usize::MAX) };

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod counter;
 pub mod estimate;
+pub mod latency;
 pub mod leastconn;
 pub mod observe;
 pub mod route;

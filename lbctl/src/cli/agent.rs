@@ -35,6 +35,7 @@ pub async fn run(a: Args) -> Result<()> {
         a.pin_dir
             .unwrap_or_else(|| state::node_pin_dir(&cfg.lab.name, &a.node))
     });
+    plan.stp_observers = (!a.no_bpf).then(|| state::pin_dir(&cfg.lab.name));
     plan.config_file = a.lab.config.clone();
     agent::run(plan).await
 }

@@ -269,6 +269,75 @@ pub fn read_observer(pin_dir: &Path) -> Result<ObserverCounters> {
     Ok(out)
 }
 
+/// The topology-change BPDUs (TCN, and configuration BPDUs with the TC flag) counted by
+/// every observer pinned under a lab's pin directory (`/sys/fs/bpf/lbctl/<lab>`), one total per
+/// node. The maps stay open, so a read once a second is one walk of a few map entries per node;
+/// bpffs is shared by all namespaces, so an agent in a balancer's namespace reads the
+/// switches' counters directly.
+pub struct TcCounters {
+    lab_dir: PathBuf,
+    maps: Vec<(String, PerCpuHashMap<MapData, u32, PortStats>)>,
+}
+
+impl TcCounters {
+    pub fn new(lab_dir: &Path) -> TcCounters {
+        TcCounters {
+            lab_dir: lab_dir.to_path_buf(),
+            maps: Vec::new(),
+        }
+    }
+
+    pub fn lab_dir(&self) -> &Path {
+        &self.lab_dir
+    }
+
+    /// Observers open.
+    pub fn len(&self) -> usize {
+        self.maps.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.maps.is_empty()
+    }
+
+    /// Opens the observers pinned since the last call (node directories holding
+    /// `OBS_PORT`); how many are open. A missing lab directory (not a lab) opens none.
+    pub fn discover(&mut self) -> usize {
+        let mut found: Vec<(String, PathBuf)> = fs::read_dir(&self.lab_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.file_name().into_string().ok()?, e.path())))
+            .filter(|(node, dir)| {
+                dir.join(OBS_PORT_MAP).exists() && !self.maps.iter().any(|(n, _)| n == node)
+            })
+            .collect();
+        found.sort();
+        for (node, dir) in found {
+            if let Ok(m) = open_pinned(&dir.join(OBS_PORT_MAP)) {
+                self.maps.push((node, m));
+            }
+        }
+        self.maps.len()
+    }
+
+    /// Each open observer's TCN + TC BPDUs, summed over its ports and CPUs.
+    pub fn read(&self) -> Result<Vec<(String, u64)>> {
+        self.maps
+            .iter()
+            .map(|(node, m)| {
+                let mut n = 0u64;
+                for entry in m.iter() {
+                    let (_, per_cpu) =
+                        entry.with_context(|| format!("reading {node}'s {OBS_PORT_MAP}"))?;
+                    n += per_cpu.iter().map(|s| s.bpdu_tcn + s.bpdu_tc).sum::<u64>();
+                }
+                Ok((node.clone(), n))
+            })
+            .collect()
+    }
+}
+
 fn open_pinned<K: aya::Pod, V: aya::Pod>(path: &Path) -> Result<PerCpuHashMap<MapData, K, V>> {
     let data = MapData::from_pin(path).with_context(|| {
         format!(

@@ -143,6 +143,7 @@ fn respond(
     b.counters
         .response_time_us_total
         .fetch_add(d.took.as_micros() as u64, Ordering::Relaxed);
+    b.counters.latency.record(d.took);
     tracing::debug!(backend = %b.name, status = status.as_u16(), "response");
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     if switching && upgrade.is_none() {
