@@ -24,3 +24,11 @@ pub use timeline::{Group, Lane, Mark, Row, Timeline, What};
 
 #[cfg(test)]
 mod tests;
+
+/// `s` safe as XML/HTML text or attribute value (for pages that embed the charts).
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -56,9 +56,9 @@ pub struct Timeline {
     pub legend: Vec<Legend>,
 }
 
-const WIDTH: f64 = 980.0;
-const LEFT: f64 = 250.0;
-const RIGHT: f64 = 960.0;
+const WIDTH: f64 = 1040.0;
+const LEFT: f64 = 310.0;
+const RIGHT: f64 = 1020.0;
 const TOP: f64 = 58.0;
 const HEAD: f64 = 22.0;
 const ROW: f64 = 18.0;
