@@ -32,18 +32,20 @@ pub struct Bars {
     pub legend: Vec<Legend>,
 }
 
-const WIDTH: f64 = 900.0;
+const WIDTH: f64 = 1000.0;
 const LEFT: f64 = 260.0;
-const RIGHT: f64 = 780.0;
+const RIGHT: f64 = 740.0;
 const TOP: f64 = 58.0;
 const HEAD: f64 = 24.0;
 const ROW: f64 = 22.0;
+/// Space under a group's bars (its reference line's name goes there).
+const GAP: f64 = 20.0;
 
 impl Bars {
     /// The SVG text; each bar is a `<g class="bar">`, each group a `<g class="group">`.
     pub fn render(&self) -> String {
         let n: usize = self.groups.iter().map(|g| g.bars.len()).sum();
-        let bottom = TOP + (HEAD + 14.0) * self.groups.len() as f64 + ROW * n as f64;
+        let bottom = TOP + (HEAD + GAP) * self.groups.len() as f64 + ROW * n as f64;
         let max = self
             .groups
             .iter()
@@ -70,9 +72,9 @@ impl Bars {
             if let Some((v, name)) = &g.reference {
                 let x = s.at(*v);
                 grp = grp.add(line(x, top - 4.0, x, y + 2.0, "ref"));
-                grp = grp.add(text(x + 4.0, y + 12.0, name, "note"));
+                grp = grp.add(text(x + 4.0, y + 13.0, name, "note"));
             }
-            y += 14.0;
+            y += GAP;
             doc = doc.add(grp);
         }
         frame::finish(doc)

@@ -44,12 +44,7 @@ impl Lines {
             (x0, x1) = (0.0, 1.0);
         }
         let xs = if self.x_log {
-            Scale::log(
-                10f64.powf(x0.log10().floor()),
-                10f64.powf(x1.log10().ceil()),
-                left,
-                right,
-            )
+            Scale::log(10f64.powf(x0.log10().floor()), x1 * 1.2, left, right)
         } else {
             Scale::linear(x0.min(0.0), x1, left, right)
         };

@@ -59,14 +59,17 @@ impl Scale {
     }
 
     /// Round tick values inside the domain: about `n` of them at 1, 2 or 5 times a power
-    /// of ten apart (linear), or each power of ten (log).
+    /// of ten apart (linear), or 1, 2 and 5 times each power of ten (log).
     pub fn ticks(&self, n: usize) -> Vec<f64> {
         if self.log {
             let (a, b) = (
-                self.d0.log10().ceil() as i32,
-                self.d1.log10().floor() as i32,
+                self.d0.log10().floor() as i32,
+                self.d1.log10().ceil() as i32,
             );
-            return (a..=b).map(|e| 10f64.powi(e)).collect();
+            let all = (a..=b).flat_map(|e| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(e)));
+            return all
+                .filter(|t| *t >= self.d0 * (1.0 - 1e-9) && *t <= self.d1 * (1.0 + 1e-9))
+                .collect();
         }
         let span = self.d1 - self.d0;
         if span <= 0.0 || !span.is_finite() {
@@ -125,9 +128,9 @@ mod tests {
     }
 
     #[test]
-    fn log_ticks_are_decades() {
+    fn log_ticks_are_one_two_five() {
         let s = Scale::log(0.3, 20.0, 0.0, 100.0);
-        assert_eq!(s.ticks(5), vec![1.0, 10.0]);
+        assert_eq!(s.ticks(5), vec![0.5, 1.0, 2.0, 5.0, 10.0, 20.0]);
         assert_eq!(s.at(0.3), 0.0);
         assert_eq!(s.at(20.0), 100.0);
     }
