@@ -44,7 +44,7 @@ impl Lines {
             (x0, x1) = (0.0, 1.0);
         }
         let xs = if self.x_log {
-            Scale::log(10f64.powf(x0.log10().floor()), x1 * 1.2, left, right)
+            Scale::log(floor_125(x0), x1 * 1.2, left, right)
         } else {
             Scale::linear(x0.min(0.0), x1, left, right)
         };
@@ -67,4 +67,14 @@ impl Lines {
         }
         frame::finish(doc)
     }
+}
+
+/// The largest of 1, 2, 5 × 10^k at or below `v` (> 0): where a log axis starts.
+fn floor_125(v: f64) -> f64 {
+    let mag = 10f64.powf(v.log10().floor());
+    [5.0, 2.0, 1.0]
+        .into_iter()
+        .map(|m| m * mag)
+        .find(|s| *s <= v * (1.0 + 1e-9))
+        .unwrap_or(mag)
 }

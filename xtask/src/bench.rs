@@ -183,9 +183,8 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
     std::fs::write(&script, include_str!("wrk_cdf.lua"))?;
     let (o, h) = wrk_rounds(rounds, secs, conns, &script)?;
     print_medians(&o, &h);
-    let title = format!(
-        "Response time CDF, lbctl vs HAProxy (wrk -c{conns}, loopback; median of {rounds} round(s) per percentile)"
-    );
+    let title =
+        format!("Response time CDF, lbctl vs HAProxy (wrk -c{conns}, median of {rounds} rounds)");
     let svg = bench_charts::latency_cdf(&median_cdf(&o)?, &median_cdf(&h)?, &title);
     bench_charts::write(root, "proxy-cdf.svg", &svg)?;
     idle_rss(ours_pid)?;
