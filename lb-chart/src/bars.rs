@@ -71,7 +71,7 @@ impl Bars {
             }
             if let Some((v, name)) = &g.reference {
                 let x = s.at(*v);
-                grp = grp.add(line(x, top - 4.0, x, y + 2.0, "ref"));
+                grp = grp.add(line(x, top, x, y + 2.0, "ref"));
                 grp = grp.add(text(x + 4.0, y + 13.0, name, "note"));
             }
             y += GAP;
