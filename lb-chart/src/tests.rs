@@ -24,22 +24,13 @@ fn count(svg: &str, tag: &str, class: &str) -> usize {
         .count()
 }
 
-fn mark(what: What, lane: Lane, class: &str, title: &str) -> Mark {
-    Mark {
-        what,
-        lane,
-        class: class.into(),
-        title: title.into(),
-    }
-}
-
 fn timeline() -> Timeline {
     let row = |label: &str, fail: bool| Row {
         label: label.into(),
         data: vec![("client".into(), label.into())],
         marks: vec![
-            mark(What::At(0.0), Lane::Full, "fault", "fault at 0 s"),
-            mark(
+            Mark::new(What::At(0.0), Lane::Full, "fault", "fault at 0 s"),
+            Mark::new(
                 What::Span {
                     from: -0.5,
                     to: 0.2,
@@ -49,16 +40,16 @@ fn timeline() -> Timeline {
                 "answers",
             ),
             if fail {
-                mark(
+                Mark::new(
                     What::Span { from: 0.2, to: 1.4 },
                     Lane::Upper,
                     "failed",
                     "3 failed <requests> & more",
                 )
             } else {
-                mark(What::At(2.5), Lane::Full, "stp", "STP converged")
+                Mark::new(What::At(2.5), Lane::Full, "stp", "STP converged")
             },
-            mark(
+            Mark::new(
                 What::Span {
                     from: 0.15,
                     to: 1.45,

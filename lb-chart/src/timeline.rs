@@ -31,6 +31,17 @@ pub struct Mark {
     pub title: String,
 }
 
+impl Mark {
+    pub fn new(what: What, lane: Lane, class: &str, title: impl Into<String>) -> Mark {
+        Mark {
+            what,
+            lane,
+            class: class.into(),
+            title: title.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub label: String,

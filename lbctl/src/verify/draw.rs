@@ -3,7 +3,7 @@
 //! self-contained HTML page with the timeline and the report's tables. Pure: a report in,
 //! text out; drawn generically from the events, so a new kind of event needs no change.
 
-use super::report::{Checkpoint, Event, Report, Status};
+use super::report::{mark, Checkpoint, Event, Report};
 use lb_chart::{escape, Group, Lane, Legend, Mark, Row, Timeline, What};
 use std::fmt::Write;
 
@@ -23,15 +23,6 @@ fn ms(v: i64) -> f64 {
     v as f64 / 1000.0
 }
 
-fn mark(what: What, lane: Lane, class: &str, title: String) -> Mark {
-    Mark {
-        what,
-        lane,
-        class: class.into(),
-        title,
-    }
-}
-
 /// The marks of one event's row: the event itself at 0, each answered run and failed
 /// request, the outage window, STP convergence and the VRRP takeover.
 fn marks(e: &Event) -> Vec<Mark> {
@@ -44,7 +35,7 @@ fn marks(e: &Event) -> Vec<Mark> {
     let mut v = vec![];
     if let Some([a, b]) = t.outage {
         let title = format!("outage {} ms", e.outage.outage_ms);
-        v.push(mark(
+        v.push(Mark::new(
             What::Span {
                 from: ms(a),
                 to: ms(b),
@@ -56,7 +47,7 @@ fn marks(e: &Event) -> Vec<Mark> {
     }
     for &[a, b] in &t.answered {
         let title = format!("answered {:.2} s to {:.2} s", ms(a), ms(b));
-        v.push(mark(
+        v.push(Mark::new(
             What::Span {
                 from: ms(a),
                 to: ms(b),
@@ -72,7 +63,7 @@ fn marks(e: &Event) -> Vec<Mark> {
             ms(a),
             ms(b)
         );
-        v.push(mark(
+        v.push(Mark::new(
             What::Span {
                 from: ms(a),
                 to: ms(b),
@@ -82,7 +73,7 @@ fn marks(e: &Event) -> Vec<Mark> {
             title,
         ));
     }
-    v.push(mark(
+    v.push(Mark::new(
         What::At(0.0),
         Lane::Full,
         class,
@@ -90,11 +81,16 @@ fn marks(e: &Event) -> Vec<Mark> {
     ));
     if let Some(s) = e.stp_converged_ms {
         let title = format!("STP converged after {s} ms");
-        v.push(mark(What::At(s as f64 / 1000.0), Lane::Full, "stp", title));
+        v.push(Mark::new(
+            What::At(s as f64 / 1000.0),
+            Lane::Full,
+            "stp",
+            title,
+        ));
     }
     if let Some(s) = e.vrrp_takeover_ms {
         let title = format!("backup MASTER after {s} ms");
-        v.push(mark(
+        v.push(Mark::new(
             What::At(s as f64 / 1000.0),
             Lane::Full,
             "takeover",
@@ -171,14 +167,6 @@ pub fn svg(r: &Report) -> String {
     timeline(r).render()
 }
 
-fn status(s: Status) -> &'static str {
-    match s {
-        Status::Pass => "PASS",
-        Status::Fail => "FAIL",
-        Status::Skip => "SKIP",
-    }
-}
-
 /// One checkpoint's tables: its steps with their evidence, then its events.
 fn checkpoint_html(o: &mut String, c: &Checkpoint) {
     let _ = writeln!(
@@ -191,7 +179,7 @@ fn checkpoint_html(o: &mut String, c: &Checkpoint) {
     );
     for s in &c.steps {
         let ev: Vec<String> = s.evidence.iter().map(|e| escape(e)).collect();
-        let st = status(s.status);
+        let st = mark(s.status);
         let _ = writeln!(
             o,
             "<tr class=\"{}\"><td>{st}</td><td>{}</td><td>{}</td></tr>",

@@ -157,7 +157,8 @@ pub fn load(text: &str) -> anyhow::Result<Report> {
     serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a verify report: {e}"))
 }
 
-fn mark(s: Status) -> &'static str {
+/// A status as the text and the page show it.
+pub fn mark(s: Status) -> &'static str {
     match s {
         Status::Pass => "PASS",
         Status::Fail => "FAIL",
