@@ -118,8 +118,17 @@ fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
     require_root();
     let lab = Lab::up(config);
     let t = Instant::now();
-    let (code, r) = verify(&lab, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (svg, html) = (dir.path().join("v.svg"), dir.path().join("v.html"));
+    let pictures = [
+        "--svg",
+        svg.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ];
+    let (code, r) = verify(&lab, &pictures, &[]);
     eprintln!("verify took {:.0} s", t.elapsed().as_secs_f32());
+    check_pictures(&r, &svg, &html);
     // The figures, for the README.
     for c in r["checkpoints"].as_array().unwrap() {
         for e in c["events"].as_array().unwrap() {
@@ -151,7 +160,7 @@ fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
         .collect();
     assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
     assert_eq!(code, 0, "{r:#}");
-    assert_eq!(r["schema"], 1);
+    assert_eq!(r["schema"], 2);
     assert_eq!(r["passed"], true);
     assert_eq!(r["data_path"], data_path);
     assert_eq!(r["checkpoints"].as_array().unwrap().len(), 4);
@@ -184,6 +193,40 @@ fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
     assert_eq!(down["recovered"], true);
     assert!(r["undone"].as_array().unwrap().is_empty(), "{r:#}");
     assert_at_rest(&lab);
+}
+
+/// The run's `--svg` parses as XML with one row per event, its `--html` embeds it, and
+/// `--from-json` on the saved report draws the same bytes (no lab needed).
+fn check_pictures(r: &Value, svg: &std::path::Path, html: &std::path::Path) {
+    let text = std::fs::read_to_string(svg).expect("verify --svg wrote the file");
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("SVG: {e}"));
+    let rows = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && n.attribute("class") == Some("row"))
+        .count();
+    let events: usize = r["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["events"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(rows, events, "one row per event and client");
+    let page = std::fs::read_to_string(html).expect("verify --html wrote the file");
+    assert!(
+        page.contains(text.trim_end()),
+        "the page embeds the timeline"
+    );
+    let saved = svg.with_extension("json");
+    std::fs::write(&saved, r.to_string()).unwrap();
+    let again = svg.with_extension("again.svg");
+    lbctl_ok(&[
+        "verify",
+        "--from-json",
+        saved.to_str().unwrap(),
+        "--svg",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //! | [`health`] | active health checks |
 //! | [`datapath`] | the BPF programs' user side: observer, VTEP, pinned state maps |
 //! | [`fault`] | failure injection: links and bridges down/up, black holes, convergence waits |
-//! | [`verify`] | the scenario's four checkpoints, measured from the users |
+//! | [`verify`] | the scenario's four checkpoints, measured from the users, and their outage timelines (draw.rs, on lb-chart) |
 //! | [`status`], [`graph`] | reading the running lab and showing it |
 //! | [`webserver`] | the built-in backend web server (`lbctl serve`) |
 //! | [`probe`] | a bounded HTTP client loop measuring outages |

@@ -4,6 +4,7 @@
 //! with 1,000 idle client connections. A benchmark, not a test: numbers are reported,
 //! never asserted.
 
+use crate::bench_charts;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::net::TcpStream;
@@ -38,7 +39,7 @@ fn wait_port(port: u16) -> Result<()> {
     bail!("nothing listens on 127.0.0.1:{port}")
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct WrkResult {
     /// Good responses per second: wrk's rate less its non-2xx/3xx responses and socket
     /// errors (an error is no throughput).
@@ -47,6 +48,20 @@ struct WrkResult {
     p99_ms: f64,
     /// Non-2xx/3xx responses plus socket errors (connect, read, write, timeout).
     errors: u64,
+    /// The response time distribution, (percent, ms), from `wrk_cdf.lua`'s lines.
+    cdf: Vec<(f64, f64)>,
+}
+
+/// A "cdf PERCENT MICROSECONDS" line of `wrk_cdf.lua`, as (percent, ms).
+fn parse_cdf(l: &str) -> Result<Option<(f64, f64)>> {
+    let Some(rest) = l.strip_prefix("cdf ") else {
+        return Ok(None);
+    };
+    let mut it = rest.split_whitespace().map(str::parse::<f64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(p)), Some(Ok(us))) => Ok(Some((p, us / 1000.0))),
+        _ => bail!("wrk latency distribution line {l:?}"),
+    }
 }
 
 fn parse_latency(v: &str) -> Option<f64> {
@@ -78,9 +93,12 @@ fn sum_of_numbers(l: &str) -> u64 {
 fn parse_wrk(text: &str) -> Result<WrkResult> {
     let (mut rps, mut p50, mut p99, mut requests) = (None, None, None, None);
     let mut errors = 0;
+    let mut cdf = Vec::new();
     for line in text.lines() {
         let l = line.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
+        if let Some(point) = parse_cdf(l)? {
+            cdf.push(point);
+        } else if let Some(v) = l.strip_prefix("Requests/sec:") {
             rps = Some(
                 v.trim()
                     .parse::<f64>()
@@ -112,12 +130,15 @@ fn parse_wrk(text: &str) -> Result<WrkResult> {
         p50_ms,
         p99_ms,
         errors,
+        cdf,
     })
 }
 
-fn wrk(port: u16, secs: u32, conns: u32) -> Result<WrkResult> {
+fn wrk(port: u16, secs: u32, conns: u32, script: &Path) -> Result<WrkResult> {
     let out = Command::new("wrk")
         .args([
+            "-s",
+            &script.to_string_lossy(),
             "-t2",
             &format!("-c{conns}"),
             &format!("-d{secs}s"),
@@ -158,8 +179,14 @@ pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
         wait_port(*p)?;
     }
     println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds, 3 lbctl serve backends on loopback");
-    let (o, h) = wrk_rounds(rounds, secs, conns)?;
+    let script = dir.join("cdf.lua");
+    std::fs::write(&script, include_str!("wrk_cdf.lua"))?;
+    let (o, h) = wrk_rounds(rounds, secs, conns, &script)?;
     print_medians(&o, &h);
+    let title =
+        format!("Response time CDF, lbctl vs HAProxy (wrk -c{conns}, median of {rounds} rounds)");
+    let svg = bench_charts::latency_cdf(&median_cdf(&o)?, &median_cdf(&h)?, &title);
+    bench_charts::write(root, "proxy-cdf.svg", &svg)?;
     idle_rss(ours_pid)?;
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
@@ -246,7 +273,12 @@ fn start_haproxy(dir: &Path, procs: &mut Procs) -> Result<()> {
 }
 
 /// `rounds` rounds of wrk against both, who goes first alternating; (ours, haproxy).
-fn wrk_rounds(rounds: u32, secs: u32, conns: u32) -> Result<(Vec<WrkResult>, Vec<WrkResult>)> {
+fn wrk_rounds(
+    rounds: u32,
+    secs: u32,
+    conns: u32,
+    script: &Path,
+) -> Result<(Vec<WrkResult>, Vec<WrkResult>)> {
     let (mut o, mut h) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         // Progress while a round runs (2 x secs s with nothing else printed).
@@ -261,11 +293,11 @@ fn wrk_rounds(rounds: u32, secs: u32, conns: u32) -> Result<(Vec<WrkResult>, Vec
             "  round {round}/{rounds}: wrk against {first} ({secs} s), then {second} ({secs} s)..."
         );
         let (a, b) = if ours_first {
-            let a = wrk(OURS, secs, conns)?;
-            (a, wrk(HAPROXY, secs, conns)?)
+            let a = wrk(OURS, secs, conns, script)?;
+            (a, wrk(HAPROXY, secs, conns, script)?)
         } else {
-            let b = wrk(HAPROXY, secs, conns)?;
-            (wrk(OURS, secs, conns)?, b)
+            let b = wrk(HAPROXY, secs, conns, script)?;
+            (wrk(OURS, secs, conns, script)?, b)
         };
         println!(
             "  round {round}: lbctl {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} | haproxy {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {}",
@@ -275,6 +307,19 @@ fn wrk_rounds(rounds: u32, secs: u32, conns: u32) -> Result<(Vec<WrkResult>, Vec
         h.push(b);
     }
     Ok((o, h))
+}
+
+/// Per percentile, the median over the rounds of its response time.
+fn median_cdf(rounds: &[WrkResult]) -> Result<Vec<(f64, f64)>> {
+    let first = rounds.first().map(|r| r.cdf.clone()).unwrap_or_default();
+    if first.is_empty() || rounds.iter().any(|r| r.cdf.len() != first.len()) {
+        bail!("wrk printed no (or an uneven) latency distribution: is wrk_cdf.lua loaded?");
+    }
+    Ok(first
+        .iter()
+        .enumerate()
+        .map(|(i, &(p, _))| (p, median(rounds.iter().map(|r| r.cdf[i].1).collect())))
+        .collect())
 }
 
 fn print_medians(o: &[WrkResult], h: &[WrkResult]) {
@@ -626,6 +671,7 @@ pub fn failover(root: &Path) -> Result<()> {
     let total = 8;
     let mut case_no = 0;
     let mut never = 0;
+    let mut drawn = Vec::new();
     for graceful in [false, true] {
         for advert_ms in [1000u32, 100] {
             let mut row = Vec::new();
@@ -654,8 +700,17 @@ pub fn failover(root: &Path) -> Result<()> {
                 advert_ms,
                 outage_ratio(&row[0], &row[1])
             );
+            let how = if graceful {
+                "graceful stop"
+            } else {
+                "link cut"
+            };
+            let case = format!("{how}, adverts every {advert_ms} ms");
+            drawn.push((case, failover_bar(&row[0]), failover_bar(&row[1])));
         }
     }
+    let title = "VRRP failover seen from user2: lbctl's agent vs keepalived (one run per case)";
+    bench_charts::write(root, "failover.svg", &bench_charts::failover(&drawn, title))?;
     if never > 0 {
         bail!("{never} of {total} cases never got the service back within the probe");
     }
@@ -679,6 +734,24 @@ fn case_line(c: &FailoverCase, o: &Outcome) -> String {
         Outcome::NeverRecovered { failed, requests } => {
             format!("{head} NEVER RECOVERED, {failed:>3}/{requests:<3} requests failed")
         }
+    }
+}
+
+/// A case's bar in the picture: its outage, or "never recovered" and no bar.
+fn failover_bar(o: &Outcome) -> bench_charts::FailoverBar {
+    match *o {
+        Outcome::Recovered {
+            outage_ms,
+            failed,
+            requests,
+        } => bench_charts::FailoverBar {
+            outage_ms: Some(outage_ms),
+            note: format!("{outage_ms} ms ({failed}/{requests} requests failed)"),
+        },
+        Outcome::NeverRecovered { failed, requests } => bench_charts::FailoverBar {
+            outage_ms: None,
+            note: format!("never recovered ({failed}/{requests} requests failed)"),
+        },
     }
 }
 
@@ -720,8 +793,27 @@ Transfer/sec:     12.50MB
                 rps: 60000.0,
                 p50_ms: 0.75,
                 p99_ms: 2.5,
-                errors: 0
+                errors: 0,
+                cdf: vec![],
             }
+        );
+    }
+
+    #[test]
+    fn the_latency_distribution_is_read_from_the_scripts_lines() {
+        let t = format!("{WRK}cdf 0 120\ncdf 97.5 2400\ncdf 100 10000\n");
+        let r = parse_wrk(&t).unwrap();
+        assert_eq!(r.cdf, vec![(0.0, 0.12), (97.5, 2.4), (100.0, 10.0)]);
+        assert!(parse_wrk(&format!("{WRK}cdf 50 fast\n")).is_err());
+        let rounds = [
+            r.clone(),
+            parse_wrk(&t.replace("cdf 97.5 2400", "cdf 97.5 3000")).unwrap(),
+        ];
+        let m = median_cdf(&rounds).unwrap();
+        assert_eq!(m[1], (97.5, 3.0), "the upper median of two rounds");
+        assert!(
+            median_cdf(&[parse_wrk(WRK).unwrap()]).is_err(),
+            "no distribution: an error"
         );
     }
 

@@ -20,6 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bench::{build_release, harness_bin, lbctl_bin, run_ok};
+use crate::bench_charts;
 
 const LAB: &str = "bdp5";
 
@@ -201,6 +202,7 @@ pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) ->
         &repeat.to_string(),
     ]))?;
     print_per_packet(&out, iters, repeat)?;
+    draw_per_packet(root, &out, iters, repeat)?;
 
     println!(
         "\n  end to end, serv1 (vm1) -> serv3 (vm2) across the tunnel, {secs} s each (iperf3):"
@@ -308,6 +310,46 @@ fn print_per_packet(out: &str, iters: u32, repeat: u32) -> Result<()> {
         verdict(f("decap_live_drop_ns") - f("floor_live_drop_ns")),
     );
 
+    Ok(())
+}
+
+/// `bench-vtep`'s figures as bars, each group next to the no-op floor it compares to.
+fn draw_per_packet(root: &Path, out: &str, iters: u32, repeat: u32) -> Result<()> {
+    let v: Value = serde_json::from_str(out.trim()).context("bench-vtep output")?;
+    let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let bars = |l: &[(&str, &str)]| -> Vec<(String, f64)> {
+        l.iter()
+            .map(|(label, k)| (label.to_string(), f(k)))
+            .collect()
+    };
+    let groups = vec![
+        (
+            format!("single-run loop ({iters} runs of repeat=1, kernel-timed)"),
+            bars(&[
+                ("lb_vxdec, fast path to an endpoint", "decap_ns"),
+                ("lb_vxdec, broadcast into the bridge", "decap_bridge_ns"),
+                ("lb_vxdec, parsed to the VNI, passed", "decap_parse_only_ns"),
+                ("lb_vxenc (TC), known unicast", "encap_ns"),
+            ]),
+            ("no-op XDP floor".to_string(), f("floor_ns")),
+        ),
+        (
+            format!("live frames ({repeat} iterations), redirected"),
+            bars(&[("lb_vxdec + XDP_REDIRECT into a veth", "decap_live_ns")]),
+            ("no-op XDP_PASS floor".to_string(), f("floor_live_ns")),
+        ),
+        (
+            format!("live frames ({repeat} iterations), dropped"),
+            bars(&[("lb_vxdec, redirect target gone: drop", "decap_live_drop_ns")]),
+            ("no-op XDP_DROP floor".to_string(), f("floor_live_drop_ns")),
+        ),
+    ];
+    let title = "BPF VXLAN data path: ns per packet (64-byte inner frame), dashed: the no-op floor";
+    bench_charts::write(
+        root,
+        "datapath.svg",
+        &bench_charts::per_packet(&groups, title),
+    )?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Developer tasks for the lbctl workspace. Run through the alias in `.cargo/config.toml`:
 //! `cargo xtask <command>`.
 mod bench;
+mod bench_charts;
 mod bench_datapath;
 use xtask::ebpf;
 

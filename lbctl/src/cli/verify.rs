@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::LabArgs;
 use crate::config::Config;
@@ -14,9 +14,18 @@ use crate::verify;
 pub struct Args {
     #[command(flatten)]
     lab: LabArgs,
-    /// JSON report on stdout (schema 1, see the README).
+    /// JSON report on stdout (schema 2, see the README).
     #[arg(long)]
     json: bool,
+    /// Also draw the outage timeline (one row per event and client) as SVG into FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Also write a self-contained HTML page (the timeline and the tables) into FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Run nothing: read a saved `--json` report and print or draw it (exit 0 once drawn).
+    #[arg(long, value_name = "REPORT", conflicts_with_all = ["only", "scenario"])]
+    from_json: Option<PathBuf>,
     /// Run only this checkpoint (1 STP, 2 VRRP, 3 balancers, 4 VXLAN); repeatable.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=4))]
     only: Vec<u8>,
@@ -31,7 +40,32 @@ pub struct Args {
     scenario: Option<PathBuf>,
 }
 
+/// Prints the report (text, or JSON with `--json`) and writes the pictures asked for.
+fn output(a: &Args, r: &verify::report::Report) -> Result<()> {
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        print!("{}", verify::report::render(r));
+    }
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    if let Some(p) = &a.svg {
+        write(p, verify::draw::svg(r))?;
+    }
+    if let Some(p) = &a.html {
+        write(p, verify::draw::html(r))?;
+    }
+    Ok(())
+}
+
 pub async fn run(a: Args) -> Result<()> {
+    if let Some(path) = &a.from_json {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the report {}", path.display()))?;
+        let r = verify::report::load(&text).with_context(|| format!("{}", path.display()))?;
+        return output(&a, &r);
+    }
     netns::require_root()?;
     let (cfg, _) = a.lab.resolve()?;
     let plan = Plan::new(&cfg);
@@ -43,7 +77,7 @@ pub async fn run(a: Args) -> Result<()> {
         );
     }
     let reference = a.scenario.as_deref().map(Config::load).transpose()?;
-    let mut only = a.only;
+    let mut only = a.only.clone();
     only.sort();
     only.dedup();
     let opts = verify::Options {
@@ -53,11 +87,7 @@ pub async fn run(a: Args) -> Result<()> {
         reference,
     };
     let r = verify::run(cfg, opts).await?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", verify::report::render(&r));
-    }
+    output(&a, &r)?;
     if r.interrupted {
         std::process::exit(130);
     }

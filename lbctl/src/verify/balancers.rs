@@ -7,7 +7,7 @@
 //! Before the tunnel is cut, one backend is black-holed under the users' loops with no
 //! failed request allowed (silent.rs).
 
-use super::lab::{pages_text, record_events, settle, wait_for, Ctx, Page};
+use super::lab::{pages_text, record, settle, wait_for, Ctx, Marks, Page};
 use super::outage::BACK_WITHIN;
 use super::report::{Checkpoint, Status};
 use super::undo::{self, Action, FaultKey};
@@ -327,13 +327,17 @@ async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &
     let paths = vec![true; users.len()];
     let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
     settle(ctx, &loops).await;
-    record_events(
+    let m = Marks {
+        stp: (None, None),
+        takeover: (took.map(|d| d.as_millis() as u64), None),
+    };
+    record(
         cp,
         &format!("{} (tunnel cut)", f.fault()),
         loops,
         &marks,
         &paths,
-        (None, None),
+        m,
     );
     Ok(())
 }

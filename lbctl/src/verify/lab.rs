@@ -347,22 +347,54 @@ pub fn record_events(
     has_path_down: &[bool],
     stp: (Option<u64>, Option<u64>),
 ) {
+    record(
+        cp,
+        fault,
+        loops,
+        marks,
+        has_path_down,
+        Marks {
+            stp,
+            takeover: (None, None),
+        },
+    )
+}
+
+/// What else an event's rows show besides the requests, (fault injected, fault repaired):
+/// STP convergence, the VRRP takeover; each in ms from the event.
+pub struct Marks {
+    pub stp: (Option<u64>, Option<u64>),
+    pub takeover: (Option<u64>, Option<u64>),
+}
+
+/// [`record_events`] with every mark of the event.
+pub fn record(
+    cp: &mut Checkpoint,
+    fault: &str,
+    loops: Vec<ClientLoop>,
+    marks: &[(u64, u64)],
+    has_path_down: &[bool],
+    m: Marks,
+) {
     for (i, l) in loops.into_iter().enumerate() {
         let node = l.node.clone();
         let samples = l.finish();
         let end = samples.last().map(|s| s.t_ms + 1).unwrap_or(0);
         let (down, up) = marks[i];
-        for (action, from, to, path, conv) in [
-            ("down", down, up, has_path_down[i], stp.0),
-            ("up", up, end, true, stp.1),
+        for (action, from, to, path, conv, takeover) in [
+            ("down", down, up, has_path_down[i], m.stp.0, m.takeover.0),
+            ("up", up, end, true, m.stp.1, m.takeover.1),
         ] {
+            let o = outage::summarize(&samples, from, to);
             cp.event(Event {
                 fault: fault.to_string(),
                 action: action.into(),
                 client: node.clone(),
-                outage: outage::summarize(&samples, from, to),
+                trace: outage::trace(&samples, from, to, &o),
+                outage: o,
                 has_path: path,
                 stp_converged_ms: conv,
+                vrrp_takeover_ms: takeover,
             });
         }
     }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod balancers;
+pub mod draw;
 mod lab;
 mod outage;
 pub mod report;

@@ -7,7 +7,7 @@ use crate::http_get;
 use crate::topo::netns;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +29,7 @@ pub struct Sample {
 }
 
 /// One event's figures for one client.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outage {
     pub requests: u64,
     pub failed: u64,
@@ -38,6 +38,66 @@ pub struct Outage {
     pub outage_ms: u64,
     /// The client got an answer after its last failure in the window.
     pub recovered: bool,
+    /// Where the longest outage lies (loop time): the trace keeps it, relative to the event.
+    #[serde(skip)]
+    pub window: Option<(u64, u64)>,
+}
+
+/// What one client saw around one event, for drawing it: times in ms from the event
+/// (negative: before it). Kept in the JSON report (schema 2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trace {
+    /// The first request drawn (up to [`LEAD_MS`] before the event).
+    pub start_ms: i64,
+    /// The end of the event's window (the next event, or the end of the loop).
+    pub end_ms: i64,
+    /// Each failed request: [start, end (its answer or its deadline)].
+    pub failed: Vec<[i64; 2]>,
+    /// Each run of answered requests: [start of its first, answer of its last].
+    pub answered: Vec<[i64; 2]>,
+    /// The longest outage (what `outage_ms` measures): [from, to]; null without one.
+    pub outage: Option<[i64; 2]>,
+}
+
+/// How much of the time before an event its trace shows.
+pub const LEAD_MS: u64 = 1000;
+
+/// The trace of the event at `from_ms` whose window ends at `to_ms` (loop time), with
+/// its summary's outage window.
+pub fn trace(samples: &[Sample], from_ms: u64, to_ms: u64, o: &Outage) -> Trace {
+    let rel = |t: u64| t as i64 - from_ms as i64;
+    let mut tr = Trace {
+        start_ms: -(LEAD_MS.min(from_ms) as i64),
+        end_ms: rel(to_ms),
+        outage: o.window.map(|(a, b)| [rel(a), rel(b)]),
+        ..Trace::default()
+    };
+    let shown = samples
+        .iter()
+        .filter(|s| s.t_ms + LEAD_MS >= from_ms && s.t_ms < to_ms);
+    let mut run: Option<[i64; 2]> = None;
+    for s in shown {
+        if s.ok {
+            let r = run.get_or_insert([rel(s.t_ms), rel(s.end_ms)]);
+            r[1] = rel(s.end_ms);
+        } else {
+            tr.answered.extend(run.take());
+            tr.failed.push([rel(s.t_ms), rel(s.end_ms)]);
+        }
+    }
+    tr.answered.extend(run);
+    tr
+}
+
+impl Outage {
+    /// Counts the outage `from..to` if it is the longest yet.
+    fn longest(&mut self, from: u64, to: u64) {
+        let ms = to.saturating_sub(from);
+        if ms > self.outage_ms {
+            self.outage_ms = ms;
+            self.window = Some((from, to));
+        }
+    }
 }
 
 /// The figures of the requests started in `[from_ms, to_ms)`. A failure run that starts in
@@ -60,7 +120,7 @@ pub fn summarize(samples: &[Sample], from_ms: u64, to_ms: u64) -> Outage {
         }
         if s.ok {
             if let Some(start) = run_from.take() {
-                o.outage_ms = o.outage_ms.max(s.end_ms.saturating_sub(start));
+                o.longest(start, s.end_ms);
             }
             last_ok_end = Some(s.end_ms);
         } else if inside {
@@ -81,7 +141,7 @@ pub fn summarize(samples: &[Sample], from_ms: u64, to_ms: u64) -> Outage {
             .map(|s| s.end_ms)
             .max()
             .unwrap_or(to_ms);
-        o.outage_ms = o.outage_ms.max(end.saturating_sub(start));
+        o.longest(start, end);
         o.recovered = false;
     }
     o
@@ -269,7 +329,8 @@ mod tests {
                 requests: 20,
                 failed: 0,
                 outage_ms: 0,
-                recovered: true
+                recovered: true,
+                window: None,
             }
         );
     }
@@ -388,6 +449,30 @@ mod tests {
         assert_eq!(
             back_within(&run(0, 2000, true), 1000, 3, 20_000, 2000),
             Some(true)
+        );
+    }
+
+    #[test]
+    fn trace_keeps_failures_answer_runs_and_the_outage_relative_to_the_event() {
+        // Fault at 1000 (window to 3000): answers until 1150, failures 1200..1800 (each
+        // ending 300 ms later), answers again from 1800.
+        let mut v = run(0, 1200, true);
+        v.extend(run(1200, 1800, false));
+        v.extend(run(1800, 4000, true));
+        let o = summarize(&v, 1000, 3000);
+        let t = trace(&v, 1000, 3000, &o);
+        assert_eq!((t.start_ms, t.end_ms), (-1000, 2000));
+        assert_eq!(t.failed.len(), 12);
+        assert_eq!(t.failed[0], [200, 500]);
+        // One run before the failures (from the first sample of the lead-in), one after.
+        assert_eq!(t.answered, vec![[-1000, 152], [800, 1952]]);
+        assert_eq!(t.outage, Some([152, 802]));
+        assert_eq!(o.outage_ms, 802 - 152);
+        // No failure, no outage; a lead-in never reaches before the loop's start.
+        let quiet = trace(&v, 300, 1000, &summarize(&v, 300, 1000));
+        assert_eq!(
+            (quiet.start_ms, quiet.outage, quiet.failed.len()),
+            (-300, None, 0)
         );
     }
 }

@@ -1,14 +1,15 @@
 //! The verify report: checkpoints made of steps (pass, fail or skip, each with its
 //! evidence) and the failure events with what each client saw. The JSON form is a stable
-//! schema (`schema: 1`, documented in the README); the text form is for people.
+//! schema (`schema: 2`, documented in the README; 2 added each event's trace and VRRP
+//! takeover); the text form is for people, and [`super::draw`] makes pictures of it.
 
-use super::outage::Outage;
-use serde::Serialize;
+use super::outage::{Outage, Trace};
+use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pass,
@@ -19,7 +20,7 @@ pub enum Status {
     Skip,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     pub name: String,
     pub status: Status,
@@ -27,7 +28,7 @@ pub struct Step {
 }
 
 /// One failure event (a fault injected or repaired) as one client saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// "link swout1 - swout2", "bridge vswout1", "tunnel cut + link bal1 - vswout1"…
     pub fault: String,
@@ -42,9 +43,16 @@ pub struct Event {
     /// Time from the injection until the kernel's tree was the expected one, when STP
     /// was involved.
     pub stp_converged_ms: Option<u64>,
+    /// Time from the injection until the backup balancer reported MASTER, when the event
+    /// made VRRP fail over.
+    #[serde(default)]
+    pub vrrp_takeover_ms: Option<u64>,
+    /// The requests around the event, for drawing it (absent from schema-1 reports).
+    #[serde(default)]
+    pub trace: Trace,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub number: u8,
     pub name: String,
@@ -53,7 +61,7 @@ pub struct Checkpoint {
     pub steps: Vec<Step>,
     pub events: Vec<Event>,
     /// Print each step and event on stderr as it is recorded (progress of a live run).
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub live: bool,
 }
 
@@ -106,7 +114,7 @@ impl Checkpoint {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Report {
     pub schema: u32,
     pub lab: String,
@@ -131,7 +139,26 @@ impl Report {
     }
 }
 
-fn mark(s: Status) -> &'static str {
+/// A saved JSON report (`lbctl verify --json`), for drawing it again. Schemas up to
+/// [`SCHEMA`] load; a schema-1 report has no traces (its rows show only the figures).
+pub fn load(text: &str) -> anyhow::Result<Report> {
+    #[derive(Deserialize)]
+    struct Head {
+        schema: u32,
+    }
+    let head: Head =
+        serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a verify report: {e}"))?;
+    if head.schema > SCHEMA {
+        anyhow::bail!(
+            "report schema {} is newer than this lbctl reads ({SCHEMA}): draw it with a newer lbctl",
+            head.schema
+        );
+    }
+    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("not a verify report: {e}"))
+}
+
+/// A status as the text and the page show it.
+pub fn mark(s: Status) -> &'static str {
     match s {
         Status::Pass => "PASS",
         Status::Fail => "FAIL",
@@ -235,9 +262,12 @@ mod tests {
                 failed: 3,
                 outage_ms: 412,
                 recovered: true,
+                window: None,
             },
             has_path: true,
             stp_converged_ms: Some(8600),
+            vrrp_takeover_ms: None,
+            trace: Trace::default(),
         });
         let mut c4 = Checkpoint::new(4, "VXLAN");
         c4.step("BPF counters", Status::Skip, vec!["not available".into()]);
@@ -312,7 +342,7 @@ mod tests {
     #[test]
     fn json_schema_is_stable() {
         let v = serde_json::to_value(sample()).unwrap();
-        assert_eq!(v["schema"], 1);
+        assert_eq!(v["schema"], 2);
         assert_eq!(v["passed"], false);
         let c = &v["checkpoints"][0];
         assert_eq!(c["number"], 1);
@@ -329,10 +359,34 @@ mod tests {
             "recovered",
             "has_path",
             "stp_converged_ms",
+            "vrrp_takeover_ms",
+            "trace",
         ] {
             assert!(e.get(k).is_some(), "event lacks {k}: {e}");
         }
         assert_eq!(e["outage_ms"], 412);
         assert_eq!(v["checkpoints"][1]["steps"][0]["status"], "skip");
+    }
+
+    #[test]
+    fn a_saved_report_loads_back_and_a_newer_schema_is_refused() {
+        let text = serde_json::to_string(&sample()).unwrap();
+        let back = load(&text).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        // A schema-1 report (no trace, no takeover) still loads, to be drawn without samples.
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["schema"] = 1.into();
+        let e = v["checkpoints"][0]["events"][0].as_object_mut().unwrap();
+        e.remove("trace");
+        e.remove("vrrp_takeover_ms");
+        assert!(load(&v.to_string()).unwrap().checkpoints[0].events[0]
+            .trace
+            .failed
+            .is_empty());
+        v["schema"] = 3.into();
+        let err = load(&v.to_string()).unwrap_err().to_string();
+        assert!(err.contains("schema 3"), "{err}");
+        let err = load("{\"schema\": 2}").unwrap_err().to_string();
+        assert!(err.contains("lab"), "{err}");
     }
 }

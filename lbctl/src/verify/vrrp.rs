@@ -3,7 +3,7 @@
 //! external bridge (vswout1) down makes the backup master while a client loop measures
 //! the outage from every user that still has a path; bridge back up, the master preempts.
 
-use super::lab::{pages_text, record_events, settle, Ctx};
+use super::lab::{pages_text, record, settle, Ctx, Marks};
 use super::outage::BACK_WITHIN;
 use super::report::Checkpoint;
 use super::undo::FaultKey;
@@ -182,13 +182,10 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     steady(ctx, cp, &format!("{name} up")).await?;
     let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
     settle(ctx, &loops).await;
-    record_events(
-        cp,
-        &name,
-        loops,
-        &marks,
-        &paths,
-        (None, conv.ok().map(|d| d.as_millis() as u64)),
-    );
+    let m = Marks {
+        stp: (None, conv.ok().map(|d| d.as_millis() as u64)),
+        takeover: (took.map(|d| d.as_millis() as u64), None),
+    };
+    record(cp, &name, loops, &marks, &paths, m);
     Ok(())
 }

@@ -93,7 +93,7 @@ pub fn write_instance(dir: &Path, node: &str, listen: SocketAddr) -> Result<Path
 
 /// The lab text's page, with the client address as PHP sees it.
 pub fn index_php(node: &str) -> String {
-    let n = html_escape(node);
+    let n = lb_chart::escape(node);
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{n}</title></head>\n<body>\n\
          <h1>Esto es el servidor {n}</h1>\n\
@@ -104,13 +104,6 @@ pub fn index_php(node: &str) -> String {
 
 const HEALTH_PHP: &str =
     "<?php\nheader('Content-Type: text/plain');\nheader('Cache-Control: no-store');\necho \"ok\\n\";\n";
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// `LoadModule` lines for [`MODULES`] and the newest PHP module, read from Debian's
 /// mods-available.
