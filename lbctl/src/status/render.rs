@@ -232,16 +232,24 @@ fn vrrp(o: &mut String, s: &Status) {
     }
 }
 
-/// The recorded daemons and whether they still run.
+/// The recorded daemons, whether they still run, and their supervisor's restarts.
 fn daemons(o: &mut String, s: &Status) {
     let _ = writeln!(o, "\nDAEMONS");
     if s.daemons.is_empty() {
         let _ = writeln!(o, "  none");
     }
     for d in &s.daemons {
+        let sup = if !d.supervised {
+            "UNSUPERVISED".to_string()
+        } else {
+            match (&d.last_exit, d.restarts) {
+                (Some(how), n) => format!("restarts {n} (last: {how})"),
+                (None, n) => format!("restarts {n}"),
+            }
+        };
         let _ = writeln!(
             o,
-            "  {:<8} {:<8} pid {:<7} {}",
+            "  {:<8} {:<8} pid {:<7} {:<11} {sup}",
             d.node,
             d.daemon,
             d.pid,

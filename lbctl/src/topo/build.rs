@@ -377,6 +377,7 @@ fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     if let Some(svc) = &cfg.service {
         for b in &svc.balancers {
             let mut args = vec![
+                opts.exe.display().to_string(),
                 "agent".to_string(),
                 "--lab".into(),
                 plan.lab.clone(),

@@ -8,7 +8,7 @@
 //! is used except the `LoadModule` lines of `mods-available/*.load`; no apache2ctl, no
 //! systemd, no `APACHE_*` environment, no /var/run/apache2.
 //!
-//! Apache runs with `-DFOREGROUND`, so the process `spawn_daemon` starts stays Apache's
+//! Apache runs with `-DFOREGROUND`, so the process its supervisor starts stays Apache's
 //! parent: its PID is the recorded one and `lbctl down`'s SIGTERM stops it, and the
 //! parent stops its prefork children before it exits.
 
@@ -48,7 +48,7 @@ pub fn instance_dir(lab: &str, node: &str) -> PathBuf {
 /// recorded PID). Listens on `listen` and, when that is a specific non-loopback address,
 /// also on 127.0.0.1 at the same port, so probes from inside the node (`lbctl up`'s wait
 /// for the servers) work as with `lbctl serve`.
-pub fn start(lab: &str, node: &str, listen: SocketAddr) -> Result<u32> {
+pub fn start(lab: &str, node: &str, listen: SocketAddr, lbctl: &Path) -> Result<u32> {
     if !Path::new(APACHE_BIN).exists() {
         bail!(
             "{node}: web = \"apache\" needs {APACHE_BIN}: run scripts/bootstrap.sh (installs apache2 and libapache2-mod-php)"
@@ -72,11 +72,12 @@ pub fn start(lab: &str, node: &str, listen: SocketAddr) -> Result<u32> {
         );
     }
     let args = vec![
+        APACHE_BIN.to_string(),
         "-f".to_string(),
         conf.display().to_string(),
         "-DFOREGROUND".into(),
     ];
-    super::spawn_daemon(lab, node, DAEMON, Path::new(APACHE_BIN), &args)
+    super::spawn_daemon(lab, node, DAEMON, lbctl, &args)
 }
 
 /// Creates the instance directory, its docroot and config; returns the config path.
