@@ -12,10 +12,19 @@ pub const INITIAL: Duration = Duration::from_millis(100);
 pub const CAP: Duration = Duration::from_secs(5);
 pub const STABLE: Duration = Duration::from_secs(10);
 
-/// Whether an exit deserves a restart (`on-failure`): a non-zero status or a signal. A
-/// clean exit (status 0) is the daemon's own decision and is respected.
+/// Whether an exit deserves a restart (`on-failure`): a non-zero status or an unclean
+/// signal. As systemd counts them, status 0 and death by SIGTERM, SIGINT, SIGHUP or
+/// SIGPIPE are clean: someone asked the daemon to stop, and that is respected (a test or
+/// an operator stopping one server stays stopped); SIGKILL, SIGSEGV, SIGABRT are failures.
 pub fn restart_on(status: std::process::ExitStatus) -> bool {
-    !status.success()
+    use nix::sys::signal::Signal::{SIGHUP, SIGINT, SIGPIPE, SIGTERM};
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(s) => ![SIGTERM, SIGINT, SIGHUP, SIGPIPE]
+            .iter()
+            .any(|c| *c as i32 == s),
+        None => !status.success(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -66,5 +75,7 @@ mod tests {
         assert!(!restart_on(ExitStatus::from_raw(0)));
         assert!(restart_on(ExitStatus::from_raw(1 << 8)), "exit 1");
         assert!(restart_on(ExitStatus::from_raw(9)), "SIGKILL");
+        assert!(restart_on(ExitStatus::from_raw(6)), "SIGABRT");
+        assert!(!restart_on(ExitStatus::from_raw(15)), "SIGTERM is a stop");
     }
 }
