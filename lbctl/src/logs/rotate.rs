@@ -101,17 +101,18 @@ pub fn numbered(path: &Path, k: usize) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The files of one log that exist, oldest first (`.log.2`, `.log.1`, `.log`).
+/// The files of one log that exist, oldest first: by modification time, so both our
+/// shifting names (`.log.2`, `.log.1`, `.log`) and Apache rotatelogs' circular ones (the
+/// current file may be `.log.1`) read in order; equal times keep the shifting order.
 pub fn in_order(path: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = (1..FILES.max(2) + 8)
+    let mut v: Vec<(std::time::SystemTime, PathBuf)> = (1..FILES.max(2) + 8)
         .rev()
         .map(|k| numbered(path, k))
-        .filter(|p| p.exists())
+        .chain(std::iter::once(path.to_path_buf()))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
         .collect();
-    if path.exists() {
-        v.push(path.to_path_buf());
-    }
-    v
+    v.sort_by_key(|(t, _)| *t);
+    v.into_iter().map(|(_, p)| p).collect()
 }
 
 #[cfg(test)]
@@ -165,6 +166,27 @@ mod tests {
             "aaaaaaaaa\nbbbbbbbbb\n"
         );
         assert_eq!(in_order(&path), vec![numbered(&path, 1), path.clone()]);
+    }
+
+    #[test]
+    fn circular_names_read_by_time() {
+        // rotatelogs -n 3 after one wrap: x.log.1 is the oldest, x.log.2 then x.log.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.log");
+        let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for (k, p) in [
+            (0u64, numbered(&path, 1)),
+            (10, numbered(&path, 2)),
+            (20, path.clone()),
+        ] {
+            let f = File::create(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(k))
+                .unwrap();
+        }
+        assert_eq!(
+            in_order(&path),
+            vec![numbered(&path, 1), numbered(&path, 2), path.clone()]
+        );
     }
 
     #[test]

@@ -82,7 +82,6 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str, backup: &str) -> 
     }
     eprintln!("  {name}");
     let back = wait_back(ctx, master, rec.pid).await;
-    let backs: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
     restarted(ctx, cp, &name, master, t_kill, back);
     let took = ctx.wait_takeover(backup).await;
     let takeover = became_master(ctx, backup).filter(|at| *at >= t_kill);
@@ -102,6 +101,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str, backup: &str) -> 
     let delay = ctx.cfg.vrrp.as_ref().map_or(0, |v| v.preempt_delay_ms);
     let limit = Duration::from_millis(u64::from(delay)) + ctx.failover_limit();
     let home = ctx.wait_vrrp(&ctx.intended_vrrp(), limit).await;
+    // The event's "up": the master is home again (the agent itself was back at once).
+    let homes: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
     super::vrrp::steady(ctx, cp, &format!("{name}, restarted")).await?;
     if home.is_some() {
         ctx.undo.done(&undo);
@@ -109,7 +110,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str, backup: &str) -> 
     settle(ctx, &loops).await;
     let took_ms = takeover.map(|at| ((at - t_kill) * 1000.0) as u64);
     no_late_failures(ctx, cp, &name, backup, &loops, &kills, took_ms);
-    let marks: Vec<(u64, u64)> = kills.into_iter().zip(backs).collect();
+    let marks: Vec<(u64, u64)> = kills.into_iter().zip(homes).collect();
     let paths = vec![true; loops.len()];
     record_events(cp, &name, loops, &marks, &paths, (None, None));
     Ok(())

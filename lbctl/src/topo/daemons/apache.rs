@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const APACHE_BIN: &str = "/usr/sbin/apache2";
+/// Apache's log rotator (apache2-utils).
+pub const ROTATELOGS: &str = "/usr/bin/rotatelogs";
 pub const MODS_AVAILABLE: &str = "/etc/apache2/mods-available";
 /// Name of the daemon in the lab's PID and log records (`<node>.apache.pid`).
 pub const DAEMON: &str = "apache";
@@ -186,12 +188,28 @@ pub fn config(dir: &Path, node: &str, listen: SocketAddr, load: &[String]) -> St
          MaxSpareServers 8\n    ServerLimit 64\n    MaxRequestWorkers 64\n    \
          MaxConnectionsPerChild 0\n</IfModule>"
     );
-    let _ = writeln!(c, "ErrorLog \"{d}/error.log\"\nLogLevel warn");
+    // Apache writes its logs itself, through Apache's own rotatelogs (apache2-utils, which
+    // apache2 depends on): the same cap as the supervisor's logs (logs::rotate), with
+    // rotatelogs' circular names (`lbctl logs` orders the files by time).
+    let rot = format!(
+        "|{ROTATELOGS} -n {} {d}/{{}} {}M",
+        crate::logs::rotate::FILES,
+        crate::logs::rotate::MAX_BYTES >> 20
+    );
+    let _ = writeln!(
+        c,
+        "ErrorLog \"{}\"\nLogLevel warn",
+        rot.replace("{}", "error.log")
+    );
     let _ = writeln!(
         c,
         "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" combined"
     );
-    let _ = writeln!(c, "CustomLog \"{d}/access.log\" combined");
+    let _ = writeln!(
+        c,
+        "CustomLog \"{}\" combined",
+        rot.replace("{}", "access.log")
+    );
     let types = if Path::new("/etc/mime.types").exists() {
         "/etc/mime.types".to_string()
     } else {
@@ -239,7 +257,8 @@ mod tests {
             "PidFile \"/run/lbctl/lab/apache/serv1/apache2.pid\"",
             "DefaultRuntimeDir \"/run/lbctl/lab/apache/serv1\"",
             "Mutex file:/run/lbctl/lab/apache/serv1 default",
-            "ErrorLog \"/run/lbctl/lab/apache/serv1/error.log\"",
+            "ErrorLog \"|/usr/bin/rotatelogs -n 3 /run/lbctl/lab/apache/serv1/error.log 4M\"",
+            "CustomLog \"|/usr/bin/rotatelogs -n 3 /run/lbctl/lab/apache/serv1/access.log 4M\" combined",
             "Listen 10.0.0.1:80\n",
             "Listen 127.0.0.1:80\n",
             "LoadModule x /y.so\n",
