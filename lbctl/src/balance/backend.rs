@@ -113,8 +113,14 @@ impl BackendState {
         self.failing.load(Ordering::Relaxed)
     }
 
+    /// The check state, even after a panic while it was held (a poisoned lock would turn
+    /// one panic into a panic per request and per check).
+    fn check_lock(&self) -> std::sync::MutexGuard<'_, CheckState> {
+        self.check.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn check_state(&self) -> CheckState {
-        self.check.lock().expect("check state lock").clone()
+        self.check_lock().clone()
     }
 
     /// Records one observation and applies the rise/fall hysteresis: `rise` consecutive
@@ -129,7 +135,7 @@ impl BackendState {
         rise: u32,
         fall: u32,
     ) -> Option<Transition> {
-        let mut st = self.check.lock().expect("check state lock");
+        let mut st = self.check_lock();
         st.last = Some(CheckResult {
             ok,
             reason: reason.to_string(),
@@ -178,6 +184,21 @@ mod tests {
 
     fn b() -> BackendState {
         BackendState::new("s1", "127.0.0.1:80".parse().unwrap(), 1, "default")
+    }
+
+    #[test]
+    fn a_panic_under_the_check_lock_does_not_poison_later_checks() {
+        let s = b();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = s.check.lock().unwrap();
+            panic!("a check panicked");
+        }));
+        assert!(r.is_err() && s.check.is_poisoned());
+        for _ in 0..3 {
+            s.record(false, "refused", Duration::ZERO, false, 2, 3);
+        }
+        assert!(!s.is_up());
+        assert_eq!(s.check_state().consecutive_fail, 3);
     }
 
     #[test]

@@ -110,7 +110,9 @@ impl Balancer {
     /// backends already tried for this request). `None` when no up backend is left.
     pub fn pick(&self, pool: &str, exclude: &[usize]) -> Option<Pick> {
         let cands = self.candidates(pool, exclude);
-        let mut cur = self.current.lock().expect("balancer lock");
+        // A request that panicked while holding the lock must not turn every later pick
+        // into a panic: the weights stay valid whatever the panic interrupted.
+        let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
         let idx = match self.algo {
             Balance::Roundrobin => rr::pick(&cands, &self.weights, &mut cur),
             Balance::Leastconn => {
@@ -190,6 +192,18 @@ mod tests {
             b.record(false, "x", Duration::ZERO, true, 2, 3);
         }
         assert!(!b.is_up());
+    }
+
+    #[test]
+    fn a_panic_under_the_pick_lock_does_not_poison_later_requests() {
+        let bs = vec![be("s1", 1, "default"), be("s2", 1, "default")];
+        let b = Balancer::new(bs.clone(), Balance::Roundrobin, None, vec![]);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _pick = b.current.lock().unwrap();
+            panic!("one request panicked");
+        }));
+        assert!(r.is_err() && b.current.is_poisoned());
+        assert_eq!(names(&b, "/", 2), ["s1", "s2"]);
     }
 
     #[test]
