@@ -239,13 +239,15 @@ fn daemons(o: &mut String, s: &Status) {
         let _ = writeln!(o, "  none");
     }
     for d in &s.daemons {
-        let sup = if !d.supervised {
-            "UNSUPERVISED".to_string()
+        let last = d
+            .last_exit
+            .as_ref()
+            .map(|how| format!(" (last: {how})"))
+            .unwrap_or_default();
+        let sup = if d.supervised {
+            format!("restarts {}{last}", d.restarts)
         } else {
-            match (&d.last_exit, d.restarts) {
-                (Some(how), n) => format!("restarts {n} (last: {how})"),
-                (None, n) => format!("restarts {n}"),
-            }
+            format!("UNSUPERVISED{last}")
         };
         let _ = writeln!(
             o,

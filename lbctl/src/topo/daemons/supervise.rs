@@ -130,14 +130,16 @@ async fn supervise(s: &Supervised) -> Result<()> {
             }
         };
         let ran = started.elapsed();
+        let how = describe(ended);
         if !backoff::restart_on(ended) {
             info!(
                 ran_s = ran.as_secs_f32(),
-                "daemon exited cleanly: not restarted"
+                "daemon stopped ({how}): not restarted"
             );
+            st.last_exit = Some(how);
+            write_state(&sfile, &st);
             return Ok(());
         }
-        let how = describe(ended);
         warn!(ran_s = ran.as_secs_f32(), "daemon {how}");
         cleanup_after(s).await;
         let delay = backoff.after_failure(ran);
