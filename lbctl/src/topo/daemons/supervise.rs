@@ -100,12 +100,25 @@ pub async fn run(s: Supervised) -> Result<()> {
         crate::logs::rotate::FILES,
     )
     .with_context(|| format!("opening {}", log.display()))?;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("log".into())
-        .spawn(move || rot.copy_from(std::io::stdin().lock()))
+        .spawn(move || {
+            let _ = rot.copy_from(std::io::stdin().lock());
+            let _ = done_tx.send(());
+        })
         .context("starting the log thread")?;
     let span = tracing::info_span!("supervisor", node = %s.node, daemon = %s.daemon);
-    supervise(&s).instrument(span).await
+    let res = supervise(&s).instrument(span).await;
+    if let Err(e) = &res {
+        warn!("supervisor: {e:#}");
+    }
+    // The daemon is gone: closing our own write ends of the pipe lets the log thread copy
+    // what is still in it (the daemon's last lines, ours) and see the end of it.
+    let _ = nix::unistd::close(1);
+    let _ = nix::unistd::close(2);
+    let _ = done_rx.recv_timeout(Duration::from_millis(500));
+    res
 }
 
 /// The restart loop: returns on SIGTERM/SIGINT (after stopping the daemon) or a clean exit.
