@@ -343,6 +343,9 @@ impl Runner {
                 _ = tokio::time::sleep_until(timer) => {
                     self.timer = None;
                     self.event(Event::Timer).await;
+                    if self.fsm.state() == State::Master {
+                        self.reassert_vips().await;
+                    }
                 }
                 _ = tokio::time::sleep_until(garp) => {
                     self.garp_at = None;
@@ -358,6 +361,24 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// With each advert a master checks that it still holds its VIPs and puts back (and
+    /// announces) any that went missing: while this agent was stopped (SIGSTOP) its
+    /// supervisor removed the VIP so the node would not answer ARP with nobody serving,
+    /// and a master resuming must not advertise an address it does not hold.
+    async fn reassert_vips(&mut self) {
+        let mut added = false;
+        for vip in self.cfg.vips.clone() {
+            match io::add_vip(&self.nl, self.link.index, vip).await {
+                Ok(a) => added |= a,
+                Err(e) => tracing::error!(instance = %self.cfg.instance, "{e:#}"),
+            }
+        }
+        if added {
+            tracing::warn!(instance = %self.cfg.instance, "master without its VIP: put back and announced");
+            self.garp_burst();
         }
     }
 
@@ -427,7 +448,7 @@ impl Runner {
             Action::SendAdvert { prio } => self.send_advert(prio),
             Action::AddVip => {
                 for vip in self.cfg.vips.clone() {
-                    if let Err(e) = io::add_vip(&self.nl, self.link.index, vip).await {
+                    if let Err(e) = io::add_vip(&self.nl, self.link.index, vip).await.map(drop) {
                         tracing::error!(instance = %self.cfg.instance, "{e:#}");
                     }
                 }

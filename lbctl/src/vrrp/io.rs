@@ -101,11 +101,12 @@ pub async fn remove_stale_vips(iface: &str, vips: &[Ipv4Addr]) -> Result<Vec<Ipv
     res
 }
 
-/// Adds `vip`/32 on interface `index` (already there counts as success).
-pub async fn add_vip(nl: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<()> {
+/// Adds `vip`/32 on interface `index` (already there counts as success); true if it was
+/// not there.
+pub async fn add_vip(nl: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<bool> {
     match nl.address().add(index, IpAddr::V4(vip), 32).execute().await {
-        Ok(()) => Ok(()),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Ok(()) => Ok(true),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
         Err(e) => Err(e).with_context(|| format!("adding VIP {vip}/32")),
     }
 }

@@ -132,11 +132,15 @@ async fn supervise(s: &Supervised) -> Result<()> {
     loop {
         let started = Instant::now();
         let ended = match start(s) {
-            Ok(mut child) => tokio::select! {
-                r = child.wait() => r.context("waiting for the daemon")?,
-                _ = term.recv() => return stop(s, child).await,
-                _ = int.recv() => return stop(s, child).await,
-            },
+            Ok(mut child) => {
+                let pid = child.id();
+                tokio::select! {
+                    r = child.wait() => r.context("waiting for the daemon")?,
+                    _ = term.recv() => return stop(s, child).await,
+                    _ = int.recv() => return stop(s, child).await,
+                    () = watch_stopped(s, pid) => unreachable!("watch_stopped never ends"),
+                }
+            }
             Err(e) => {
                 warn!("{e:#}");
                 std::os::unix::process::ExitStatusExt::from_raw(127 << 8)
@@ -207,6 +211,50 @@ async fn stop(s: &Supervised, mut child: tokio::process::Child) -> Result<()> {
     Ok(())
 }
 
+/// How long an agent may sit stopped (SIGSTOP) before its VIP is removed.
+const STOPPED_FOR: Duration = Duration::from_secs(1);
+
+/// A stopped agent (SIGSTOP, a debugger) is not dead and is not restarted, but it serves
+/// nothing while its node's kernel still answers ARP for the VIP: once it has been stopped
+/// for [`STOPPED_FOR`] the VIP is removed (the other balancer takes over when the adverts
+/// stop; the resumed agent puts the VIP back with its next advert if it is still master).
+/// Never returns.
+async fn watch_stopped(s: &Supervised, pid: Option<u32>) {
+    let Some(pid) = pid.filter(|_| s.daemon == "agent") else {
+        return std::future::pending().await;
+    };
+    let stopped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|t| proc_state(&t))
+            .is_some_and(|c| c == 'T' || c == 't')
+    };
+    let tick = Duration::from_millis(100);
+    loop {
+        let mut since: Option<Instant> = None;
+        while since.is_none_or(|t| t.elapsed() < STOPPED_FOR) {
+            tokio::time::sleep(tick).await;
+            since = if stopped() {
+                since.or(Some(Instant::now()))
+            } else {
+                None
+            };
+        }
+        warn!("the daemon is stopped (SIGSTOP?)");
+        cleanup_after(s).await;
+        while stopped() {
+            tokio::time::sleep(tick).await;
+        }
+        info!("the daemon resumed");
+    }
+}
+
+/// The state letter of a /proc/PID/stat line (R, S, T, Z…): the field after the command
+/// name, which may itself hold spaces and parentheses.
+fn proc_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// After an agent ends: removes the VIP it may have left (see the module doc).
 async fn cleanup_after(s: &Supervised) {
     if s.daemon != "agent" {
@@ -245,6 +293,13 @@ fn unix_now() -> f64 {
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn reads_the_process_state() {
+        assert_eq!(proc_state("4242 (lbctl) T 1 4242 4242 0"), Some('T'));
+        assert_eq!(proc_state("7 (a) b) (c) S 1 7"), Some('S'));
+        assert_eq!(proc_state("garbage"), None);
+    }
 
     #[test]
     fn describes_exits() {
