@@ -12,7 +12,8 @@
 //! When an agent dies without resigning (SIGKILL, a crash) it leaves the VIP on its
 //! interface, and this node would answer ARP for it with nobody listening: the supervisor
 //! removes the VIP at once, before the back-off, so the other balancer's takeover is the
-//! only holder.
+//! only holder. An agent stopped (SIGSTOP) for a second loses its VIP the same way, without
+//! a restart (`watch_stopped`).
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
