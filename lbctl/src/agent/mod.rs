@@ -12,10 +12,15 @@ mod recorder;
 mod state_sync;
 mod stp_watch;
 pub mod timeseries;
+pub mod watch;
 
-use anyhow::{Context, Result};
-use tracing::{info, info_span, Instrument};
+use std::sync::Arc;
 
+use anyhow::{anyhow, Context, Result};
+use tracing::{error, info, info_span, Instrument};
+
+use crate::balance::backend::BackendState;
+use crate::vrrp::{VrrpConfig, VrrpHandle};
 pub use plan::AgentPlan;
 
 /// Raises the soft open-file limit to the hard one and says what it got, with a warning
@@ -43,7 +48,10 @@ fn open_file_limit(max_conns: usize) {
     }
 }
 
-/// Runs the agent until SIGTERM or Ctrl-C.
+/// Runs the agent until SIGTERM or Ctrl-C (then returns Ok), or until a task it cannot
+/// run without dies (a proxy thread, the VRRP task, a health task: see [`watch`]); then it
+/// resigns (priority-0 advert, VIP removed) and returns the error, so the process exits
+/// non-zero and its supervisor restarts it.
 pub async fn run(plan: AgentPlan) -> Result<()> {
     let span = info_span!("agent", node = %plan.node);
     async move {
@@ -55,41 +63,16 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         );
         open_file_limit(plan.proxy_config().limits.max_conns);
         let backends = plan.backend_states();
-        let _checks = crate::health::spawn(&backends, &plan.check, plan.source);
-        // VRRP: the instance owns the VIP; a balancer with no healthy backend takes the
-        // configured priority penalty so the other one takes over.
-        let vrrp = match &plan.vrrp {
-            Some(v) => {
-                let (h, task) = crate::vrrp::start(v.clone())
-                    .await
-                    .with_context(|| format!("starting VRRP instance {}", v.instance))?;
-                let hh = h.clone();
-                let bs = backends.clone();
-                let tracker = tokio::spawn(async move {
-                    let mut last = None;
-                    loop {
-                        let healthy = bs.iter().any(|b| b.is_up());
-                        if last != Some(healthy) {
-                            if last.is_some() {
-                                info!(healthy, "backend health changed: VRRP priority follows");
-                            }
-                            hh.set_healthy(healthy);
-                            last = Some(healthy);
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                });
-                Some((h, task, tracker))
-            }
-            None => None,
-        };
-        let sync = plan.pin_dir.as_ref().and_then(|dir| {
-            state_sync::spawn(
-                dir,
-                backends.clone(),
-                vrrp.as_ref().map(|(h, _, _)| h.clone()),
-            )
-        });
+        let mut watched = watch::Watched::default();
+        let checks = crate::health::spawn(&backends, &plan.check, plan.source);
+        for (b, t) in backends.iter().zip(checks) {
+            watched.add(format!("health check ({})", b.name), t);
+        }
+        let vrrp = start_vrrp(&plan, &backends, &mut watched).await?;
+        let sync = plan
+            .pin_dir
+            .as_ref()
+            .and_then(|dir| state_sync::spawn(dir, backends.clone(), vrrp.clone()));
         let dash = dashboard::Dashboard::new(
             plan.lab.clone(),
             plan.node.clone(),
@@ -109,40 +92,42 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             dash.clone(),
             plan.node.clone(),
             backends.clone(),
-            vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            vrrp.clone(),
             stp,
         );
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
             backends.clone(),
-            vrrp.as_ref().map(|(h, _, _)| h.clone()),
+            vrrp.clone(),
             Some(dash),
         )
         .await
         .context("starting the admin listener")?;
-        let shutdown = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => info!("SIGTERM: stopping"),
-                _ = tokio::signal::ctrl_c() => info!("interrupted: stopping"),
-            }
+        let resign = Resign {
+            handle: vrrp,
+            cfg: plan.vrrp.clone(),
         };
-        // On SIGTERM, VRRP resigns first (priority 0, VIP removed) so the backup takes
-        // over at once, then the proxy drains.
-        let vrrp_handle = vrrp.as_ref().map(|(h, _, _)| h.clone());
+        let (why_tx, why_rx) = tokio::sync::oneshot::channel();
+        // On SIGTERM or a task's death, VRRP resigns first (priority 0, VIP removed) so
+        // the backup takes over at once, then the proxy drains.
+        let r = resign.clone();
         let shutdown = async move {
-            shutdown.await;
-            if let Some(h) = vrrp_handle {
-                h.shutdown().await;
+            let why = tokio::select! {
+                () = signalled() => None,
+                d = watched.first_death() => Some(d),
+            };
+            if let Some(d) = &why {
+                error!("{d}: resigning and exiting");
             }
+            r.run().await;
+            watched.abort_all();
+            let _ = why_tx.send(why);
         };
         let res = crate::proxy::run(plan.proxy_config(), backends, shutdown).await;
-        if let Some((_, task, tracker)) = vrrp {
-            tracker.abort();
-            task.abort();
+        if let Err(e) = &res {
+            error!("{e:#}: resigning and exiting");
+            resign.run().await;
         }
         admin.abort();
         if let Some(s) = sync {
@@ -150,8 +135,79 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         }
         refresher.abort();
         recorder.abort();
-        res
+        match why_rx.await {
+            Ok(Some(died)) => Err(anyhow!(died)),
+            _ => res,
+        }
     }
     .instrument(span)
     .await
+}
+
+/// Waits for SIGTERM or Ctrl-C.
+async fn signalled() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => info!("interrupted: stopping"),
+    }
+}
+
+/// Starts the VRRP instance that owns the VIP (when the config has one for this node)
+/// and the tracker that lowers its priority by the configured penalty while no backend
+/// is healthy, so the other balancer takes over; both are watched.
+async fn start_vrrp(
+    plan: &AgentPlan,
+    backends: &[Arc<BackendState>],
+    watched: &mut watch::Watched,
+) -> Result<Option<VrrpHandle>> {
+    let Some(v) = &plan.vrrp else {
+        return Ok(None);
+    };
+    let (h, task) = crate::vrrp::start(v.clone())
+        .await
+        .with_context(|| format!("starting VRRP instance {}", v.instance))?;
+    watched.vrrp(task);
+    let hh = h.clone();
+    let bs = backends.to_vec();
+    let tracker = tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let healthy = bs.iter().any(|b| b.is_up());
+            if last != Some(healthy) {
+                if last.is_some() {
+                    info!(healthy, "backend health changed: VRRP priority follows");
+                }
+                hh.set_healthy(healthy);
+                last = Some(healthy);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    watched.add("health tracker", tracker);
+    Ok(Some(h))
+}
+
+/// How the agent gives up the VIP: through the instance when it runs (a master sends
+/// priority 0 and removes the VIP), then without it, for a VIP its dead task left behind.
+#[derive(Clone)]
+struct Resign {
+    handle: Option<VrrpHandle>,
+    cfg: Option<VrrpConfig>,
+}
+
+impl Resign {
+    async fn run(&self) {
+        if let Some(h) = &self.handle {
+            h.shutdown().await;
+        }
+        if let Some(cfg) = &self.cfg {
+            match crate::vrrp::resign_detached(cfg).await {
+                Ok(true) => info!("resigned without the VRRP task: VIP removed"),
+                Ok(false) => {}
+                Err(e) => error!("resigning: {e:#}"),
+            }
+        }
+    }
 }

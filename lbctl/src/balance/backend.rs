@@ -259,6 +259,21 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_under_the_check_lock_does_not_poison_later_checks() {
+        let s = b();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = s.check.lock().unwrap();
+            panic!("a check panicked");
+        }));
+        assert!(r.is_err() && s.check.is_poisoned());
+        for _ in 0..3 {
+            s.record(false, "refused", Duration::ZERO, false, 2, 3);
+        }
+        assert!(!s.is_up());
+        assert_eq!(s.check_state().consecutive_fail, 3);
+    }
+
+    #[test]
     fn starts_up_and_falls_after_fall_failures() {
         let s = b();
         assert!(s.is_up());

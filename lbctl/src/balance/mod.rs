@@ -196,6 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_under_the_pick_lock_does_not_poison_later_requests() {
+        let bs = vec![be("s1", 1, "default"), be("s2", 1, "default")];
+        let b = Balancer::new(bs.clone(), Balance::Roundrobin, None, vec![]);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _pick = b.current.lock().unwrap();
+            panic!("one request panicked");
+        }));
+        assert!(r.is_err() && b.current.is_poisoned());
+        assert_eq!(names(&b, "/", 2), ["s1", "s2"]);
+    }
+
+    #[test]
     fn round_robin_cycles_in_config_order_and_skips_down() {
         let bs = vec![
             be("s1", 1, "default"),

@@ -46,8 +46,13 @@ pub fn run(a: Args) -> Result<()> {
         return follow(&files, a.lines);
     }
     for f in &files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        // A rotated log reads as one: its older files first (see logs::rotate).
+        let mut text = String::new();
+        for part in logs::rotate::in_order(f) {
+            let bytes =
+                std::fs::read(&part).with_context(|| format!("reading {}", part.display()))?;
+            text.push_str(&String::from_utf8_lossy(&bytes));
+        }
         if files.len() > 1 {
             println!("==> {} <==", f.display());
         }

@@ -117,6 +117,7 @@ impl Cmd {
     /// The verb's run function, with the runtime it needs.
     pub fn job(self) -> Job {
         match self {
+            Cmd::Up(a) if a.is_supervisor() => Job::CurrentThread(Box::pin(up::supervise(a))),
             Cmd::Up(a) => Job::multi(up::run(a)),
             Cmd::Down(a) => Job::blocking(move || down::run(a)),
             Cmd::Status(a) => Job::multi(status::run(a)),

@@ -16,6 +16,35 @@ pub struct Args {
     /// Do not load the BPF observer.
     #[arg(long)]
     no_bpf: bool,
+    /// Used by `up` itself: supervise one daemon of the lab (`--supervise NODE.DAEMON --lab
+    /// LAB -- PROGRAM ARGS...`): restart it on failure with back-off, own its rotated log.
+    #[arg(long, value_name = "NODE.DAEMON", requires = "lab")]
+    supervise: Option<String>,
+    /// The supervised daemon's program and arguments (after `--`).
+    #[arg(last = true, requires = "supervise")]
+    daemon: Vec<String>,
+}
+
+impl Args {
+    /// Whether this is a supervisor (`--supervise`) rather than a lab to build.
+    pub fn is_supervisor(&self) -> bool {
+        self.supervise.is_some()
+    }
+}
+
+/// `up --supervise NODE.DAEMON`: see `topo::daemons::supervise`.
+pub async fn supervise(a: Args) -> Result<()> {
+    let which = a.supervise.unwrap_or_default();
+    let (node, daemon) = which.split_once('.').with_context(|| {
+        format!("--supervise {which:?}: expected NODE.DAEMON (e.g. bal1.agent)")
+    })?;
+    topo::daemons::supervise::run(topo::daemons::supervise::Supervised {
+        lab: a.lab.lab.unwrap_or_default(),
+        node: node.into(),
+        daemon: daemon.into(),
+        argv: a.daemon,
+    })
+    .await
 }
 
 pub async fn run(a: Args) -> Result<()> {

@@ -531,7 +531,11 @@ pub struct Vrrp {
     /// default; `nopreempt` is `false`).
     #[serde(default = "default_true")]
     pub preempt: bool,
-    #[serde(default)]
+    /// keepalived's preempt_delay: for this long after it starts, a balancer follows a
+    /// lower-priority master instead of preempting it, so a restarted agent rejoins as
+    /// backup (no VIP flap while it comes up) and takes the VIP back once its health
+    /// checks have had time to reach a verdict (rise × inter = 4 s by default).
+    #[serde(default = "default_preempt_delay")]
     pub preempt_delay_ms: u32,
     /// Unicast instead of 224.0.0.18: adverts go to each peer (a node's own address in the
     /// list is skipped, so one list serves every balancer).
@@ -582,6 +586,9 @@ where
     let n = u8::deserialize(d)?;
     crate::vrrp::codec::Version::try_from(n)
         .map_err(|e| serde::de::Error::custom(format!("vrrp.version: {e}")))
+}
+fn default_preempt_delay() -> u32 {
+    10_000
 }
 fn default_true() -> bool {
     true

@@ -166,9 +166,21 @@ pub fn frontend_stats() -> &'static FrontendStats {
     global_stats()
 }
 
+/// Resolves with the index of the first of `threads` that has ended (polled: thread
+/// deaths are rare and 50 ms is well inside a VRRP interval).
+async fn first_finished<T>(threads: &[std::thread::JoinHandle<T>]) -> usize {
+    loop {
+        if let Some(i) = threads.iter().position(|t| t.is_finished()) {
+            return i;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Binds every `listen` address, then serves until `shutdown` resolves (then stops
 /// accepting, lets connections finish their current request for up to 2 s, and returns).
-/// Returns Err only if a listener cannot be bound. Counts into [`frontend_stats`].
+/// Returns Err if a listener cannot be bound, or if a proxy thread ends before the
+/// shutdown. Counts into [`frontend_stats`].
 ///
 /// Each of the `threads` proxy threads runs its own current-thread runtime, with its own
 /// SO_REUSEPORT listeners and backend pool (HAProxy's model: no task ever moves between
@@ -223,8 +235,23 @@ pub async fn run(
             .context("starting a proxy thread")?;
         threads.push(t);
     }
-    shutdown.await;
+    // A proxy thread that ends before the shutdown (its runtime failed, it panicked) would
+    // leave its share of the listeners without an acceptor and its handoffs unserved:
+    // that ends the proxy with an error (the agent resigns and exits, its supervisor
+    // restarts it).
+    let dead = tokio::select! {
+        () = shutdown => None,
+        i = first_finished(&threads) => Some(i),
+    };
     let _ = tx.send(true);
+    if let Some(i) = dead {
+        let how = match threads.swap_remove(i).join() {
+            Ok(Ok(())) => "returned".to_string(),
+            Ok(Err(e)) => format!("failed: {e:#}"),
+            Err(_) => "panicked".to_string(),
+        };
+        anyhow::bail!("proxy thread {i} {how}");
+    }
     for t in threads {
         match tokio::task::spawn_blocking(move || t.join()).await {
             Ok(Ok(Err(e))) => tracing::warn!("proxy thread: {e:#}"),

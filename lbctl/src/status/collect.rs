@@ -66,13 +66,23 @@ pub async fn read(cfg: &Config) -> Result<Raw> {
     let view = inspect::read_lab(&plan)
         .await
         .context("reading the lab's namespaces")?;
+    let supervisors = state::supervisors(&plan.lab);
     let daemons = state::recorded(&plan.lab)
         .into_iter()
-        .map(|r| DaemonStatus {
-            running: state::is_alive(&r),
-            node: r.node,
-            daemon: r.daemon,
-            pid: r.pid,
+        .map(|r| {
+            let sup = crate::topo::daemons::supervise::read_state(&plan.lab, &r.node, &r.daemon);
+            let supervised = supervisors
+                .iter()
+                .any(|s| s.node == r.node && s.daemon == r.daemon && state::is_alive(s));
+            DaemonStatus {
+                running: state::is_alive(&r),
+                supervised,
+                restarts: sup.as_ref().map_or(0, |s| s.restarts),
+                last_exit: sup.and_then(|s| s.last_exit),
+                node: r.node,
+                daemon: r.daemon,
+                pid: r.pid,
+            }
         })
         .collect();
     let observers = read_observers(&plan);

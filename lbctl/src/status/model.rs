@@ -64,6 +64,12 @@ pub struct DaemonStatus {
     pub daemon: String,
     pub pid: u32,
     pub running: bool,
+    /// Whether a supervisor restarts it (`up` supervises every daemon it starts).
+    pub supervised: bool,
+    /// Restarts after a failure since `up` (0 when unsupervised).
+    pub restarts: u32,
+    /// How it last ended, when its supervisor saw it end ("killed by SIGKILL").
+    pub last_exit: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

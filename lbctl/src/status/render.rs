@@ -232,16 +232,26 @@ fn vrrp(o: &mut String, s: &Status) {
     }
 }
 
-/// The recorded daemons and whether they still run.
+/// The recorded daemons, whether they still run, and their supervisor's restarts.
 fn daemons(o: &mut String, s: &Status) {
     let _ = writeln!(o, "\nDAEMONS");
     if s.daemons.is_empty() {
         let _ = writeln!(o, "  none");
     }
     for d in &s.daemons {
+        let last = d
+            .last_exit
+            .as_ref()
+            .map(|how| format!(" (last: {how})"))
+            .unwrap_or_default();
+        let sup = if d.supervised {
+            format!("restarts {}{last}", d.restarts)
+        } else {
+            format!("UNSUPERVISED{last}")
+        };
         let _ = writeln!(
             o,
-            "  {:<8} {:<8} pid {:<7} {}",
+            "  {:<8} {:<8} pid {:<7} {:<11} {sup}",
             d.node,
             d.daemon,
             d.pid,

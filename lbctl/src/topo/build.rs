@@ -376,20 +376,27 @@ async fn prime_vtep_neighbours(plan: &Plan) -> Result<()> {
 fn start_agents(cfg: &Config, plan: &Plan, opts: &UpOptions) -> Result<()> {
     if let Some(svc) = &cfg.service {
         for b in &svc.balancers {
-            let mut args = vec![
-                "agent".to_string(),
-                "--lab".into(),
-                plan.lab.clone(),
-                "--node".into(),
-                b.clone(),
-            ];
-            if !opts.bpf {
-                args.push("--no-bpf".into());
-            }
-            super::daemons::spawn_daemon(&plan.lab, b, "agent", &opts.exe, &args)?;
+            start_agent(&plan.lab, b, &opts.exe, opts.bpf)?;
         }
     }
     Ok(())
+}
+
+/// Starts balancer `node`'s agent under its supervisor (also verify's undo, should the
+/// supervisor be gone).
+pub fn start_agent(lab: &str, node: &str, exe: &std::path::Path, bpf: bool) -> Result<u32> {
+    let mut args = vec![
+        exe.display().to_string(),
+        "agent".to_string(),
+        "--lab".into(),
+        lab.to_string(),
+        "--node".into(),
+        node.to_string(),
+    ];
+    if !bpf {
+        args.push("--no-bpf".into());
+    }
+    super::daemons::spawn_daemon(lab, node, "agent", exe, &args)
 }
 
 /// Runs `check` on a thread inside namespace `ns` every `every` until it holds (true) or

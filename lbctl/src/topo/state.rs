@@ -31,6 +31,11 @@ fn pid_dir(lab: &str) -> PathBuf {
     run_dir(lab).join("pids")
 }
 
+/// Where the daemons' supervisors record their PIDs and state (`daemons::supervise`).
+pub fn supervisor_dir(lab: &str) -> PathBuf {
+    run_dir(lab).join("supervisors")
+}
+
 /// Saves the config text the lab was built from (with the effective lab name).
 pub fn save_config(lab: &str, text: &str) -> Result<()> {
     let d = run_dir(lab);
@@ -77,19 +82,38 @@ pub struct DaemonRecord {
 }
 
 pub fn record_pid(lab: &str, node: &str, daemon: &str, pid: u32) -> Result<()> {
-    let st = start_time(pid).unwrap_or(0);
-    std::fs::create_dir_all(pid_dir(lab))?;
-    let f = pid_dir(lab).join(format!("{node}.{daemon}.pid"));
-    std::fs::write(&f, format!("{pid} {st}\n")).with_context(|| format!("writing {}", f.display()))
+    record_in(&pid_dir(lab), node, daemon, pid)
 }
 
+/// Records the PID of a daemon's supervisor.
+pub fn record_supervisor(lab: &str, node: &str, daemon: &str, pid: u32) -> Result<()> {
+    record_in(&supervisor_dir(lab), node, daemon, pid)
+}
+
+fn record_in(dir: &Path, node: &str, daemon: &str, pid: u32) -> Result<()> {
+    let st = start_time(pid).unwrap_or(0);
+    std::fs::create_dir_all(dir)?;
+    let f = dir.join(format!("{node}.{daemon}.pid"));
+    // Written whole then renamed: a reader never sees half a record.
+    let tmp = f.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{pid} {st}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &f))
+        .with_context(|| format!("writing {}", f.display()))
+}
+
+/// The daemons' records (their current PIDs).
 pub fn recorded(lab: &str) -> Vec<DaemonRecord> {
+    recorded_in(&pid_dir(lab))
+}
+
+/// The supervisors' records (one per supervised daemon).
+pub fn supervisors(lab: &str) -> Vec<DaemonRecord> {
+    recorded_in(&supervisor_dir(lab))
+}
+
+fn recorded_in(dir: &Path) -> Vec<DaemonRecord> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(pid_dir(lab))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
         let Some(stem) = name.strip_suffix(".pid") else {
             continue;
@@ -138,12 +162,18 @@ fn is_zombie(pid: u32) -> bool {
 /// Ends a recorded daemon: SIGTERM, up to 2 s of grace, then SIGKILL. Only ever the PID
 /// we recorded, and only while its start time still matches.
 pub fn stop(r: &DaemonRecord) -> Result<()> {
+    stop_within(r, Duration::from_secs(2))
+}
+
+/// [`stop`] with `grace` between SIGTERM and SIGKILL (a supervisor needs its daemon's
+/// grace and a little more).
+pub fn stop_within(r: &DaemonRecord, grace: Duration) -> Result<()> {
     use nix::sys::signal::{kill, Signal};
     use nix::unistd::Pid;
     if is_alive(r) {
         let pid = Pid::from_raw(r.pid as i32);
         let _ = kill(pid, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + grace;
         while is_alive(r) && Instant::now() < deadline {
             reap(r.pid);
             std::thread::sleep(Duration::from_millis(20));

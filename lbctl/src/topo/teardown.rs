@@ -21,6 +21,12 @@ pub struct DownReport {
 
 pub fn down(lab: &str, progress: bool) -> Result<DownReport> {
     let mut rep = DownReport::default();
+    // Supervisors first (each stops its daemon and restarts nothing more), then any
+    // daemon still alive by its recorded PID (a supervisor that was killed).
+    let grace = super::daemons::supervise::STOP_GRACE + Duration::from_secs(1);
+    for r in state::supervisors(lab) {
+        state::stop_within(&r, grace)?;
+    }
     for r in state::recorded(lab) {
         state::stop(&r)?;
         rep.daemons += 1;

@@ -7,6 +7,7 @@
 //! and the STP tree is waited for, so the lab is left as it was found.
 #![forbid(unsafe_code)]
 
+mod agent_kill;
 mod balancers;
 pub mod draw;
 mod lab;

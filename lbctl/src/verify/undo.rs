@@ -5,7 +5,7 @@
 
 use crate::fault::{self, nft, Fault};
 use crate::topo::plan::Plan;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::sync::{Arc, Mutex};
 
 /// One repair.
@@ -15,6 +15,9 @@ pub enum Action {
     Up(FaultKey),
     /// Delete the nftables table that cuts the tunnel, in these nodes.
     RemoveCut { nodes: Vec<String> },
+    /// A balancer's agent runs: verify killed it and its supervisor restarts it; should
+    /// it not be back, it is started again (supervised).
+    AgentRunning { node: String },
 }
 
 /// A fault by value (Fault itself has no equality).
@@ -44,6 +47,7 @@ impl std::fmt::Display for Action {
             Action::RemoveCut { nodes } => {
                 write!(f, "tunnel cut removed from {}", nodes.join(", "))
             }
+            Action::AgentRunning { node } => write!(f, "agent of {node} running"),
         }
     }
 }
@@ -94,7 +98,29 @@ pub async fn run(plan: &Plan, a: &Action) -> Result<()> {
             }
             Ok(())
         }
+        Action::AgentRunning { node } => agent_running(plan, node).await,
     }
+}
+
+/// The agent of `node` is running: at once if its supervisor restarted it (it does within
+/// a second), else it is started again under a new supervisor.
+async fn agent_running(plan: &Plan, node: &str) -> Result<()> {
+    use crate::topo::state;
+    let alive = || {
+        state::recorded(&plan.lab)
+            .iter()
+            .any(|r| r.node == node && r.daemon == "agent" && state::is_alive(r))
+    };
+    for _ in 0..30 {
+        if alive() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let exe = std::env::current_exe().context("locating the lbctl executable")?;
+    let bpf = state::pin_dir(&plan.lab).exists();
+    crate::topo::build::start_agent(&plan.lab, node, &exe, bpf)?;
+    Ok(())
 }
 
 /// The shared stack.

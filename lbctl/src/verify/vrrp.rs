@@ -2,6 +2,7 @@
 //! others BACKUP, exactly one balancer holds the VIP and it answers; the master's whole
 //! external bridge (vswout1) down makes the backup master while a client loop measures
 //! the outage from every user that still has a path; bridge back up, the master preempts.
+//! Then the master's agent is killed ([`super::agent_kill`]).
 
 use super::lab::{pages_text, record, settle, Ctx, Marks};
 use super::outage::BACK_WITHIN;
@@ -20,7 +21,7 @@ fn states_text(s: &[(String, String)]) -> String {
 }
 
 /// Steady state: the intended master and backups, one VIP holder, pages through it.
-async fn steady(ctx: &Ctx, cp: &mut Checkpoint, label: &str) -> Result<bool> {
+pub(super) async fn steady(ctx: &Ctx, cp: &mut Checkpoint, label: &str) -> Result<bool> {
     let want = ctx.intended_vrrp();
     let took = ctx.wait_vrrp(&want, ctx.failover_limit()).await;
     let mut ev = vec![format!("now: {}", states_text(&ctx.vrrp_states()))];
@@ -187,5 +188,5 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         takeover: (took.map(|d| d.as_millis() as u64), None),
     };
     record(cp, &name, loops, &marks, &paths, m);
-    Ok(())
+    super::agent_kill::run(ctx, cp, &master, &backup).await
 }

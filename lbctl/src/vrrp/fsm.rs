@@ -92,8 +92,10 @@ pub struct Fsm {
     master_adver_cs: u16,
     timer: Option<Instant>,
     master: Option<Ipv4Addr>,
-    /// Backup with preempt_delay: when the delay before preempting a lower-priority
-    /// master ends (set at the first lower-priority advert).
+    /// keepalived's preempt_delay: until this instant (startup + delay) a lower-priority
+    /// master is followed instead of preempted, so a restarted higher-priority node
+    /// rejoins as backup and takes the VIP back only once it has been up for the delay
+    /// (its health checks have a verdict), instead of flapping the VIP on the way up.
     preempt_at: Option<Instant>,
     /// The interface is down (kept across Shutdown/Startup).
     link_down: bool,
@@ -163,6 +165,8 @@ impl Fsm {
                         self.go(State::Fault, "interface down", &mut out);
                     } else {
                         self.startup(now, "startup", &mut out);
+                        let delay = self.cfg.preempt_delay;
+                        self.preempt_at = (!delay.is_zero()).then(|| now + delay);
                     }
                 }
             }
@@ -271,14 +275,8 @@ impl Fsm {
             return;
         }
         let lower = prio < self.prio;
-        let delaying = lower && self.cfg.preempt && !self.cfg.preempt_delay.is_zero() && {
-            let at = *self.preempt_at.get_or_insert(now + self.cfg.preempt_delay);
-            now < at
-        };
+        let delaying = lower && self.preempt_at.is_some_and(|at| now < at);
         if !self.cfg.preempt || !lower || delaying {
-            if !lower {
-                self.preempt_at = None;
-            }
             if self.cfg.version == Version::V3 {
                 self.master_adver_cs = interval_cs;
             }
@@ -568,22 +566,90 @@ mod tests {
     }
 
     #[test]
-    fn preempt_delay_waits_then_preempts() {
+    fn preempt_delay_counts_from_startup_then_preempts() {
+        // A restarted 150 finds a 100 master (it took over while we were dead): during the
+        // delay it follows it (timer reset, no VIP), then lets Master_Down run out.
         let mut c = cfg(V2, 150);
-        c.preempt_delay = Duration::from_secs(5);
+        c.preempt_delay = Duration::from_secs(10);
         let mut r = Replay::new(c);
         r.at(0, Event::Startup);
-        // Lower-priority adverts reset the timer until 1000 + 5000.
-        for k in 0..5u64 {
-            assert_eq!(r.at(1000 + k * 1000, adv(100, HIGH_ADDR)).len(), 1);
+        for k in 0..10u64 {
+            let a = r.at(500 + k * 1000, adv(100, HIGH_ADDR));
+            let down = r.t(500 + k * 1000) + r.fsm.master_down_interval();
+            assert_eq!(a, vec![Action::ArmTimer(down)], "followed");
+            assert_eq!(r.fsm.state(), State::Backup);
+            assert_eq!(r.fsm.master(), Some(HIGH_ADDR));
         }
         assert!(
-            r.at(6000, adv(100, HIGH_ADDR)).is_empty(),
+            r.at(10_500, adv(100, HIGH_ADDR)).is_empty(),
             "delay over: discarded"
         );
         let (ms, a) = r.fire();
-        assert_eq!(ms, 5000 + 3414); // last reset at 5000, Master_Down = 3 s + 414.06 ms
+        assert_eq!(ms, 9500 + 3414); // last followed at 9500, Master_Down = 3.414 s
         assert_eq!(changed(&a), Some((State::Backup, State::Master)));
+        assert!(a.contains(&Action::AddVip));
+    }
+
+    #[test]
+    fn preempt_delay_never_delays_a_master_when_there_is_none() {
+        // Restarted with nobody master (both agents restarted, or the other is dead): the
+        // delay is about deferring to a live master, not about leaving the VIP unowned.
+        let mut c = cfg(V2, 150);
+        c.preempt_delay = Duration::from_secs(10);
+        let mut r = Replay::new(c);
+        r.at(0, Event::Startup);
+        let (ms, a) = r.fire();
+        assert_eq!(ms, 3414);
+        assert_eq!(changed(&a), Some((State::Backup, State::Master)));
+    }
+
+    #[test]
+    fn preempt_delay_is_over_for_a_node_that_has_been_up() {
+        // Long after startup, a master whose priority drops below ours (its backends
+        // failed) is preempted as without a delay: only a restart waits.
+        let mut c = cfg(V2, 150);
+        c.preempt_delay = Duration::from_secs(10);
+        let mut r = Replay::new(c);
+        r.at(0, Event::Startup);
+        for k in 0..30u64 {
+            assert_eq!(r.at(200 + k * 1000, adv(200, HIGH_ADDR)).len(), 1);
+        }
+        assert!(
+            r.at(30_200, adv(90, HIGH_ADDR)).is_empty(),
+            "discarded at once"
+        );
+        let (ms, a) = r.fire();
+        assert_eq!(ms, 29_200 + 3414);
+        assert_eq!(changed(&a), Some((State::Backup, State::Master)));
+    }
+
+    #[test]
+    fn restart_race_settles_on_one_master_without_a_flap() {
+        // The SIGKILL case replayed: bal1 (150) dies right after an advert at 0; bal2
+        // (100) takes over at its Master_Down (3.609 s); bal1's agent is back at 300 ms
+        // with a 10 s preempt_delay. bal2's first advert reaches bal1 before bal1's own
+        // Master_Down (3.714 s): bal1 follows it instead of taking the VIP back at once.
+        let mut c = cfg(V2, 150);
+        c.preempt_delay = Duration::from_secs(10);
+        let mut b1 = Replay::new(c);
+        let mut b2 = Replay::new(FsmConfig {
+            primary: HIGH_ADDR,
+            ..cfg(V2, 100)
+        });
+        b2.at(0, Event::Startup);
+        b2.at(0, adv(150, ME));
+        b1.at(300, Event::Startup);
+        let (ms, a) = b2.fire();
+        assert_eq!(ms, 3609);
+        assert_eq!(changed(&a), Some((State::Backup, State::Master)));
+        let a = b1.at(ms + 1, adv(100, HIGH_ADDR));
+        assert_eq!(changed(&a), None, "bal1 follows bal2: no second VIP move");
+        assert_eq!(b1.fsm.master(), Some(HIGH_ADDR));
+        // Without the delay bal1 would have discarded it and preempted at 3.714 s.
+        let mut b1 = Replay::new(cfg(V2, 150));
+        b1.at(300, Event::Startup);
+        assert!(b1.at(ms + 1, adv(100, HIGH_ADDR)).is_empty());
+        assert_eq!(b1.fire().0, 3714);
     }
 
     #[test]

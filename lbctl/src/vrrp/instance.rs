@@ -201,7 +201,14 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
     validate(&cfg)?;
     let (conn, nl, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
     let nl_task = tokio::spawn(conn);
-    let link = io::link_info(&nl, &cfg.interface, &cfg.vips).await?;
+    let mut link = io::link_info(&nl, &cfg.interface, &cfg.vips).await?;
+    // A VIP already on the interface was left by a predecessor that could not resign (a
+    // SIGKILL): this instance starts as BACKUP, so it must not answer ARP for the VIP.
+    for vip in cfg.vips.iter().filter(|v| link.addrs.contains(v)) {
+        io::del_vip(&nl, link.index, *vip).await?;
+        tracing::warn!(instance = %cfg.instance, %vip, iface = %cfg.interface, "removed a stale VIP left on the interface");
+    }
+    link.addrs.retain(|a| !cfg.vips.contains(a));
     let sock = io::VrrpSocket::open(
         &cfg.interface,
         link.index,
@@ -340,6 +347,9 @@ impl Runner {
                 _ = tokio::time::sleep_until(timer) => {
                     self.timer = None;
                     self.event(Event::Timer).await;
+                    if self.fsm.state() == State::Master {
+                        self.reassert_vips().await;
+                    }
                 }
                 _ = tokio::time::sleep_until(garp) => {
                     self.garp_at = None;
@@ -355,6 +365,24 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    /// With each advert a master checks that it still holds its VIPs and puts back (and
+    /// announces) any that went missing: while this agent was stopped (SIGSTOP) its
+    /// supervisor removed the VIP so the node would not answer ARP with nobody serving,
+    /// and a master resuming must not advertise an address it does not hold.
+    async fn reassert_vips(&mut self) {
+        let mut added = false;
+        for vip in self.cfg.vips.clone() {
+            match io::add_vip(&self.nl, self.link.index, vip).await {
+                Ok(a) => added |= a,
+                Err(e) => tracing::error!(instance = %self.cfg.instance, "{e:#}"),
+            }
+        }
+        if added {
+            tracing::warn!(instance = %self.cfg.instance, "master without its VIP: put back and announced");
+            self.garp_burst();
         }
     }
 
@@ -424,7 +452,7 @@ impl Runner {
             Action::SendAdvert { prio } => self.send_advert(prio),
             Action::AddVip => {
                 for vip in self.cfg.vips.clone() {
-                    if let Err(e) = io::add_vip(&self.nl, self.link.index, vip).await {
+                    if let Err(e) = io::add_vip(&self.nl, self.link.index, vip).await.map(drop) {
                         tracing::error!(instance = %self.cfg.instance, "{e:#}");
                     }
                 }
@@ -487,24 +515,8 @@ impl Runner {
     }
 
     fn send_advert(&mut self, prio: u8) {
-        let mut adv = Advert::new(
-            self.cfg.version,
-            self.cfg.vrid,
-            prio,
-            self.policy.interval_cs,
-            self.cfg.vips.clone(),
-        );
-        if let (Version::V2, Some(p)) = (self.cfg.version, &self.cfg.auth_pass) {
-            adv = adv.with_password(p);
-        }
-        let dsts = if self.cfg.unicast_peers.is_empty() {
-            vec![VRRP_GROUP]
-        } else {
-            self.cfg.unicast_peers.clone()
-        };
         let src = self.link.primary;
-        for dst in dsts {
-            let msg = codec::encode(&adv, src, dst, self.cfg.v3_checksum_pseudo_header);
+        for (dst, msg) in adverts(&self.cfg, prio, src) {
             match self.sock.send(src, dst, &msg) {
                 Ok(()) => self.stats(|s| s.adverts_sent += 1),
                 Err(e) => {
@@ -535,4 +547,57 @@ impl Runner {
             }
         }
     }
+}
+
+/// The advert with priority `prio` for each destination (224.0.0.18 or the unicast peers).
+fn adverts(cfg: &VrrpConfig, prio: u8, src: Ipv4Addr) -> Vec<(Ipv4Addr, Vec<u8>)> {
+    let interval_cs = (cfg.advert_int_ms / 10) as u16;
+    let mut adv = Advert::new(cfg.version, cfg.vrid, prio, interval_cs, cfg.vips.clone());
+    if let (Version::V2, Some(p)) = (cfg.version, &cfg.auth_pass) {
+        adv = adv.with_password(p);
+    }
+    let dsts = if cfg.unicast_peers.is_empty() {
+        vec![VRRP_GROUP]
+    } else {
+        cfg.unicast_peers.clone()
+    };
+    dsts.into_iter()
+        .map(|dst| {
+            let msg = codec::encode(&adv, src, dst, cfg.v3_checksum_pseudo_header);
+            (dst, msg)
+        })
+        .collect()
+}
+
+/// Resigns without the instance's task (it died, or it already stopped): if this node
+/// holds a VIP it sends a priority-0 advert, so the backup takes over after Skew_Time
+/// instead of Master_Down_Interval, and removes the VIPs. Nothing to do otherwise. Returns
+/// whether it held a VIP.
+pub async fn resign_detached(cfg: &VrrpConfig) -> Result<bool> {
+    let (conn, nl, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    let nl_task = tokio::spawn(conn);
+    let res = async {
+        let link = io::link_info(&nl, &cfg.interface, &cfg.vips).await?;
+        if !cfg.vips.iter().any(|v| link.addrs.contains(v)) {
+            return Ok(false);
+        }
+        let multicast = cfg.unicast_peers.is_empty();
+        match io::VrrpSocket::open(&cfg.interface, link.index, link.primary, multicast) {
+            Ok(sock) => {
+                for (dst, msg) in adverts(cfg, 0, link.primary) {
+                    if let Err(e) = sock.send(link.primary, dst, &msg) {
+                        tracing::warn!(instance = %cfg.instance, "priority-0 advert to {dst}: {e}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(instance = %cfg.instance, "no socket to resign: {e:#}"),
+        }
+        for vip in &cfg.vips {
+            io::del_vip(&nl, link.index, *vip).await?;
+        }
+        Ok(true)
+    }
+    .await;
+    nl_task.abort();
+    res
 }

@@ -80,11 +80,33 @@ pub async fn link_info(nl: &rtnetlink::Handle, name: &str, vips: &[Ipv4Addr]) ->
     })
 }
 
-/// Adds `vip`/32 on interface `index` (already there counts as success).
-pub async fn add_vip(nl: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<()> {
+/// Removes those of `vips` that interface `iface` (in the current namespace) holds, and
+/// returns them. A VIP left by an agent that was killed (SIGKILL gives it no chance to
+/// resign) makes this node answer ARP for the VIP with nobody behind it: the supervisor
+/// calls this when an agent dies, and an agent at start-up before it becomes BACKUP.
+pub async fn remove_stale_vips(iface: &str, vips: &[Ipv4Addr]) -> Result<Vec<Ipv4Addr>> {
+    let (conn, nl, _) = rtnetlink::new_connection().context("opening rtnetlink")?;
+    let task = tokio::spawn(conn);
+    let res = async {
+        let link = link_info(&nl, iface, vips).await?;
+        let mut removed = Vec::new();
+        for vip in vips.iter().filter(|v| link.addrs.contains(v)) {
+            del_vip(&nl, link.index, *vip).await?;
+            removed.push(*vip);
+        }
+        Ok(removed)
+    }
+    .await;
+    task.abort();
+    res
+}
+
+/// Adds `vip`/32 on interface `index` (already there counts as success); true if it was
+/// not there.
+pub async fn add_vip(nl: &rtnetlink::Handle, index: u32, vip: Ipv4Addr) -> Result<bool> {
     match nl.address().add(index, IpAddr::V4(vip), 32).execute().await {
-        Ok(()) => Ok(()),
-        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+        Ok(()) => Ok(true),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
         Err(e) => Err(e).with_context(|| format!("adding VIP {vip}/32")),
     }
 }

@@ -8,7 +8,7 @@
 //! is used except the `LoadModule` lines of `mods-available/*.load`; no apache2ctl, no
 //! systemd, no `APACHE_*` environment, no /var/run/apache2.
 //!
-//! Apache runs with `-DFOREGROUND`, so the process `spawn_daemon` starts stays Apache's
+//! Apache runs with `-DFOREGROUND`, so the process its supervisor starts stays Apache's
 //! parent: its PID is the recorded one and `lbctl down`'s SIGTERM stops it, and the
 //! parent stops its prefork children before it exits.
 
@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const APACHE_BIN: &str = "/usr/sbin/apache2";
+/// Apache's log rotator (apache2-utils).
+pub const ROTATELOGS: &str = "/usr/bin/rotatelogs";
 pub const MODS_AVAILABLE: &str = "/etc/apache2/mods-available";
 /// Name of the daemon in the lab's PID and log records (`<node>.apache.pid`).
 pub const DAEMON: &str = "apache";
@@ -48,7 +50,7 @@ pub fn instance_dir(lab: &str, node: &str) -> PathBuf {
 /// recorded PID). Listens on `listen` and, when that is a specific non-loopback address,
 /// also on 127.0.0.1 at the same port, so probes from inside the node (`lbctl up`'s wait
 /// for the servers) work as with `lbctl serve`.
-pub fn start(lab: &str, node: &str, listen: SocketAddr) -> Result<u32> {
+pub fn start(lab: &str, node: &str, listen: SocketAddr, lbctl: &Path) -> Result<u32> {
     if !Path::new(APACHE_BIN).exists() {
         bail!(
             "{node}: web = \"apache\" needs {APACHE_BIN}: run scripts/bootstrap.sh (installs apache2 and libapache2-mod-php)"
@@ -72,11 +74,12 @@ pub fn start(lab: &str, node: &str, listen: SocketAddr) -> Result<u32> {
         );
     }
     let args = vec![
+        APACHE_BIN.to_string(),
         "-f".to_string(),
         conf.display().to_string(),
         "-DFOREGROUND".into(),
     ];
-    super::spawn_daemon(lab, node, DAEMON, Path::new(APACHE_BIN), &args)
+    super::spawn_daemon(lab, node, DAEMON, lbctl, &args)
 }
 
 /// Creates the instance directory, its docroot and config; returns the config path.
@@ -178,12 +181,28 @@ pub fn config(dir: &Path, node: &str, listen: SocketAddr, load: &[String]) -> St
          MaxSpareServers 8\n    ServerLimit 64\n    MaxRequestWorkers 64\n    \
          MaxConnectionsPerChild 0\n</IfModule>"
     );
-    let _ = writeln!(c, "ErrorLog \"{d}/error.log\"\nLogLevel warn");
+    // Apache writes its logs itself, through Apache's own rotatelogs (apache2-utils, which
+    // apache2 depends on): the same cap as the supervisor's logs (logs::rotate), with
+    // rotatelogs' circular names (`lbctl logs` orders the files by time).
+    let rot = format!(
+        "|{ROTATELOGS} -n {} {d}/{{}} {}M",
+        crate::logs::rotate::FILES,
+        crate::logs::rotate::MAX_BYTES >> 20
+    );
+    let _ = writeln!(
+        c,
+        "ErrorLog \"{}\"\nLogLevel warn",
+        rot.replace("{}", "error.log")
+    );
     let _ = writeln!(
         c,
         "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O \\\"%{{Referer}}i\\\" \\\"%{{User-Agent}}i\\\"\" combined"
     );
-    let _ = writeln!(c, "CustomLog \"{d}/access.log\" combined");
+    let _ = writeln!(
+        c,
+        "CustomLog \"{}\" combined",
+        rot.replace("{}", "access.log")
+    );
     let types = if Path::new("/etc/mime.types").exists() {
         "/etc/mime.types".to_string()
     } else {
@@ -231,7 +250,8 @@ mod tests {
             "PidFile \"/run/lbctl/lab/apache/serv1/apache2.pid\"",
             "DefaultRuntimeDir \"/run/lbctl/lab/apache/serv1\"",
             "Mutex file:/run/lbctl/lab/apache/serv1 default",
-            "ErrorLog \"/run/lbctl/lab/apache/serv1/error.log\"",
+            "ErrorLog \"|/usr/bin/rotatelogs -n 3 /run/lbctl/lab/apache/serv1/error.log 4M\"",
+            "CustomLog \"|/usr/bin/rotatelogs -n 3 /run/lbctl/lab/apache/serv1/access.log 4M\" combined",
             "Listen 10.0.0.1:80\n",
             "Listen 127.0.0.1:80\n",
             "LoadModule x /y.so\n",

@@ -1,8 +1,11 @@
 //! Launching the lab's daemons in their nodes: `lbctl serve` or Apache in each server
-//! (the balancers' agents are started by `build` once the VIPs are planned), detached into
-//! their own sessions, logging under the lab's run directory, PIDs recorded for `down`.
+//! (the balancers' agents are started by `build` once the VIPs are planned), each under a
+//! supervisor ([`supervise`]) that restarts it on failure and writes its rotated log,
+//! detached into their own sessions, PIDs recorded for `down`.
 
 pub mod apache;
+pub mod backoff;
+pub mod supervise;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,37 +16,45 @@ use tracing::info;
 use super::{netns, plan::Plan, state};
 use crate::config::Config;
 
-/// Starts a daemon (`lbctl ARGS…`) in a node's namespace, detached into its own session
-/// with output to the lab's log directory, and records its PID.
+/// Starts a daemon (`argv`: its program and arguments) in a node's namespace under a
+/// supervisor (`lbctl up --supervise NODE.DAEMON`, run from `lbctl`), detached into its
+/// own session, and records the supervisor's PID (the supervisor records the daemon's).
+/// The log pipe is made here: the supervisor reads it as its stdin and hands the write
+/// end to the daemon as stdout and stderr (and writes its own messages there too).
 pub fn spawn_daemon(
     lab: &str,
     node: &str,
     daemon: &str,
-    exe: &Path,
-    args: &[String],
+    lbctl: &Path,
+    argv: &[String],
 ) -> Result<u32> {
     let log = state::log_path(lab, node, daemon);
     if let Some(d) = log.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .env("LBCTL_NODE", node)
-        .env("LBCTL_LAB", lab)
-        // Daemons log at info unless told otherwise, so `lbctl logs NODE` shows VRRP and
-        // health transitions (info is quiet on the request path: errors only).
-        .env(
-            "LBCTL_LOG",
-            std::env::var("LBCTL_LOG").unwrap_or_else(|_| "info".into()),
-        );
+    std::fs::create_dir_all(state::supervisor_dir(lab))?;
+    let (rx, tx) = nix::unistd::pipe().context("making the log pipe")?;
+    let mut cmd = Command::new(lbctl);
+    cmd.args([
+        "up",
+        "--lab",
+        lab,
+        "--supervise",
+        &format!("{node}.{daemon}"),
+        "--",
+    ])
+    .args(argv)
+    .stdin(Stdio::from(rx))
+    .stdout(Stdio::from(tx.try_clone()?))
+    .stderr(Stdio::from(tx))
+    .env("LBCTL_NODE", node)
+    .env("LBCTL_LAB", lab)
+    // Daemons log at info unless told otherwise, so `lbctl logs NODE` shows VRRP and
+    // health transitions (info is quiet on the request path: errors only).
+    .env(
+        "LBCTL_LOG",
+        std::env::var("LBCTL_LOG").unwrap_or_else(|_| "info".into()),
+    );
     netns::command_in(&crate::config::netns_name(lab, node), &mut cmd)?;
     // SAFETY: setsid is async-signal-safe; it detaches the daemon from our terminal and
     // process group so it outlives `lbctl up` and ignores its Ctrl-C.
@@ -56,10 +67,15 @@ pub fn spawn_daemon(
     }
     let child = cmd
         .spawn()
-        .with_context(|| format!("starting {daemon} in {node} ({})", exe.display()))?;
+        .with_context(|| format!("starting {daemon} in {node} ({})", argv.join(" ")))?;
     let pid = child.id();
-    state::record_pid(lab, node, daemon, pid)?;
-    info!(node, daemon, pid, "daemon started");
+    state::record_supervisor(lab, node, daemon, pid)?;
+    info!(
+        node,
+        daemon,
+        supervisor = pid,
+        "daemon started under its supervisor"
+    );
     Ok(pid)
 }
 
@@ -78,10 +94,11 @@ pub fn start_servers(cfg: &Config, plan: &Plan, exe: &Path) -> Result<()> {
                 .iter()
                 .find_map(|i| i.address)
                 .map_or(std::net::Ipv4Addr::UNSPECIFIED, |a| a.addr());
-            apache::start(&plan.lab, &n.name, (ip, n.http_port()).into())?;
+            apache::start(&plan.lab, &n.name, (ip, n.http_port()).into(), exe)?;
             continue;
         }
         let args = vec![
+            exe.display().to_string(),
             "serve".to_string(),
             "--name".into(),
             n.name.clone(),

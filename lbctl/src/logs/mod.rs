@@ -2,10 +2,13 @@
 //! `lbctl serve`, Apache), from /run/lbctl/<lab>/logs/ and the Apache directories.
 #![forbid(unsafe_code)]
 
+pub mod rotate;
+
 use crate::topo::state;
 use std::path::PathBuf;
 
-/// Log files of `node`'s daemons (optionally only `daemon`'s), sorted.
+/// Log files of `node`'s daemons (optionally only `daemon`'s), sorted; the current file of
+/// each (see [`rotate::in_order`] for its rotated predecessors).
 pub fn files(lab: &str, node: &str, daemon: Option<&str>) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = Vec::new();
     let dir = state::run_dir(lab).join("logs");
