@@ -99,6 +99,7 @@ fn tunnel(out: &mut Problems, v: &Vxlan) {
     if v.ageing_s == 0 {
         out.err("vxlan.ageing_s", "must be at least 1 second");
     }
+    replication_limit(out, v);
     // Each end floods to the others' `local`: a shared one would send copies back to itself.
     for (i, e) in v.endpoints.iter().enumerate() {
         if let Some(j) = v.endpoints[..i].iter().position(|o| o.local == e.local) {
@@ -113,8 +114,37 @@ fn tunnel(out: &mut Problems, v: &Vxlan) {
     }
 }
 
-/// The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links, head-end
-/// replication to a bounded list of remotes.
+/// The BPF VTEP replicates to a bounded list of remotes (`VX_REMOTE_MAX`, the size of its
+/// `VX_REMOTE` map and of its replication loop); the kernel's device has no such bound. Said
+/// once, on the first field that asks for the BPF VTEP.
+fn replication_limit(out: &mut Problems, v: &Vxlan) {
+    let max = lb_common::vxlan::VX_REMOTE_MAX as usize;
+    if v.endpoints.len() <= 1 + max {
+        return;
+    }
+    let Some(i) = v
+        .endpoints
+        .iter()
+        .position(|e| v.mode_of(e) == VxlanMode::Ebpf)
+    else {
+        return;
+    };
+    let field = if v.endpoints[i].mode.is_some() {
+        format!("vxlan.endpoint[{i}].mode")
+    } else {
+        "vxlan.mode".to_string()
+    };
+    out.err(
+        field,
+        format!(
+            "the BPF VTEP replicates to at most {max} remote endpoints ({} hosts); this tunnel has {} (mode \"kernel\" has no such limit)",
+            max + 1,
+            v.endpoints.len() - 1
+        ),
+    );
+}
+
+/// The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links.
 fn ebpf(
     out: &mut Problems,
     cfg: &Config,
@@ -135,16 +165,6 @@ fn ebpf(
     } else {
         "vxlan.mode".to_string()
     };
-    if v.endpoints.len() > 1 + lb_common::vxlan::VX_REMOTE_MAX as usize {
-        out.err(
-            field_mode.clone(),
-            format!(
-                "the BPF VTEP replicates to at most {} remote endpoints; this tunnel has {}",
-                lb_common::vxlan::VX_REMOTE_MAX,
-                v.endpoints.len() - 1
-            ),
-        );
-    }
     if !cfg
         .links
         .iter()
@@ -358,16 +378,27 @@ mod tests {
         let cfg = parsed(&[("mode = \"kernel\"", "mode = \"ebpf\"")]);
         let mut v = cfg.vxlan.clone().unwrap();
         let e = v.endpoints[0].clone();
-        v.endpoints = vec![e.clone(); 17];
+        v.endpoints = vec![e.clone(); 16];
         let mut out = Problems::default();
-        let under = &cfg.hosts[0].bridges[0];
-        ebpf(&mut out, &cfg, &v, "vxlan.endpoint[0]", &e, under);
-        assert_eq!(
-            out.into_vec(),
-            [problem(
-                "vxlan.mode",
-                "the BPF VTEP replicates to at most 15 remote endpoints; this tunnel has 16"
-            )]
-        );
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), [], "16 hosts fit");
+        v.endpoints.push(e.clone());
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        let msg = "the BPF VTEP replicates to at most 15 remote endpoints (16 hosts); this tunnel has 16 (mode \"kernel\" has no such limit)";
+        assert_eq!(out.into_vec(), [problem("vxlan.mode", msg)]);
+        // Only endpoint 3 asks for the BPF VTEP: it is the field named, once.
+        v.mode = VxlanMode::Kernel;
+        v.endpoints[3].mode = Some(VxlanMode::Ebpf);
+        v.endpoints[5].mode = Some(VxlanMode::Ebpf);
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), [problem("vxlan.endpoint[3].mode", msg)]);
+        // All on the kernel's device: any number.
+        v.endpoints[3].mode = None;
+        v.endpoints[5].mode = None;
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), []);
     }
 }
