@@ -669,7 +669,7 @@ fn encap_floods_to_the_most_remotes() {
             "{s:?}"
         );
         assert_eq!(s.enc_drop_fib + s.enc_drop_err + s.enc_no_neigh, 0, "{s:?}");
-        let err = load_vtep(&too_many).err().expect("one remote too many");
+        let err = load_vtep(&too_many).expect_err("one remote too many");
         assert!(format!("{err:#}").contains("at most 15"), "{err:#}");
         Ok(())
     })
