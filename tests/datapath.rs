@@ -1,5 +1,6 @@
 //! Lab tests of the VXLAN data paths: lbctl's BPF VTEP on both hosts, and mixed with the
-//! kernel's vxlan device (ours on vm1 and the kernel on vm2, then the reverse). Each test
+//! kernel's vxlan device (ours on vm1 and the kernel on vm2, then the reverse); then four
+//! hosts on the kernel's device and four hosts mixed (`check_four_hosts`). Each two-host test
 //! brings one lab up (unique name, torn down by the guard even on failure) and checks the
 //! whole internal reachability matrix, a full-MTU frame, round robin over all three servers
 //! through bal1, that the tunnel counters account for a known burst of traffic, and that
