@@ -1,5 +1,6 @@
 //! Lab tests of the VXLAN data paths: lbctl's BPF VTEP on both hosts, and mixed with the
-//! kernel's vxlan device (ours on vm1 and the kernel on vm2, then the reverse). Each test
+//! kernel's vxlan device (ours on vm1 and the kernel on vm2, then the reverse); then four
+//! hosts on the kernel's device and four hosts mixed (`check_four_hosts`). Each two-host test
 //! brings one lab up (unique name, torn down by the guard even on failure) and checks the
 //! whole internal reachability matrix, a full-MTU frame, round robin over all three servers
 //! through bal1, that the tunnel counters account for a known burst of traffic, and that
@@ -213,4 +214,159 @@ fn mixed_ours_on_vm1_kernel_on_vm2() {
 #[test]
 fn mixed_kernel_on_vm1_ours_on_vm2() {
     check_lab("tests/configs/mixed-b.toml", "kernel", "ebpf");
+}
+
+/// The internal nodes of `tests/configs/big*.toml`: (node, host, address).
+const BIG_INTERNAL: [(&str, &str, &str); 10] = [
+    ("bal1", "vm1", "10.0.0.250"),
+    ("bal2", "vm2", "10.0.0.251"),
+    ("bal3", "vm3", "10.0.0.252"),
+    ("bal4", "vm4", "10.0.0.253"),
+    ("serv1", "vm1", "10.0.0.1"),
+    ("serv2", "vm1", "10.0.0.2"),
+    ("serv3", "vm2", "10.0.0.3"),
+    ("serv4", "vm3", "10.0.0.4"),
+    ("serv5", "vm4", "10.0.0.5"),
+    ("serv6", "vm4", "10.0.0.6"),
+];
+
+const BIG_VTEPS: [(&str, &str); 4] = [
+    ("vm1", "172.16.1.150"),
+    ("vm2", "172.16.1.151"),
+    ("vm3", "172.16.1.152"),
+    ("vm4", "172.16.1.153"),
+];
+
+/// Frames a host's tunnel sent and received between two readings, in its mode.
+fn tunnel_tx_rx(
+    before: &HashMap<String, (String, HashMap<String, u64>)>,
+    after: &HashMap<String, (String, HashMap<String, u64>)>,
+    host: &str,
+) -> (u64, u64) {
+    if after[host].0 == "ebpf" {
+        (
+            delta(before, after, host, &["enc_copies"]),
+            delta(before, after, host, &["dec_bridge", "dec_fast"]),
+        )
+    } else {
+        (
+            delta(before, after, host, &["tx_packets"]),
+            delta(before, after, host, &["rx_packets"]),
+        )
+    }
+}
+
+/// A four-host lab (`tests/configs/big*.toml`) with the given data path per host: each
+/// kernel device floods to the three other hosts, every internal node reaches every other
+/// (the first ping of each pair needs its ARP broadcast replicated to the right host), bal1
+/// spreads round robin over all six servers on four hosts, and each host's tunnel counters
+/// account for a burst it sends to the three others and the bursts it receives.
+fn check_four_hosts(config: &str, modes: [&str; 4]) {
+    require_root();
+    let lab = Lab::up(Some(config));
+    let c0 = vxlan_counters(&lab.status());
+    for ((host, own), mode) in BIG_VTEPS.iter().zip(modes) {
+        assert_eq!(c0[*host].0, mode, "{host}");
+        if mode != "kernel" {
+            continue;
+        }
+        // Head-end replication: the all-zeros entry lists the three other VTEPs.
+        let o = lab.exec(host, &["bridge", "fdb", "show", "dev", "vxlan0"]);
+        let fdb = String::from_utf8_lossy(&o.stdout).to_string();
+        let mut flood: Vec<&str> = fdb
+            .lines()
+            .filter(|l| l.starts_with("00:00:00:00:00:00 dst "))
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        flood.sort();
+        let want: Vec<&str> = BIG_VTEPS
+            .iter()
+            .map(|(_, a)| *a)
+            .filter(|a| a != own)
+            .collect();
+        assert_eq!(flood, want, "{host} vxlan0 FDB:\n{}", text(&o));
+    }
+
+    for (from, _, _) in BIG_INTERNAL {
+        for (to_node, _, to) in BIG_INTERNAL {
+            if from != to_node {
+                assert!(
+                    lab.reaches(from, to, 3),
+                    "{from} cannot reach {to_node} ({to})"
+                );
+            }
+        }
+    }
+
+    let mut seen = Vec::new();
+    for _ in 0..12 {
+        let o = lab.exec(
+            "user1",
+            &["curl", "-s", "-m", "5", "http://172.16.1.250:8000/"],
+        );
+        let page = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(page.contains("direccion: 10.0.0.250"), "{}", text(&o));
+        seen.push(server_of(&page).unwrap_or_else(|| panic!("no server in {page}")));
+    }
+    for w in seen.windows(6) {
+        let mut s = w.to_vec();
+        s.sort();
+        assert_eq!(
+            s,
+            ["serv1", "serv2", "serv3", "serv4", "serv5", "serv6"],
+            "not round robin: {seen:?}"
+        );
+    }
+
+    // 100 pings from vm1's serv1 to a server on each other host, and from vm4's serv5 to
+    // each other host: every host sends and receives at least 100 frames each way.
+    let before = vxlan_counters(&lab.status());
+    for (from, tos) in [
+        ("serv1", ["10.0.0.3", "10.0.0.4", "10.0.0.5"]),
+        ("serv5", ["10.0.0.1", "10.0.0.3", "10.0.0.4"]),
+    ] {
+        for to in tos {
+            let o = lab.exec(
+                from,
+                &["ping", "-c", "100", "-i", "0.002", "-W", "2", "-q", to],
+            );
+            assert!(
+                String::from_utf8_lossy(&o.stdout).contains(" 0% packet loss"),
+                "{from} -> {to}: {}",
+                text(&o)
+            );
+        }
+    }
+    let st = lab.status();
+    let after = vxlan_counters(&st);
+    for (host, (tx_min, rx_min)) in [
+        ("vm1", (300, 300)),
+        ("vm2", (200, 200)),
+        ("vm3", (200, 200)),
+        ("vm4", (300, 300)),
+    ] {
+        let (tx, rx) = tunnel_tx_rx(&before, &after, host);
+        assert!(
+            tx >= tx_min && rx >= rx_min,
+            "{host} ({}): tx {tx} rx {rx}, expected at least {tx_min}/{rx_min}",
+            after[host].0
+        );
+    }
+    let out = lab.run(&["status"]);
+    for (host, _) in BIG_VTEPS {
+        assert!(out.contains(&format!("VXLAN {host} ")), "{out}");
+    }
+}
+
+#[test]
+fn four_hosts_on_the_kernel_data_path() {
+    check_four_hosts("tests/configs/big-kernel.toml", ["kernel"; 4]);
+}
+
+#[test]
+fn four_hosts_mixed_data_paths() {
+    check_four_hosts(
+        "tests/configs/big-mixed.toml",
+        ["ebpf", "kernel", "ebpf", "kernel"],
+    );
 }

@@ -47,7 +47,7 @@ pub const VX_MAPS: [&str; 7] = [
 ];
 
 /// Remote VTEPs one endpoint replicates BUM traffic to, at most.
-pub const VX_REMOTE_MAX: u32 = 8;
+pub const VX_REMOTE_MAX: u32 = 15;
 /// Learned MACs (LRU: the oldest entries make room).
 pub const VX_FDB_MAX: u32 = 4096;
 /// Local endpoints (MACs / devices) one VTEP fast-forwards to, at most.

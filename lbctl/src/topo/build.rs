@@ -230,16 +230,11 @@ async fn add_tunnel_port(
     );
     match x.mode {
         VxlanMode::Kernel => {
-            nl::add_vxlan(
-                h(&x.node),
-                &x.device,
-                x.vni,
-                x.port,
-                x.local,
-                &x.remotes,
-                x.mtu,
-            )
-            .await?;
+            nl::add_vxlan(h(&x.node), &x.device, x.vni, x.port, x.local, x.mtu).await?;
+            let node = std::slice::from_ref(x);
+            for e in super::flood::flood_entries(node) {
+                nl::append_fdb(h(&e.node), &e.device, super::flood::FLOOD_MAC, e.dst).await?;
+            }
         }
         VxlanMode::Ebpf => {
             if !opts.bpf {

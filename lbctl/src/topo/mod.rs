@@ -2,6 +2,7 @@
 //! with rtnetlink, reading it back from the kernel, and tearing it down.
 pub mod build;
 pub mod daemons;
+pub mod flood;
 pub mod inspect;
 pub mod netns;
 pub mod nl;

@@ -1,7 +1,7 @@
 //! rtnetlink operations lbctl needs, each on a handle whose socket lives in one
 //! namespace (see `netns::netlink`). Thin wrappers that add context to errors.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::{
@@ -148,30 +148,66 @@ pub async fn add_addr(h: &Handle, name: &str, net: Ipv4Net) -> Result<()> {
 }
 
 /// Creates the kernel's vxlan device: VNI, UDP port (4789, not the kernel's legacy
-/// 8472), local underlay address and the remote endpoint; learning on, like the lab text.
+/// 8472), local underlay address, learning on, like the lab text. No default remote: the
+/// remote VTEPs are the destinations of its all-zeros FDB entry (`append_fdb`, planned by
+/// `topo::flood`), so one device serves any number of hosts.
 pub async fn add_vxlan(
     h: &Handle,
     name: &str,
     vni: u32,
     port: u16,
     local: Ipv4Addr,
-    remotes: &[Ipv4Addr],
     mtu: u32,
 ) -> Result<()> {
-    let mut b = LinkVxlan::new(name, vni)
+    let b = LinkVxlan::new(name, vni)
         .port(port)
         .local(local)
         .learning(true)
         .mtu(mtu);
-    match remotes {
-        [one] => b = b.remote(*one),
-        _ => bail!("vxlan {name}: the kernel data path supports exactly one remote endpoint"),
-    }
     h.link()
         .add(b.build())
         .execute()
         .await
         .with_context(|| format!("creating vxlan {name} (vni {vni}, port {port})"))
+}
+
+/// Adds `dst` to the destinations of `mac`'s entry in the forwarding table of vxlan device
+/// `dev` (`bridge fdb append <mac> dev <dev> dst <dst>`): for the all-zeros MAC, one more
+/// remote VTEP that broadcast and unknown unicast are replicated to. A permanent entry of
+/// the device itself (NTF_SELF), created on the first append; appending a destination the
+/// entry already has changes nothing.
+pub async fn append_fdb(h: &Handle, dev: &str, mac: [u8; 6], dst: Ipv4Addr) -> Result<()> {
+    use rtnetlink::packet_core::{
+        NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+    };
+    use rtnetlink::packet_route::neighbour::{
+        NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+    };
+    use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
+    let i = index(h, dev).await?;
+    let mut m = NeighbourMessage::default();
+    m.header.family = AddressFamily::Bridge;
+    m.header.ifindex = i;
+    m.header.state = NeighbourState::Permanent;
+    m.header.flags = NeighbourFlags::Own;
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.to_vec()));
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(dst)));
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(m));
+    // APPEND, not EXCL/REPLACE: the all-zeros entry keeps one destination per remote.
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+    let what = || {
+        let mac = super::plan::mac_string(&mac);
+        format!("appending {mac} dst {dst} to the FDB of {dev}")
+    };
+    let mut resp = h.clone().request(req).with_context(what)?;
+    while let Some(msg) = futures::StreamExt::next(&mut resp).await {
+        if let NetlinkPayload::Error(e) = msg.payload {
+            return Err(rtnetlink::Error::NetlinkError(e)).with_context(what);
+        }
+    }
+    Ok(())
 }
 
 /// Flushes the learned (dynamic) MAC entries of a bridge, so traffic follows a new

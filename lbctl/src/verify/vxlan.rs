@@ -207,7 +207,7 @@ async fn endpoints(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<()> {
     let mut ok = true;
     for e in &vx.endpoints {
         let ns = ctx.plan.netns(&e.host);
-        match vx.mode {
+        match vx.mode_of(e) {
             VxlanMode::Kernel => {
                 let (nv, _) = crate::topo::inspect::read_node(&e.host, &ns).await?;
                 let dev = nv.ifaces.iter().find(|i| i.name == vx.device);
@@ -304,9 +304,14 @@ fn remote_server(ctx: &Ctx, master: &str) -> Option<(String, String, SocketAddr)
     })
 }
 
-/// The tunnel counters of one host, in the config's mode.
+/// The tunnel counters of one host, in its endpoint's mode (labs may mix data paths).
 async fn read_counters(ctx: &Ctx, vx: &Vxlan, host: &str) -> Result<Option<Counters>, String> {
-    match vx.mode {
+    let mode = vx
+        .endpoints
+        .iter()
+        .find(|e| e.host == host)
+        .map_or(vx.mode, |e| vx.mode_of(e));
+    match mode {
         VxlanMode::Kernel => kernel_counters(&ctx.plan.netns(host), &vx.device)
             .await
             .map_err(|e| format!("{e:#}")),

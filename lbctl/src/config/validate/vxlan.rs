@@ -1,7 +1,8 @@
 //! VXLAN: the tunnel's own settings, each endpoint on a known host extending one of its
-//! bridges from an underlay address of another, what each data path needs (the kernel's
-//! one remote, the BPF VTEP's replication limit and underlay links), inner MTUs that leave
-//! room for the encapsulation, and one inner LAN for all endpoints.
+//! bridges from an underlay address of another, what the BPF data path needs (its
+//! replication limit and underlay links; the kernel's device replicates to any number of
+//! remotes, see `topo::flood`), inner MTUs that leave room for the encapsulation, one inner
+//! LAN for all endpoints, and one underlay address per endpoint.
 
 use super::names::{check_ifname, IfNames};
 use super::{Bridges, Problems};
@@ -98,24 +99,52 @@ fn tunnel(out: &mut Problems, v: &Vxlan) {
     if v.ageing_s == 0 {
         out.err("vxlan.ageing_s", "must be at least 1 second");
     }
-    let kernel_eps = v
-        .endpoints
-        .iter()
-        .filter(|e| v.mode_of(e) == VxlanMode::Kernel)
-        .count();
-    if kernel_eps > 0 && v.endpoints.len() > 2 {
-        out.err(
-            "vxlan.endpoint",
-            format!(
-                "the kernel data path (mode \"kernel\") takes exactly one remote endpoint; with {} endpoints use mode \"ebpf\" everywhere",
-                v.endpoints.len()
-            ),
-        );
+    replication_limit(out, v);
+    // Each end floods to the others' `local`: a shared one would send copies back to itself.
+    for (i, e) in v.endpoints.iter().enumerate() {
+        if let Some(j) = v.endpoints[..i].iter().position(|o| o.local == e.local) {
+            out.err(
+                format!("vxlan.endpoint[{i}].local"),
+                format!(
+                    "{} is already the underlay address of vxlan.endpoint[{j}]",
+                    e.local
+                ),
+            );
+        }
     }
 }
 
-/// The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links, head-end
-/// replication to a bounded list of remotes.
+/// The BPF VTEP replicates to a bounded list of remotes (`VX_REMOTE_MAX`, the size of its
+/// `VX_REMOTE` map and of its replication loop); the kernel's device has no such bound. Said
+/// once, on the first field that asks for the BPF VTEP.
+fn replication_limit(out: &mut Problems, v: &Vxlan) {
+    let max = lb_common::vxlan::VX_REMOTE_MAX as usize;
+    if v.endpoints.len() <= 1 + max {
+        return;
+    }
+    let Some(i) = v
+        .endpoints
+        .iter()
+        .position(|e| v.mode_of(e) == VxlanMode::Ebpf)
+    else {
+        return;
+    };
+    let field = if v.endpoints[i].mode.is_some() {
+        format!("vxlan.endpoint[{i}].mode")
+    } else {
+        "vxlan.mode".to_string()
+    };
+    out.err(
+        field,
+        format!(
+            "the BPF VTEP replicates to at most {max} remote endpoints ({} hosts); this tunnel has {} (mode \"kernel\" has no such limit)",
+            max + 1,
+            v.endpoints.len() - 1
+        ),
+    );
+}
+
+/// The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links.
 fn ebpf(
     out: &mut Problems,
     cfg: &Config,
@@ -136,16 +165,6 @@ fn ebpf(
     } else {
         "vxlan.mode".to_string()
     };
-    if v.endpoints.len() > 1 + lb_common::vxlan::VX_REMOTE_MAX as usize {
-        out.err(
-            field_mode.clone(),
-            format!(
-                "the BPF VTEP replicates to at most {} remote endpoints; this tunnel has {}",
-                lb_common::vxlan::VX_REMOTE_MAX,
-                v.endpoints.len() - 1
-            ),
-        );
-    }
     if !cfg
         .links
         .iter()
@@ -294,20 +313,49 @@ mod tests {
         );
     }
 
+    /// Four hosts: the vm3 and vm4 of `tests/configs/big.toml`, each with an endpoint.
+    fn four_hosts(mode3: &str, mode4: &str) -> Vec<(String, String)> {
+        let hosts = "[[host]]\nname = \"vm3\"\n[[host.bridge]]\nname = \"vswout3\"\nlan = \"ext\"\naddress = \"172.16.1.152/24\"\n[[host.bridge]]\nname = \"vswin3\"\nlan = \"int\"\nstp = false\n[[host]]\nname = \"vm4\"\n[[host.bridge]]\nname = \"vswout4\"\nlan = \"ext\"\naddress = \"172.16.1.153/24\"\n[[host.bridge]]\nname = \"vswin4\"\nlan = \"int\"\nstp = false\n[[link]]\na = \"vswout3\"\nb = \"swout1\"\n[[link]]\na = \"vswout4\"\nb = \"swout2\"\n# The two hypervisors";
+        let eps = format!("[[vxlan.endpoint]]\nhost = \"vm3\"\nbridge = \"vswin3\"\nlocal = \"172.16.1.152\"\nmode = \"{mode3}\"\n[[vxlan.endpoint]]\nhost = \"vm4\"\nbridge = \"vswin4\"\nlocal = \"172.16.1.153\"\nmode = \"{mode4}\"\n[[vxlan.endpoint]]\nhost = \"vm2\"");
+        vec![
+            ("# The two hypervisors".into(), hosts.into()),
+            ("[[vxlan.endpoint]]\nhost = \"vm2\"".into(), eps),
+        ]
+    }
+
     #[test]
-    fn the_kernel_data_path_takes_one_remote() {
+    fn the_kernel_data_path_takes_any_number_of_remotes() {
+        let edits = four_hosts("kernel", "kernel");
+        let e: Vec<(&str, &str)> = edits
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(run(&e), []);
+        // Mixed: two kernel devices and two BPF VTEPs on one tunnel.
+        let edits = four_hosts("ebpf", "ebpf");
+        let e: Vec<(&str, &str)> = edits
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(run(&e), []);
+    }
+
+    #[test]
+    fn each_endpoint_has_its_own_underlay_address_and_host() {
         let third = "[[vxlan.endpoint]]\nhost = \"vm2\"\nbridge = \"vswin2\"\nlocal = \"172.16.1.151\"\n[[vxlan.endpoint]]\nhost = \"vm2\"";
-        let p = run(&[("[[vxlan.endpoint]]\nhost = \"vm2\"", third)]);
         assert_eq!(
-            p[0],
-            problem(
-                "vxlan.endpoint",
-                "the kernel data path (mode \"kernel\") takes exactly one remote endpoint; with 3 endpoints use mode \"ebpf\" everywhere"
-            )
-        );
-        assert_eq!(
-            p[1],
-            problem("vxlan.endpoint[2].host", "host \"vm2\" has two endpoints")
+            run(&[("[[vxlan.endpoint]]\nhost = \"vm2\"", third)]),
+            [
+                problem(
+                    "vxlan.endpoint[2].local",
+                    "172.16.1.151 is already the underlay address of vxlan.endpoint[1]"
+                ),
+                problem("vxlan.endpoint[2].host", "host \"vm2\" has two endpoints"),
+                problem(
+                    "vxlan.device",
+                    "interface name \"vxlan0\" is already used in namespace \"vm2\" by vxlan.device"
+                ),
+            ]
         );
     }
 
@@ -330,16 +378,27 @@ mod tests {
         let cfg = parsed(&[("mode = \"kernel\"", "mode = \"ebpf\"")]);
         let mut v = cfg.vxlan.clone().unwrap();
         let e = v.endpoints[0].clone();
-        v.endpoints = vec![e.clone(); 10];
+        v.endpoints = vec![e.clone(); 16];
         let mut out = Problems::default();
-        let under = &cfg.hosts[0].bridges[0];
-        ebpf(&mut out, &cfg, &v, "vxlan.endpoint[0]", &e, under);
-        assert_eq!(
-            out.into_vec(),
-            [problem(
-                "vxlan.mode",
-                "the BPF VTEP replicates to at most 8 remote endpoints; this tunnel has 9"
-            )]
-        );
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), [], "16 hosts fit");
+        v.endpoints.push(e.clone());
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        let msg = "the BPF VTEP replicates to at most 15 remote endpoints (16 hosts); this tunnel has 16 (mode \"kernel\" has no such limit)";
+        assert_eq!(out.into_vec(), [problem("vxlan.mode", msg)]);
+        // Only endpoint 3 asks for the BPF VTEP: it is the field named, once.
+        v.mode = VxlanMode::Kernel;
+        v.endpoints[3].mode = Some(VxlanMode::Ebpf);
+        v.endpoints[5].mode = Some(VxlanMode::Ebpf);
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), [problem("vxlan.endpoint[3].mode", msg)]);
+        // All on the kernel's device: any number.
+        v.endpoints[3].mode = None;
+        v.endpoints[5].mode = None;
+        let mut out = Problems::default();
+        replication_limit(&mut out, &v);
+        assert_eq!(out.into_vec(), []);
     }
 }

@@ -135,12 +135,6 @@ pub fn attach_vtep(pin_dir: &Path, spec: &VtepSpec) -> Result<()> {
             pin_dir.display()
         );
     }
-    if spec.remotes.len() > VX_REMOTE_MAX as usize {
-        bail!(
-            "{} remote VTEPs; the BPF VTEP replicates to at most {VX_REMOTE_MAX}",
-            spec.remotes.len()
-        );
-    }
     let mut created: Vec<PathBuf> = Vec::new();
     let res = attach_inner(pin_dir, spec, &mut created);
     if res.is_err() {
@@ -155,6 +149,12 @@ pub fn attach_vtep(pin_dir: &Path, spec: &VtepSpec) -> Result<()> {
 /// Loads the object and fills the maps of a VTEP (no attachment, no pins). Used by
 /// [`attach_vtep`] and by the packet tests and benchmark through `BPF_PROG_TEST_RUN`.
 pub fn load_vtep(spec: &VtepSpec) -> Result<Ebpf> {
+    if spec.remotes.len() > VX_REMOTE_MAX as usize {
+        bail!(
+            "{} remote VTEPs; the BPF VTEP replicates to at most {VX_REMOTE_MAX}",
+            spec.remotes.len()
+        );
+    }
     // The programs log (rarely) at debug level; nothing more verbose is compiled in, and
     // this keeps it that way.
     let level = aya_log::Level::Debug as u8;

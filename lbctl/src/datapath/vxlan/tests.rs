@@ -630,6 +630,52 @@ fn encap_known_unicast_flood_and_fields() {
     });
 }
 
+/// The largest replication list (`VX_REMOTE_MAX`, 16 hosts): the programs still pass the
+/// verifier, a broadcast leaves as one copy per remote (the last one is the frame itself,
+/// to the last remote), and one remote more is refused by the loader.
+#[test]
+fn encap_floods_to_the_most_remotes() {
+    use lb_common::vxlan::VX_REMOTE_MAX;
+    let net = TestNet::new().expect("test namespace");
+    let mut spec = net.spec();
+    let extra = |i: u8| (Ipv4Addr::new(10, 200, 0, 10 + i), [2, 0, 0, 0, 0x10, i]);
+    let n_extra = VX_REMOTE_MAX as u8 - 2;
+    for i in 0..n_extra {
+        let (addr, mac) = extra(i);
+        let mac = crate::topo::plan::mac_string(&mac);
+        let o = std::process::Command::new("ip")
+            .args(["-n", &net.ns, "neigh", "replace", &addr.to_string()])
+            .args(["lladdr", &mac, "dev", "u0", "nud", "permanent"])
+            .output()
+            .expect("ip neigh");
+        assert!(o.status.success(), "{o:?}");
+        spec.remotes.push(addr);
+    }
+    let (last_ip, last_mac) = extra(n_extra - 1);
+    let mut too_many = spec.clone();
+    too_many.remotes.push(Ipv4Addr::new(10, 200, 0, 99));
+    net.run(move || {
+        let mut ebpf = load_vtep(&spec)?;
+        let p: &mut SchedClassifier = ebpf.program_mut(VX_ENC_PROG).unwrap().try_into()?;
+        p.load()?;
+        let arp = inner_arp(MAC_ENDPOINT);
+        let (rc, out) = run_tc(enc(&ebpf), &arp);
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        check_outer(&out, &arp, last_ip, last_mac);
+        let s = stats(&ebpf);
+        assert_eq!(
+            (s.enc_flood, s.enc_copies),
+            (1, VX_REMOTE_MAX as u64),
+            "{s:?}"
+        );
+        assert_eq!(s.enc_drop_fib + s.enc_drop_err + s.enc_no_neigh, 0, "{s:?}");
+        let err = load_vtep(&too_many).expect_err("one remote too many");
+        assert!(format!("{err:#}").contains("at most 15"), "{err:#}");
+        Ok(())
+    })
+    .expect("VTEP with the most remotes");
+}
+
 #[test]
 fn encap_ages_out_learned_macs_and_needs_a_remote() {
     let net = TestNet::new().expect("test namespace");
