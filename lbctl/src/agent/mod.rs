@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod dashboard;
 pub mod plan;
+pub mod privileges;
 mod recorder;
 mod state_sync;
 mod stp_watch;

@@ -49,6 +49,23 @@ pub struct AgentPlan {
     pub stp_quiet_s: f64,
 }
 
+/// The addresses of balancer `node`, a lab node of role balancer or a real machine; none
+/// when the node is not in the config but `--listen` says where to listen.
+fn balancer_addrs(cfg: &Config, node: &str, listen: &[SocketAddr]) -> Result<Vec<ipnet::Ipv4Net>> {
+    if let Some(n) = cfg.node(node) {
+        if n.role != Role::Balancer {
+            bail!("node {node:?} is a {:?}, not a balancer", n.role);
+        }
+    }
+    match cfg.addressed_ifaces(node) {
+        Some(ifaces) => Ok(ifaces.into_iter().map(|(_, a)| a).collect()),
+        None if listen.is_empty() => {
+            bail!("no node or machine {node:?} in the config (give --listen to run without one)")
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 impl AgentPlan {
     /// The plan of balancer `node` in `cfg`. `listen` (from the command line) overrides
     /// the derived listen addresses.
@@ -57,17 +74,7 @@ impl AgentPlan {
             .service
             .as_ref()
             .ok_or_else(|| anyhow!("the config has no [service] section"))?;
-        let n = cfg.node(node);
-        if let Some(n) = n {
-            if n.role != Role::Balancer {
-                bail!("node {node:?} is a {:?}, not a balancer", n.role);
-            }
-        } else if listen.is_empty() {
-            bail!("no node {node:?} in the config (give --listen to run without one)");
-        }
-        let addrs: Vec<ipnet::Ipv4Net> = n
-            .map(|n| n.ifaces.iter().filter_map(|i| i.address).collect())
-            .unwrap_or_default();
+        let addrs = balancer_addrs(cfg, node, listen)?;
         let mut backends = Vec::new();
         for b in &svc.backends {
             let addr = match (&b.node, b.address) {
@@ -115,32 +122,23 @@ impl AgentPlan {
             }
             _ => None,
         };
-        let vip_addr = |n: &crate::config::Node| {
-            n.ifaces
-                .iter()
-                .filter_map(|i| i.address)
-                .find(|a| a.contains(&svc.vip))
-                .map(|a| a.addr())
+        let vip_addr = |b: &str| {
+            let ifaces = cfg.addressed_ifaces(b)?;
+            ifaces
+                .into_iter()
+                .find(|(_, a)| a.contains(&svc.vip))
+                .map(|(_, a)| a.addr())
         };
         let peers = svc
             .balancers
             .iter()
             .filter(|b| b.as_str() != node)
             .filter_map(|b| {
-                let a = vip_addr(cfg.node(b)?)?;
+                let a = vip_addr(b)?;
                 Some((b.clone(), SocketAddr::from((a, svc.admin_port))))
             })
             .collect();
-        let names = cfg
-            .nodes
-            .iter()
-            .flat_map(|n| {
-                n.ifaces
-                    .iter()
-                    .filter_map(|i| i.address)
-                    .map(move |a| (a.addr(), n.name.clone()))
-            })
-            .collect();
+        let names = cfg.address_owners();
         let hello = cfg
             .all_bridges()
             .iter()
