@@ -237,3 +237,40 @@ mod tests {
         assert!(AgentPlan::new(&cfg, "nobody", &[]).is_err());
     }
 }
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+
+    /// lb1 of configs/pair.toml: a real machine's plan from its interfaces' addresses.
+    #[test]
+    fn lb1_of_the_pair() {
+        let cfg = Config::from_toml(include_str!("../../../configs/pair.toml"), "pair.toml")
+            .expect("pair.toml is valid");
+        let p = AgentPlan::new(&cfg, "lb1", &[]).unwrap();
+        let listen: Vec<String> = p.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(listen, ["192.168.1.254:80", "192.168.1.11:80"]);
+        assert_eq!(p.source, Some("10.0.0.11".parse().unwrap()));
+        let backends: Vec<String> = p.backends.iter().map(|b| b.addr.to_string()).collect();
+        assert_eq!(backends, ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let v = p.vrrp.as_ref().expect("lb1 runs VRRP");
+        assert_eq!(
+            (v.interface.as_str(), v.vrid, v.priority),
+            ("eth0", 51, 150)
+        );
+        let peers: Vec<(String, String)> = p
+            .peers
+            .iter()
+            .map(|(n, a)| (n.clone(), a.to_string()))
+            .collect();
+        assert_eq!(
+            peers,
+            [("lb2".to_string(), "192.168.1.12:8404".to_string())]
+        );
+        assert!(p
+            .names
+            .contains(&("192.168.1.12".parse().unwrap(), "lb2".to_string())));
+        let e = AgentPlan::new(&cfg, "lb3", &[]).unwrap_err().to_string();
+        assert!(e.contains("no node or machine \"lb3\""), "{e}");
+    }
+}

@@ -129,3 +129,107 @@ fn machine(out: &mut Problems, cfg: &Config, i: usize, m: &Machine, addrs: &mut 
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::problem;
+    use crate::config::Config;
+
+    const PAIR: &str = include_str!("../../../../configs/pair.toml");
+
+    fn problems(edits: &[(&str, &str)]) -> Vec<super::super::Problem> {
+        let mut text = PAIR.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "edit target {from:?} not in pair.toml");
+            text = text.replacen(from, to, 1);
+        }
+        let cfg: Config = toml::from_str(&text).expect("edited pair.toml parses");
+        super::super::validate(&cfg)
+    }
+
+    #[test]
+    fn pair_is_valid() {
+        assert_eq!(problems(&[]), []);
+        let cfg = Config::from_toml(PAIR, "pair.toml").unwrap();
+        assert!(cfg.is_real_hosts());
+        let e = format!("{:#}", cfg.require_lab("up").unwrap_err());
+        assert!(e.contains("lb1, lb2") && e.contains("lbctl agent"), "{e}");
+        Config::default_scenario().require_lab("up").unwrap();
+    }
+
+    #[test]
+    fn lab_sections_are_refused_by_name() {
+        let lab = "[[lan]]\nname = \"x\"\nsubnet = \"10.9.0.0/24\"\n\n[[machine]]";
+        let p = problems(&[("[[machine]]", lab)]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "lan");
+        assert!(p[0].reason.contains("real hosts, not a lab"), "{p:?}");
+    }
+
+    #[test]
+    fn machines_and_interfaces() {
+        assert_eq!(
+            problems(&[
+                ("name = \"lb2\"", "name = \"lb 2\""),
+                ("name = \"eth1\"", "name = \"eth0\""),
+                ("address = \"10.0.0.12/24\"", "address = \"10.0.0.11/24\""),
+                (
+                    "address = \"192.168.1.12/24\"",
+                    "address = \"192.168.1.0/24\""
+                ),
+            ]),
+            [
+                problem(
+                    "machine[0].iface[1].name",
+                    "\"eth0\" is listed twice for machine \"lb1\""
+                ),
+                problem(
+                    "machine[1].name",
+                    "machine name \"lb 2\" must be non-empty letters, digits, '-', '_' or '.'"
+                ),
+                problem(
+                    "machine[1].iface[0].address",
+                    "192.168.1.0/24 is the network or broadcast address of 192.168.1.0/24"
+                ),
+                problem(
+                    "machine[1].iface[1].address",
+                    "duplicate address 10.0.0.11 (already machine[0].iface[1].address)"
+                ),
+                problem(
+                    "machine[1].name",
+                    "\"lb 2\" is not in service.balancers: a machine's only job is the balancer"
+                ),
+                problem("service.balancers[1]", "unknown node or machine \"lb2\""),
+                problem("vrrp.priority[1].node", "\"lb2\" is not a balancer"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_vip_and_the_backends_belong_to_the_machines() {
+        assert_eq!(
+            problems(&[
+                ("vip = \"192.168.1.254\"", "vip = \"192.168.1.11\""),
+                (
+                    "name = \"web1\"\naddress = \"10.0.0.1:80\"",
+                    "node = \"web1\""
+                ),
+            ]),
+            [
+                problem(
+                    "service.vip",
+                    "192.168.1.11 is already the address of machine[0].iface[0].address"
+                ),
+                problem("service.backend[0].node", "unknown node \"web1\""),
+            ]
+        );
+        let p = problems(&[("vip = \"192.168.1.254\"", "vip = \"172.16.9.1\"")]);
+        assert!(
+            p.contains(&problem(
+                "service.vip",
+                "172.16.9.1 is on no machine interface's subnet"
+            )),
+            "{p:?}"
+        );
+    }
+}
