@@ -13,7 +13,7 @@ use crate::topo::state;
 pub struct Args {
     #[command(flatten)]
     lab: LabArgs,
-    /// The balancer node this agent runs as.
+    /// The balancer this agent runs as: a `[[node]]` of role balancer or a `[[machine]]`.
     #[arg(long, env = "LBCTL_NODE")]
     node: String,
     /// Listen addresses (default: the VIP and the node's external address, service port).
