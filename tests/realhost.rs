@@ -49,8 +49,8 @@ fn sh(args: &[&str]) {
 fn unit_value(unit: &str, key: &str) -> Option<String> {
     let prefix = format!("{key}=");
     unit.lines()
-        .filter_map(|l| l.trim().strip_prefix(&prefix))
-        .last()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
         .map(str::to_string)
 }
 
