@@ -190,7 +190,7 @@ impl Machines {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.ns(node)])
             .args(cmd)
-            .env("RUST_LOG", "info")
+            .env("LBCTL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -461,6 +461,17 @@ fn pair_of_agents_from_pair_toml() {
         m.has_vip("lb1") && !m.has_vip("lb2"),
         "the VIP is on lb1 only"
     );
+    let seen = m.stats("lb2").map(|s| s["vrrp"]["master"].clone());
+    assert_eq!(
+        seen,
+        Some("192.168.1.11".into()),
+        "lb2 names lb1 as its master"
+    );
+    let log = m.log("agent-lb1");
+    assert!(
+        log.contains("VRRP state change") && log.contains("to=\"MASTER\""),
+        "the journal would show lb1 becoming master:\n{log}"
+    );
     m.wait("every backend up at lb1", Duration::from_secs(10), || {
         m.stats("lb1").is_some_and(|s| {
             let b = s["backends"].as_array().cloned().unwrap_or_default();
@@ -541,11 +552,37 @@ fn agent_with_a_keepalived_peer() {
         one_master_ours(&m)
     });
     eprintln!("our restarted agent was the only master after {took:?}");
-    let log = m.keepalived.as_ref().unwrap().log_tail();
+    // keepalived's own account: MASTER while ours was away, BACKUP again after.
+    let log = m.keepalived.as_ref().unwrap().log();
+    let master = log.rfind("Entering MASTER STATE");
+    let backup = log.rfind("Entering BACKUP STATE");
     assert!(
-        log.contains("Entering BACKUP STATE"),
-        "keepalived went back to BACKUP:\n{log}"
+        master.is_some() && backup > master,
+        "keepalived was master, then backup again:\n{log}"
     );
+}
+
+/// `lbctl up` and `status` refuse a config of real machines, creating nothing, and
+/// `lbctl check` summarises it.
+#[test]
+fn lab_verbs_refuse_pair_toml() {
+    if !lbctl::test_prereq::need_root() {
+        return;
+    }
+    let pair = common::repo_file(PAIR).display().to_string();
+    let lab = common::unique_lab();
+    for verb in ["up", "status"] {
+        let o = common::lbctl(&[verb, "-c", &pair, "--lab", &lab]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("real machines (lb1, lb2), not a lab"),
+            "lbctl {verb}: {}",
+            common::text(&o)
+        );
+    }
+    assert!(common::namespaces_of(&lab).is_empty(), "up created nothing");
+    let out = common::lbctl_ok(&["check", "-c", &pair]);
+    assert!(out.contains("real hosts lb1, lb2"), "{out}");
 }
 
 /// The shipped unit passes `systemd-analyze verify` without a warning (its binary path

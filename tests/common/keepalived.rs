@@ -111,9 +111,14 @@ impl Keepalived {
         }
     }
 
+    /// Its whole log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last 25 lines of its log (for failure messages).
     pub fn log_tail(&self) -> String {
-        let l = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let l = self.log();
         let lines: Vec<&str> = l.lines().collect();
         lines[lines.len().saturating_sub(25)..].join("\n")
     }

@@ -102,7 +102,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         let stp = match &plan.stp_observers {
             Some(dir) => Some(stp_watch::StpWatch::start(dir, plan.stp_quiet_s)),
             None => {
-                info!("STP topology-change markers are off: BPF maps not used (--no-bpf)");
+                info!("STP topology-change markers are off: BPF maps not used (--no-bpf, or a real machine)");
                 None
             }
         };
