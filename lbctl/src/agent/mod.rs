@@ -1,8 +1,9 @@
 //! `lbctl agent`: the balancer daemon. It runs the VRRP instance that owns the VIP, the L7
 //! proxy on the service port (the VIP and the balancer's own external address), health
 //! checks of the backends from the balancer's internal address, and an admin listener with
-//! Prometheus metrics, JSON stats and the dashboard. It reads the same config file as the
-//! lab, so it runs unchanged on real hosts: `lbctl agent -c FILE --node NAME`.
+//! Prometheus metrics, JSON stats and the dashboard. In a lab it runs as a balancer node;
+//! on a real host as a `[[machine]]` of the config (configs/pair.toml, the systemd unit
+//! in configs/systemd/): `lbctl agent -c FILE --node NAME`.
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -41,7 +41,8 @@ pub fn check(cfg: &Config, addrs: &Addresses) -> Problems {
     out
 }
 
-/// The VIP is on a LAN and nobody's address; the balancers are balancer nodes.
+/// The VIP is on a LAN (a machine's subnet, for real hosts: see `machines`) and nobody's
+/// address; the balancers are balancer nodes or machines.
 fn placement(out: &mut Problems, cfg: &Config, s: &Service, addrs: &Addresses) {
     // A real-host config has no LANs: `machines` checks the VIP against the interfaces.
     if !cfg.is_real_hosts() && !cfg.lans.iter().any(|l| l.subnet.contains(&s.vip)) {
