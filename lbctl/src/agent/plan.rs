@@ -49,6 +49,36 @@ pub struct AgentPlan {
     pub stp_quiet_s: f64,
 }
 
+/// The backends in config order: a server node's address and http_port, or the address
+/// given (real hosts).
+fn backend_plans(cfg: &Config, svc: &crate::config::Service) -> Result<Vec<BackendPlan>> {
+    let mut backends = Vec::new();
+    for b in &svc.backends {
+        let addr = match (&b.node, b.address) {
+            (_, Some(a)) => a,
+            (Some(name), None) => {
+                let sn = cfg
+                    .node(name)
+                    .ok_or_else(|| anyhow!("backend node {name:?} is not in the config"))?;
+                let ip = sn
+                    .ifaces
+                    .iter()
+                    .find_map(|i| i.address)
+                    .ok_or_else(|| anyhow!("backend node {name:?} has no address"))?;
+                SocketAddrV4::new(ip.addr(), sn.http_port())
+            }
+            (None, None) => bail!("a backend needs node or address"),
+        };
+        backends.push(BackendPlan {
+            name: b.display_name(),
+            addr: SocketAddr::V4(addr),
+            weight: b.weight,
+            pool: b.pool.clone(),
+        });
+    }
+    Ok(backends)
+}
+
 /// The addresses of balancer `node`, a lab node of role balancer or a real machine; none
 /// when the node is not in the config but `--listen` says where to listen.
 fn balancer_addrs(cfg: &Config, node: &str, listen: &[SocketAddr]) -> Result<Vec<ipnet::Ipv4Net>> {
@@ -75,30 +105,7 @@ impl AgentPlan {
             .as_ref()
             .ok_or_else(|| anyhow!("the config has no [service] section"))?;
         let addrs = balancer_addrs(cfg, node, listen)?;
-        let mut backends = Vec::new();
-        for b in &svc.backends {
-            let addr = match (&b.node, b.address) {
-                (_, Some(a)) => a,
-                (Some(name), None) => {
-                    let sn = cfg
-                        .node(name)
-                        .ok_or_else(|| anyhow!("backend node {name:?} is not in the config"))?;
-                    let ip = sn
-                        .ifaces
-                        .iter()
-                        .find_map(|i| i.address)
-                        .ok_or_else(|| anyhow!("backend node {name:?} has no address"))?;
-                    SocketAddrV4::new(ip.addr(), sn.http_port())
-                }
-                (None, None) => bail!("a backend needs node or address"),
-            };
-            backends.push(BackendPlan {
-                name: b.display_name(),
-                addr: SocketAddr::V4(addr),
-                weight: b.weight,
-                pool: b.pool.clone(),
-            });
-        }
+        let backends = backend_plans(cfg, svc)?;
         // Backend connections leave from our address on the backends' subnet.
         let source = backends.first().and_then(|b| match b.addr.ip() {
             IpAddr::V4(ip) => addrs
