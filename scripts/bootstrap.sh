@@ -18,10 +18,11 @@ fi
 # (node web = "apache"). haproxy/wrk/keepalived: reference balancer, load generator and
 # VRRP daemon to compare lbctl against. graphviz: `lbctl graph` and the dashboard render
 # the topology with dot. chromium: the dashboard test loads the page headless. iperf3:
-# `cargo xtask bench datapath` (TCP and UDP across the tunnel).
+# `cargo xtask bench datapath` (TCP and UDP across the tunnel). systemd: `systemd-analyze
+# verify` of the agent's unit file (tests/realhost.rs; nothing is started with it).
 APT_PKGS=(llvm-22-dev libpolly-22-dev libzstd-dev bpftool iproute2 iputils-ping curl
           tcpdump bridge-utils procps nftables apache2 libapache2-mod-php haproxy wrk keepalived
-          graphviz chromium iperf3)
+          graphviz chromium iperf3 systemd)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

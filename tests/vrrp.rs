@@ -13,13 +13,14 @@
 
 mod common;
 
+use common::keepalived;
+
 use lbctl::vrrp;
 
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use vrrp::codec::{self, Advert, Version, VRRP_GROUP};
@@ -67,7 +68,7 @@ struct Lab {
     k: String,
     s: String,
     dir: tempfile::TempDir,
-    keepalived: Option<(Child, PathBuf)>,
+    keepalived: Option<keepalived::Keepalived>,
 }
 
 impl Lab {
@@ -159,76 +160,26 @@ impl Lab {
     /// Same, with extra lines in the vrrp_instance block.
     fn keepalived_with(&mut self, prio: u8, version: Version, advert: &str, extra: &str) {
         assert!(self.keepalived.is_none());
-        let d = self.dir.path();
-        let conf = d.join("keepalived.conf");
-        let version = version.number();
-        std::fs::write(
+        let conf = keepalived::conf(
+            "vk",
+            12,
+            prio,
+            advert,
+            version.number(),
+            "172.16.1.254",
+            extra,
+        );
+        self.keepalived = Some(keepalived::Keepalived::start(
+            &self.k,
+            self.dir.path(),
             &conf,
-            format!(
-                "global_defs {{\n  router_id lbt\n  max_auto_priority -1\n}}\n\
-                 vrrp_instance VI_1 {{\n  state BACKUP\n  interface vk\n  virtual_router_id 12\n  \
-                 priority {prio}\n  advert_int {advert}\n  version {version}\n  \
-                 virtual_ipaddress {{\n    172.16.1.254\n  }}\n{extra}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let log = File::create(d.join("keepalived.log")).unwrap();
-        let vpid = d.join("vrrp.pid");
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.k,
-                "keepalived",
-                "-n",
-                "-l",
-                "-D",
-                "-G",
-                "-P",
-                "-f",
-            ])
-            .arg(&conf)
-            .arg("-p")
-            .arg(d.join("keepalived.pid"))
-            .arg("-r")
-            .arg(&vpid)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting keepalived");
-        self.keepalived = Some((child, vpid));
+        ));
     }
 
     /// SIGTERM (graceful: keepalived sends priority 0 and removes its VIP), then wait.
     fn stop_keepalived(&mut self) {
-        if let Some((mut c, vpid)) = self.keepalived.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(c.id() as i32),
-                nix::sys::signal::SIGTERM,
-            );
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-            // The VRRP child keepalived forked (ours too): gone with its parent normally.
-            if let Some(pid) = std::fs::read_to_string(&vpid)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-                if comm.trim() == "keepalived" {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::SIGKILL,
-                    );
-                }
-            }
+        if let Some(mut k) = self.keepalived.take() {
+            k.stop();
         }
     }
 

@@ -2,6 +2,8 @@
 //! down (even when the test panics), and readers for `lbctl status --json`.
 #![allow(dead_code)]
 
+pub mod keepalived;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

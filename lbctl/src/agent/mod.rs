@@ -1,13 +1,15 @@
 //! `lbctl agent`: the balancer daemon. It runs the VRRP instance that owns the VIP, the L7
 //! proxy on the service port (the VIP and the balancer's own external address), health
 //! checks of the backends from the balancer's internal address, and an admin listener with
-//! Prometheus metrics, JSON stats and the dashboard. It reads the same config file as the
-//! lab, so it runs unchanged on real hosts: `lbctl agent -c FILE --node NAME`.
+//! Prometheus metrics, JSON stats and the dashboard. In a lab it runs as a balancer node;
+//! on a real host as a `[[machine]]` of the config (configs/pair.toml, the systemd unit
+//! in configs/systemd/): `lbctl agent -c FILE --node NAME`.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod dashboard;
 pub mod plan;
+pub mod privileges;
 mod recorder;
 mod state_sync;
 mod stp_watch;
@@ -84,7 +86,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
         let stp = match &plan.stp_observers {
             Some(dir) => Some(stp_watch::StpWatch::start(dir, plan.stp_quiet_s)),
             None => {
-                info!("STP topology-change markers are off: BPF maps not used (--no-bpf)");
+                info!("STP topology-change markers are off: BPF maps not used (--no-bpf, or a real machine)");
                 None
             }
         };

@@ -49,6 +49,53 @@ pub struct AgentPlan {
     pub stp_quiet_s: f64,
 }
 
+/// The backends in config order: a server node's address and http_port, or the address
+/// given (real hosts).
+fn backend_plans(cfg: &Config, svc: &crate::config::Service) -> Result<Vec<BackendPlan>> {
+    let mut backends = Vec::new();
+    for b in &svc.backends {
+        let addr = match (&b.node, b.address) {
+            (_, Some(a)) => a,
+            (Some(name), None) => {
+                let sn = cfg
+                    .node(name)
+                    .ok_or_else(|| anyhow!("backend node {name:?} is not in the config"))?;
+                let ip = sn
+                    .ifaces
+                    .iter()
+                    .find_map(|i| i.address)
+                    .ok_or_else(|| anyhow!("backend node {name:?} has no address"))?;
+                SocketAddrV4::new(ip.addr(), sn.http_port())
+            }
+            (None, None) => bail!("a backend needs node or address"),
+        };
+        backends.push(BackendPlan {
+            name: b.display_name(),
+            addr: SocketAddr::V4(addr),
+            weight: b.weight,
+            pool: b.pool.clone(),
+        });
+    }
+    Ok(backends)
+}
+
+/// The addresses of balancer `node`, a lab node of role balancer or a real machine; none
+/// when the node is not in the config but `--listen` says where to listen.
+fn balancer_addrs(cfg: &Config, node: &str, listen: &[SocketAddr]) -> Result<Vec<ipnet::Ipv4Net>> {
+    if let Some(n) = cfg.node(node) {
+        if n.role != Role::Balancer {
+            bail!("node {node:?} is a {:?}, not a balancer", n.role);
+        }
+    }
+    match cfg.addressed_ifaces(node) {
+        Some(ifaces) => Ok(ifaces.into_iter().map(|(_, a)| a).collect()),
+        None if listen.is_empty() => {
+            bail!("no node or machine {node:?} in the config (give --listen to run without one)")
+        }
+        None => Ok(Vec::new()),
+    }
+}
+
 impl AgentPlan {
     /// The plan of balancer `node` in `cfg`. `listen` (from the command line) overrides
     /// the derived listen addresses.
@@ -57,41 +104,8 @@ impl AgentPlan {
             .service
             .as_ref()
             .ok_or_else(|| anyhow!("the config has no [service] section"))?;
-        let n = cfg.node(node);
-        if let Some(n) = n {
-            if n.role != Role::Balancer {
-                bail!("node {node:?} is a {:?}, not a balancer", n.role);
-            }
-        } else if listen.is_empty() {
-            bail!("no node {node:?} in the config (give --listen to run without one)");
-        }
-        let addrs: Vec<ipnet::Ipv4Net> = n
-            .map(|n| n.ifaces.iter().filter_map(|i| i.address).collect())
-            .unwrap_or_default();
-        let mut backends = Vec::new();
-        for b in &svc.backends {
-            let addr = match (&b.node, b.address) {
-                (_, Some(a)) => a,
-                (Some(name), None) => {
-                    let sn = cfg
-                        .node(name)
-                        .ok_or_else(|| anyhow!("backend node {name:?} is not in the config"))?;
-                    let ip = sn
-                        .ifaces
-                        .iter()
-                        .find_map(|i| i.address)
-                        .ok_or_else(|| anyhow!("backend node {name:?} has no address"))?;
-                    SocketAddrV4::new(ip.addr(), sn.http_port())
-                }
-                (None, None) => bail!("a backend needs node or address"),
-            };
-            backends.push(BackendPlan {
-                name: b.display_name(),
-                addr: SocketAddr::V4(addr),
-                weight: b.weight,
-                pool: b.pool.clone(),
-            });
-        }
+        let addrs = balancer_addrs(cfg, node, listen)?;
+        let backends = backend_plans(cfg, svc)?;
         // Backend connections leave from our address on the backends' subnet.
         let source = backends.first().and_then(|b| match b.addr.ip() {
             IpAddr::V4(ip) => addrs
@@ -115,32 +129,23 @@ impl AgentPlan {
             }
             _ => None,
         };
-        let vip_addr = |n: &crate::config::Node| {
-            n.ifaces
-                .iter()
-                .filter_map(|i| i.address)
-                .find(|a| a.contains(&svc.vip))
-                .map(|a| a.addr())
+        let vip_addr = |b: &str| {
+            let ifaces = cfg.addressed_ifaces(b)?;
+            ifaces
+                .into_iter()
+                .find(|(_, a)| a.contains(&svc.vip))
+                .map(|(_, a)| a.addr())
         };
         let peers = svc
             .balancers
             .iter()
             .filter(|b| b.as_str() != node)
             .filter_map(|b| {
-                let a = vip_addr(cfg.node(b)?)?;
+                let a = vip_addr(b)?;
                 Some((b.clone(), SocketAddr::from((a, svc.admin_port))))
             })
             .collect();
-        let names = cfg
-            .nodes
-            .iter()
-            .flat_map(|n| {
-                n.ifaces
-                    .iter()
-                    .filter_map(|i| i.address)
-                    .map(move |a| (a.addr(), n.name.clone()))
-            })
-            .collect();
+        let names = cfg.address_owners();
         let hello = cfg
             .all_bridges()
             .iter()
@@ -237,5 +242,42 @@ mod tests {
         );
         assert!(AgentPlan::new(&cfg, "serv1", &[]).is_err());
         assert!(AgentPlan::new(&cfg, "nobody", &[]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+
+    /// lb1 of configs/pair.toml: a real machine's plan from its interfaces' addresses.
+    #[test]
+    fn lb1_of_the_pair() {
+        let cfg = Config::from_toml(include_str!("../../../configs/pair.toml"), "pair.toml")
+            .expect("pair.toml is valid");
+        let p = AgentPlan::new(&cfg, "lb1", &[]).unwrap();
+        let listen: Vec<String> = p.listen.iter().map(|a| a.to_string()).collect();
+        assert_eq!(listen, ["192.168.1.254:80", "192.168.1.11:80"]);
+        assert_eq!(p.source, Some("10.0.0.11".parse().unwrap()));
+        let backends: Vec<String> = p.backends.iter().map(|b| b.addr.to_string()).collect();
+        assert_eq!(backends, ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"]);
+        let v = p.vrrp.as_ref().expect("lb1 runs VRRP");
+        assert_eq!(
+            (v.interface.as_str(), v.vrid, v.priority),
+            ("eth0", 51, 150)
+        );
+        let peers: Vec<(String, String)> = p
+            .peers
+            .iter()
+            .map(|(n, a)| (n.clone(), a.to_string()))
+            .collect();
+        assert_eq!(
+            peers,
+            [("lb2".to_string(), "192.168.1.12:8404".to_string())]
+        );
+        assert!(p
+            .names
+            .contains(&("192.168.1.12".parse().unwrap(), "lb2".to_string())));
+        let e = AgentPlan::new(&cfg, "lb3", &[]).unwrap_err().to_string();
+        assert!(e.contains("no node or machine \"lb3\""), "{e}");
     }
 }

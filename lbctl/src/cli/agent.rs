@@ -13,14 +13,15 @@ use crate::topo::state;
 pub struct Args {
     #[command(flatten)]
     lab: LabArgs,
-    /// The balancer node this agent runs as.
+    /// The balancer this agent runs as: a `[[node]]` of role balancer or a `[[machine]]`.
     #[arg(long, env = "LBCTL_NODE")]
     node: String,
     /// Listen addresses (default: the VIP and the node's external address, service port).
     #[arg(long)]
     listen: Vec<SocketAddr>,
     /// Where to pin the backend health and VRRP state maps (default:
-    /// /sys/fs/bpf/lbctl/<lab>/<node>).
+    /// /sys/fs/bpf/lbctl/<lab>/<node>; a real machine (`[[machine]]`) pins none unless
+    /// this is given: only the lab's `lbctl status` reads them).
     #[arg(long)]
     pin_dir: Option<PathBuf>,
     /// Do not keep the state in BPF maps (no bpffs, no privileges).
@@ -31,11 +32,17 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<()> {
     let (cfg, _) = a.lab.resolve()?;
     let mut plan = AgentPlan::new(&cfg, &a.node, &a.listen)?;
-    plan.pin_dir = (!a.no_bpf).then(|| {
-        a.pin_dir
-            .unwrap_or_else(|| state::node_pin_dir(&cfg.lab.name, &a.node))
-    });
-    plan.stp_observers = (!a.no_bpf).then(|| state::pin_dir(&cfg.lab.name));
+    // On a real machine nothing reads the maps (the admin port reports the same state)
+    // and there are no lab observers: BPF stays off, so the agent needs no CAP_BPF.
+    let real = cfg.machine(&a.node).is_some();
+    let lab_pins = (!a.no_bpf && !real).then(|| state::node_pin_dir(&cfg.lab.name, &a.node));
+    plan.pin_dir = if a.no_bpf {
+        None
+    } else {
+        a.pin_dir.or(lab_pins)
+    };
+    plan.stp_observers = (!a.no_bpf && !real).then(|| state::pin_dir(&cfg.lab.name));
     plan.config_file = a.lab.config.clone();
+    agent::privileges::check(&plan)?;
     agent::run(plan).await
 }

@@ -18,6 +18,10 @@ pub fn run(a: Args) -> Result<()> {
         Some(p) => Config::load(p)?,
         None => Config::default_scenario(),
     };
+    if cfg.is_real_hosts() {
+        println!("{}", real_hosts_summary(&cfg));
+        return Ok(());
+    }
     let plan = Plan::new(&cfg);
     println!(
         "config ok: lab {:?}, {} nodes, {} bridges, {} veth pairs, {} tunnel endpoint(s)",
@@ -28,4 +32,26 @@ pub fn run(a: Args) -> Result<()> {
         plan.vxlans.len()
     );
     Ok(())
+}
+
+/// A real-machine config's summary: the machines, the service and its peers' protocol.
+fn real_hosts_summary(cfg: &Config) -> String {
+    let names: Vec<&str> = cfg.machines.iter().map(|m| m.name.as_str()).collect();
+    let mut out = format!(
+        "config ok: real hosts {} (nothing to build; run `lbctl agent -c FILE --node NAME` on each)",
+        names.join(", ")
+    );
+    if let Some(s) = &cfg.service {
+        out += &format!(
+            ", service {}:{} over {} backend(s), admin port {}",
+            s.vip,
+            s.port,
+            s.backends.len(),
+            s.admin_port
+        );
+    }
+    if let Some(v) = &cfg.vrrp {
+        out += &format!(", VRRP vrid {} version {}", v.vrid, v.version.number());
+    }
+    out
 }

@@ -17,6 +17,7 @@ pub struct Args {
 pub async fn run(a: Args) -> Result<()> {
     netns::require_root()?;
     let (cfg, _) = a.lab.resolve()?;
+    cfg.require_lab("status")?;
     let s = crate::status::collect(&cfg).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

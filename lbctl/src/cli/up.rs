@@ -50,6 +50,7 @@ pub async fn supervise(a: Args) -> Result<()> {
 pub async fn run(a: Args) -> Result<()> {
     netns::require_root()?;
     let (cfg, text) = a.lab.resolve_for_up()?;
+    cfg.require_lab("up")?;
     let exe = std::env::current_exe().context("locating the lbctl executable")?;
     let opts = UpOptions {
         exe,

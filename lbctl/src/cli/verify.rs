@@ -68,6 +68,7 @@ pub async fn run(a: Args) -> Result<()> {
     }
     netns::require_root()?;
     let (cfg, _) = a.lab.resolve()?;
+    cfg.require_lab("verify")?;
     let plan = Plan::new(&cfg);
     if let Some(missing) = plan.nodes.iter().find(|n| !netns::exists(&n.netns)) {
         bail!(

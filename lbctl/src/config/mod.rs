@@ -89,6 +89,66 @@ impl Config {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// Whether the config describes real machines (`[[machine]]`) rather than a lab.
+    pub fn is_real_hosts(&self) -> bool {
+        !self.machines.is_empty()
+    }
+
+    pub fn machine(&self, name: &str) -> Option<&Machine> {
+        self.machines.iter().find(|m| m.name == name)
+    }
+
+    /// The addressed interfaces of a lab node or a machine, `(interface, address)`: what a
+    /// balancer's listen, source and VRRP settings are derived from. None: no such name.
+    pub fn addressed_ifaces(&self, name: &str) -> Option<Vec<(&str, ipnet::Ipv4Net)>> {
+        if let Some(n) = self.node(name) {
+            let v = n
+                .ifaces
+                .iter()
+                .filter_map(|i| Some((i.name.as_str(), i.address?)));
+            return Some(v.collect());
+        }
+        let m = self.machine(name)?;
+        Some(
+            m.ifaces
+                .iter()
+                .map(|i| (i.name.as_str(), i.address))
+                .collect(),
+        )
+    }
+
+    /// Every address of the config's nodes and machines with its owner's name (to name a
+    /// VRRP master by its address).
+    pub fn address_owners(&self) -> Vec<(std::net::Ipv4Addr, String)> {
+        let nodes = self.nodes.iter().map(|n| n.name.as_str());
+        let machines = self.machines.iter().map(|m| m.name.as_str());
+        nodes
+            .chain(machines)
+            .flat_map(|name| {
+                let ifaces = self.addressed_ifaces(name).unwrap_or_default();
+                ifaces
+                    .into_iter()
+                    .map(move |(_, a)| (a.addr(), name.to_string()))
+            })
+            .collect()
+    }
+
+    /// Refuses a real-machine config in a verb that acts on a lab (`up`, `status`): there
+    /// is no namespace to build or read; each machine runs its own agent.
+    pub fn require_lab(&self, verb: &str) -> Result<()> {
+        if self.is_real_hosts() {
+            let names: Vec<&str> = self.machines.iter().map(|m| m.name.as_str()).collect();
+            bail!(
+                "{verb}: this config describes real machines ({}), not a lab: there is no \
+                 namespace to build or read. Run `lbctl agent -c FILE --node NAME` on each machine \
+                 (or the lbctl-agent@ systemd unit) and read each agent's admin port \
+                 (http://ADDRESS:ADMIN_PORT/stats); see README, \"Real hosts\"",
+                names.join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// The longest forward delay of any STP bridge: bounds how long `up` waits.
     pub fn max_forward_delay(&self) -> u32 {
         self.all_bridges()

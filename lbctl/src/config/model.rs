@@ -32,6 +32,11 @@ pub struct Config {
     /// First-hop redundancy for the VIP (filled by the VRRP issue).
     #[serde(default)]
     pub vrrp: Option<Vrrp>,
+    /// Real machines, each running `lbctl agent` on interfaces that already exist. A
+    /// config with machines describes no lab: it has no switches, hosts, links, nodes or
+    /// tunnel, and `lbctl up` refuses it.
+    #[serde(default, rename = "machine")]
+    pub machines: Vec<Machine>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -223,6 +228,27 @@ pub struct Iface {
     pub cost: Option<u32>,
     #[serde(default)]
     pub priority: Option<u8>,
+}
+
+/// A real host running a balancer: its name (what `lbctl agent --node` and
+/// `service.balancers` call it) and the interfaces it already has, with their addresses.
+/// Nothing is created for it; the agent only adds and removes the VIP.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub name: String,
+    #[serde(rename = "iface")]
+    pub ifaces: Vec<MachineIface>,
+}
+
+/// An existing interface of a machine and its address (as `ip addr` shows it, with the
+/// prefix length): the one on the VIP's subnet carries VRRP and the VIP, the one on the
+/// backends' subnet is where health checks and proxied connections leave from.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineIface {
+    pub name: String,
+    pub address: Ipv4Net,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
@@ -630,10 +656,8 @@ impl Vrrp {
             .as_ref()
             .map(|s| s.vip)
             .context("[vrrp] needs [service] (its vip)")?;
-        let n = cfg
-            .nodes
-            .iter()
-            .find(|n| n.name == node)
+        let ifaces = cfg
+            .addressed_ifaces(node)
             .ok_or_else(|| anyhow!("unknown node {node:?}"))?;
         let priority = self
             .priorities
@@ -643,18 +667,13 @@ impl Vrrp {
             .ok_or_else(|| anyhow!("vrrp.priority has no entry for {node:?}"))?;
         let interface = match &self.interface {
             Some(i) => i.clone(),
-            None => n
-                .ifaces
+            None => ifaces
                 .iter()
-                .find(|i| i.address.is_some_and(|a| a.contains(&vip)))
-                .map(|i| i.name.clone())
+                .find(|(_, a)| a.contains(&vip))
+                .map(|(name, _)| name.to_string())
                 .ok_or_else(|| anyhow!("{node} has no interface on the subnet of VIP {vip}"))?,
         };
-        let own: Vec<Ipv4Addr> = n
-            .ifaces
-            .iter()
-            .filter_map(|i| i.address.map(|a| a.addr()))
-            .collect();
+        let own: Vec<Ipv4Addr> = ifaces.iter().map(|(_, a)| a.addr()).collect();
         Ok(crate::vrrp::VrrpConfig {
             instance: format!("vrid{}", self.vrid),
             interface,

@@ -17,6 +17,7 @@ mod addresses;
 mod bridges;
 mod lans;
 mod links;
+mod machines;
 mod names;
 mod nodes;
 mod service;
@@ -103,6 +104,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     out.append(links::check(cfg, &bridges, &mut ifnames));
     out.append(nodes::check(cfg, &bridges, &mut ifnames, &mut addrs));
     out.append(vxlan::check(cfg, &bridges, &mut ifnames));
+    out.append(machines::check(cfg, &mut addrs));
     out.append(service::check(cfg, &addrs));
     out.append(vrrp::check(cfg));
     out.into_vec()

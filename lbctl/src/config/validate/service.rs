@@ -41,9 +41,11 @@ pub fn check(cfg: &Config, addrs: &Addresses) -> Problems {
     out
 }
 
-/// The VIP is on a LAN and nobody's address; the balancers are balancer nodes.
+/// The VIP is on a LAN (a machine's subnet, for real hosts: see `machines`) and nobody's
+/// address; the balancers are balancer nodes or machines.
 fn placement(out: &mut Problems, cfg: &Config, s: &Service, addrs: &Addresses) {
-    if !cfg.lans.iter().any(|l| l.subnet.contains(&s.vip)) {
+    // A real-host config has no LANs: `machines` checks the VIP against the interfaces.
+    if !cfg.is_real_hosts() && !cfg.lans.iter().any(|l| l.subnet.contains(&s.vip)) {
         out.err("service.vip", format!("{} is in no LAN's subnet", s.vip));
     }
     if let Some(p) = addrs.owner(&s.vip) {
@@ -54,6 +56,7 @@ fn placement(out: &mut Problems, cfg: &Config, s: &Service, addrs: &Addresses) {
     }
     for (i, b) in s.balancers.iter().enumerate() {
         match cfg.node(b) {
+            None if cfg.machine(b).is_some() => {}
             Some(n) if n.role == Role::Balancer => {}
             Some(_) => out.err(
                 format!("service.balancers[{i}]"),
@@ -61,7 +64,7 @@ fn placement(out: &mut Problems, cfg: &Config, s: &Service, addrs: &Addresses) {
             ),
             None => out.err(
                 format!("service.balancers[{i}]"),
-                format!("unknown node {b:?}"),
+                format!("unknown node or machine {b:?}"),
             ),
         }
     }
@@ -248,7 +251,7 @@ mod tests {
             [
                 problem("service.vip", "192.168.9.9 is in no LAN's subnet"),
                 problem("service.balancers[0]", "\"serv1\" is not a balancer"),
-                problem("service.balancers[1]", "unknown node \"nobody\""),
+                problem("service.balancers[1]", "unknown node or machine \"nobody\""),
             ]
         );
         let msg = refused("vip = \"172.16.1.254\"", "vip = \"172.16.1.100\"");

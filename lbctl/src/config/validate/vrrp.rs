@@ -98,27 +98,28 @@ fn wire(out: &mut Problems, v: &Vrrp) {
 fn priorities(out: &mut Problems, cfg: &Config, v: &Vrrp, vip: Option<Ipv4Addr>) {
     let mut seen = HashSet::new();
     for (i, p) in v.priorities.iter().enumerate() {
-        match cfg.node(&p.node) {
-            Some(n) if n.role == Role::Balancer => {
-                let on_vip_subnet = vip.is_some_and(|vip| {
-                    n.ifaces
-                        .iter()
-                        .any(|f| f.address.is_some_and(|a| a.contains(&vip)))
-                });
-                if vip.is_some() && v.interface.is_none() && !on_vip_subnet {
-                    out.err(
-                        format!("vrrp.priority[{i}].node"),
-                        format!(
-                            "{:?} has no interface on the VIP's subnet (set vrrp.interface)",
-                            p.node
-                        ),
-                    );
-                }
-            }
-            _ => out.err(
+        let balancer = match cfg.node(&p.node) {
+            Some(n) => n.role == Role::Balancer,
+            None => cfg.machine(&p.node).is_some(),
+        };
+        if !balancer {
+            out.err(
                 format!("vrrp.priority[{i}].node"),
                 format!("{:?} is not a balancer", p.node),
-            ),
+            );
+        }
+        let on_vip_subnet = vip.is_some_and(|vip| {
+            let ifaces = cfg.addressed_ifaces(&p.node).unwrap_or_default();
+            ifaces.iter().any(|(_, a)| a.contains(&vip))
+        });
+        if balancer && vip.is_some() && v.interface.is_none() && !on_vip_subnet {
+            out.err(
+                format!("vrrp.priority[{i}].node"),
+                format!(
+                    "{:?} has no interface on the VIP's subnet (set vrrp.interface)",
+                    p.node
+                ),
+            );
         }
         if !seen.insert(p.node.as_str()) {
             out.err(
