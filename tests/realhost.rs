@@ -509,6 +509,13 @@ fn pair_of_agents_from_pair_toml() {
     assert_round_robin(&m, "through lb2");
 }
 
+/// pair.toml's `vrrp.preempt_delay_ms` (the default when it says nothing).
+fn preempt_delay() -> Duration {
+    let cfg = lbctl::config::Config::load(&common::repo_file(PAIR)).expect("pair.toml");
+    let ms = cfg.vrrp.map_or(0, |v| v.preempt_delay_ms);
+    Duration::from_millis(u64::from(ms))
+}
+
 /// lb1 runs our agent (unprivileged, priority 150), lb2 runs keepalived (priority 100) on
 /// the same VRID: they agree on one master (ours), keepalived takes over when our agent
 /// stops, and ours preempts it again when it comes back.
@@ -527,11 +534,12 @@ fn agent_with_a_keepalived_peer() {
     let ours = m.agent("lb1");
     let one_master_ours =
         |m: &Machines| m.vrrp_state("lb1") == "MASTER" && m.has_vip("lb1") && !m.has_vip("lb2");
-    m.wait(
-        "ours MASTER, keepalived without the VIP",
-        Duration::from_secs(12),
-        || one_master_ours(&m),
-    );
+    // Ours starts as BACKUP and, being the higher priority, preempts keepalived once its
+    // preempt_delay (counted from its start) has passed.
+    let limit = preempt_delay() + Duration::from_secs(5);
+    m.wait("ours MASTER, keepalived without the VIP", limit, || {
+        one_master_ours(&m)
+    });
     // They stay agreed: 3 s of adverts, never two holders.
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(3) {
@@ -548,9 +556,7 @@ fn agent_with_a_keepalived_peer() {
     eprintln!("keepalived held the VIP {took:?} after our agent stopped");
 
     m.agent("lb1");
-    let took = m.wait("ours preempts keepalived", Duration::from_secs(12), || {
-        one_master_ours(&m)
-    });
+    let took = m.wait("ours preempts keepalived", limit, || one_master_ours(&m));
     eprintln!("our restarted agent was the only master after {took:?}");
     // keepalived's own account: MASTER while ours was away, BACKUP again after.
     let log = m.keepalived.as_ref().unwrap().log();
