@@ -2,11 +2,12 @@
 //! node, each agent's `/stats`, who holds the VIP, faults with their undo entries, the
 //! client loops of an event, and waiting for things with a bound.
 
+use super::derive;
 use super::outage::{self, ClientLoop};
 use super::report::{Checkpoint, Event};
 use super::undo::{Action, FaultKey, Undo};
 use crate::agent::admin::Stats;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::fault;
 use crate::topo::inspect::{self, LabView};
 use crate::topo::netns;
@@ -24,6 +25,11 @@ pub struct Ctx {
     pub undo: Undo,
     pub period: Duration,
     pub deadline: Duration,
+    /// The scenario was named with `--scenario FILE` (its tree is then checked whatever
+    /// the lab's shape).
+    pub explicit_scenario: bool,
+    /// At most this many STP failure events (`--max-events`).
+    pub max_events: Option<usize>,
 }
 
 /// One page of the service as a client got it.
@@ -125,16 +131,16 @@ impl Ctx {
             .collect()
     }
 
-    /// The balancer that should be master when all is well (highest VRRP priority).
+    /// The balancer that should be master when all is well (highest VRRP priority, then
+    /// highest address).
     pub fn intended_master(&self) -> Option<String> {
-        let v = self.cfg.vrrp.as_ref()?;
-        self.balancers().into_iter().max_by_key(|b| {
-            v.priorities
-                .iter()
-                .find(|p| &p.node == b)
-                .map(|p| p.priority)
-                .unwrap_or(100)
-        })
+        self.cfg.vrrp.as_ref()?;
+        derive::vrrp_order(&self.cfg).into_iter().next()
+    }
+
+    /// The balancer that takes over when the intended master fails.
+    pub fn successor(&self) -> Option<String> {
+        derive::vrrp_order(&self.cfg).into_iter().nth(1)
     }
 
     /// Balancers holding the VIP (as an address on one of their interfaces).
@@ -179,12 +185,7 @@ impl Ctx {
     }
 
     pub fn users(&self) -> Vec<String> {
-        self.cfg
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::User)
-            .map(|n| n.name.clone())
-            .collect()
+        derive::users(&self.cfg)
     }
 
     pub fn switches(&self) -> Vec<String> {

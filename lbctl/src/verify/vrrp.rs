@@ -1,8 +1,9 @@
-//! Checkpoint 2: VRRP. The intended master (highest priority, bal1) is MASTER and the
-//! others BACKUP, exactly one balancer holds the VIP and it answers; the master's whole
-//! external bridge (vswout1) down makes the backup master while a client loop measures
-//! the outage from every user that still has a path; bridge back up, the master preempts.
-//! Then the master's agent is killed ([`super::agent_kill`]).
+//! Checkpoint 2: VRRP. The intended master (derive::vrrp_order: highest priority, then
+//! highest address) is MASTER and every other balancer BACKUP, exactly one balancer
+//! holds the VIP and it answers; the master's whole external bridge down makes the next
+//! balancer in VRRP order not on that bridge master while a client loop measures the
+//! outage from every user that still has a path; bridge back up, the master preempts.
+//! Then the master's agent is killed ([`super::agent_kill`]) and its successor takes over.
 
 use super::lab::{pages_text, record, settle, Ctx, Marks};
 use super::outage::BACK_WITHIN;
@@ -91,16 +92,19 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let master = ctx
         .intended_master()
         .context("the lab's config has no [vrrp]")?;
-    let backup = ctx
-        .balancers()
-        .into_iter()
-        .find(|b| *b != master)
+    let successor = ctx
+        .successor()
         .context("only one balancer: nothing to fail over to")?;
     steady(ctx, cp, "at rest").await?;
 
     let bridge = ctx
         .ext_bridge(&master)
         .context("the master has no interface in the VIP's subnet")?;
+    // Balancers on the master's bridge go down with it: the next one elsewhere takes over.
+    let backup = crate::verify::derive::vrrp_order(&ctx.cfg)
+        .into_iter()
+        .find(|b| ctx.ext_bridge(b).as_ref() != Some(&bridge))
+        .with_context(|| format!("every balancer is on {bridge}: nothing to fail over to"))?;
     let f = FaultKey::Bridge(bridge.clone());
     let name = f.fault().to_string();
     let users = ctx.users();
@@ -188,5 +192,5 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         takeover: (took.map(|d| d.as_millis() as u64), None),
     };
     record(cp, &name, loops, &marks, &paths, m);
-    super::agent_kill::run(ctx, cp, &master, &backup).await
+    super::agent_kill::run(ctx, cp, &master, &successor).await
 }
