@@ -564,20 +564,17 @@ mod tests {
         assert_eq!(vrrp_order(&cfg), ["lb3", "lb2", "lb1"]);
         let cuts = host_cuts(&cfg, &plan).unwrap();
         let hosts: Vec<&str> = cuts.iter().map(|c| c.host.as_str()).collect();
-        assert_eq!(hosts, ["vm3", "vm1", "vm2"], "the master's host first");
-        // vm1 has no server: cut from the tunnel, lb1 has nothing left.
-        assert!(expected_up(&cfg, "lb1", Some("vm1")).is_empty());
-        assert_eq!(expected_up(&cfg, "lb3", Some("vm3")), set(&["web3"]));
-        assert_eq!(
-            expected_up(&cfg, "lb2", Some("vm3")),
-            set(&["web1", "web2"])
-        );
+        assert_eq!(hosts, ["h3", "h1", "h2"], "the master's host first");
+        // h1 has no server: cut from the tunnel, lb1 has nothing left.
+        assert!(expected_up(&cfg, "lb1", Some("h1")).is_empty());
+        assert_eq!(expected_up(&cfg, "lb3", Some("h3")), set(&["web3"]));
+        assert_eq!(expected_up(&cfg, "lb2", Some("h3")), set(&["web1", "web2"]));
         assert_eq!(internal_nodes(&cfg).len(), 6);
         let t = counter_targets(&cfg, "lb3");
         assert_eq!(
             t[0],
             (
-                "vm1".to_string(),
+                "h1".to_string(),
                 Some(Traffic::Ping("lb1".into(), Ipv4Addr::new(10, 0, 0, 250)))
             )
         );
@@ -586,7 +583,7 @@ mod tests {
         assert!(text.contains("skipped by --max-events"), "{text}");
         // Only the scenario's bridge list (in the note) names the scenario.
         let own = text.replace("(swout1, swout2, vswout1, vswout2)", "");
-        for name in ["bal1", "bal2", "serv", "swout", "user"] {
+        for name in ["bal1", "bal2", "serv", "swout", "user", "vm"] {
             assert!(!own.contains(name), "{name} in {text}");
         }
     }
@@ -598,12 +595,12 @@ mod tests {
         )
         .unwrap()
         .replacen(
-            "[[link]]\na = \"vswout3\"\nb = \"swa\"",
-            "[[link]]\na = \"vswout3\"\nb = \"vswout1\"",
+            "[[link]]\na = \"xb3\"\nb = \"swa\"",
+            "[[link]]\na = \"xb3\"\nb = \"xb1\"",
             1,
         );
         let cfg = Config::from_toml(&text, "x.toml").unwrap();
         let why = host_cuts(&cfg, &Plan::new(&cfg)).unwrap_err();
-        assert!(why.contains("vm3 and vm1 are linked directly"), "{why}");
+        assert!(why.contains("h3 and h1 are linked directly"), "{why}");
     }
 }
