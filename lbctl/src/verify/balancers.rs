@@ -323,7 +323,9 @@ async fn failover_with_cut(
     user: &str,
     c: &HostCut,
 ) -> Result<()> {
-    let backup = ctx.successor().context("one balancer only")?;
+    let candidates = ctx.successors();
+    let first = candidates.first().cloned().context("one balancer only")?;
+    let who = candidates.join(" or ");
     let label = c.label();
     let bridge = ctx.ext_bridge(master).context("master's bridge")?;
     let f = FaultKey::Link(master.to_string(), bridge.clone());
@@ -331,13 +333,15 @@ async fn failover_with_cut(
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;
     // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
     // does not know); what matters is that the backup takes over.
-    let took = ctx.wait_takeover(&backup).await;
+    let took = ctx.wait_takeover(&candidates).await;
+    let backup = took.as_ref().map_or(first, |t| t.0.clone());
+    let took = took.map(|t| t.1);
     let mut rec = true;
     for (i, l) in loops.iter().enumerate() {
         rec &= l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
     }
     cp.check(
-        &format!("{} down: failover to {backup} with the {label}", f.fault()),
+        &format!("{} down: failover to {who} with the {label}", f.fault()),
         took.is_some() && rec,
         vec![
             match took {
@@ -345,7 +349,7 @@ async fn failover_with_cut(
                     "{backup} MASTER {} ms after the link went down",
                     d.as_millis()
                 ),
-                None => format!("{backup} not MASTER: {:?}", ctx.vrrp_states()),
+                None => format!("{who} not MASTER: {:?}", ctx.vrrp_states()),
             },
             format!("now: {:?}", ctx.vrrp_states()),
             if rec {

@@ -152,6 +152,26 @@ pub fn vrrp_order(cfg: &Config) -> Vec<String> {
     order
 }
 
+/// Who may take over when the balancers `out` fail: the rest with the highest priority.
+/// Several when they tie: a backup that hears an advert of its own priority stays backup
+/// (RFC 9568 §6.4.2), so the one whose Master_Down timer fires first wins, which no
+/// config decides; the address breaks the tie only between two masters.
+pub fn takeover_candidates(cfg: &Config, out: &[String]) -> Vec<String> {
+    let Some(v) = &cfg.vrrp else { return vec![] };
+    let prio = |b: &str| {
+        v.priorities
+            .iter()
+            .find(|p| p.node == b)
+            .map_or(100, |p| p.priority)
+    };
+    let rest: Vec<String> = vrrp_order(cfg)
+        .into_iter()
+        .filter(|b| !out.contains(b))
+        .collect();
+    let top = rest.first().map(|b| prio(b));
+    rest.into_iter().filter(|b| Some(prio(b)) == top).collect()
+}
+
 /// The host a node runs on.
 fn host_of(cfg: &Config, node: &str) -> Option<String> {
     cfg.node(node).and_then(|n| n.host.clone())
@@ -372,11 +392,11 @@ pub fn summary(
         },
     );
     let order = vrrp_order(cfg);
+    let master = order.first().cloned().unwrap_or_default();
     out.push(format!(
-        "2 VRRP: order {}; {} fails (bridge down, agent killed), {} takes over",
+        "2 VRRP: order {}; {master} fails (bridge down, agent killed), {} takes over",
         order.join(" > "),
-        order.first().map_or("-", |s| s.as_str()),
-        order.get(1).map_or("-", |s| s.as_str())
+        takeover_candidates(cfg, &[master.clone()]).join(" or ")
     ));
     for b in &order {
         out.push(format!(
@@ -502,6 +522,7 @@ mod tests {
         // Named explicitly, the scenario is checked whatever the lab's shape.
         assert_eq!(scenario_applies(&plan, &reference, true), Ok(()));
         assert_eq!(vrrp_order(&cfg), ["bal1", "bal2", "bal3", "bal4"]);
+        assert_eq!(takeover_candidates(&cfg, &["bal1".into()]), ["bal2"]);
         let cuts = host_cuts(&cfg, &plan).unwrap();
         let hosts: Vec<&str> = cuts.iter().map(|c| c.host.as_str()).collect();
         assert_eq!(hosts, ["vm1", "vm2", "vm3", "vm4"]);
@@ -560,8 +581,13 @@ mod tests {
         let ev = stp_events(&plan, None);
         assert_eq!(ev.run.len(), 9 + 6);
         assert!(names(&ev.run).contains(&"link swc - swa".to_string()));
-        // lb1 and lb2 tie on priority: the higher address (lb2) is next after lb3.
+        // lb1 and lb2 tie on priority: listed by address, either may take over.
         assert_eq!(vrrp_order(&cfg), ["lb3", "lb2", "lb1"]);
+        assert_eq!(takeover_candidates(&cfg, &["lb3".into()]), ["lb2", "lb1"]);
+        assert_eq!(
+            takeover_candidates(&cfg, &["lb3".into(), "lb2".into()]),
+            ["lb1"]
+        );
         let cuts = host_cuts(&cfg, &plan).unwrap();
         let hosts: Vec<&str> = cuts.iter().map(|c| c.host.as_str()).collect();
         assert_eq!(hosts, ["h3", "h1", "h2"], "the master's host first");
@@ -579,7 +605,8 @@ mod tests {
             )
         );
         let text = summary(&cfg, &Config::default_scenario(), false, Some(4)).join("\n");
-        assert!(text.contains("order lb3 > lb2 > lb1"), "{text}");
+        assert!(text.contains("order lb3 > lb2 > lb1; lb3 fails"), "{text}");
+        assert!(text.contains("lb2 or lb1 takes over"), "{text}");
         assert!(text.contains("skipped by --max-events"), "{text}");
         // Only the scenario's bridge list (in the note) names the scenario.
         let own = text.replace("(swout1, swout2, vswout1, vswout2)", "");

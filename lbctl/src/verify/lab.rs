@@ -138,9 +138,11 @@ impl Ctx {
         derive::vrrp_order(&self.cfg).into_iter().next()
     }
 
-    /// The balancer that takes over when the intended master fails.
-    pub fn successor(&self) -> Option<String> {
-        derive::vrrp_order(&self.cfg).into_iter().nth(1)
+    /// The balancers that may take over when the intended master fails (several when
+    /// their priorities tie).
+    pub fn successors(&self) -> Vec<String> {
+        let m: Vec<String> = self.intended_master().into_iter().collect();
+        derive::takeover_candidates(&self.cfg, &m)
     }
 
     /// Balancers holding the VIP (as an address on one of their interfaces).
@@ -280,16 +282,23 @@ impl Ctx {
         (1000 / self.period.as_millis().max(1) as usize).max(3)
     }
 
-    /// Master_Down_Interval plus margin: how long a failover may take.
-    /// Waits (up to the failover limit) until `backup` reports MASTER; how long it took.
-    pub async fn wait_takeover(&self, backup: &str) -> Option<Duration> {
-        wait_for(self.failover_limit(), || {
-            self.vrrp_states()
-                .iter()
-                .any(|(b, s)| b == backup && s == "MASTER")
+    /// Waits (up to the failover limit) until one of `candidates` reports MASTER; which
+    /// one and how long it took.
+    pub async fn wait_takeover(&self, candidates: &[String]) -> Option<(String, Duration)> {
+        let mut who = None;
+        let took = wait_for(self.failover_limit(), || {
+            who = self
+                .vrrp_states()
+                .into_iter()
+                .find(|(b, s)| candidates.contains(b) && s == "MASTER")
+                .map(|(b, _)| b);
+            who.is_some()
         })
-        .await
+        .await?;
+        Some((who?, took))
     }
+
+    /// Master_Down_Interval plus margin: how long a failover may take.
 
     pub fn failover_limit(&self) -> Duration {
         let adv = self

@@ -92,27 +92,36 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let master = ctx
         .intended_master()
         .context("the lab's config has no [vrrp]")?;
-    let successor = ctx
-        .successor()
-        .context("only one balancer: nothing to fail over to")?;
+    let successors = ctx.successors();
+    if successors.is_empty() {
+        anyhow::bail!("only one balancer: nothing to fail over to");
+    }
     steady(ctx, cp, "at rest").await?;
 
     let bridge = ctx
         .ext_bridge(&master)
         .context("the master has no interface in the VIP's subnet")?;
-    // Balancers on the master's bridge go down with it: the next one elsewhere takes over.
-    let backup = crate::verify::derive::vrrp_order(&ctx.cfg)
+    // Balancers on the master's bridge go down with it: the next ones elsewhere take over.
+    let gone: Vec<String> = ctx
+        .balancers()
         .into_iter()
-        .find(|b| ctx.ext_bridge(b).as_ref() != Some(&bridge))
-        .with_context(|| format!("every balancer is on {bridge}: nothing to fail over to"))?;
+        .filter(|b| ctx.ext_bridge(b).as_ref() == Some(&bridge))
+        .collect();
+    let candidates = crate::verify::derive::takeover_candidates(&ctx.cfg, &gone);
+    let Some(first) = candidates.first().cloned() else {
+        anyhow::bail!("every balancer is on {bridge}: nothing to fail over to");
+    };
+    let who = candidates.join(" or ");
     let f = FaultKey::Bridge(bridge.clone());
     let name = f.fault().to_string();
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;
-    let took = ctx.wait_takeover(&backup).await;
+    let took = ctx.wait_takeover(&candidates).await;
+    let backup = took.as_ref().map_or(first, |t| t.0.clone());
+    let took = took.map(|t| t.1);
     let holders = ctx.vip_holders().await?;
     cp.check(
-        &format!("{name} down: {backup} becomes MASTER and holds the VIP"),
+        &format!("{name} down: {who} becomes MASTER and holds the VIP"),
         took.is_some() && holders.contains(&backup),
         vec![
             match took {
@@ -121,7 +130,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
                     d.as_millis()
                 ),
                 None => format!(
-                    "{backup} not MASTER after {:?}: {}",
+                    "{who} not MASTER after {:?}: {}",
                     ctx.failover_limit(),
                     states_text(&ctx.vrrp_states())
                 ),
@@ -192,5 +201,5 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         takeover: (took.map(|d| d.as_millis() as u64), None),
     };
     record(cp, &name, loops, &marks, &paths, m);
-    super::agent_kill::run(ctx, cp, &master, &successor).await
+    super::agent_kill::run(ctx, cp, &master, &successors).await
 }
