@@ -283,19 +283,39 @@ impl Ctx {
     }
 
     /// Waits (up to the failover limit) until one of `candidates` reports MASTER; which
-    /// one and how long it took.
+    /// one and how long it took. Tied candidates may both become master for an advert
+    /// until the address decides: the one named is the candidate that is still the only
+    /// master one advert interval later.
     pub async fn wait_takeover(&self, candidates: &[String]) -> Option<(String, Duration)> {
-        let mut who = None;
-        let took = wait_for(self.failover_limit(), || {
-            who = self
-                .vrrp_states()
+        let masters = || -> Vec<String> {
+            self.vrrp_states()
                 .into_iter()
-                .find(|(b, s)| candidates.contains(b) && s == "MASTER")
-                .map(|(b, _)| b);
-            who.is_some()
-        })
-        .await?;
-        Some((who?, took))
+                .filter(|(b, s)| candidates.contains(b) && s == "MASTER")
+                .map(|(b, _)| b)
+                .collect()
+        };
+        let took = wait_for(self.failover_limit(), || !masters().is_empty()).await?;
+        if candidates.len() < 2 {
+            return Some((masters().pop()?, took));
+        }
+        let advert = Duration::from_millis(
+            self.cfg
+                .vrrp
+                .as_ref()
+                .map_or(1000, |v| u64::from(v.advert_int_ms))
+                + 200,
+        );
+        let t = Instant::now();
+        loop {
+            let now = masters();
+            tokio::time::sleep(advert).await;
+            if now.len() == 1 && masters() == now {
+                return Some((now[0].clone(), took));
+            }
+            if t.elapsed() > self.failover_limit() {
+                return now.first().map(|w| (w.clone(), took));
+            }
+        }
     }
 
     /// Master_Down_Interval plus margin: how long a failover may take.
