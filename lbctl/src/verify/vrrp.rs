@@ -87,6 +87,21 @@ pub(super) async fn steady(ctx: &Ctx, cp: &mut Checkpoint, label: &str) -> Resul
     Ok(ok1 && ok2 && ok3)
 }
 
+/// Who may take over when `bridge` goes down: balancers on it go down with it, the next
+/// ones elsewhere in VRRP order take over (never empty).
+fn takeover_from(ctx: &Ctx, bridge: &str) -> Result<Vec<String>> {
+    let gone: Vec<String> = ctx
+        .balancers()
+        .into_iter()
+        .filter(|b| ctx.ext_bridge(b).as_deref() == Some(bridge))
+        .collect();
+    let c = crate::verify::derive::takeover_candidates(&ctx.cfg, &gone);
+    if c.is_empty() {
+        anyhow::bail!("every balancer is on {bridge}: nothing to fail over to");
+    }
+    Ok(c)
+}
+
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.service()?;
     let master = ctx
@@ -101,16 +116,8 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let bridge = ctx
         .ext_bridge(&master)
         .context("the master has no interface in the VIP's subnet")?;
-    // Balancers on the master's bridge go down with it: the next ones elsewhere take over.
-    let gone: Vec<String> = ctx
-        .balancers()
-        .into_iter()
-        .filter(|b| ctx.ext_bridge(b).as_ref() == Some(&bridge))
-        .collect();
-    let candidates = crate::verify::derive::takeover_candidates(&ctx.cfg, &gone);
-    let Some(first) = candidates.first().cloned() else {
-        anyhow::bail!("every balancer is on {bridge}: nothing to fail over to");
-    };
+    let candidates = takeover_from(ctx, &bridge)?;
+    let first = candidates[0].clone();
     let who = candidates.join(" or ");
     let f = FaultKey::Bridge(bridge.clone());
     let name = f.fault().to_string();
