@@ -396,7 +396,7 @@ pub fn summary(
     out.push(format!(
         "2 VRRP: order {}; {master} fails (bridge down, agent killed), {} takes over",
         order.join(" > "),
-        takeover_candidates(cfg, &[master.clone()]).join(" or ")
+        takeover_candidates(cfg, std::slice::from_ref(&master)).join(" or ")
     ));
     for b in &order {
         out.push(format!(

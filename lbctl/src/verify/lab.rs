@@ -319,7 +319,6 @@ impl Ctx {
     }
 
     /// Master_Down_Interval plus margin: how long a failover may take.
-
     pub fn failover_limit(&self) -> Duration {
         let adv = self
             .cfg
