@@ -195,6 +195,113 @@ fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
     assert_at_rest(&lab);
 }
 
+/// Every step's name of a checkpoint.
+fn step_names(c: &Value) -> Vec<String> {
+    c["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A lab with none of the scenario's shape: four hosts (BPF VTEP), four switches, four
+/// balancers, six servers, four users (tests/configs/big.toml). Every checkpoint is
+/// derived from its config; `--max-events 2` keeps checkpoint 1 to the two lowest-priority
+/// bridges (the root and the next) so the run stays around two minutes.
+#[test]
+fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
+    require_root();
+    let lab = Lab::up(Some("tests/configs/big.toml"));
+    let t = Instant::now();
+    let (code, r) = verify(&lab, &["--max-events", "2"], &[]);
+    eprintln!(
+        "verify (4 hosts, --max-events 2) took {:.0} s",
+        t.elapsed().as_secs_f32()
+    );
+    let failed: Vec<String> = r["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(failures)
+        .collect();
+    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["data_path"], "ebpf");
+    assert_eq!(r["checkpoints"].as_array().unwrap().len(), 4);
+    // Checkpoint 1: the two bridges chosen, the other 18 events named as skipped, and no
+    // scenario tree (the lab is not the scenario's).
+    let c1 = checkpoint(&r, 1);
+    let plan = c1["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "failure events derived from the config: 2 of 20")
+        .unwrap_or_else(|| panic!("no plan step: {:?}", step_names(c1)));
+    let ev = plan["evidence"].to_string();
+    assert!(ev.contains("run: bridge swout1, bridge swout2"), "{ev}");
+    assert!(
+        ev.contains("skipped (--max-events): link swout1 - swout2"),
+        "{ev}"
+    );
+    assert!(ev.contains("scenario's tree not checked"), "{ev}");
+    let events = c1["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2 * 2 * 4, "2 faults, down and up, 4 users");
+    // Checkpoint 2: bal2 (next in VRRP order) takes over from bal1.
+    let c2 = step_names(checkpoint(&r, 2));
+    assert!(
+        c2.iter()
+            .any(|s| s == "bridge vswout1 down: bal2 becomes MASTER and holds the VIP"),
+        "{c2:?}"
+    );
+    // Checkpoint 3: every user through the VIP, every other balancer through its own
+    // address, and each of the four hosts cut from the tunnel in turn.
+    let c3 = step_names(checkpoint(&r, 3));
+    for u in ["user1", "user2", "user3", "user4"] {
+        assert!(
+            c3.iter()
+                .any(|s| s.starts_with(&format!("tunnel up: 12 requests from {u} to the VIP"))),
+            "{c3:?}"
+        );
+    }
+    for (b, a) in [
+        ("bal2", "172.16.1.251"),
+        ("bal3", "172.16.1.252"),
+        ("bal4", "172.16.1.253"),
+    ] {
+        assert!(
+            c3.iter()
+                .any(|s| s.contains(&format!("to {a}:8000 alternate"))
+                    && s.contains(&format!("through {b}"))),
+            "{c3:?}"
+        );
+    }
+    for h in ["vm1", "vm2", "vm3", "vm4"] {
+        let cut = format!(
+            "{h} cut from the tunnel: each balancer sees only the servers on its side of the cut"
+        );
+        assert!(c3.contains(&cut), "{c3:?}");
+    }
+    assert!(c3.iter().any(|s| s == "vm4 cut from the tunnel: 8 requests from user1 to the VIP alternate over serv1, serv2, serv3, serv4 through bal1 (10.0.0.250)"), "{c3:?}");
+    // Checkpoint 4: the counters of every other host.
+    let c4 = step_names(checkpoint(&r, 4));
+    for (s, h) in [("serv3", "vm2"), ("serv4", "vm3"), ("serv5", "vm4")] {
+        assert!(
+            c4.contains(&format!("VXLAN counters show the traffic to {s} on {h}")),
+            "{c4:?}"
+        );
+    }
+    assert!(r["undone"].as_array().unwrap().is_empty(), "{r:#}");
+    for sw in ["swout1", "swout2", "swout3", "swout4"] {
+        let o = lab.exec(sw, &["nft", "list", "tables"]);
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("lbctl_verify_cut"),
+            "tunnel cut left on {sw}"
+        );
+    }
+}
+
 /// The run's `--svg` parses as XML with one row per event, its `--html` embeds it, and
 /// `--from-json` on the saved report draws the same bytes (no lab needed).
 fn check_pictures(r: &Value, svg: &std::path::Path, html: &std::path::Path) {

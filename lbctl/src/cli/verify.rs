@@ -35,9 +35,17 @@ pub struct Args {
     /// Deadline of each request of the client loops.
     #[arg(long, default_value_t = 500)]
     timeout_ms: u64,
-    /// The scenario whose STP tree the lab must have (default: the built-in one).
+    /// The scenario whose STP tree the lab must have (default: the built-in one, checked
+    /// only on a lab with its STP bridges).
     #[arg(long)]
     scenario: Option<PathBuf>,
+    /// At most N of checkpoint 1's failure events: every STP bridge first (root first),
+    /// then links covering each bridge in turn; the report lists the ones left out.
+    #[arg(long, value_name = "N")]
+    max_events: Option<usize>,
+    /// Print what would be verified on this lab (derived from its config) and exit.
+    #[arg(long, conflicts_with_all = ["from_json", "json", "svg", "html"])]
+    plan: bool,
 }
 
 /// Prints the report (text, or JSON with `--json`) and writes the pictures asked for.
@@ -66,6 +74,16 @@ pub async fn run(a: Args) -> Result<()> {
         let r = verify::report::load(&text).with_context(|| format!("{}", path.display()))?;
         return output(&a, &r);
     }
+    if a.plan {
+        let (cfg, _) = a.lab.resolve()?;
+        let reference = a.scenario.as_deref().map(Config::load).transpose()?;
+        let explicit = reference.is_some();
+        let reference = reference.unwrap_or_else(Config::default_scenario);
+        for l in verify::derive::summary(&cfg, &reference, explicit, a.max_events) {
+            println!("{l}");
+        }
+        return Ok(());
+    }
     netns::require_root()?;
     let (cfg, _) = a.lab.resolve()?;
     cfg.require_lab("verify")?;
@@ -86,6 +104,7 @@ pub async fn run(a: Args) -> Result<()> {
         period: Duration::from_millis(a.period_ms),
         deadline: Duration::from_millis(a.timeout_ms),
         reference,
+        max_events: a.max_events,
     };
     let r = verify::run(cfg, opts).await?;
     output(&a, &r)?;

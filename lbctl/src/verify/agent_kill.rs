@@ -57,7 +57,14 @@ fn became_master(ctx: &Ctx, backup: &str) -> Option<f64> {
         .map(|e| e.at)
 }
 
-pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str, backup: &str) -> Result<()> {
+/// Kills `master`'s agent; one of `successors` (its VRRP successors, several when their
+/// priorities tie) must take over.
+pub async fn run(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    master: &str,
+    successors: &[String],
+) -> Result<()> {
     let name = format!("agent {master} killed");
     let Some(rec) = agent_record(ctx, master) else {
         cp.check(
@@ -83,17 +90,24 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str, backup: &str) -> 
     eprintln!("  {name}");
     let back = wait_back(ctx, master, rec.pid).await;
     restarted(ctx, cp, &name, master, t_kill, back);
-    let took = ctx.wait_takeover(backup).await;
+    let who = successors.join(" or ");
+    let took = ctx.wait_takeover(successors).await;
+    let backup = took
+        .as_ref()
+        .map(|t| t.0.clone())
+        .or_else(|| successors.first().cloned())
+        .unwrap_or_default();
+    let backup = backup.as_str();
     let takeover = became_master(ctx, backup).filter(|at| *at >= t_kill);
     cp.check(
-        &format!("{name}: {backup} becomes MASTER"),
+        &format!("{name}: {who} becomes MASTER"),
         took.is_some() && takeover.is_some(),
         vec![match takeover {
             Some(at) => format!(
                 "{backup} MASTER {} ms after the kill",
                 ((at - t_kill) * 1000.0) as u64
             ),
-            None => format!("{backup} did not take over"),
+            None => format!("{who} did not take over"),
         }],
     );
     one_holder(ctx, cp, &name).await?;

@@ -1,12 +1,16 @@
 //! Checkpoint 3: servers and balancers. Every balancer's health checks see every backend
-//! up; consecutive requests to the VIP alternate over all of them, each page showing the
-//! master's internal address. With the tunnel cut (an nftables drop of the VXLAN port on
-//! the switches between the hosts; see undo.rs) each balancer sees only the servers of
-//! its own host; requests through the master give only those; after a failover (the
-//! master's external link cut) every request is served by the other balancer's servers.
-//! Before the tunnel is cut, one backend is black-holed under the users' loops with no
-//! failed request allowed (silent.rs).
+//! up; consecutive requests to the VIP from every user alternate over all of them, each
+//! page showing the master's internal address, and so do requests to each other
+//! balancer's own address through it. Then each tunnel host in turn is cut from the
+//! tunnel (derive::host_cuts: an nftables drop, on the switches between the hosts, of the
+//! VXLAN packets to and from that host's VTEP; see undo.rs): each balancer sees only the
+//! servers on its side of the cut and the master rotates over those; with the master's
+//! host cut, the master's external link is cut too and every request is served by its
+//! successor's side. With two hosts, one cut is the whole partition. Before the cuts, one
+//! backend is black-holed under the users' loops with no failed request allowed
+//! (silent.rs).
 
+use super::derive::{self, HostCut};
 use super::lab::{pages_text, record, settle, wait_for, Ctx, Marks, Page};
 use super::outage::BACK_WITHIN;
 use super::report::{Checkpoint, Status};
@@ -15,35 +19,17 @@ use crate::config::Config;
 use crate::topo::state;
 use anyhow::{Context, Result};
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Backends (by name) a balancer should see up: all of them, or with the tunnel cut only
-/// those on the balancer's own host. Backends given by address are never expected to
-/// change with the tunnel.
-pub fn expected_up(cfg: &Config, bal: &str, tunnel: bool) -> BTreeSet<String> {
-    let host = cfg.node(bal).and_then(|n| n.host.clone());
-    let Some(svc) = &cfg.service else {
-        return BTreeSet::new();
-    };
-    svc.backends
-        .iter()
-        .filter(|b| {
-            tunnel
-                || match &b.node {
-                    Some(n) => cfg.node(n).and_then(|n| n.host.clone()) == host,
-                    None => true,
-                }
-        })
-        .map(|b| b.display_name())
-        .collect()
-}
+pub use super::derive::expected_up;
 
 /// What the balancers' health checks say; (every balancer as expected, evidence).
-fn health(ctx: &Ctx, tunnel: bool) -> (bool, Vec<String>) {
+fn health(ctx: &Ctx, cut: Option<&str>) -> (bool, Vec<String>) {
     let mut ok = true;
     let mut ev = Vec::new();
     for bal in ctx.balancers() {
-        let want = expected_up(&ctx.cfg, &bal, tunnel);
+        let want = expected_up(&ctx.cfg, &bal, cut);
         let Some(st) = ctx.stats(&bal) else {
             ok = false;
             ev.push(format!(
@@ -142,15 +128,34 @@ fn causes(ctx: &Ctx) -> Vec<String> {
 /// Round robin check: every page a 200 through `via`, consecutive pages from different
 /// servers, and exactly the servers `want`.
 pub fn rotation_ok(pages: &[Option<Page>], want: &BTreeSet<String>, via: &str) -> bool {
+    let alternates = want.len() < 2
+        || pages
+            .windows(2)
+            .all(|w| w[0].as_ref().map(|p| &p.server) != w[1].as_ref().map(|p| &p.server));
+    spread_ok(pages, want, via) && alternates
+}
+
+/// Every page a 200 through `via`, from exactly the servers `want` (in any order).
+pub fn spread_ok(pages: &[Option<Page>], want: &BTreeSet<String>, via: &str) -> bool {
     let ok: Vec<&Page> = pages.iter().flatten().filter(|p| p.status == 200).collect();
     if ok.len() != pages.len() || ok.iter().any(|p| p.via != via) {
         return false;
     }
     let got: BTreeSet<String> = ok.iter().map(|p| p.server.clone()).collect();
-    let alternates = want.len() < 2 || ok.windows(2).all(|w| w[0].server != w[1].server);
-    &got == want && alternates
+    &got == want
 }
 
+/// Where a rotation's requests go: the VIP (whoever is master) or a balancer's own
+/// external address (that balancer, master or not).
+enum Target {
+    Vip,
+    Own,
+    /// The VIP while the users' client loops run: their requests interleave with ours,
+    /// so consecutive pages need not alternate; four rounds must cover exactly `want`.
+    VipUnderLoad,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn rotation(
     ctx: &Ctx,
     cp: &mut Checkpoint,
@@ -158,17 +163,35 @@ fn rotation(
     user: &str,
     bal: &str,
     want: &BTreeSet<String>,
+    target: Target,
 ) -> Result<bool> {
     let via = ctx
         .internal_addr(bal)
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let n = (2 * want.len()).max(4);
-    let pages = ctx.pages(user, n)?;
-    let ok = rotation_ok(&pages, want, &via);
+    let rounds = if matches!(target, Target::VipUnderLoad) {
+        4
+    } else {
+        2
+    };
+    let n = (rounds * want.len()).max(4);
+    let (pages, to) = match target {
+        Target::Vip | Target::VipUnderLoad => (ctx.pages(user, n)?, "the VIP".to_string()),
+        Target::Own => {
+            let port = ctx.service()?.port;
+            let ip = derive::ext_addr(&ctx.cfg, bal).context("balancer's external address")?;
+            let addr = SocketAddr::from((ip, port));
+            let pages = (0..n).map(|_| ctx.get(user, addr)).collect();
+            (pages, addr.to_string())
+        }
+    };
+    let (ok, verb) = match target {
+        Target::VipUnderLoad => (spread_ok(&pages, want, &via), "spread"),
+        _ => (rotation_ok(&pages, want, &via), "alternate"),
+    };
     Ok(cp.check(
         &format!(
-            "{label}: {n} requests from {user} alternate over {} through {bal} ({via})",
+            "{label}: {n} requests from {user} to {to} {verb} over {} through {bal} ({via})",
             want.iter().cloned().collect::<Vec<_>>().join(", ")
         ),
         ok,
@@ -197,20 +220,40 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         return Ok(());
     }
     let master = ctx.intended_master().context("no [vrrp]")?;
-    let user = ctx.users().first().cloned().context("no user node")?;
-    let all = expected_up(&ctx.cfg, &master, true);
-    rotation(ctx, cp, "tunnel up", &user, &master, &all)?;
+    let users = ctx.users();
+    let user = users.first().cloned().context("no user node")?;
+    for u in &users {
+        let all = expected_up(&ctx.cfg, &master, None);
+        rotation(ctx, cp, "tunnel up", u, &master, &all, Target::Vip)?;
+    }
+    for b in derive::vrrp_order(&ctx.cfg).iter().skip(1) {
+        let all = expected_up(&ctx.cfg, b, None);
+        rotation(ctx, cp, "tunnel up", &user, b, &all, Target::Own)?;
+    }
     super::silent::run(ctx, cp, &master).await?;
-    let cut = cut_tunnel(ctx, cp, &master, &user).await?;
-    failover_with_cut(ctx, cp, &master, &user).await?;
-    restore_tunnel(ctx, cp, &cut).await
+    let cuts = match derive::host_cuts(&ctx.cfg, &ctx.plan) {
+        Ok(c) => c,
+        Err(why) => {
+            cp.check("hosts cut from the tunnel", false, vec![why]);
+            return Ok(());
+        }
+    };
+    let master_host = ctx.cfg.node(&master).and_then(|n| n.host.clone());
+    for c in &cuts {
+        let cut = cut_host(ctx, cp, c, &master, &user).await?;
+        if Some(&c.host) == master_host.as_ref() {
+            failover_with_cut(ctx, cp, &master, &user, c).await?;
+        }
+        restore_tunnel(ctx, cp, &cut, c).await?;
+    }
+    Ok(())
 }
 
 /// Every balancer sees every backend up (waiting for the health checks first).
 async fn all_up(ctx: &Ctx, cp: &mut Checkpoint) -> bool {
     let limit = health_limit(&ctx.cfg);
-    let _ = wait_for(limit, || health(ctx, true).0).await;
-    let (ok, mut ev) = health(ctx, true);
+    let _ = wait_for(limit, || health(ctx, None).0).await;
+    let (ok, mut ev) = health(ctx, None);
     // A server whose daemon is gone fails here even before the health checks notice.
     let dead = dead_servers(ctx);
     let ok = ok && dead.is_empty();
@@ -220,9 +263,16 @@ async fn all_up(ctx: &Ctx, cp: &mut Checkpoint) -> bool {
     cp.check("every balancer sees every backend UP", ok, ev)
 }
 
-/// Cuts the tunnel (its removal on the undo stack first), checks that each balancer then
-/// sees only its own host's servers and the master rotates over those. Returns the cut.
-async fn cut_tunnel(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) -> Result<Action> {
+/// Cuts host `c` from the tunnel (its removal on the undo stack first), checks that each
+/// balancer then sees only the servers on its side of the cut and the master rotates over
+/// those. Returns the cut's undo action.
+async fn cut_host(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    c: &HostCut,
+    master: &str,
+    user: &str,
+) -> Result<Action> {
     let limit = health_limit(&ctx.cfg);
     let port = ctx.cfg.vxlan.as_ref().map(|v| v.port).unwrap_or(4789);
     let switches = ctx.switches();
@@ -231,18 +281,22 @@ async fn cut_tunnel(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) ->
     };
     ctx.undo.push(cut.clone());
     for s in &switches {
-        undo::add_cut(&ctx.plan.netns(s), port)?;
+        undo::add_cut(&ctx.plan.netns(s), port, c.vtep)?;
     }
+    let label = c.label();
     eprintln!(
-        "  tunnel cut (UDP {port} dropped on {})",
+        "  {label} (UDP {port} to and from {} dropped on {})",
+        c.vtep,
         switches.join(", ")
     );
-    let took = wait_for(limit, || health(ctx, false).0).await;
-    let (ok, mut ev) = health(ctx, false);
+    let took = wait_for(limit, || health(ctx, Some(&c.host)).0).await;
+    let (ok, mut ev) = health(ctx, Some(&c.host));
     ev.insert(
         0,
         format!(
-            "tunnel cut: UDP {port} dropped on {} (nftables, bridge family); health checks {}",
+            "{label}: UDP {port} to and from {} ({}) dropped on {} (nftables, bridge family); health checks {}",
+            c.vtep,
+            c.host,
             switches.join(", "),
             match took {
                 Some(d) => format!("settled in {:.1} s", d.as_secs_f32()),
@@ -251,39 +305,43 @@ async fn cut_tunnel(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) ->
         ),
     );
     cp.check(
-        "tunnel cut: each balancer sees only the servers of its own host",
+        &format!("{label}: each balancer sees only the servers on its side of the cut"),
         ok,
         ev,
     );
-    let own = expected_up(&ctx.cfg, master, false);
-    rotation(ctx, cp, "tunnel cut", user, master, &own)?;
+    let own = expected_up(&ctx.cfg, master, Some(&c.host));
+    rotation(ctx, cp, &label, user, master, &own, Target::Vip)?;
     Ok(cut)
 }
 
 /// With the tunnel still cut, the master's external link down: the backup takes over and
 /// serves with its own servers; link back: the master again. Records the events.
-async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &str) -> Result<()> {
-    let backup = ctx
-        .balancers()
-        .into_iter()
-        .find(|b| b != master)
-        .context("one balancer only")?;
+async fn failover_with_cut(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    master: &str,
+    user: &str,
+    c: &HostCut,
+) -> Result<()> {
+    let candidates = ctx.successors();
+    let first = candidates.first().cloned().context("one balancer only")?;
+    let who = candidates.join(" or ");
+    let label = c.label();
     let bridge = ctx.ext_bridge(master).context("master's bridge")?;
     let f = FaultKey::Link(master.to_string(), bridge.clone());
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;
     // The cut-off master may report FAULT (its interface has no carrier) or MASTER (it
     // does not know); what matters is that the backup takes over.
-    let took = ctx.wait_takeover(&backup).await;
+    let took = ctx.wait_takeover(&candidates).await;
+    let backup = took.as_ref().map_or(first, |t| t.0.clone());
+    let took = took.map(|t| t.1);
     let mut rec = true;
     for (i, l) in loops.iter().enumerate() {
         rec &= l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
     }
     cp.check(
-        &format!(
-            "{} down: failover to {backup} with the tunnel cut",
-            f.fault()
-        ),
+        &format!("{} down: failover to {who} with the {label}", f.fault()),
         took.is_some() && rec,
         vec![
             match took {
@@ -291,7 +349,7 @@ async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &
                     "{backup} MASTER {} ms after the link went down",
                     d.as_millis()
                 ),
-                None => format!("{backup} not MASTER: {:?}", ctx.vrrp_states()),
+                None => format!("{who} not MASTER: {:?}", ctx.vrrp_states()),
             },
             format!("now: {:?}", ctx.vrrp_states()),
             if rec {
@@ -301,14 +359,15 @@ async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &
             },
         ],
     );
-    let backup_own = expected_up(&ctx.cfg, &backup, false);
+    let backup_own = expected_up(&ctx.cfg, &backup, Some(&c.host));
     rotation(
         ctx,
         cp,
-        "tunnel cut, after the failover",
+        &format!("{label}, after the failover"),
         user,
         &backup,
         &backup_own,
+        Target::VipUnderLoad,
     )?;
     let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
     ctx.repair(&f).await?;
@@ -333,7 +392,7 @@ async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &
     };
     record(
         cp,
-        &format!("{} (tunnel cut)", f.fault()),
+        &format!("{} ({label})", f.fault()),
         loops,
         &marks,
         &paths,
@@ -343,22 +402,23 @@ async fn failover_with_cut(ctx: &Ctx, cp: &mut Checkpoint, master: &str, user: &
 }
 
 /// Removes the cut (reporting its drop counters) and checks every backend comes back.
-async fn restore_tunnel(ctx: &Ctx, cp: &mut Checkpoint, cut: &Action) -> Result<()> {
+async fn restore_tunnel(ctx: &Ctx, cp: &mut Checkpoint, cut: &Action, c: &HostCut) -> Result<()> {
     let limit = health_limit(&ctx.cfg);
     let drops: Vec<String> = ctx
         .switches()
         .iter()
         .map(|s| {
             format!(
-                "{s} dropped {} VXLAN packets",
-                undo::cut_drops(&ctx.plan.netns(s)).unwrap_or(0)
+                "{s} dropped {} VXLAN packets of {}",
+                undo::cut_drops(&ctx.plan.netns(s)).unwrap_or(0),
+                c.host
             )
         })
         .collect();
     undo::run(&ctx.plan, cut).await?;
     ctx.undo.done(cut);
-    let took = wait_for(limit, || health(ctx, true).0).await;
-    let (ok, mut ev) = health(ctx, true);
+    let took = wait_for(limit, || health(ctx, None).0).await;
+    let (ok, mut ev) = health(ctx, None);
     if !ok {
         ev.extend(causes(ctx));
     }
@@ -373,7 +433,10 @@ async fn restore_tunnel(ctx: &Ctx, cp: &mut Checkpoint, cut: &Action) -> Result<
         );
     }
     cp.check(
-        "tunnel restored: every balancer sees every backend UP",
+        &format!(
+            "{} restored: every balancer sees every backend UP",
+            c.label()
+        ),
         ok,
         ev,
     );
@@ -397,11 +460,19 @@ mod tests {
         let cfg = Config::default_scenario();
         let names = |v: BTreeSet<String>| v.into_iter().collect::<Vec<_>>();
         assert_eq!(
-            names(expected_up(&cfg, "bal1", true)),
+            names(expected_up(&cfg, "bal1", None)),
             ["serv1", "serv2", "serv3"]
         );
-        assert_eq!(names(expected_up(&cfg, "bal1", false)), ["serv1", "serv2"]);
-        assert_eq!(names(expected_up(&cfg, "bal2", false)), ["serv3"]);
+        assert_eq!(
+            names(expected_up(&cfg, "bal1", Some("vm1"))),
+            ["serv1", "serv2"]
+        );
+        assert_eq!(names(expected_up(&cfg, "bal2", Some("vm1"))), ["serv3"]);
+        // Cutting the other host is the same partition.
+        assert_eq!(
+            names(expected_up(&cfg, "bal1", Some("vm2"))),
+            ["serv1", "serv2"]
+        );
     }
 
     #[test]
@@ -437,6 +508,14 @@ mod tests {
             &want,
             v
         ));
+        // Under load: any order, but exactly the servers wanted.
+        assert!(spread_ok(
+            &[p("serv1", v), p("serv1", v), p("serv2", v)],
+            &want,
+            v
+        ));
+        assert!(!spread_ok(&[p("serv1", v), p("serv1", v)], &want, v));
+        assert!(!spread_ok(&[p("serv1", v), None, p("serv2", v)], &want, v));
         // One server only: the same one every time is right.
         let one: BTreeSet<String> = ["serv3".to_string()].into();
         assert!(rotation_ok(&[p("serv3", v), p("serv3", v)], &one, v));

@@ -2,11 +2,12 @@
 //! node, each agent's `/stats`, who holds the VIP, faults with their undo entries, the
 //! client loops of an event, and waiting for things with a bound.
 
+use super::derive;
 use super::outage::{self, ClientLoop};
 use super::report::{Checkpoint, Event};
 use super::undo::{Action, FaultKey, Undo};
 use crate::agent::admin::Stats;
-use crate::config::{Config, Role};
+use crate::config::Config;
 use crate::fault;
 use crate::topo::inspect::{self, LabView};
 use crate::topo::netns;
@@ -24,6 +25,11 @@ pub struct Ctx {
     pub undo: Undo,
     pub period: Duration,
     pub deadline: Duration,
+    /// The scenario was named with `--scenario FILE` (its tree is then checked whatever
+    /// the lab's shape).
+    pub explicit_scenario: bool,
+    /// At most this many STP failure events (`--max-events`).
+    pub max_events: Option<usize>,
 }
 
 /// One page of the service as a client got it.
@@ -125,16 +131,18 @@ impl Ctx {
             .collect()
     }
 
-    /// The balancer that should be master when all is well (highest VRRP priority).
+    /// The balancer that should be master when all is well (highest VRRP priority, then
+    /// highest address).
     pub fn intended_master(&self) -> Option<String> {
-        let v = self.cfg.vrrp.as_ref()?;
-        self.balancers().into_iter().max_by_key(|b| {
-            v.priorities
-                .iter()
-                .find(|p| &p.node == b)
-                .map(|p| p.priority)
-                .unwrap_or(100)
-        })
+        self.cfg.vrrp.as_ref()?;
+        derive::vrrp_order(&self.cfg).into_iter().next()
+    }
+
+    /// The balancers that may take over when the intended master fails (several when
+    /// their priorities tie).
+    pub fn successors(&self) -> Vec<String> {
+        let m: Vec<String> = self.intended_master().into_iter().collect();
+        derive::takeover_candidates(&self.cfg, &m)
     }
 
     /// Balancers holding the VIP (as an address on one of their interfaces).
@@ -179,12 +187,7 @@ impl Ctx {
     }
 
     pub fn users(&self) -> Vec<String> {
-        self.cfg
-            .nodes
-            .iter()
-            .filter(|n| n.role == Role::User)
-            .map(|n| n.name.clone())
-            .collect()
+        derive::users(&self.cfg)
     }
 
     pub fn switches(&self) -> Vec<String> {
@@ -279,17 +282,43 @@ impl Ctx {
         (1000 / self.period.as_millis().max(1) as usize).max(3)
     }
 
-    /// Master_Down_Interval plus margin: how long a failover may take.
-    /// Waits (up to the failover limit) until `backup` reports MASTER; how long it took.
-    pub async fn wait_takeover(&self, backup: &str) -> Option<Duration> {
-        wait_for(self.failover_limit(), || {
+    /// Waits (up to the failover limit) until one of `candidates` reports MASTER; which
+    /// one and how long it took. Tied candidates may both become master for an advert
+    /// until the address decides: the one named is the candidate that is still the only
+    /// master one advert interval later.
+    pub async fn wait_takeover(&self, candidates: &[String]) -> Option<(String, Duration)> {
+        let masters = || -> Vec<String> {
             self.vrrp_states()
-                .iter()
-                .any(|(b, s)| b == backup && s == "MASTER")
-        })
-        .await
+                .into_iter()
+                .filter(|(b, s)| candidates.contains(b) && s == "MASTER")
+                .map(|(b, _)| b)
+                .collect()
+        };
+        let took = wait_for(self.failover_limit(), || !masters().is_empty()).await?;
+        if candidates.len() < 2 {
+            return Some((masters().pop()?, took));
+        }
+        let advert = Duration::from_millis(
+            self.cfg
+                .vrrp
+                .as_ref()
+                .map_or(1000, |v| u64::from(v.advert_int_ms))
+                + 200,
+        );
+        let t = Instant::now();
+        loop {
+            let now = masters();
+            tokio::time::sleep(advert).await;
+            if now.len() == 1 && masters() == now {
+                return Some((now[0].clone(), took));
+            }
+            if t.elapsed() > self.failover_limit() {
+                return now.first().map(|w| (w.clone(), took));
+            }
+        }
     }
 
+    /// Master_Down_Interval plus margin: how long a failover may take.
     pub fn failover_limit(&self) -> Duration {
         let adv = self
             .cfg

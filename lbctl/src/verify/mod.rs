@@ -9,6 +9,7 @@
 
 mod agent_kill;
 mod balancers;
+pub mod derive;
 pub mod draw;
 mod lab;
 mod outage;
@@ -36,8 +37,11 @@ pub struct Options {
     pub only: Vec<u8>,
     pub period: Duration,
     pub deadline: Duration,
-    /// The scenario the STP tree must match (default: the built-in one).
+    /// The scenario the STP tree must match (default: the built-in one, checked only on
+    /// a lab with the scenario's STP bridges).
     pub reference: Option<Config>,
+    /// At most this many of checkpoint 1's failure events (derive::stp_events).
+    pub max_events: Option<usize>,
 }
 
 async fn checkpoint(ctx: &Ctx, n: u8) -> Checkpoint {
@@ -85,6 +89,7 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
         Some(VxlanMode::Ebpf) => "ebpf",
         None => "none",
     };
+    let explicit_scenario = opts.reference.is_some();
     let reference = match opts.reference {
         Some(r) => r,
         None => Config::default_scenario(),
@@ -95,6 +100,8 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
         undo: undo::Undo::default(),
         period: opts.period,
         deadline: opts.deadline,
+        explicit_scenario,
+        max_events: opts.max_events,
         cfg,
     });
     let mut report = Report {

@@ -17,11 +17,19 @@ use std::time::Duration;
 const HOLD: Duration = Duration::from_secs(4);
 
 /// The backend to silence: the first one of `master`'s own host that is a lab node
-/// (reached over the bridge, not the tunnel), and the bridge its port is on.
+/// (reached over the bridge, not the tunnel), else the first lab node it balances over,
+/// and the bridge its port is on.
 fn victim(ctx: &Ctx, master: &str) -> Option<(String, String)> {
-    let name = expected_up(&ctx.cfg, master, false)
+    let host = ctx.cfg.node(master).and_then(|n| n.host.clone());
+    let nodes: Vec<String> = expected_up(&ctx.cfg, master, None)
         .into_iter()
-        .find(|n| ctx.cfg.node(n).is_some())?;
+        .filter(|n| ctx.cfg.node(n).is_some())
+        .collect();
+    let name = nodes
+        .iter()
+        .find(|n| ctx.cfg.node(n).and_then(|n| n.host.clone()) == host)
+        .or(nodes.first())?
+        .clone();
     let bridge = ctx.cfg.node(&name)?.ifaces.first()?.bridge.clone();
     Some((name, bridge))
 }
@@ -29,7 +37,7 @@ fn victim(ctx: &Ctx, master: &str) -> Option<(String, String)> {
 /// Black-holes one backend under the users' loops, checks the master takes it out, then
 /// removes the black hole and checks it comes back; 0 failed requests required.
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint, master: &str) -> Result<()> {
-    let (node, bridge) = victim(ctx, master).context("no backend node on the master's host")?;
+    let (node, bridge) = victim(ctx, master).context("no backend node to black-hole")?;
     let f = FaultKey::Blackhole(node.clone(), bridge.clone());
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;

@@ -55,18 +55,20 @@ impl std::fmt::Display for Action {
 /// The nftables table verify adds to cut the tunnel.
 pub const CUT_TABLE: &str = "lbctl_verify_cut";
 
-/// The ruleset that drops VXLAN (UDP `port`) frames bridged through a switch. In the
-/// bridge family, on the switches between the hosts: it cuts the tunnel whatever
-/// implements it in the hosts (kernel vxlan device or BPF), and touches nothing else.
-pub fn cut_ruleset(port: u16) -> String {
+/// The ruleset that drops VXLAN (UDP `port`) packets to and from one host's VTEP address
+/// `vtep` bridged through a switch: that host is cut from the tunnel, the other hosts
+/// still reach each other. In the bridge family, on the switches between the hosts: it
+/// cuts the tunnel whatever implements it in the hosts (kernel vxlan device or BPF), and
+/// touches nothing else.
+pub fn cut_ruleset(port: u16, vtep: std::net::Ipv4Addr) -> String {
     format!(
-        "table bridge {CUT_TABLE} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n    udp dport {port} counter drop\n  }}\n}}\n"
+        "table bridge {CUT_TABLE} {{\n  chain cut {{\n    type filter hook forward priority 0; policy accept;\n    ip saddr {vtep} udp dport {port} counter drop\n    ip daddr {vtep} udp dport {port} counter drop\n  }}\n}}\n"
     )
 }
 
-/// Adds the cut in one node.
-pub fn add_cut(ns: &str, port: u16) -> Result<()> {
-    nft(ns, &["-f", "-"], Some(&cut_ruleset(port))).map(|_| ())
+/// Adds the cut of `vtep` in one node.
+pub fn add_cut(ns: &str, port: u16, vtep: std::net::Ipv4Addr) -> Result<()> {
+    nft(ns, &["-f", "-"], Some(&cut_ruleset(port, vtep))).map(|_| ())
 }
 
 /// Removes the cut from one node (absent is fine).
@@ -78,14 +80,20 @@ pub fn remove_cut(ns: &str) -> Result<()> {
     Ok(())
 }
 
-/// Packets the cut dropped in one node (its rule's counter).
+/// Packets the cut dropped in one node (the sum of its rules' counters).
 pub fn cut_drops(ns: &str) -> Result<u64> {
     let t = nft(ns, &["list", "table", "bridge", CUT_TABLE], None)?;
-    Ok(t.split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0))
+    Ok(drops_in(&t))
+}
+
+/// The sum of every "packets N" counter in an nft listing.
+fn drops_in(listing: &str) -> u64 {
+    let words: Vec<&str> = listing.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "packets")
+        .filter_map(|w| w[1].parse::<u64>().ok())
+        .sum()
 }
 
 /// Runs one repair.
@@ -190,9 +198,23 @@ mod tests {
 
     #[test]
     fn ruleset_drops_the_tunnel_port_in_the_bridge_family() {
-        let r = cut_ruleset(4789);
+        let r = cut_ruleset(4789, [172, 16, 1, 152].into());
         assert!(r.starts_with("table bridge lbctl_verify_cut"), "{r}");
         assert!(r.contains("hook forward"), "{r}");
-        assert!(r.contains("udp dport 4789 counter drop"), "{r}");
+        assert!(
+            r.contains("ip saddr 172.16.1.152 udp dport 4789 counter drop"),
+            "{r}"
+        );
+        assert!(
+            r.contains("ip daddr 172.16.1.152 udp dport 4789 counter drop"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn drops_are_summed_over_the_rules() {
+        let listing = "table bridge lbctl_verify_cut {\n chain cut {\n ip saddr 1.2.3.4 udp dport 4789 counter packets 7 bytes 700 drop\n ip daddr 1.2.3.4 udp dport 4789 counter packets 5 bytes 500 drop\n }\n}";
+        assert_eq!(drops_in(listing), 12);
+        assert_eq!(drops_in("table bridge x {}"), 0);
     }
 }

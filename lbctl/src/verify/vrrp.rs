@@ -1,8 +1,9 @@
-//! Checkpoint 2: VRRP. The intended master (highest priority, bal1) is MASTER and the
-//! others BACKUP, exactly one balancer holds the VIP and it answers; the master's whole
-//! external bridge (vswout1) down makes the backup master while a client loop measures
-//! the outage from every user that still has a path; bridge back up, the master preempts.
-//! Then the master's agent is killed ([`super::agent_kill`]).
+//! Checkpoint 2: VRRP. The intended master (derive::vrrp_order: highest priority, then
+//! highest address) is MASTER and every other balancer BACKUP, exactly one balancer
+//! holds the VIP and it answers; the master's whole external bridge down makes the next
+//! balancer in VRRP order not on that bridge master while a client loop measures the
+//! outage from every user that still has a path; bridge back up, the master preempts.
+//! Then the master's agent is killed ([`super::agent_kill`]) and its successor takes over.
 
 use super::lab::{pages_text, record, settle, Ctx, Marks};
 use super::outage::BACK_WITHIN;
@@ -86,29 +87,48 @@ pub(super) async fn steady(ctx: &Ctx, cp: &mut Checkpoint, label: &str) -> Resul
     Ok(ok1 && ok2 && ok3)
 }
 
+/// Who may take over when `bridge` goes down: balancers on it go down with it, the next
+/// ones elsewhere in VRRP order take over (never empty).
+fn takeover_from(ctx: &Ctx, bridge: &str) -> Result<Vec<String>> {
+    let gone: Vec<String> = ctx
+        .balancers()
+        .into_iter()
+        .filter(|b| ctx.ext_bridge(b).as_deref() == Some(bridge))
+        .collect();
+    let c = crate::verify::derive::takeover_candidates(&ctx.cfg, &gone);
+    if c.is_empty() {
+        anyhow::bail!("every balancer is on {bridge}: nothing to fail over to");
+    }
+    Ok(c)
+}
+
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.service()?;
     let master = ctx
         .intended_master()
         .context("the lab's config has no [vrrp]")?;
-    let backup = ctx
-        .balancers()
-        .into_iter()
-        .find(|b| *b != master)
-        .context("only one balancer: nothing to fail over to")?;
+    let successors = ctx.successors();
+    if successors.is_empty() {
+        anyhow::bail!("only one balancer: nothing to fail over to");
+    }
     steady(ctx, cp, "at rest").await?;
 
     let bridge = ctx
         .ext_bridge(&master)
         .context("the master has no interface in the VIP's subnet")?;
+    let candidates = takeover_from(ctx, &bridge)?;
+    let first = candidates[0].clone();
+    let who = candidates.join(" or ");
     let f = FaultKey::Bridge(bridge.clone());
     let name = f.fault().to_string();
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, &f).await?;
-    let took = ctx.wait_takeover(&backup).await;
+    let took = ctx.wait_takeover(&candidates).await;
+    let backup = took.as_ref().map_or(first, |t| t.0.clone());
+    let took = took.map(|t| t.1);
     let holders = ctx.vip_holders().await?;
     cp.check(
-        &format!("{name} down: {backup} becomes MASTER and holds the VIP"),
+        &format!("{name} down: {who} becomes MASTER and holds the VIP"),
         took.is_some() && holders.contains(&backup),
         vec![
             match took {
@@ -117,7 +137,7 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
                     d.as_millis()
                 ),
                 None => format!(
-                    "{backup} not MASTER after {:?}: {}",
+                    "{who} not MASTER after {:?}: {}",
                     ctx.failover_limit(),
                     states_text(&ctx.vrrp_states())
                 ),
@@ -188,5 +208,5 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         takeover: (took.map(|d| d.as_millis() as u64), None),
     };
     record(cp, &name, loops, &marks, &paths, m);
-    super::agent_kill::run(ctx, cp, &master, &backup).await
+    super::agent_kill::run(ctx, cp, &master, &successors).await
 }

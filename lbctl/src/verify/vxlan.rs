@@ -1,11 +1,12 @@
 //! Checkpoint 4: VXLAN. The tunnel's endpoints are in place, every internal address
 //! reaches every other (ICMP, from each internal node), the master spreads requests over
 //! every server, and the tunnel's counters grow with traffic from the master to a server
-//! on the other host. Counters come from the kernel vxlan device (`vxlan.mode = "kernel"`)
+//! on every other host (derive.rs). Counters come from the kernel vxlan device (`vxlan.mode = "kernel"`)
 //! or from the BPF data path's pinned `VX_STATS` map (`"ebpf"`, see `bpf_counters`). A
 //! counter that cannot be read fails the check: the traffic was then never proven.
 
 use super::balancers::{expected_up, health_limit, rotation_ok};
+use super::derive::{self, Traffic};
 use super::lab::{pages_text, wait_for, Ctx};
 use super::report::{Checkpoint, Status};
 use crate::config::{Vxlan, VxlanMode};
@@ -16,7 +17,7 @@ use crate::topo::nl;
 use crate::topo::state;
 use anyhow::{Context, Result};
 use rtnetlink::packet_route::link::LinkAttribute;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -69,42 +70,6 @@ pub fn bpf_counters(lab: &str, host: &str) -> Result<Option<Counters>, String> {
         .map_err(|e| format!("{e:#}"))
 }
 
-/// Internal nodes and their addresses: every node with an address on the tunnel's LAN.
-fn internal_nodes(ctx: &Ctx) -> Vec<(String, Ipv4Addr)> {
-    let lan = ctx
-        .cfg
-        .vxlan
-        .as_ref()
-        .and_then(|v| v.endpoints.first())
-        .and_then(|e| ctx.cfg.bridge(&e.bridge))
-        .map(|(_, b)| b.lan.clone())
-        .or_else(|| {
-            // Without a tunnel: the LAN of the balancers' internal legs.
-            let m = ctx.intended_master()?;
-            let a = ctx.internal_addr(&m)?;
-            ctx.cfg
-                .lans
-                .iter()
-                .find(|l| l.subnet.contains(&a))
-                .map(|l| l.name.clone())
-        });
-    let Some(lan) = lan else { return vec![] };
-    let mut out = Vec::new();
-    for n in &ctx.cfg.nodes {
-        for i in &n.ifaces {
-            let on_lan = ctx
-                .cfg
-                .bridge(&i.bridge)
-                .map(|(_, b)| b.lan == lan)
-                .unwrap_or(false);
-            if let (true, Some(a)) = (on_lan, i.address) {
-                out.push((n.name.clone(), a.addr()));
-            }
-        }
-    }
-    out
-}
-
 /// One ping (1 s deadline) from inside a namespace; true if answered.
 fn ping(ns: &str, to: Ipv4Addr) -> Result<std::process::Child> {
     let mut cmd = Command::new("ping");
@@ -116,8 +81,11 @@ fn ping(ns: &str, to: Ipv4Addr) -> Result<std::process::Child> {
         .context("running ping (scripts/bootstrap.sh installs iputils-ping)")
 }
 
+/// Pings run in parallel, per batch.
+const PINGS_AT_ONCE: usize = 64;
+
 async fn reachability(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
-    let nodes = internal_nodes(ctx);
+    let nodes = derive::internal_nodes(&ctx.cfg);
     let host_of = |n: &str| ctx.cfg.node(n).and_then(|n| n.host.clone());
     let mut pairs: Vec<(String, String, Ipv4Addr)> = Vec::new();
     for (a, _) in &nodes {
@@ -131,17 +99,20 @@ async fn reachability(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     // for ARP).
     let mut failing = pairs.clone();
     for _ in 0..3 {
-        let mut children = Vec::new();
-        for (a, b, addr) in &failing {
-            children.push((
-                (a.clone(), b.clone(), *addr),
-                ping(&ctx.plan.netns(a), *addr)?,
-            ));
-        }
         let mut still = Vec::new();
-        for (p, mut c) in children {
-            if !c.wait().map(|s| s.success()).unwrap_or(false) {
-                still.push(p);
+        // At most PINGS_AT_ONCE pings at a time: a big lab has thousands of pairs.
+        for batch in failing.chunks(PINGS_AT_ONCE) {
+            let mut children = Vec::new();
+            for (a, b, addr) in batch {
+                children.push((
+                    (a.clone(), b.clone(), *addr),
+                    ping(&ctx.plan.netns(a), *addr)?,
+                ));
+            }
+            for (p, mut c) in children {
+                if !c.wait().map(|s| s.success()).unwrap_or(false) {
+                    still.push(p);
+                }
             }
         }
         failing = still;
@@ -249,7 +220,7 @@ async fn endpoints(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<()> {
 async fn spread(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     let master = ctx.intended_master().context("no [vrrp]")?;
     let user = ctx.users().first().cloned().context("no user node")?;
-    let all = expected_up(&ctx.cfg, &master, true);
+    let all = expected_up(&ctx.cfg, &master, None);
     let via = ctx
         .internal_addr(&master)
         .map(|a| a.to_string())
@@ -286,37 +257,22 @@ async fn spread(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     Ok(())
 }
 
-/// A server on another host than `master`: (node, host, address of its web server).
-fn remote_server(ctx: &Ctx, master: &str) -> Option<(String, String, SocketAddr)> {
-    let mhost = ctx.cfg.node(master).and_then(|n| n.host.clone());
-    ctx.cfg.service.as_ref().and_then(|s| {
-        s.backends.iter().find_map(|b| {
-            let n = ctx.cfg.node(b.node.as_ref()?)?;
-            (n.host != mhost).then(|| {
-                let a = n.ifaces.iter().find_map(|i| i.address)?.addr();
-                Some((
-                    n.name.clone(),
-                    n.host.clone()?,
-                    SocketAddr::from((a, n.http_port())),
-                ))
-            })?
-        })
-    })
-}
-
-/// The tunnel counters of one host, in its endpoint's mode (labs may mix data paths).
+/// The tunnel counters of one host, in its endpoint's mode (mixed labs: each host its own).
 async fn read_counters(ctx: &Ctx, vx: &Vxlan, host: &str) -> Result<Option<Counters>, String> {
-    let mode = vx
-        .endpoints
-        .iter()
-        .find(|e| e.host == host)
-        .map_or(vx.mode, |e| vx.mode_of(e));
-    match mode {
+    match mode_of(vx, host) {
         VxlanMode::Kernel => kernel_counters(&ctx.plan.netns(host), &vx.device)
             .await
             .map_err(|e| format!("{e:#}")),
         VxlanMode::Ebpf => bpf_counters(&ctx.plan.lab, host),
     }
+}
+
+/// A host's data path: its endpoint's own mode, else the tunnel's.
+fn mode_of(vx: &Vxlan, host: &str) -> VxlanMode {
+    vx.endpoints
+        .iter()
+        .find(|e| e.host == host)
+        .map_or(vx.mode, |e| vx.mode_of(e))
 }
 
 /// Counters of the sending host and of the receiving one.
@@ -325,50 +281,101 @@ type Pair = (
     Result<Option<Counters>, String>,
 );
 
-/// Step 4: the master's tx and the remote server's rx counters both grow by at least the
-/// requests made. A counter that could not be read fails the step (the traffic was never
-/// shown to cross the tunnel); no server on another host is a step that could not run.
+/// Step 4, for every tunnel host other than the master's (derive::counter_targets): the
+/// master's tx and that host's rx counters both grow by at least the requests the master
+/// makes to a server there. A counter that could not be read fails the step (the traffic
+/// was never shown to cross the tunnel); a host without a server is a step that could
+/// not run.
 async fn tunnel_counters(ctx: &Ctx, cp: &mut Checkpoint, vx: &Vxlan) -> Result<()> {
     let master = ctx.intended_master().context("no [vrrp]")?;
-    let Some((srv, shost, addr)) = remote_server(ctx, &master) else {
+    let targets = derive::counter_targets(&ctx.cfg, &master);
+    if targets.is_empty() {
         cp.step(
             "VXLAN counters",
             Status::Skip,
-            vec!["not run: no server on another host than the master".into()],
+            vec!["not run: no tunnel host other than the master's".into()],
         );
-        return Ok(());
-    };
+    }
+    for (shost, target) in targets {
+        match target {
+            Some(t) => host_counters(ctx, cp, vx, &master, &shost, &t).await?,
+            None => {
+                cp.step(
+                    &format!("VXLAN counters of {shost}"),
+                    Status::Skip,
+                    vec![format!(
+                        "not run: no internal node on {shost} to send traffic to"
+                    )],
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The counters of the master's host and of `shost` around N requests (or pings) from
+/// the master to a node on `shost`.
+async fn host_counters(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    vx: &Vxlan,
+    master: &str,
+    shost: &str,
+    t: &Traffic,
+) -> Result<()> {
     let mhost = ctx
         .cfg
-        .node(&master)
+        .node(master)
         .and_then(|n| n.host.clone())
         .unwrap_or_default();
     const N: u64 = 20;
     let before = (
         read_counters(ctx, vx, &mhost).await,
-        read_counters(ctx, vx, &shost).await,
+        read_counters(ctx, vx, shost).await,
     );
-    let host = addr.to_string();
-    let answered = netns::run_in(&ctx.plan.netns(&master), move || {
-        Ok((0..N)
-            .filter(|_| {
-                http_get::get(addr, &host, "/", Duration::from_secs(1))
-                    .is_ok_and(|r| r.status == 200)
-            })
-            .count() as u64)
-    })?;
+    let answered = send(ctx, master, t, N)?;
     let after = (
         read_counters(ctx, vx, &mhost).await,
-        read_counters(ctx, vx, &shost).await,
+        read_counters(ctx, vx, shost).await,
     );
-    let what = format!("{master} made {N} requests to {srv} ({addr}), {answered} answered");
-    let (ok, ev) = counters_verdict(vx, (&mhost, &shost), &before, &after, N, answered);
+    let (dst, what) = match t {
+        Traffic::Http(n, a) => (n, format!("{master} made {N} requests to {n} ({a})")),
+        Traffic::Ping(n, a) => (n, format!("{master} sent {N} pings to {n} ({a})")),
+    };
+    let what = format!("{what}, {answered} answered");
+    let (ok, ev) = counters_verdict(vx, (&mhost, shost), &before, &after, N, answered);
     cp.check(
-        &format!("VXLAN counters show the traffic to {srv}"),
+        &format!("VXLAN counters show the traffic to {dst} on {shost}"),
         ok,
         std::iter::once(what).chain(ev).collect(),
     );
     Ok(())
+}
+
+/// Sends `n` requests (or pings, one at a time) from `from` per `t`; how many answered.
+fn send(ctx: &Ctx, from: &str, t: &Traffic, n: u64) -> Result<u64> {
+    let ns = ctx.plan.netns(from);
+    match t.clone() {
+        Traffic::Http(_, addr) => {
+            let host = addr.to_string();
+            netns::run_in(&ns, move || {
+                Ok((0..n)
+                    .filter(|_| {
+                        http_get::get(addr, &host, "/", Duration::from_secs(1))
+                            .is_ok_and(|r| r.status == 200)
+                    })
+                    .count() as u64)
+            })
+        }
+        Traffic::Ping(_, addr) => {
+            let mut answered = 0;
+            for _ in 0..n {
+                let ok = ping(&ns, addr)?.wait().is_ok_and(|s| s.success());
+                answered += u64::from(ok);
+            }
+            Ok(answered)
+        }
+    }
 }
 
 /// Whether the counters read before and after `n` requests (`answered` of them answered)
@@ -382,18 +389,19 @@ pub fn counters_verdict(
     n: u64,
     answered: u64,
 ) -> (bool, Vec<String>) {
-    let source = match vx.mode {
+    let source = |host: &str| match mode_of(vx, host) {
         VxlanMode::Kernel => vx.device.clone(),
         VxlanMode::Ebpf => "VX_STATS (BPF)".to_string(),
     };
+    let (msrc, ssrc) = (source(mhost), source(shost));
     if let ((Ok(Some(m0)), Ok(Some(s0))), (Ok(Some(m1)), Ok(Some(s1)))) = (before, after) {
         let tx = m1.tx_packets.saturating_sub(m0.tx_packets);
         let rx = s1.rx_packets.saturating_sub(s0.rx_packets);
         return (
             answered == n && tx >= n && rx >= n,
             vec![
-                format!("{mhost} {source}: tx +{tx} packets"),
-                format!("{shost} {source}: rx +{rx} packets"),
+                format!("{mhost} {msrc}: tx +{tx} packets"),
+                format!("{shost} {ssrc}: rx +{rx} packets"),
             ],
         );
     }
@@ -406,12 +414,12 @@ pub fn counters_verdict(
         false,
         vec![
             format!(
-                "{mhost} {source}: before {}, after {}",
+                "{mhost} {msrc}: before {}, after {}",
                 show(&before.0),
                 show(&after.0)
             ),
             format!(
-                "{shost} {source}: before {}, after {}",
+                "{shost} {ssrc}: before {}, after {}",
                 show(&before.1),
                 show(&after.1)
             ),
