@@ -35,6 +35,9 @@ pub struct ScaleOpts {
 #[derive(Default)]
 struct Measured {
     up_s: f64,
+    /// When `up` saw the spanning tree settle (from its progress output): the floor of 2 ×
+    /// forward_delay every lab pays, whatever its size.
+    stp_s: Option<f64>,
     down_s: f64,
     daemons: usize,
     rss_kib: u64,
@@ -103,6 +106,7 @@ pub fn scale(root: &Path, o: &ScaleOpts) -> Result<()> {
     }
     println!("machine after: {}", m::machine_limits());
     print_tables(&rows);
+    print_growth(&rows);
     if !leaks.is_empty() {
         bail!("`down` left things behind:\n{}", leaks.join("\n"));
     }
@@ -139,7 +143,7 @@ fn one_size(lbctl: &Path, o: &ScaleOpts, hosts: usize, leaks: &mut Vec<String>) 
         armed: true,
     };
     let up = timed_up(lbctl, &file, o.cap_s)?;
-    let up_s = match up {
+    let (up_s, stp_s) = match up {
         Ok(s) => s,
         Err((why, s)) => {
             row.outcome = Outcome::Failed(why, s);
@@ -148,6 +152,7 @@ fn one_size(lbctl: &Path, o: &ScaleOpts, hosts: usize, leaks: &mut Vec<String>) 
     };
     let mut r = measure_running(lbctl, &lab, row.servers, o.window_s)?;
     r.up_s = up_s;
+    r.stp_s = stp_s;
     if hosts <= o.verify_upto {
         let t = Instant::now();
         let ok = Command::new(lbctl)
@@ -193,8 +198,17 @@ fn plan_size(lbctl: &Path, file: &Path) -> Result<(usize, usize)> {
     Ok((number_before("nodes"), number_before("veth")))
 }
 
+/// `up`'s wall time and when STP settled, or why it failed and when.
+type UpResult = Result<(f64, Option<f64>), (String, f64)>;
+
+/// The seconds of `up`'s "STP settled after X s" progress line.
+fn stp_settled(log: &str) -> Option<f64> {
+    let l = log.lines().find(|l| l.contains("STP settled after"))?;
+    l.split_whitespace().rev().nth(1)?.parse().ok()
+}
+
 /// Runs `lbctl up` with a time cap: its wall time, or why it failed and when.
-fn timed_up(lbctl: &Path, file: &Path, cap_s: u64) -> Result<Result<f64, (String, f64)>> {
+fn timed_up(lbctl: &Path, file: &Path, cap_s: u64) -> Result<UpResult> {
     let log = std::env::temp_dir().join(format!("lbctl-bench-scale-up-{}.log", std::process::id()));
     let mut child = Command::new(lbctl)
         .arg("up")
@@ -221,7 +235,7 @@ fn timed_up(lbctl: &Path, file: &Path, cap_s: u64) -> Result<Result<f64, (String
     let err = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     Ok(match status {
-        Some(s) if s.success() => Ok(secs),
+        Some(s) if s.success() => Ok((secs, stp_settled(&err))),
         Some(_) => {
             let last: Vec<&str> = err.lines().rev().take(3).collect();
             Err((
@@ -261,12 +275,13 @@ fn measure_running(lbctl: &Path, lab: &str, servers: usize, window_s: u64) -> Re
     })
 }
 
-const HEAD: [&str; 13] = [
+const HEAD: [&str; 14] = [
     "hosts",
     "servers",
     "netns",
     "veths",
     "up s",
+    "STP settled s",
     "up ms/netns",
     "down s",
     "daemons",
@@ -287,6 +302,8 @@ fn cells(r: &Row) -> (Vec<String>, String) {
     ];
     match &r.outcome {
         Outcome::Refused(why) => {
+            c.truncate(2);
+            c.extend(["-".into(), "-".into()]);
             c.push(format!("refused by lbctl gen: {why}"));
             (c, String::new())
         }
@@ -297,6 +314,7 @@ fn cells(r: &Row) -> (Vec<String>, String) {
         Outcome::Up(x) => {
             c.extend([
                 format!("{:.1}", x.up_s),
+                x.stp_s.map_or("?".into(), |s| format!("{s:.1}")),
                 format!("{:.0}", x.up_s * 1000.0 / r.namespaces.max(1) as f64),
                 format!("{:.1}", x.down_s),
                 x.daemons.to_string(),
@@ -334,5 +352,29 @@ fn print_tables(rows: &[Row]) {
             c.extend(std::iter::repeat_n(String::new(), span));
         }
         println!("| {} | {v} |", c.join(" | "));
+    }
+}
+
+/// How `up` grows: the extra time per extra namespace between the smallest and the largest
+/// lab that came up (the fixed STP and VRRP waits cancel out).
+fn print_growth(rows: &[Row]) {
+    let up: Vec<(usize, f64)> = rows
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Up(x) => Some((r.namespaces, x.up_s)),
+            _ => None,
+        })
+        .collect();
+    if let (Some(a), Some(b)) = (up.first(), up.last()) {
+        if b.0 > a.0 {
+            println!(
+                "\nup grows by {:.0} ms per extra namespace from {} to {} namespaces ({:.1} s -> {:.1} s)",
+                (b.1 - a.1) * 1000.0 / (b.0 - a.0) as f64,
+                a.0,
+                b.0,
+                a.1,
+                b.1
+            );
+        }
     }
 }
