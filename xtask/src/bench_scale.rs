@@ -46,6 +46,11 @@ struct Measured {
     cpu_pct: f64,
     maps: usize,
     map_bytes: u64,
+    /// Backends up / in all, over every balancer, after the window.
+    backends: (usize, usize),
+    masters: usize,
+    /// The kernel's ARP entries (all namespaces) and its gc_thresh3 limit.
+    arp: (u64, u64),
     verify: Option<(f64, bool)>,
 }
 
@@ -262,7 +267,11 @@ fn measure_running(lbctl: &Path, lab: &str, servers: usize, window_s: u64) -> Re
     std::thread::sleep(Duration::from_secs(window_s));
     let (p1, c1, secs) = (packets(), m::cpu_ticks(&pids), t0.elapsed().as_secs_f64());
     let (maps, map_bytes) = m::bpf_maps(lab);
+    let (up, all, masters) = m::service_health(lbctl, lab)?;
     Ok(Measured {
+        backends: (up, all),
+        masters,
+        arp: m::arp_table(),
         daemons: pids.len(),
         rss_kib: m::rss_kib(&pids),
         fds: m::fds(&pids),
@@ -275,7 +284,7 @@ fn measure_running(lbctl: &Path, lab: &str, servers: usize, window_s: u64) -> Re
     })
 }
 
-const HEAD: [&str; 14] = [
+const HEAD: [&str; 17] = [
     "hosts",
     "servers",
     "netns",
@@ -290,6 +299,9 @@ const HEAD: [&str; 14] = [
     "hc pkt/s",
     "CPU %",
     "BPF maps (KiB)",
+    "backends up",
+    "masters",
+    "ARP entries",
 ];
 
 /// The cells of a row, in [`HEAD`]'s order, plus the verify cell.
@@ -323,6 +335,9 @@ fn cells(r: &Row) -> (Vec<String>, String) {
                 format!("{:.0}", x.hc_pps),
                 format!("{:.1}", x.cpu_pct),
                 format!("{} ({})", x.maps, x.map_bytes / 1024),
+                format!("{}/{}", x.backends.0, x.backends.1),
+                x.masters.to_string(),
+                format!("{}/{}", x.arp.0, x.arp.1),
             ]);
             let v = match x.verify {
                 Some((s, ok)) => format!("{s:.0} s{}", if ok { "" } else { " (failed)" }),

@@ -93,22 +93,59 @@ pub fn ip_packets(ns: &str) -> u64 {
 
 /// The lab's daemons (agents, web servers) from `lbctl status --json`: PIDs.
 pub fn daemon_pids(lbctl: &Path, lab: &str) -> Result<Vec<u32>> {
-    let out = Command::new(lbctl)
-        .args(["status", "--lab", lab, "--json"])
-        .output()
-        .context("running lbctl status")?;
-    let v: Value = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "lbctl status --json: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let v = status(lbctl, lab)?;
     Ok(v["daemons"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|d| d["pid"].as_u64().map(|p| p as u32))
         .collect())
+}
+
+/// What the balancers report: backends up and backends in all (summed over balancers), and
+/// how many balancers are VRRP master (1 in a healthy lab).
+pub fn service_health(lbctl: &Path, lab: &str) -> Result<(usize, usize, usize)> {
+    let v = status(lbctl, lab)?;
+    let (mut up, mut all, mut masters) = (0, 0, 0);
+    for b in v["balancers"].as_array().into_iter().flatten() {
+        let backends = b["backends"].as_array().cloned().unwrap_or_default();
+        all += backends.len();
+        up += backends.iter().filter(|x| x["up"] == true).count();
+        masters += usize::from(b["vrrp"]["state"] == "MASTER");
+    }
+    Ok((up, all, masters))
+}
+
+/// The kernel's ARP table: entries now and `gc_thresh3`, its hard limit. One table for
+/// every namespace of the machine.
+pub fn arp_table() -> (u64, u64) {
+    let out = Command::new("ip")
+        .args(["-s", "ntable", "show", "name", "arp_cache"])
+        .output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let text = text.unwrap_or_default();
+    let after = |key: &str| -> u64 {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        words
+            .windows(2)
+            .find(|w| w[0] == key)
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(0)
+    };
+    (after("entries"), after("thresh3"))
+}
+
+fn status(lbctl: &Path, lab: &str) -> Result<Value> {
+    let out = Command::new(lbctl)
+        .args(["status", "--lab", lab, "--json"])
+        .output()
+        .context("running lbctl status")?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "lbctl status --json: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 /// The BPF maps pinned under the lab's pin directory: how many and their memory (bytes
