@@ -151,6 +151,11 @@ fn one_size(lbctl: &Path, o: &ScaleOpts, hosts: usize, leaks: &mut Vec<String>) 
     let (up_s, stp_s) = match up {
         Ok(s) => s,
         Err((why, s)) => {
+            // Entries outlive the lab's namespaces for a while: this is what `up` met.
+            let (arp, limit) = m::arp_table();
+            let why = format!(
+                "{why} [kernel ARP table right after: {arp} of gc_thresh3 {limit} entries]"
+            );
             row.outcome = Outcome::Failed(why, s);
             return Ok(row);
         }
