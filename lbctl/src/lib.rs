@@ -7,7 +7,7 @@
 //! | module | what it is |
 //! |---|---|
 //! | [`cli`] | one file per verb: its arguments and a thin run function over the core |
-//! | [`config`] | the lab's TOML model and its validation (pure) |
+//! | [`config`] | the lab's TOML model, its validation, and the generator of labs of any size behind `lbctl gen` (pure) |
 //! | [`topo`] | planning the lab (pure), building it with rtnetlink, reading it back, tearing it down, launching its daemons |
 //! | [`stp`] | the tree 802.1D says a config should give (pure) |
 //! | [`vrrp`] | VRRP: packet codec and state machine (pure), socket I/O |

@@ -3,6 +3,8 @@
 mod bench;
 mod bench_charts;
 mod bench_datapath;
+mod bench_scale;
+mod bench_scale_measure;
 use xtask::ebpf;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +79,32 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2000000)]
         repeat: u32,
     },
+    /// Generated labs of growing size (`lbctl gen --hosts N`): time of up and down, daemons'
+    /// memory, open files and idle CPU, health-check packets/s, BPF maps, optionally verify
+    /// time; where the machine stops and why; fails if down leaves anything behind.
+    Scale {
+        /// Host counts, in order (the run stops at the first that fails to come up).
+        #[arg(long, value_delimiter = ',', default_value = "2,4,8,16,24,32")]
+        hosts: Vec<usize>,
+        /// Servers per host.
+        #[arg(long, default_value_t = 2)]
+        servers_per_host: usize,
+        /// VXLAN data path of the generated labs (kernel or ebpf).
+        #[arg(long, default_value = "kernel")]
+        vxlan: String,
+        /// Also time `lbctl verify` on labs of at most this many hosts (slow: minutes each).
+        #[arg(long, default_value_t = 0)]
+        verify_upto: usize,
+        /// Seconds `up` may take before the lab counts as failed.
+        #[arg(long, default_value_t = 180)]
+        cap: u64,
+        /// Seconds over which health-check packets and idle CPU are counted.
+        #[arg(long, default_value_t = 5)]
+        window: u64,
+        /// Use this lbctl binary instead of building target/release/lbctl.
+        #[arg(long, value_name = "PATH")]
+        lbctl: Option<PathBuf>,
+    },
 }
 
 fn workspace_root() -> PathBuf {
@@ -109,6 +137,29 @@ fn main() -> anyhow::Result<()> {
                     repeat,
                 },
         } => bench_datapath::datapath(&workspace_root(), secs, rounds, iters, repeat),
+        Cmd::Bench {
+            what:
+                BenchCmd::Scale {
+                    hosts,
+                    servers_per_host,
+                    vxlan,
+                    verify_upto,
+                    cap,
+                    window,
+                    lbctl,
+                },
+        } => bench_scale::scale(
+            &workspace_root(),
+            &bench_scale::ScaleOpts {
+                hosts,
+                servers_per_host,
+                vxlan,
+                verify_upto,
+                cap_s: cap,
+                window_s: window,
+                lbctl,
+            },
+        ),
         Cmd::BuildEbpf {
             target_dir,
             toolchain,

@@ -11,6 +11,7 @@ mod check;
 mod down;
 mod exec;
 mod fault;
+mod gen;
 mod graph;
 mod lab;
 mod logs;
@@ -68,6 +69,9 @@ pub enum Cmd {
     Verify(verify::Args),
     /// Check a config file and print the plan summary, without building anything.
     Check(check::Args),
+    /// Write a lab config of any size (hosts, servers, balancers, switches, users), valid
+    /// by construction: `lbctl gen --hosts 4 --vxlan ebpf -o lab4.toml`.
+    Gen(gen::Args),
     /// The balancer daemon: L7 proxy, health checks, admin listener (started by `up`).
     Agent(agent::Args),
     /// A bounded client loop measuring failed requests and the user-visible outage (JSON).
@@ -129,6 +133,7 @@ impl Cmd {
             Cmd::Logs(a) => Job::blocking(move || logs::run(a)),
             Cmd::Verify(a) => Job::multi(verify::run(a)),
             Cmd::Check(a) => Job::blocking(move || check::run(a)),
+            Cmd::Gen(a) => Job::blocking(move || gen::run(a)),
             Cmd::Agent(a) => Job::CurrentThread(Box::pin(agent::run(a))),
             Cmd::Probe(a) => Job::blocking(move || probe::run(a)),
             Cmd::VtepLog(a) => Job::blocking(move || vtep_log::run(a)),
@@ -153,7 +158,7 @@ mod tests {
             names,
             [
                 "up", "down", "status", "exec", "link", "bridge", "graph", "capture", "logs",
-                "verify", "check", "agent", "probe", "vtep-log", "serve"
+                "verify", "check", "gen", "agent", "probe", "vtep-log", "serve"
             ]
         );
         assert!(cmd.get_subcommands().all(|s| !s.is_hide_set()));

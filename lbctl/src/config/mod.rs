@@ -1,6 +1,7 @@
 //! Lab configuration: the TOML model, its loading, and the validation that refuses a bad
 //! config before anything is created.
 #![forbid(unsafe_code)]
+pub mod gen;
 mod model;
 mod validate;
 
