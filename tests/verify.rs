@@ -302,6 +302,54 @@ fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
     }
 }
 
+/// `lbctl gen --hosts 4` as generated (kernel vxlan devices flooding to three remotes each,
+/// two switches in a ring, two balancers, eight servers, two users): every checkpoint passes,
+/// derived from the generated config. `--max-events 1` keeps checkpoint 1 to the root bridge.
+#[test]
+fn generated_four_host_lab_passes_every_checkpoint() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gen4.toml");
+    let path = file.display().to_string();
+    lbctl_ok(&["gen", "--hosts", "4", "-o", &path]);
+    let lab = Lab::up(Some(&path));
+    let t = Instant::now();
+    let (code, r) = verify(&lab, &["--max-events", "1"], &[]);
+    eprintln!(
+        "verify (generated 4 hosts, --max-events 1) took {:.0} s",
+        t.elapsed().as_secs_f32()
+    );
+    let failed: Vec<String> = r["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .map(failures)
+        .collect();
+    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["data_path"], "kernel");
+    // Checkpoint 3: each of the four hosts cut from the tunnel in turn; checkpoint 4: the
+    // counters of the three other hosts.
+    let c3 = step_names(checkpoint(&r, 3));
+    for h in ["vm1", "vm2", "vm3", "vm4"] {
+        assert!(
+            c3.iter()
+                .any(|s| s.starts_with(&format!("{h} cut from the tunnel"))),
+            "{c3:?}"
+        );
+    }
+    let c4 = step_names(checkpoint(&r, 4));
+    for h in ["vm2", "vm3", "vm4"] {
+        assert!(
+            c4.iter()
+                .any(|s| s.starts_with("VXLAN counters show") && s.ends_with(&format!(" on {h}"))),
+            "{c4:?}"
+        );
+    }
+    assert!(r["undone"].as_array().unwrap().is_empty(), "{r:#}");
+}
+
 /// The run's `--svg` parses as XML with one row per event, its `--html` embeds it, and
 /// `--from-json` on the saved report draws the same bytes (no lab needed).
 fn check_pictures(r: &Value, svg: &std::path::Path, html: &std::path::Path) {
