@@ -18,6 +18,7 @@
 mod common;
 
 use common::keepalived::{self, Keepalived};
+use common::sh;
 use serde_json::Value;
 use std::fs::File;
 use std::net::SocketAddr;
@@ -31,19 +32,6 @@ const UNIT: &str = "configs/systemd/lbctl-agent@.service";
 const VIP: &str = "192.168.1.254";
 /// The uid and gid the reduced agents run as (nobody: a user that owns nothing).
 const NOBODY: u32 = 65534;
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("running a command");
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
 
 /// The unit file's value of `key` (the last assignment wins, as in systemd).
 fn unit_value(unit: &str, key: &str) -> Option<String> {

@@ -205,20 +205,12 @@ fn step_names(c: &Value) -> Vec<String> {
         .collect()
 }
 
-/// A lab with none of the scenario's shape: four hosts (BPF VTEP), four switches, four
-/// balancers, six servers, four users (tests/configs/big.toml). Every checkpoint is
-/// derived from its config; `--max-events 2` keeps checkpoint 1 to the two lowest-priority
-/// bridges (the root and the next) so the run stays around two minutes.
-#[test]
-fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
-    require_root();
-    let lab = Lab::up(Some("tests/configs/big.toml"));
+/// `lbctl verify --max-events N` on `lab`: every checkpoint passed and the exit status is
+/// 0 (the failed steps are printed otherwise); the JSON report.
+fn verify_passes(lab: &Lab, max_events: &str, what: &str) -> Value {
     let t = Instant::now();
-    let (code, r) = verify(&lab, &["--max-events", "2"], &[]);
-    eprintln!(
-        "verify (4 hosts, --max-events 2) took {:.0} s",
-        t.elapsed().as_secs_f32()
-    );
+    let (code, r) = verify(lab, &["--max-events", max_events], &[]);
+    eprintln!("verify ({what}) took {:.0} s", t.elapsed().as_secs_f32());
     let failed: Vec<String> = r["checkpoints"]
         .as_array()
         .unwrap()
@@ -228,6 +220,18 @@ fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
         .collect();
     assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
     assert_eq!(code, 0, "{r:#}");
+    r
+}
+
+/// A lab with none of the scenario's shape: four hosts (BPF VTEP), four switches, four
+/// balancers, six servers, four users (tests/configs/big.toml). Every checkpoint is
+/// derived from its config; `--max-events 2` keeps checkpoint 1 to the two lowest-priority
+/// bridges (the root and the next) so the run stays around two minutes.
+#[test]
+fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
+    require_root();
+    let lab = Lab::up(Some("tests/configs/big.toml"));
+    let r = verify_passes(&lab, "2", "4 hosts, --max-events 2");
     assert_eq!(r["data_path"], "ebpf");
     assert_eq!(r["checkpoints"].as_array().unwrap().len(), 4);
     // Checkpoint 1: the two bridges chosen, the other 18 events named as skipped, and no
@@ -313,21 +317,7 @@ fn generated_four_host_lab_passes_every_checkpoint() {
     let path = file.display().to_string();
     lbctl_ok(&["gen", "--hosts", "4", "-o", &path]);
     let lab = Lab::up(Some(&path));
-    let t = Instant::now();
-    let (code, r) = verify(&lab, &["--max-events", "1"], &[]);
-    eprintln!(
-        "verify (generated 4 hosts, --max-events 1) took {:.0} s",
-        t.elapsed().as_secs_f32()
-    );
-    let failed: Vec<String> = r["checkpoints"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .map(failures)
-        .collect();
-    assert!(failed.is_empty(), "failed steps:\n{}", failed.join("\n"));
-    assert_eq!(code, 0, "{r:#}");
+    let r = verify_passes(&lab, "1", "generated 4 hosts, --max-events 1");
     assert_eq!(r["data_path"], "kernel");
     // Checkpoint 3: each of the four hosts cut from the tunnel in turn; checkpoint 4: the
     // counters of the three other hosts.

@@ -14,6 +14,7 @@
 mod common;
 
 use common::keepalived;
+use common::sh;
 
 use lbctl::vrrp;
 
@@ -45,19 +46,6 @@ fn ready() -> bool {
         return false;
     }
     true
-}
-
-fn sh(args: &[&str]) {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("running a command");
-    assert!(
-        o.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);

@@ -244,3 +244,17 @@ pub fn in_node<T: Send + 'static>(
     .join()
     .expect("thread in namespace")
 }
+
+/// Runs a command to completion; panics with its output if it fails.
+pub fn sh(args: &[&str]) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("running a command");
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
