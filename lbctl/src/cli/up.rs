@@ -103,6 +103,61 @@ fn service_lines(cfg: &Config) -> String {
     out
 }
 
+/// The nodes, bridges and address the hints name, taken from the config: on the default
+/// lab they are the scenario's (bal1, vswout1, swout2…), on any other lab its own.
+struct HintNames<'a> {
+    /// The first balancer, its first interface, and the bridge that interface plugs into.
+    bal: Option<(&'a str, &'a str, &'a str)>,
+    /// The balancer that takes over when the first one's bridge goes down.
+    backup: Option<&'a str>,
+    user: Option<&'a str>,
+    /// The external address of the last host that has one (a ping across the LAN).
+    far_host: Option<std::net::Ipv4Addr>,
+    /// The STP root in theory: the STP bridge with the lowest (priority, name).
+    root: Option<&'a str>,
+    /// A cable between the first balancer's bridge and the root, as the config writes it.
+    root_link: Option<(&'a str, &'a str)>,
+    /// The namespace of the first switch (or bridge): its observer's pinned map.
+    first_switch: Option<&'a str>,
+}
+
+impl<'a> HintNames<'a> {
+    fn new(cfg: &'a Config) -> Self {
+        let role = |r: Role| cfg.nodes.iter().filter(move |n| n.role == r);
+        let bal = role(Role::Balancer)
+            .next()
+            .and_then(|n| n.ifaces.first().map(|i| (n.name.as_str(), i)))
+            .map(|(n, i)| (n, i.name.as_str(), i.bridge.as_str()));
+        let root = cfg
+            .all_bridges()
+            .into_iter()
+            .filter(|(_, b)| b.stp)
+            .min_by_key(|(_, b)| (b.priority, b.name.as_str()))
+            .map(|(_, b)| b.name.as_str());
+        let root_link = bal.zip(root).and_then(|((_, _, br), root)| {
+            cfg.links
+                .iter()
+                .find(|l| (l.a == br && l.b == root) || (l.a == root && l.b == br))
+                .map(|l| (l.a.as_str(), l.b.as_str()))
+        });
+        HintNames {
+            bal,
+            backup: role(Role::Balancer).nth(1).map(|n| n.name.as_str()),
+            user: role(Role::User).next().map(|n| n.name.as_str()),
+            far_host: cfg
+                .hosts
+                .iter()
+                .flat_map(|h| &h.bridges)
+                .filter_map(|b| b.address)
+                .next_back()
+                .map(|a| a.addr()),
+            root,
+            root_link,
+            first_switch: cfg.all_bridges().first().map(|(ns, _)| *ns),
+        }
+    }
+}
+
 /// Commands worth trying on this lab, with why (`--lab` added unless it is the default lab).
 fn try_next(cfg: &Config) -> Vec<(String, &'static str)> {
     let lab = &cfg.lab.name;
@@ -111,68 +166,93 @@ fn try_next(cfg: &Config) -> Vec<(String, &'static str)> {
     } else {
         format!(" --lab {lab}")
     };
+    let n = HintNames::new(cfg);
     let mut v = vec![(
         format!("lbctl status{l}"),
         "# nodes, STP ports vs theory, BPF counters",
     )];
+    v.extend(traffic_hints(cfg, &n, &l));
+    v.extend(fault_hints(cfg, &n, &l));
+    v.push((format!("lbctl down{l}"), "# remove everything"));
+    v
+}
+
+/// A server's page from a balancer, a ping across the external LAN, round robin via the VIP.
+fn traffic_hints(cfg: &Config, n: &HintNames, l: &str) -> Vec<(String, &'static str)> {
+    let mut v = Vec::new();
     let server = cfg.nodes.iter().find(|n| n.role == Role::Server);
-    if let Some((srv, a)) = server.and_then(|s| Some((s, s.ifaces.iter().find_map(|i| i.address)?)))
-    {
+    let page = server.and_then(|s| Some((s, s.ifaces.iter().find_map(|i| i.address)?)));
+    if let (Some((srv, a)), Some((bal, _, _))) = (page, n.bal) {
         v.push((
             format!(
-                "lbctl exec{l} bal1 -- curl -s http://{}:{}/",
+                "lbctl exec{l} {bal} -- curl -s http://{}:{}/",
                 a.addr(),
                 srv.http_port()
             ),
             "# a server's page",
         ));
     }
-    v.push((
-        format!("lbctl exec{l} user1 -- ping -c2 172.16.1.151"),
-        "# across the external LAN",
-    ));
+    let Some(user) = n.user else { return v };
+    if let Some(ip) = n.far_host {
+        v.push((
+            format!("lbctl exec{l} {user} -- ping -c2 {ip}"),
+            "# across the external LAN",
+        ));
+    }
     if let Some(s) = &cfg.service {
         v.push((
             format!(
-                "for i in 1 2 3; do lbctl exec{l} user1 -- curl -s http://{}:{}/ | grep servidor; done",
+                "for i in 1 2 3; do lbctl exec{l} {user} -- curl -s http://{}:{}/ | grep servidor; done",
                 s.vip, s.port
             ),
             "",
         ));
     }
-    let pins = topo::state::pin_dir(lab);
-    v.extend([
-        (
-            format!("lbctl graph{l} -o lab.svg"),
-            "# the topology with live STP, VRRP, health",
-        ),
-        (
-            format!("lbctl capture{l} bal1 eth0 --vrrp -c 3"),
+    v
+}
+
+/// The picture, the wire, the logs, verify, and the failures worth watching.
+fn fault_hints(cfg: &Config, n: &HintNames, l: &str) -> Vec<(String, &'static str)> {
+    let mut v = vec![(
+        format!("lbctl graph{l} -o lab.svg"),
+        "# the topology with live STP, VRRP, health",
+    )];
+    if let Some((bal, iface, _)) = n.bal {
+        v.push((
+            format!("lbctl capture{l} {bal} {iface} --vrrp -c 3"),
             "# VRRP adverts on the wire",
-        ),
-        (format!("lbctl logs{l} bal1"), "# the agent's log"),
-        (
-            format!("lbctl verify{l}"),
-            "# prove the four checkpoints (about 4 min)",
-        ),
-        (
-            format!("lbctl bridge down{l} vswout1"),
-            "# checkpoint 2: bal2 becomes VRRP master",
-        ),
-        (
-            format!("lbctl link down{l} vswout1 swout2"),
+        ));
+        v.push((format!("lbctl logs{l} {bal}"), "# the agent's log"));
+    }
+    v.push((
+        format!("lbctl verify{l}"),
+        "# prove the four checkpoints (about 4 min)",
+    ));
+    if let (Some((_, _, br)), Some(_)) = (n.bal, n.backup) {
+        v.push((
+            format!("lbctl bridge down{l} {br}"),
+            "# checkpoint 2: the backup becomes VRRP master",
+        ));
+    }
+    if let Some((a, b)) = n.root_link {
+        v.push((
+            format!("lbctl link down{l} {a} {b}"),
             "# watch STP re-open a path",
-        ),
-        (
-            format!("lbctl bridge down{l} swout2"),
+        ));
+    }
+    if let Some(root) = n.root {
+        v.push((
+            format!("lbctl bridge down{l} {root}"),
             "# root bridge failure",
-        ),
-        (
-            format!("bpftool map dump pinned {}/swout1/OBS_PORT", pins.display()),
+        ));
+    }
+    if let Some(sw) = n.first_switch {
+        let pins = topo::state::pin_dir(&cfg.lab.name);
+        v.push((
+            format!("bpftool map dump pinned {}/{sw}/OBS_PORT", pins.display()),
             "",
-        ),
-        (format!("lbctl down{l}"), "# remove everything"),
-    ]);
+        ));
+    }
     v
 }
 
@@ -198,6 +278,60 @@ mod tests {
             .filter(|l| l.trim_start().starts_with("lbctl "));
         for line in cmds {
             assert!(line.contains("--lab t7"), "{line}");
+        }
+    }
+
+    /// On the default lab the hints name the scenario's nodes, as they always did.
+    #[test]
+    fn default_lab_hints_name_the_scenario() {
+        let cmds: Vec<String> = try_next(&Config::default_scenario())
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        for want in [
+            "lbctl exec bal1 -- curl -s http://10.0.0.1:80/",
+            "lbctl exec user1 -- ping -c2 172.16.1.151",
+            "lbctl capture bal1 eth0 --vrrp -c 3",
+            "lbctl bridge down vswout1",
+            "lbctl link down vswout1 swout2",
+            "lbctl bridge down swout2",
+        ] {
+            assert!(cmds.iter().any(|c| c == want), "{want} not in {cmds:#?}");
+        }
+    }
+
+    /// On a lab with none of the scenario's names, every node, bridge and interface a hint
+    /// names is one of the lab's.
+    #[test]
+    fn other_labs_hints_name_their_own_nodes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/configs/three.toml");
+        let cfg = Config::load(std::path::Path::new(path)).unwrap();
+        let mut known: Vec<String> = cfg.nodes.iter().map(|n| n.name.clone()).collect();
+        known.extend(cfg.all_bridges().iter().map(|(_, b)| b.name.clone()));
+        known.extend(
+            cfg.nodes
+                .iter()
+                .flat_map(|n| n.ifaces.iter().map(|i| i.name.clone())),
+        );
+        let text = next_steps(&cfg, Duration::from_secs(1));
+        for scenario in ["bal1", "user1", "vswout1", "swout2", "172.16.1.151"] {
+            assert!(!text.contains(scenario), "{scenario} in:\n{text}");
+        }
+        for (cmd, _) in try_next(&cfg) {
+            let words: Vec<&str> = cmd.split_whitespace().collect();
+            let named: &[&str] = match words.get(1..4) {
+                Some(["exec", "--lab", _]) | Some(["logs", "--lab", _]) => &words[4..5],
+                Some(["capture", "--lab", _]) => &words[4..6],
+                Some(["bridge", "down", "--lab"]) => &words[5..6],
+                Some(["link", "down", "--lab"]) => &words[5..7],
+                _ => &[],
+            };
+            for w in named {
+                assert!(
+                    known.iter().any(|k| k == w),
+                    "{w} (in {cmd}) is not the lab's"
+                );
+            }
         }
     }
 }
