@@ -90,8 +90,15 @@ pub async fn run(
     eprintln!("  {name}");
     let back = wait_back(ctx, master, rec.pid).await;
     restarted(ctx, cp, &name, master, t_kill, back);
-    let who = successors.join(" or ");
-    let took = ctx.wait_takeover(successors).await;
+    // A successor normally takes over after Master_Down_Interval; but the supervisor
+    // restarts the killed agent within ~100 ms, and a restarted agent that hears no master
+    // for its own (shorter, higher-priority) Master_Down_Interval becomes master again
+    // itself, as VRRP says (preempt_delay only holds back preempting a live master). Either
+    // way is one master and no late failure, which is what this event requires.
+    let mut candidates = successors.to_vec();
+    candidates.push(master.to_string());
+    let who = candidates.join(" or ");
+    let took = ctx.wait_takeover(&candidates).await;
     let backup = took
         .as_ref()
         .map(|t| t.0.clone())
