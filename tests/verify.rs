@@ -94,7 +94,12 @@ fn assert_at_rest(lab: &Lab) {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    for sw in ["swout1", "swout2"] {
+    assert_no_cut_left(lab, &["swout1", "swout2"]);
+}
+
+/// No switch keeps verify's tunnel-cut nftables table once verify is over.
+fn assert_no_cut_left(lab: &Lab, switches: &[&str]) {
+    for sw in switches {
         let o = lab.exec(sw, &["nft", "list", "tables"]);
         assert!(
             !String::from_utf8_lossy(&o.stdout).contains("lbctl_verify_cut"),
@@ -297,13 +302,7 @@ fn four_host_lab_passes_every_checkpoint_derived_from_its_config() {
         );
     }
     assert!(r["undone"].as_array().unwrap().is_empty(), "{r:#}");
-    for sw in ["swout1", "swout2", "swout3", "swout4"] {
-        let o = lab.exec(sw, &["nft", "list", "tables"]);
-        assert!(
-            !String::from_utf8_lossy(&o.stdout).contains("lbctl_verify_cut"),
-            "tunnel cut left on {sw}"
-        );
-    }
+    assert_no_cut_left(&lab, &["swout1", "swout2", "swout3", "swout4"]);
 }
 
 /// `lbctl gen --hosts 4` as generated (kernel vxlan devices flooding to three remotes each,
