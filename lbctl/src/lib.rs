@@ -10,6 +10,7 @@
 //! | [`config`] | the lab's TOML model, its validation, and the generator of labs of any size behind `lbctl gen` (pure) |
 //! | [`topo`] | planning the lab (pure), building it with rtnetlink, reading it back, tearing it down, launching its daemons |
 //! | [`stp`] | the tree 802.1D says a config should give (pure) |
+//! | [`rstp`] | RSTP (802.1D-2004 clause 17): BPDU codec and the bridge's state machines (pure, sans-IO) |
 //! | [`vrrp`] | VRRP: packet codec and state machine (pure), socket I/O |
 //! | [`agent`] | the balancer daemon: wiring of VRRP, proxy, health checks, admin port, dashboard |
 //! | [`proxy`] | the L7 proxy: server side (hyper), our own HTTP/1.1 client, bodies, errors |
@@ -61,6 +62,7 @@ pub mod probe;
 pub mod progress;
 #[cfg(feature = "runtime")]
 pub mod proxy;
+pub mod rstp;
 #[cfg(feature = "runtime")]
 pub mod status;
 #[cfg(feature = "runtime")]
