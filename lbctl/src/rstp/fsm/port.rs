@@ -106,7 +106,7 @@ pub(super) struct Port {
     pub rcvd_info_while: Timer,
     pub rr_while: Timer,
     pub tc_while: Timer,
-    /// When txCount next decreases (17.22 decrements it once a second).
+    /// When the current one-second window of txCount ends (see `expire_tx_counts`).
     pub tx_decay: Timer,
     // Variables (17.19).
     pub agree: bool,

@@ -29,11 +29,15 @@ pub(super) struct Net {
     seq: u64,
     /// Port states as the actions set them (what a daemon would have applied).
     pub applied: Vec<BTreeMap<u16, PortState>>,
+    /// Every state change: (time, bridge, port, state).
+    pub state_log: Vec<(Duration, usize, u16, PortState)>,
     /// Every flush: (time, bridge, port).
     pub flushes: Vec<(Duration, usize, u16)>,
     /// Every BPDU sent: (time, bridge, port, bpdu).
     pub sent: Vec<(Duration, usize, u16, Bpdu)>,
     pub delay: Duration,
+    /// Instants (after any event) at which the forwarding links held a cycle.
+    pub loops_seen: u32,
 }
 
 /// A bridge id with `priority` and a MAC ending in `last`.
@@ -93,8 +97,10 @@ impl Net {
             queue: BTreeMap::new(),
             seq: 0,
             flushes: Vec::new(),
+            state_log: Vec::new(),
             sent: Vec::new(),
             delay: Duration::from_millis(1),
+            loops_seen: 0,
         }
     }
 
@@ -106,6 +112,9 @@ impl Net {
         let actions = self.bridges[b].handle(self.now, ev);
         for a in actions {
             self.apply(b, a);
+        }
+        if self.has_loop() {
+            self.loops_seen += 1;
         }
     }
 
@@ -122,6 +131,7 @@ impl Net {
             }
             Action::SetState { port, state } => {
                 self.applied[b].insert(port, state);
+                self.state_log.push((self.now, b, port, state));
             }
             Action::Flush { port } => self.flushes.push((self.now, b, port)),
         }

@@ -99,3 +99,337 @@ fn scenario_converges_to_the_theory_tree_without_timer_waits() {
     net.run_for(10 * SEC);
     assert_scenario_tree(&net);
 }
+
+/// The time until port `port` of bridge `b` has `role` and forwards.
+fn forwards_as(b: usize, port: u16, role: Role) -> impl FnMut(&Net) -> bool {
+    move |n: &Net| n.role(b, port) == role && n.state(b, port) == PortState::Forwarding
+}
+
+#[test]
+fn new_link_forwards_through_proposal_agreement() {
+    // Two bridges, one link: the designated port proposes, the other side agrees.
+    let mut net = Net::new(&[bid(4096, 1), bid(32768, 2)], &[(0, 1)], lab_cfg());
+    net.run_for(5 * SEC);
+    net.set_link(0, true);
+    let t = net
+        .run_until_cond(10 * SEC, |n| {
+            forwards_as(0, 1, Role::Designated)(n) && forwards_as(1, 1, Role::Root)(n)
+        })
+        .expect("forwards");
+    println!("new link: both ends forwarding after {t:?}");
+    assert!(t < 10 * MS, "took {t:?}, forward delay is 4 s");
+    let s0 = &net.bridges[0].status().ports[0];
+    let s1 = &net.bridges[1].status().ports[0];
+    assert!(s0.proposals_tx >= 1 && s1.proposals_rx >= 1);
+    assert!(s1.agreements_tx >= 1 && s0.agreements_rx >= 1);
+    assert!(s0.oper_p2p && s0.send_rstp && !s0.oper_edge);
+}
+
+#[test]
+fn root_port_failure_alternate_forwards_at_once_and_repair_needs_no_forward_delay() {
+    let mut net = scenario();
+    net.run_for(10 * SEC);
+    assert_scenario_tree(&net);
+    // vswout1 loses its root port: the alternate towards swout1 takes over.
+    net.set_link(L_VSW1_SW2, false);
+    let t = net
+        .run_until_cond(10 * SEC, forwards_as(VSWOUT1, 1, Role::Root))
+        .expect("alternate takes over");
+    println!("vswout1 root link down: alternate forwarding after {t:?}");
+    assert!(t <= 5 * MS, "took {t:?}");
+    net.run_for(10 * SEC);
+    assert!(!net.has_loop());
+    assert_eq!(net.state(SWOUT1, 2), PortState::Forwarding);
+    // Repaired: back through proposal/agreement.
+    net.set_link(L_VSW1_SW2, true);
+    let t = net
+        .run_until_cond(10 * SEC, scenario_converged)
+        .expect("back to the tree");
+    println!("vswout1 root link up: tree restored after {t:?}");
+    assert!(t < 100 * MS, "took {t:?}, forward delay is 4 s");
+    net.run_for(10 * SEC);
+    assert_scenario_tree(&net);
+}
+
+#[test]
+fn inter_switch_link_failure_reroutes_swout1_through_a_host_bridge() {
+    let mut net = scenario();
+    net.run_for(10 * SEC);
+    net.set_link(L_SW1_SW2, false);
+    // swout1 now reaches the root through vswout1 or vswout2 (their ids decide: vswout1's
+    // lower MAC), and that host bridge's port to swout1 becomes designated and forwards.
+    let t = net
+        .run_until_cond(10 * SEC, |n| {
+            forwards_as(SWOUT1, 2, Role::Root)(n) && forwards_as(VSWOUT1, 1, Role::Designated)(n)
+        })
+        .expect("reroutes");
+    println!("swout1-swout2 link down: swout1 forwarding via vswout1 after {t:?}");
+    assert!(t < 100 * MS, "took {t:?}");
+    net.run_for(10 * SEC);
+    assert!(!net.has_loop());
+    assert_eq!(net.bridges[SWOUT1].status().root_path_cost, 200);
+    // Both host bridges offer cost 200; vswout1's lower id wins, vswout2's offer is the
+    // alternate, and vswout2's port to swout1 (cost 100 behind it) is now designated.
+    assert_eq!(net.role(SWOUT1, 3), Role::Alternate);
+    assert_eq!(net.state(SWOUT1, 3), PortState::Discarding);
+    assert_eq!(net.role(VSWOUT2, 1), Role::Designated);
+    net.set_link(L_SW1_SW2, true);
+    let t = net
+        .run_until_cond(10 * SEC, scenario_converged)
+        .expect("back to the tree");
+    println!("swout1-swout2 link up: tree restored after {t:?}");
+    assert!(t < 100 * MS, "took {t:?}");
+    net.run_for(10 * SEC);
+    assert_scenario_tree(&net);
+}
+
+#[test]
+fn silent_root_bridge_is_aged_out_after_three_hellos() {
+    let mut net = scenario();
+    net.run_for(10 * SEC);
+    // swout2 stops (no BPDUs, links stay up): 3 x hello after its last BPDU the others
+    // age its information out; swout1 (8192) becomes root.
+    net.stopped[SWOUT2] = true;
+    let t = net
+        .run_until_cond(20 * SEC, |n| {
+            n.bridges[VSWOUT1].status().root == bid(8192, 1)
+                && forwards_as(VSWOUT1, 1, Role::Root)(n)
+                && forwards_as(VSWOUT2, 1, Role::Root)(n)
+                && forwards_as(SWOUT1, 2, Role::Designated)(n)
+                && forwards_as(SWOUT1, 3, Role::Designated)(n)
+        })
+        .expect("recovers");
+    println!("root bridge silent: tree through swout1 forwarding after {t:?}");
+    assert!(t >= 2 * SEC && t <= 3 * SEC + 100 * MS, "took {t:?}");
+    net.run_for(10 * SEC);
+    assert!(!net.has_loop());
+    assert_eq!(net.bridges[SWOUT1].status().root_port, None);
+}
+
+#[test]
+fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
+    let mut net = scenario();
+    net.run_for(10 * SEC);
+    let before: Vec<u64> = (0..4)
+        .map(|b| net.bridges[b].status().topology_changes)
+        .collect();
+    let (flushes0, sent0) = (net.flushes.len(), net.sent.len());
+    let cut = net.now;
+    net.set_link(L_VSW1_SW2, false);
+    net.run_for(100 * MS);
+    let mut flushed: Vec<(usize, u16)> = net.flushes[flushes0..]
+        .iter()
+        .map(|&(_, b, p)| (b, p))
+        .collect();
+    flushed.sort();
+    flushed.dedup();
+    // vswout1's dead root port and swout2's end of that link stopped forwarding; swout1
+    // heard the TC from vswout1 on port 2 and flushes its other ports; swout2 heard it from
+    // swout1 and flushes its port to vswout2. Not flushed: the port that detected the change
+    // (vswout1's new root port) and the ports the TC arrived on.
+    assert_eq!(
+        flushed,
+        vec![
+            (SWOUT1, 1),
+            (SWOUT1, 3),
+            (SWOUT2, 2),
+            (SWOUT2, 3),
+            (VSWOUT1, 2)
+        ]
+    );
+    // Every flush of a port that stopped forwarding comes after its SetState.
+    assert!(net.flushes[flushes0..]
+        .iter()
+        .all(|&(t, _, _)| t - cut <= 5 * MS));
+    let tc_sent: Vec<(usize, u16)> = net.sent[sent0..]
+        .iter()
+        .filter(|(_, _, _, b)| matches!(b, Bpdu::Rst(c) if c.flags.tc))
+        .map(|&(_, b, p, _)| (b, p))
+        .collect();
+    assert!(tc_sent.contains(&(VSWOUT1, 1)), "{tc_sent:?}");
+    assert!(tc_sent.contains(&(SWOUT1, 1)) && tc_sent.contains(&(SWOUT1, 3)));
+    for b in 0..4 {
+        let s = net.bridges[b].status();
+        assert!(s.topology_changes > before[b], "bridge {b}");
+    }
+    assert!(net.bridges[SWOUT1].status().ports[1].tc_rx >= 1);
+    assert!(net.bridges[VSWOUT1].status().ports[0].tc_tx >= 1);
+}
+
+/// A tiny deterministic xorshift generator (no crate needed).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// The roles 802.1D theory gives for the up links between running bridges: each bridge's
+/// best root path priority vector by relaxation, then per link the end with the better
+/// designated vector is designated, the other root or alternate; ports without link are
+/// disabled.
+fn theory_roles(net: &Net) -> Vec<std::collections::BTreeMap<u16, Role>> {
+    let n = net.bridges.len();
+    let ids: Vec<_> = net.bridges.iter().map(|b| b.status().id).collect();
+    let pid = |p: u16| PortId::new(128, p);
+    // best[b] = (root, cost, designated bridge, designated port, own port).
+    let mut best: Vec<_> = ids
+        .iter()
+        .map(|&id| (id, 0u32, id, PortId(0), PortId(0)))
+        .collect();
+    let up: Vec<_> = net.links.iter().filter(|l| l.up).cloned().collect();
+    for _ in 0..n * 2 {
+        for l in &up {
+            for ((b, pb), (c, pc)) in [(l.a, l.b), (l.b, l.a)] {
+                let cand = (best[c].0, best[c].1 + 100, ids[c], pid(pc), pid(pb));
+                if cand < best[b] {
+                    best[b] = cand;
+                }
+            }
+        }
+    }
+    let mut roles: Vec<std::collections::BTreeMap<u16, Role>> = vec![Default::default(); n];
+    for l in &net.links {
+        let ((a, pa), (b, pb)) = (l.a, l.b);
+        if !l.up {
+            roles[a].insert(pa, Role::Disabled);
+            roles[b].insert(pb, Role::Disabled);
+            continue;
+        }
+        let dv = |x: usize, p: u16| (best[x].0, best[x].1, ids[x], pid(p));
+        let (d, (o, po)) = if dv(a, pa) < dv(b, pb) {
+            ((a, pa), (b, pb))
+        } else {
+            ((b, pb), (a, pa))
+        };
+        roles[d.0].insert(d.1, Role::Designated);
+        let is_root = best[o].4 == pid(po) && best[o].0 != ids[o];
+        roles[o].insert(po, if is_root { Role::Root } else { Role::Alternate });
+    }
+    roles
+}
+
+fn roles_of(net: &Net) -> Vec<std::collections::BTreeMap<u16, Role>> {
+    net.bridges
+        .iter()
+        .map(|b| {
+            b.status()
+                .ports
+                .iter()
+                .map(|p| (p.number, p.role))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn theory_roles_match_the_scenario_data() {
+    let net = scenario();
+    let theory = theory_roles(&net);
+    for (b, port, role) in SCENARIO_ROLES {
+        assert_eq!(theory[b][&port], role);
+    }
+}
+
+/// After each of 50 seeded random link flaps (and some whole-bridge power cycles), once
+/// the network settles: no loop, every connected part spanned, the roles equal theory. And
+/// at no instant in between do the forwarding links hold a cycle.
+#[test]
+fn random_flaps_never_loop_and_settle_on_the_theory_tree() {
+    // The scenario plus a direct vswout1-vswout2 link, for more cycles.
+    let ids = [bid(8192, 1), bid(4096, 2), bid(32768, 3), bid(32768, 4)];
+    let mut links = LINKS.to_vec();
+    links.push((VSWOUT1, VSWOUT2));
+    let mut net = Net::new(&ids, &links, lab_cfg());
+    for l in 0..links.len() {
+        net.set_link(l, true);
+    }
+    net.run_for(10 * SEC);
+    let mut rng = XorShift(0x5eed_1234_abcd_0017);
+    let mut worst = Duration::ZERO;
+    for flap in 0..50 {
+        if rng.next() % 6 == 0 {
+            // A bridge power cycle: all its links down, settle, back up.
+            let b = (rng.next() % 4) as usize;
+            let mine: Vec<usize> = (0..links.len())
+                .filter(|&l| net.links[l].up && (net.links[l].a.0 == b || net.links[l].b.0 == b))
+                .collect();
+            for &l in &mine {
+                net.set_link(l, false);
+            }
+            settle_and_check(&mut net, flap, &mut worst);
+            for &l in &mine {
+                net.set_link(l, true);
+            }
+        } else {
+            let l = (rng.next() % links.len() as u64) as usize;
+            let up = !net.links[l].up;
+            if std::env::var("RSTP_TRACE").is_ok() {
+                println!(
+                    "flap {flap} at {:?}: link {l} {:?} up={up}",
+                    net.now, links[l]
+                );
+            }
+            net.set_link(l, up);
+        }
+        settle_and_check(&mut net, flap, &mut worst);
+    }
+    println!(
+        "50 flaps: slowest settling {worst:?}; loops seen {}",
+        net.loops_seen
+    );
+    assert_eq!(net.loops_seen, 0, "a transient loop");
+}
+
+fn settle_and_check(net: &mut Net, flap: usize, worst: &mut Duration) {
+    let t = net
+        .run_until_cond(20 * SEC, |n| roles_of(n) == theory_roles(n) && settled(n))
+        .unwrap_or_else(|| panic!("flap {flap}: no convergence: {:?}", roles_of(net)));
+    *worst = (*worst).max(t);
+    if t > 500 * MS {
+        println!("flap {flap}: settled after {t:?}");
+        if std::env::var("RSTP_TRACE").is_ok() {
+            let from = net.now - t - 10 * MS;
+            for e in net.state_log.iter().filter(|e| e.0 >= from) {
+                println!("  {e:?}");
+            }
+            println!("  roles {:?}", roles_of(net));
+            for (t, b, p, bpdu) in net
+                .sent
+                .iter()
+                .filter(|e| e.0 >= from && e.0 < from + 2 * SEC)
+            {
+                if let Bpdu::Rst(c) = bpdu {
+                    let f = c.flags;
+                    println!(
+                        "  sent {t:?} b{b} p{p} root {:?} cost {} from {:?} {:?} P{} A{} L{} F{} tc{}",
+                        c.root.priority, c.root_path_cost, c.bridge.mac[5], f.role,
+                        f.proposal as u8, f.agreement as u8, f.learning as u8, f.forwarding as u8, f.tc as u8
+                    );
+                }
+            }
+        }
+    }
+    net.run_for(10 * SEC);
+    assert_eq!(roles_of(net), theory_roles(net), "flap {flap}");
+    assert!(settled(net), "flap {flap}");
+    assert!(!net.has_loop(), "flap {flap}");
+    assert!(net.applied_matches_status(), "flap {flap}");
+    assert_eq!(net.components(true), net.components(false), "flap {flap}");
+}
+
+/// Root and designated ports forward, the others discard.
+fn settled(net: &Net) -> bool {
+    net.bridges.iter().all(|b| {
+        b.status().ports.iter().all(|p| {
+            let fwd = matches!(p.role, Role::Root | Role::Designated);
+            (p.state == PortState::Forwarding) == fwd
+        })
+    })
+}
