@@ -433,3 +433,342 @@ fn settled(net: &Net) -> bool {
         })
     })
 }
+
+// ---- Replays: one bridge, inputs and expected actions as data. ----
+
+/// Drives one bridge at millisecond offsets.
+struct Replay {
+    bridge: Bridge,
+    t0: Duration,
+}
+
+impl Replay {
+    fn new(id: BridgeId, ports: &[PortConfig]) -> Replay {
+        let t0 = Duration::from_secs(500);
+        let cfg = BridgeConfig { id, ..lab_cfg() };
+        Replay {
+            bridge: Bridge::new(cfg, ports, t0),
+            t0,
+        }
+    }
+
+    fn at(&mut self, ms: u64, ev: Event) -> Vec<Action> {
+        self.bridge.handle(self.t0 + Duration::from_millis(ms), ev)
+    }
+
+    /// Ticks at every deadline up to `ms`; the actions with their offsets.
+    fn until(&mut self, ms: u64) -> Vec<(u64, Action)> {
+        let mut out = Vec::new();
+        while let Some(t) = self.bridge.next_deadline() {
+            if t > self.t0 + Duration::from_millis(ms) {
+                break;
+            }
+            let off = (t - self.t0).as_millis() as u64;
+            out.extend(
+                self.bridge
+                    .handle(t, Event::Tick)
+                    .into_iter()
+                    .map(|a| (off, a)),
+            );
+        }
+        out
+    }
+
+    fn port(&self) -> PortStatus {
+        self.bridge.status().ports[0].clone()
+    }
+}
+
+fn up(port: u16) -> Event {
+    Event::Link {
+        port,
+        up: true,
+        full_duplex: true,
+    }
+}
+
+fn down(port: u16) -> Event {
+    Event::Link {
+        port,
+        up: false,
+        full_duplex: true,
+    }
+}
+
+const A: BridgeId = BridgeId {
+    priority: 4096,
+    mac: [0x02, 0, 0, 0, 0, 1],
+};
+const B: BridgeId = BridgeId {
+    priority: 32768,
+    mac: [0x02, 0, 0, 0, 0, 2],
+};
+/// Port 1 at priority 128.
+const P1: PortId = PortId(0x8001);
+
+/// Flags from letters: P proposal, A agreement, L learning, F forwarding, T tc, K tc ack.
+fn flags(role: WireRole, letters: &str) -> Flags {
+    Flags {
+        tc: letters.contains('T'),
+        proposal: letters.contains('P'),
+        role,
+        learning: letters.contains('L'),
+        forwarding: letters.contains('F'),
+        agreement: letters.contains('A'),
+        tca: letters.contains('K'),
+    }
+}
+
+/// A BPDU body with the lab's times and message age `age_s` seconds.
+fn body(root: BridgeId, cost: u32, bridge: BridgeId, flags: Flags, age_s: u16) -> ConfigBody {
+    ConfigBody {
+        flags,
+        root,
+        root_path_cost: cost,
+        bridge,
+        port: P1,
+        times: Times {
+            message_age: age_s * Times::SECOND,
+            max_age: 6 * Times::SECOND,
+            hello_time: Times::SECOND,
+            forward_delay: 4 * Times::SECOND,
+        },
+    }
+}
+
+fn send(bpdu: Bpdu) -> Action {
+    Action::Send { port: 1, bpdu }
+}
+
+fn set(state: PortState) -> Action {
+    Action::SetState { port: 1, state }
+}
+
+#[test]
+fn replay_downstream_bridge_agrees_to_a_proposal_and_forwards_at_once() {
+    use WireRole::{Designated as D, Root as R};
+    let mut r = Replay::new(B, &[PortConfig::new(1, 100)]);
+    // Link up: alone, B is root and proposes on its designated port.
+    let want = vec![send(Bpdu::Rst(body(B, 0, B, flags(D, "P"), 0)))];
+    assert_eq!(r.at(0, up(1)), want);
+    // A better bridge proposes: B's port becomes its root port, syncs (nothing else to
+    // sync), agrees, and forwards at once (no other recent root port): a topology change.
+    let steps: [(u64, Bpdu, Vec<Action>); 2] = [
+        (
+            1,
+            Bpdu::Rst(body(A, 0, A, flags(D, "P"), 0)),
+            vec![
+                set(PortState::Learning),
+                set(PortState::Forwarding),
+                send(Bpdu::Rst(body(A, 100, B, flags(R, "ALFT"), 1))),
+            ],
+        ),
+        // A forwards now and repeats its info: nothing new to say.
+        (2, Bpdu::Rst(body(A, 0, A, flags(D, "LFT"), 0)), vec![]),
+    ];
+    for (ms, bpdu, want) in steps {
+        assert_eq!(r.at(ms, Event::Bpdu { port: 1, bpdu }), want, "at {ms} ms");
+    }
+    let s = r.bridge.status();
+    assert_eq!((s.root, s.root_path_cost, s.root_port), (A, 100, Some(1)));
+    assert_eq!(s.topology_changes, 1);
+    let p = r.port();
+    assert_eq!((p.role, p.state), (Role::Root, PortState::Forwarding));
+    assert_eq!((p.proposals_rx, p.agreements_tx, p.tc_tx), (1, 1, 1));
+}
+
+#[test]
+fn replay_designated_port_forwards_on_agreement() {
+    use WireRole::{Designated as D, Root as R};
+    let mut r = Replay::new(A, &[PortConfig::new(1, 100)]);
+    assert_eq!(
+        r.at(0, up(1)),
+        vec![send(Bpdu::Rst(body(A, 0, A, flags(D, "P"), 0)))]
+    );
+    // The agreement from B's root port: learning and forwarding at once; the TC B announced
+    // arrives before this port forwards and is ignored (17.31 LEARNING); ours goes out.
+    let agreement = Bpdu::Rst(body(A, 100, B, flags(R, "ALFT"), 1));
+    assert_eq!(
+        r.at(
+            2,
+            Event::Bpdu {
+                port: 1,
+                bpdu: agreement
+            }
+        ),
+        vec![
+            set(PortState::Learning),
+            set(PortState::Forwarding),
+            send(Bpdu::Rst(body(A, 0, A, flags(D, "LFT"), 0))),
+        ]
+    );
+    // Then a BPDU every Hello Time, with TC while tcWhile (Hello + 1 s) runs.
+    let periodic = r.until(3500);
+    let sent: Vec<(u64, bool)> = periodic
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Send {
+                bpdu: Bpdu::Rst(b), ..
+            } => Some((*t, b.flags.tc)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![(1000, true), (2000, true), (3000, false)]);
+    assert_eq!(r.port().agreements_rx, 1);
+}
+
+#[test]
+fn replay_admin_edge_port_forwards_at_once_until_a_bpdu_arrives() {
+    use WireRole::Designated as D;
+    let mut port = PortConfig::new(1, 100);
+    port.admin_edge = true;
+    let mut r = Replay::new(A, &[port]);
+    // An edge port: no proposal, forwarding at once, no topology change.
+    assert_eq!(
+        r.at(0, up(1)),
+        vec![
+            set(PortState::Learning),
+            set(PortState::Forwarding),
+            send(Bpdu::Rst(body(A, 0, A, flags(D, "LF"), 0))),
+        ]
+    );
+    assert!(r.port().oper_edge);
+    assert_eq!(r.bridge.status().topology_changes, 0);
+    // A BPDU (from an inferior bridge) says a bridge is there: no longer edge; the port
+    // keeps forwarding as designated, and that is now a topology change.
+    let inferior = Bpdu::Rst(body(B, 0, B, flags(D, "P"), 0));
+    assert_eq!(
+        r.at(
+            500,
+            Event::Bpdu {
+                port: 1,
+                bpdu: inferior
+            }
+        ),
+        vec![send(Bpdu::Rst(body(A, 0, A, flags(D, "LFT"), 0)))]
+    );
+    assert!(!r.port().oper_edge);
+    assert_eq!(r.bridge.status().topology_changes, 1);
+    // Link down: discarding and flushed; up again: AdminEdge applies again.
+    assert_eq!(
+        r.at(1000, down(1)),
+        vec![set(PortState::Discarding), Action::Flush { port: 1 }]
+    );
+    assert_eq!(
+        r.at(2000, up(1)),
+        vec![
+            set(PortState::Learning),
+            set(PortState::Forwarding),
+            send(Bpdu::Rst(body(A, 0, A, flags(D, "LF"), 0))),
+        ]
+    );
+    assert!(r.port().oper_edge);
+}
+
+#[test]
+fn replay_auto_edge_port_becomes_edge_after_the_edge_delay() {
+    let mut r = Replay::new(A, &[PortConfig::new(1, 100)]);
+    r.at(0, up(1));
+    // Nobody answers the proposals: after EdgeDelay (MigrateTime, 3 s, on a p2p link) the
+    // port is an edge port and forwards, without waiting for forward delays.
+    let states: Vec<(u64, Action)> = r
+        .until(8000)
+        .into_iter()
+        .filter(|(_, a)| matches!(a, Action::SetState { .. }))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (3000, set(PortState::Learning)),
+            (3000, set(PortState::Forwarding))
+        ]
+    );
+    assert!(r.port().oper_edge);
+    let bpdu = Bpdu::Rst(body(B, 0, B, flags(WireRole::Designated, ""), 0));
+    r.at(8500, Event::Bpdu { port: 1, bpdu });
+    assert!(!r.port().oper_edge);
+}
+
+#[test]
+fn replay_migration_to_8021d_and_back() {
+    let mut r = Replay::new(A, &[PortConfig::new(1, 100)]);
+    r.at(0, up(1));
+    // An 802.1D bridge that ignores RST BPDUs claims to be root every second; during the
+    // first MigrateTime (3 s) we keep sending RST BPDUs.
+    let config = |age| Bpdu::Config(body(B, 0, B, Flags::default(), age));
+    let mut sent = Vec::new();
+    for k in 0..4u64 {
+        sent.extend(r.until(k * 1000 + 100));
+        let a = r.at(
+            k * 1000 + 100,
+            Event::Bpdu {
+                port: 1,
+                bpdu: config(0),
+            },
+        );
+        sent.extend(a.into_iter().map(|a| (k * 1000 + 100, a)));
+    }
+    sent.extend(r.until(12_000));
+    let kinds: Vec<(u64, &str)> = sent
+        .iter()
+        .filter_map(|(t, a)| match a {
+            Action::Send { bpdu, .. } => Some((*t, kind(bpdu))),
+            Action::SetState { state, .. } => Some((*t, state_name(*state))),
+            Action::Flush { .. } => Some((*t, "flush")),
+        })
+        .collect();
+    // The config BPDU at 3.1 s, after mdelayWhile, selects 802.1D: configuration BPDUs from
+    // the next hello on, and the port forwards as 802.1D does: learning when fdWhile (Max
+    // Age from link up) ends at 6 s, forwarding a Forward Delay (4 s) later.
+    let want: Vec<(u64, &str)> = vec![
+        (1000, "rst"),
+        (2000, "rst"),
+        (3000, "rst"),
+        (4000, "config"),
+        (5000, "config"),
+        (6000, "learning"),
+        (6000, "config"),
+        (7000, "config"),
+        (8000, "config"),
+        (9000, "config"),
+        (10_000, "forwarding"),
+        (10_000, "config"),
+        (11_000, "config"),
+        (12_000, "config"),
+    ];
+    assert_eq!(kinds, want);
+    assert!(!r.port().send_rstp);
+    // The neighbour now speaks RSTP: back to RST BPDUs at the next hello.
+    let rst = Bpdu::Rst(body(A, 100, B, flags(WireRole::Root, "LF"), 1));
+    r.at(12_500, Event::Bpdu { port: 1, bpdu: rst });
+    assert!(r.port().send_rstp);
+    let next: Vec<&str> = r
+        .until(13_000)
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Send { bpdu, .. } => Some(kind(bpdu)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(next, vec!["rst"]);
+    // And a link that goes down and up starts over with RSTP.
+    r.at(20_000, down(1));
+    r.at(21_000, up(1));
+    assert!(r.port().send_rstp);
+}
+
+fn kind(b: &Bpdu) -> &'static str {
+    match b {
+        Bpdu::Config(_) => "config",
+        Bpdu::Rst(_) => "rst",
+        Bpdu::Tcn => "tcn",
+    }
+}
+
+fn state_name(s: PortState) -> &'static str {
+    match s {
+        PortState::Discarding => "discarding",
+        PortState::Learning => "learning",
+        PortState::Forwarding => "forwarding",
+    }
+}
