@@ -24,6 +24,8 @@ pub(super) struct Net {
     pub bridges: Vec<Bridge>,
     pub links: Vec<Link>,
     pub stopped: Vec<bool>,
+    /// 802.1D-1998 bridges (like the kernel's STP): they ignore RST BPDUs (type 2).
+    pub legacy: Vec<bool>,
     /// Frames in flight: (delivery time, sequence) -> (bridge, event).
     queue: BTreeMap<(Duration, u64), (usize, Event)>,
     seq: u64,
@@ -93,6 +95,7 @@ impl Net {
                 })
                 .collect(),
             stopped: vec![false; ids.len()],
+            legacy: vec![false; ids.len()],
             links,
             queue: BTreeMap::new(),
             seq: 0,
@@ -106,7 +109,16 @@ impl Net {
 
     /// Handles `ev` on bridge `b` now and routes its actions.
     pub(super) fn deliver(&mut self, b: usize, ev: Event) {
-        if self.stopped[b] {
+        if self.stopped[b]
+            || self.legacy[b]
+                && matches!(
+                    ev,
+                    Event::Bpdu {
+                        bpdu: Bpdu::Rst(_),
+                        ..
+                    }
+                )
+        {
             return;
         }
         let actions = self.bridges[b].handle(self.now, ev);
@@ -145,6 +157,19 @@ impl Net {
             _ if l.b == end => Some(l.a),
             _ => None,
         })
+    }
+
+    /// Makes bridge `b` an 802.1D-1998 bridge: configuration and TCN BPDUs only (Force
+    /// Protocol Version 0) and deaf to RST BPDUs, as the kernel's STP is.
+    pub(super) fn make_legacy(&mut self, b: usize) {
+        self.legacy[b] = true;
+        let old = &self.bridges[b];
+        let cfg = BridgeConfig {
+            force_version: 0,
+            ..old.cfg
+        };
+        let ports: Vec<PortConfig> = old.ports.iter().map(|p| p.cfg).collect();
+        self.bridges[b] = Bridge::new(cfg, &ports, self.now);
     }
 
     /// Sets link `l` up or down; both ends hear it now (full duplex).
@@ -211,14 +236,14 @@ impl Net {
     }
 
     pub(super) fn role(&self, b: usize, port: u16) -> Role {
-        self.port(b, port).role
+        self.port_status(b, port).role
     }
 
     pub(super) fn state(&self, b: usize, port: u16) -> PortState {
-        self.port(b, port).state
+        self.port_status(b, port).state
     }
 
-    fn port(&self, b: usize, port: u16) -> super::PortStatus {
+    pub(super) fn port_status(&self, b: usize, port: u16) -> super::PortStatus {
         self.bridges[b]
             .status()
             .ports
