@@ -186,31 +186,38 @@ impl Net {
         }
     }
 
-    /// Advances virtual time to `until`, delivering frames and ticks in order.
-    pub(super) fn run_until(&mut self, until: Duration) {
-        loop {
-            let frame = self.queue.keys().next().map(|k| k.0);
-            let tick = (0..self.bridges.len())
-                .filter(|&b| !self.stopped[b])
-                .filter_map(|b| self.bridges[b].next_deadline().map(|t| (t, b)))
-                .min();
-            let next = match (frame, tick) {
-                (Some(f), Some((t, _))) => f.min(t),
-                (Some(f), None) => f,
-                (None, Some((t, _))) => t,
-                (None, None) => break,
-            };
-            if next > until {
-                break;
-            }
-            self.now = next;
-            if frame == Some(next) {
+    /// The time of the next frame delivery or bridge deadline, if any.
+    fn next_time(&self) -> Option<(Duration, Option<usize>)> {
+        let frame = self.queue.keys().next().map(|k| (k.0, None));
+        let tick = (0..self.bridges.len())
+            .filter(|&b| !self.stopped[b])
+            .filter_map(|b| self.bridges[b].next_deadline().map(|t| (t, Some(b))))
+            .min();
+        match (frame, tick) {
+            (Some(f), Some(t)) => Some(if f.0 <= t.0 { f } else { t }),
+            (f, t) => f.or(t),
+        }
+    }
+
+    /// Handles the next frame or tick if it is due by `until`; false if none is.
+    fn step(&mut self, until: Duration) -> bool {
+        let Some((next, tick)) = self.next_time().filter(|(t, _)| *t <= until) else {
+            return false;
+        };
+        self.now = next;
+        match tick {
+            None => {
                 let (_, (b, ev)) = self.queue.pop_first().expect("a frame");
                 self.deliver(b, ev);
-            } else if let Some((_, b)) = tick {
-                self.deliver(b, Event::Tick);
             }
+            Some(b) => self.deliver(b, Event::Tick),
         }
+        true
+    }
+
+    /// Advances virtual time to `until`, delivering frames and ticks in order.
+    pub(super) fn run_until(&mut self, until: Duration) {
+        while self.step(until) {}
         self.now = until;
     }
 
@@ -218,21 +225,23 @@ impl Net {
         self.run_until(self.now + d);
     }
 
-    /// Runs until `cond` holds, at most `limit`; returns how long it took.
+    /// Runs until `cond` holds (checked after every event), at most `limit`; returns how
+    /// long it took.
     pub(super) fn run_until_cond(
         &mut self,
         limit: Duration,
         mut cond: impl FnMut(&Net) -> bool,
     ) -> Option<Duration> {
         let start = self.now;
-        let step = Duration::from_millis(1);
-        while self.now - start <= limit {
+        loop {
             if cond(self) {
                 return Some(self.now - start);
             }
-            self.run_for(step);
+            if !self.step(start + limit) {
+                self.now = start + limit;
+                return None;
+            }
         }
-        None
     }
 
     pub(super) fn role(&self, b: usize, port: u16) -> Role {
