@@ -262,9 +262,9 @@ fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
         .collect();
     assert!(tc_sent.contains(&(VSWOUT1, 1)), "{tc_sent:?}");
     assert!(tc_sent.contains(&(SWOUT1, 1)) && tc_sent.contains(&(SWOUT1, 3)));
-    for b in 0..4 {
+    for (b, n) in before.iter().enumerate() {
         let s = net.bridges[b].status();
-        assert!(s.topology_changes > before[b], "bridge {b}");
+        assert!(s.topology_changes > *n, "bridge {b}");
     }
     assert!(net.bridges[SWOUT1].status().ports[1].tc_rx >= 1);
     assert!(net.bridges[VSWOUT1].status().ports[0].tc_tx >= 1);
@@ -386,7 +386,7 @@ fn random_flaps(legacy: Option<usize>, seed: u64) -> (Duration, u32) {
     let mut rng = XorShift(seed);
     let mut worst = Duration::ZERO;
     for flap in 0..50 {
-        if rng.next() % 6 == 0 {
+        if rng.next().is_multiple_of(6) {
             // A bridge power cycle: all its links down, settle, back up.
             let b = (rng.next() % 4) as usize;
             let mine: Vec<usize> = (0..links.len())
@@ -739,10 +739,10 @@ fn replay_migration_to_8021d_and_back() {
     sent.extend(r.until(12_000));
     let kinds: Vec<(u64, &str)> = sent
         .iter()
-        .filter_map(|(t, a)| match a {
-            Action::Send { bpdu, .. } => Some((*t, kind(bpdu))),
-            Action::SetState { state, .. } => Some((*t, state_name(*state))),
-            Action::Flush { .. } => Some((*t, "flush")),
+        .map(|(t, a)| match a {
+            Action::Send { bpdu, .. } => (*t, kind(bpdu)),
+            Action::SetState { state, .. } => (*t, state_name(*state)),
+            Action::Flush { .. } => (*t, "flush"),
         })
         .collect();
     // The config BPDU at 3.1 s, after mdelayWhile, selects 802.1D: configuration BPDUs from
@@ -878,4 +878,57 @@ fn a_cable_between_two_ports_of_one_bridge_makes_a_backup_port() {
     assert_eq!(net.role(0, 3), Role::Root);
     assert!(!net.has_loop());
     assert_eq!(net.loops_seen, 0);
+}
+
+#[test]
+fn replay_shared_link_ignores_agreements_and_waits_for_the_timers() {
+    // Half duplex under AdminP2p::Auto (or ForceFalse): not point-to-point, so an agreement
+    // does not count (17.21.9) and the designated port forwards on fdWhile: learning when
+    // the Max Age from link up ends (6 s), forwarding forwardDelay (Hello Time, 1 s) later.
+    for (admin, duplex) in [(AdminP2p::Auto, false), (AdminP2p::ForceFalse, true)] {
+        let mut port = PortConfig::new(1, 100);
+        port.admin_p2p = admin;
+        let mut r = Replay::new(A, &[port]);
+        let ev = Event::Link {
+            port: 1,
+            up: true,
+            full_duplex: duplex,
+        };
+        r.at(0, ev);
+        assert!(!r.port().oper_p2p);
+        let agreement = Bpdu::Rst(body(A, 100, B, flags(WireRole::Root, "A"), 1));
+        let mut states = Vec::new();
+        for k in 0..8u64 {
+            let mut acts = r.until(k * 1000 + 499);
+            let bpdu = agreement;
+            let a = r.at(k * 1000 + 500, Event::Bpdu { port: 1, bpdu });
+            acts.extend(a.into_iter().map(|a| (k * 1000 + 500, a)));
+            states.extend(
+                acts.into_iter()
+                    .filter(|(_, a)| matches!(a, Action::SetState { .. })),
+            );
+        }
+        assert_eq!(
+            states,
+            vec![
+                (6000, set(PortState::Learning)),
+                (7000, set(PortState::Forwarding))
+            ],
+            "{admin:?}"
+        );
+        assert_eq!(r.port().agreements_rx, 8);
+    }
+    // Full duplex under Auto, or ForceTrue on half duplex: point-to-point.
+    for (admin, duplex) in [(AdminP2p::Auto, true), (AdminP2p::ForceTrue, false)] {
+        let mut port = PortConfig::new(1, 100);
+        port.admin_p2p = admin;
+        let mut r = Replay::new(A, &[port]);
+        let ev = Event::Link {
+            port: 1,
+            up: true,
+            full_duplex: duplex,
+        };
+        r.at(0, ev);
+        assert!(r.port().oper_p2p, "{admin:?}");
+    }
 }
