@@ -269,6 +269,7 @@ impl Bridge {
             Event::Tick => {}
         }
         self.expire_tx_counts();
+        self.reflush_due();
         self.run();
         std::mem::take(&mut self.out)
     }

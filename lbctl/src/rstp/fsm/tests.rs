@@ -268,6 +268,18 @@ fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
     }
     assert!(net.bridges[SWOUT1].status().ports[1].tc_rx >= 1);
     assert!(net.bridges[VSWOUT1].status().ports[0].tc_tx >= 1);
+    // The ports a TC flushed (not those that stopped forwarding) are flushed once more
+    // 100 ms later, before the next TC BPDU a Hello Time later.
+    let flushes1 = net.flushes.len();
+    net.run_for(200 * MS);
+    let again: Vec<(u128, usize, u16)> = net.flushes[flushes1..]
+        .iter()
+        .map(|&(t, b, p)| ((t - cut).as_millis(), b, p))
+        .collect();
+    assert_eq!(
+        again,
+        vec![(101, SWOUT1, 1), (101, SWOUT1, 3), (102, SWOUT2, 3)]
+    );
 }
 
 /// A tiny deterministic xorshift generator (no crate needed).
