@@ -302,7 +302,7 @@ async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Fai
 /// use the two directions of one connection).
 async fn write_all(s: &TcpStream, mut parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
     while !parts.is_empty() {
-        let n = match s.try_write_vectored(parts) {
+        let n = match super::sock::send_vectored(s, parts) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

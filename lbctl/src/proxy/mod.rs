@@ -40,6 +40,7 @@ pub(crate) mod h1;
 mod request;
 mod retry;
 mod server;
+mod sock;
 pub(crate) mod tcp_info;
 #[cfg(test)]
 mod tests;

@@ -579,7 +579,9 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.write_with(cx, |s| s.try_write(buf))
+        self.write_with(cx, |s| {
+            super::sock::send_vectored(s, &[io::IoSlice::new(buf)])
+        })
     }
 
     fn poll_write_vectored(
@@ -587,7 +589,7 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.write_with(cx, |s| s.try_write_vectored(bufs))
+        self.write_with(cx, |s| super::sock::send_vectored(s, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
