@@ -265,6 +265,8 @@ pub struct Outgoing {
     pub framing: ReqFraming,
     /// Idempotent and without a body: may be sent twice.
     pub replayable: bool,
+    /// The client connection's timer, for the first-byte wait.
+    pub timer: super::timer::Timer,
 }
 
 /// How an exchange with a backend failed.
@@ -567,12 +569,14 @@ async fn exchange_quiet(
     let timed_out = || Stall::Waiting(Waiting::Backend(start));
     let stream = conn.stream.clone();
     let replayable = req.replayable;
+    // Back to the client connection when this returns (see `timer`).
+    let mut timer = std::mem::take(&mut req.timer);
     let fut = exchange(conn, req);
     tokio::pin!(fut);
     let wait = deadline
         .cap(first_byte, Instant::now())
         .ok_or_else(timed_out)?;
-    if let Ok(r) = tokio::time::timeout(wait, &mut fut).await {
+    if let Ok(r) = timer.timeout(wait, &mut fut).await {
         return Ok(r);
     }
     if retry::worth_probing(replayable, tcp_info::acknowledged(&*stream)) {

@@ -46,6 +46,7 @@ mod sock;
 pub(crate) mod tcp_info;
 #[cfg(test)]
 mod tests;
+mod timer;
 mod tunnel;
 
 use crate::balance::backend::BackendState;

@@ -352,6 +352,8 @@ pub struct ConnState {
     forwarding: forward::Forwarding,
     /// `tunnel_ms`: an Upgrade tunnel with no byte either way for this long is closed.
     tunnel_idle: Duration,
+    /// The timer each request's first-byte wait borrows (see `timer`).
+    timer: Arc<super::timer::TimerSlot>,
     stats: Arc<FrontendStats>,
     /// The connection slot, released when the connection (and any tunnel) is gone.
     _permit: OwnedSemaphorePermit,
@@ -430,6 +432,11 @@ impl ConnState {
     /// X-Forwarded-For and Forwarded for this client.
     pub fn forwarding(&self) -> &forward::Forwarding {
         &self.forwarding
+    }
+
+    /// The connection's timer, lent to each request in turn.
+    pub fn timer(&self) -> &Arc<super::timer::TimerSlot> {
+        &self.timer
     }
 
     /// `tunnel_ms`: how long an Upgrade tunnel may carry no byte either way.
@@ -673,6 +680,7 @@ async fn connection(
         blocked: AtomicBool::new(false),
         forwarding: forward::Forwarding::new(peer, local),
         tunnel_idle: Duration::from_millis(sh.cfg.timeouts.tunnel_ms.max(1)),
+        timer: Arc::default(),
         stats: stats.clone(),
         _permit: permit,
     });
