@@ -106,7 +106,7 @@ mod tests {
     fn only_equal_positive_weights_and_few_backends_fit() {
         assert!(Rotation::fits(&[1, 1, 1]) && Rotation::fits(&[5, 5]));
         assert!(!Rotation::fits(&[3, 1]) && !Rotation::fits(&[0, 0]));
-        assert!(!Rotation::fits(&vec![1; MAX_BACKENDS + 1]));
+        assert!(!Rotation::fits(&[1; MAX_BACKENDS + 1]));
     }
 
     #[test]
