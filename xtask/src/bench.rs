@@ -142,8 +142,10 @@ pub enum Case {
     /// The page, a new client connection per request (`Connection: close`).
     Close,
     /// A 1 kB body (`/bytes/1024`), kept alive.
+    #[value(name = "body-1k")]
     Body1k,
     /// A 64 kB body (`/bytes/65536`), kept alive.
+    #[value(name = "body-64k")]
     Body64k,
 }
 
