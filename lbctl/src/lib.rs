@@ -30,6 +30,8 @@
 
 #[cfg(feature = "runtime")]
 pub mod agent;
+#[cfg(test)]
+mod alloc_count;
 #[cfg(feature = "runtime")]
 pub mod balance;
 #[cfg(feature = "runtime")]

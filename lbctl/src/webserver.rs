@@ -1,6 +1,8 @@
 //! `lbctl serve`: the scenario's backend page. `GET /` answers a page that names the
 //! server and the client address it saw (like the lab text's index.php), so a user sees
 //! which server answered and through which balancer. `GET /health` is the check path.
+//! `GET /bytes/N` answers N bytes (at most [`MAX_BYTES`]): the bodies of a given size that
+//! `cargo xtask bench proxy` measures both proxies with.
 #![forbid(unsafe_code)]
 
 use anyhow::{Context, Result};
@@ -18,6 +20,23 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, info_span, Instrument};
 
 pub const HEALTH_PATH: &str = "/health";
+/// The largest body `GET /bytes/N` answers.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// N bytes of `x` for `/bytes/N` (a slice of one shared buffer: no copy per request), or
+/// why not.
+fn sized_body(n: &str) -> Result<Bytes, String> {
+    static BUF: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("/bytes/N: N must be a byte count, not {n:?}\n"))?;
+    if n > MAX_BYTES {
+        return Err(format!("/bytes/N: N is at most {MAX_BYTES}, not {n}\n"));
+    }
+    Ok(BUF
+        .get_or_init(|| Bytes::from(vec![b'x'; MAX_BYTES]))
+        .slice(..n))
+}
 
 /// The page body for `GET /`.
 pub fn page(server: &str, client: std::net::IpAddr) -> String {
@@ -31,7 +50,14 @@ pub fn page(server: &str, client: std::net::IpAddr) -> String {
 }
 
 fn respond(name: &str, peer: SocketAddr, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (status, body, ctype) = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    let (status, body, ctype) = match (req.method(), path) {
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/bytes/") => {
+            match sized_body(&p["/bytes/".len()..]) {
+                Ok(b) => return finish(name, req, StatusCode::OK, b, "text/plain"),
+                Err(e) => (StatusCode::BAD_REQUEST, e, "text/plain"),
+            }
+        }
         (&Method::GET | &Method::HEAD, "/" | "/index.php" | "/index.html") => (
             StatusCode::OK,
             page(name, peer.ip()),
@@ -51,12 +77,23 @@ fn respond(name: &str, peer: SocketAddr, req: &Request<Incoming>) -> Response<Fu
             "text/plain",
         ),
     };
+    finish(name, req, status, Bytes::from(body), ctype)
+}
+
+/// The response with `body` (none to a HEAD), its type and our name.
+fn finish(
+    name: &str,
+    req: &Request<Incoming>,
+    status: StatusCode,
+    body: Bytes,
+    ctype: &'static str,
+) -> Response<Full<Bytes>> {
     let body = if req.method() == Method::HEAD {
-        String::new()
+        Bytes::new()
     } else {
         body
     };
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
@@ -139,6 +176,20 @@ mod tests {
         assert!(body.contains("direccion: 127.0.0.1"));
         let h = http_get(addr, HEALTH_PATH).await.unwrap();
         assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+        let b = http_get(addr, "/bytes/65536").await.unwrap();
+        assert!(b.starts_with("HTTP/1.1 200"), "{b}");
+        assert!(b.contains("content-length: 65536\r\n"), "{b}");
+        assert!(b.ends_with(&"x".repeat(65536)));
+        let big = http_get(addr, "/bytes/2000000").await.unwrap();
+        assert!(
+            big.starts_with("HTTP/1.1 400") && big.contains("at most"),
+            "{big}"
+        );
+        let nan = http_get(addr, "/bytes/ten").await.unwrap();
+        assert!(
+            nan.starts_with("HTTP/1.1 400") && nan.contains("byte count"),
+            "{nan}"
+        );
         let nf = http_get(addr, "/nope").await.unwrap();
         assert!(nf.starts_with("HTTP/1.1 404"), "{nf}");
         task.abort();

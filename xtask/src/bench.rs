@@ -134,17 +134,81 @@ fn parse_wrk(text: &str) -> Result<WrkResult> {
     })
 }
 
-fn wrk(port: u16, secs: u32, conns: u32, script: &Path) -> Result<WrkResult> {
+/// One shape of load both proxies get, picked with `--case`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    /// The backends' page (~0.5 kB), kept-alive client connections.
+    KeepAlive,
+    /// The page, a new client connection per request (`Connection: close`).
+    Close,
+    /// A 1 kB body (`/bytes/1024`), kept alive.
+    #[value(name = "body-1k")]
+    Body1k,
+    /// A 64 kB body (`/bytes/65536`), kept alive.
+    #[value(name = "body-64k")]
+    Body64k,
+}
+
+impl Case {
+    pub const ALL: [Case; 4] = [Case::KeepAlive, Case::Close, Case::Body1k, Case::Body64k];
+
+    fn path(self) -> &'static str {
+        match self {
+            Case::KeepAlive | Case::Close => "/",
+            Case::Body1k => "/bytes/1024",
+            Case::Body64k => "/bytes/65536",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Case::KeepAlive => "keep-alive, page",
+            Case::Close => "no keep-alive, page",
+            Case::Body1k => "keep-alive, 1 kB body",
+            Case::Body64k => "keep-alive, 64 kB body",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Case::KeepAlive => "keep-alive",
+            Case::Close => "close",
+            Case::Body1k => "body-1k",
+            Case::Body64k => "body-64k",
+        }
+    }
+}
+
+/// What `cargo xtask bench proxy` runs: every case at every thread count.
+pub struct ProxyOpts {
+    pub rounds: u32,
+    pub secs: u32,
+    pub conns: u32,
+    pub cases: Vec<Case>,
+    /// nbthread of both proxies, one pass of the cases each.
+    pub nbthreads: Vec<usize>,
+}
+
+/// The wrk command line of one run of `case` against `port`.
+fn wrk_args(port: u16, secs: u32, conns: u32, script: &Path, case: Case) -> Vec<String> {
+    let mut a: Vec<String> = vec![
+        "-s".into(),
+        script.to_string_lossy().into_owned(),
+        "-t2".into(),
+        format!("-c{conns}"),
+        format!("-d{secs}s"),
+        "--latency".into(),
+    ];
+    if case == Case::Close {
+        a.extend(["-H".into(), "Connection: close".into()]);
+    }
+    a.push(format!("http://127.0.0.1:{port}{}", case.path()));
+    a
+}
+
+fn wrk(port: u16, secs: u32, conns: u32, script: &Path, case: Case) -> Result<WrkResult> {
     let out = Command::new("wrk")
-        .args([
-            "-s",
-            &script.to_string_lossy(),
-            "-t2",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--latency",
-            &format!("http://127.0.0.1:{port}/"),
-        ])
+        .args(wrk_args(port, secs, conns, script, case))
         .output()
         .context("running wrk (scripts/bootstrap.sh installs it)")?;
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
@@ -166,31 +230,74 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn proxy(root: &Path, rounds: u32, secs: u32, conns: u32) -> Result<()> {
+pub fn proxy(root: &Path, opts: &ProxyOpts) -> Result<()> {
+    if opts.nbthreads.contains(&0) {
+        bail!("--nbthread: a thread count is at least 1");
+    }
     build_release(root)?;
     let lbctl = lbctl_bin(root);
     let dir = std::env::temp_dir().join(format!("lbctl-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut procs = Procs(Vec::new());
-    start_backends(&lbctl, &mut procs)?;
-    let ours_pid = start_ours(&lbctl, &dir, &mut procs)?;
-    start_haproxy(&dir, &mut procs)?;
-    for p in BACKENDS.iter().chain([OURS, HAPROXY].iter()) {
-        wait_port(*p)?;
+    let mut backends = Procs(Vec::new());
+    start_backends(&lbctl, &mut backends)?;
+    for p in BACKENDS {
+        wait_port(p)?;
     }
-    println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds, 3 lbctl serve backends on loopback");
+    let (rounds, secs, conns) = (opts.rounds, opts.secs, opts.conns);
+    println!("bench proxy: wrk -t2 -c{conns} -d{secs}s, {rounds} alternating rounds per case, 3 lbctl serve backends on loopback");
     let script = dir.join("cdf.lua");
     std::fs::write(&script, include_str!("wrk_cdf.lua"))?;
-    let (o, h) = wrk_rounds(rounds, secs, conns, &script)?;
-    print_medians(&o, &h);
-    let title =
-        format!("Response time CDF, lbctl vs HAProxy (wrk -c{conns}, median of {rounds} rounds)");
-    let svg = bench_charts::latency_cdf(&median_cdf(&o)?, &median_cdf(&h)?, &title);
-    bench_charts::write(root, "proxy-cdf.svg", &svg)?;
-    idle_rss(ours_pid)?;
-    drop(procs);
+    let mut summary = Vec::new();
+    for &nb in &opts.nbthreads {
+        let mut procs = Procs(Vec::new());
+        let ours_pid = start_ours(&lbctl, &dir, nb, &mut procs)?;
+        start_haproxy(&dir, nb, &mut procs)?;
+        for p in [OURS, HAPROXY] {
+            wait_port(p)?;
+        }
+        for &case in &opts.cases {
+            println!("case {} at nbthread {nb}:", case.label());
+            let (o, h) = wrk_rounds(rounds, secs, conns, &script, case)?;
+            summary.push((nb, case, print_medians(&o, &h)));
+            let title = format!(
+                "Response time CDF, lbctl vs HAProxy ({}, nbthread {nb}, wrk -c{conns}, median of {rounds} rounds)",
+                case.label()
+            );
+            let svg = bench_charts::latency_cdf(&median_cdf(&o)?, &median_cdf(&h)?, &title);
+            bench_charts::write(root, &chart_name(case, nb), &svg)?;
+        }
+        println!("nbthread {nb}:");
+        idle_rss(ours_pid)?;
+        // Both proxies stop before the next thread count binds the same ports.
+        drop(procs);
+    }
+    print_summary(&summary);
+    drop(backends);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The CDF picture of a case: the main case at nbthread 2 keeps the historical name.
+fn chart_name(case: Case, nb: usize) -> String {
+    if case == Case::KeepAlive && nb == 2 {
+        "proxy-cdf.svg".into()
+    } else {
+        format!("proxy-cdf-{}-nb{nb}.svg", case.tag())
+    }
+}
+
+/// Every case's paired ratios, one line each, at the end of the run.
+fn print_summary(rows: &[(usize, Case, Paired)]) {
+    println!("summary (paired ratios lbctl / haproxy, median of the rounds):");
+    for (nb, case, p) in rows {
+        println!(
+            "  nbthread {nb} {:<24} req/s {:.2}x  p50 {:.2}x  p99 {:.2}x",
+            case.label(),
+            p.rps,
+            p.p50,
+            p.p99
+        );
+    }
 }
 
 /// The three `lbctl serve` backends.
@@ -214,9 +321,9 @@ fn start_backends(lbctl: &Path, procs: &mut Procs) -> Result<()> {
 }
 
 /// Our agent, from a config with the same three backends and HAProxy-like checks; its pid.
-fn start_ours(lbctl: &Path, dir: &Path, procs: &mut Procs) -> Result<u32> {
-    let mut cfg = String::from(
-        "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\nnbthread = 2\n\n",
+fn start_ours(lbctl: &Path, dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<u32> {
+    let mut cfg = format!(
+        "[lab]\nname = \"bench\"\n\n[[lan]]\nname = \"lo\"\nsubnet = \"127.0.0.0/8\"\n\n[service]\nvip = \"127.0.0.1\"\nport = 18000\nadmin_port = 18404\nbalancers = []\nnbthread = {nbthread}\n\n",
     );
     for port in BACKENDS {
         cfg.push_str(&format!(
@@ -245,7 +352,7 @@ fn start_ours(lbctl: &Path, dir: &Path, procs: &mut Procs) -> Result<u32> {
 }
 
 /// HAProxy with the same backends, threads and checks.
-fn start_haproxy(dir: &Path, procs: &mut Procs) -> Result<()> {
+fn start_haproxy(dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<()> {
     let servers: String = BACKENDS
         .iter()
         .enumerate()
@@ -257,7 +364,7 @@ fn start_haproxy(dir: &Path, procs: &mut Procs) -> Result<()> {
         })
         .collect();
     let hcfg = format!(
-        "global\n    maxconn 4096\n    nbthread 2\n\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout http-request 5s\n    timeout http-keep-alive 10s\n    option http-keep-alive\n    option forwardfor\n\nfrontend fe\n    bind 127.0.0.1:{HAPROXY}\n    default_backend be\n\nbackend be\n    balance roundrobin\n    option httpchk GET /health\n{servers}"
+        "global\n    maxconn 4096\n    nbthread {nbthread}\n\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n    timeout server 10s\n    timeout http-request 5s\n    timeout http-keep-alive 10s\n    option http-keep-alive\n    option forwardfor\n\nfrontend fe\n    bind 127.0.0.1:{HAPROXY}\n    default_backend be\n\nbackend be\n    balance roundrobin\n    option httpchk GET /health\n{servers}"
     );
     let hfile = dir.join("haproxy.cfg");
     std::fs::write(&hfile, hcfg)?;
@@ -278,6 +385,7 @@ fn wrk_rounds(
     secs: u32,
     conns: u32,
     script: &Path,
+    case: Case,
 ) -> Result<(Vec<WrkResult>, Vec<WrkResult>)> {
     let (mut o, mut h) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
@@ -293,11 +401,11 @@ fn wrk_rounds(
             "  round {round}/{rounds}: wrk against {first} ({secs} s), then {second} ({secs} s)..."
         );
         let (a, b) = if ours_first {
-            let a = wrk(OURS, secs, conns, script)?;
-            (a, wrk(HAPROXY, secs, conns, script)?)
+            let a = wrk(OURS, secs, conns, script, case)?;
+            (a, wrk(HAPROXY, secs, conns, script, case)?)
         } else {
-            let b = wrk(HAPROXY, secs, conns, script)?;
-            (wrk(OURS, secs, conns, script)?, b)
+            let b = wrk(HAPROXY, secs, conns, script, case)?;
+            (wrk(OURS, secs, conns, script, case)?, b)
         };
         println!(
             "  round {round}: lbctl {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} | haproxy {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {}",
@@ -322,7 +430,15 @@ fn median_cdf(rounds: &[WrkResult]) -> Result<Vec<(f64, f64)>> {
         .collect())
 }
 
-fn print_medians(o: &[WrkResult], h: &[WrkResult]) {
+/// The median over the rounds of each round's lbctl / HAProxy ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Paired {
+    rps: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn print_medians(o: &[WrkResult], h: &[WrkResult]) -> Paired {
     let m = |v: &[WrkResult], f: fn(&WrkResult) -> f64| median(v.iter().map(f).collect());
     let (orps, hrps) = (m(o, |r| r.rps), m(h, |r| r.rps));
     let (op50, hp50) = (m(o, |r| r.p50_ms), m(h, |r| r.p50_ms));
@@ -340,12 +456,16 @@ fn print_medians(o: &[WrkResult], h: &[WrkResult]) {
     // between rounds that the ratio of the medians keeps.
     let paired =
         |f: fn(&WrkResult) -> f64| median(o.iter().zip(h).map(|(a, b)| f(a) / f(b)).collect());
+    let p = Paired {
+        rps: paired(|r| r.rps),
+        p50: paired(|r| r.p50_ms),
+        p99: paired(|r| r.p99_ms),
+    };
     println!(
         "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
-        paired(|r| r.rps),
-        paired(|r| r.p50_ms),
-        paired(|r| r.p99_ms)
+        p.rps, p.p50, p.p99
     );
+    p
 }
 
 /// Resident memory of the agent with 1,000 idle client connections.
@@ -783,6 +903,24 @@ mod tests {
 Requests/sec:  60000.00
 Transfer/sec:     12.50MB
 ";
+
+    #[test]
+    fn each_case_asks_wrk_for_its_shape() {
+        let s = Path::new("/tmp/cdf.lua");
+        let a = wrk_args(18000, 8, 50, s, Case::KeepAlive);
+        assert_eq!(a.last().unwrap(), "http://127.0.0.1:18000/");
+        assert!(!a.iter().any(|x| x == "-H"));
+        let c = wrk_args(18001, 8, 50, s, Case::Close);
+        assert!(c
+            .windows(2)
+            .any(|w| w[0] == "-H" && w[1] == "Connection: close"));
+        assert_eq!(
+            wrk_args(18000, 8, 50, s, Case::Body64k).last().unwrap(),
+            "http://127.0.0.1:18000/bytes/65536"
+        );
+        assert_eq!(chart_name(Case::KeepAlive, 2), "proxy-cdf.svg");
+        assert_eq!(chart_name(Case::Body1k, 1), "proxy-cdf-body-1k-nb1.svg");
+    }
 
     #[test]
     fn wrk_output_is_parsed() {

@@ -58,6 +58,12 @@ enum BenchCmd {
         /// wrk connections.
         #[arg(long, default_value_t = 50)]
         conns: u32,
+        /// Load shapes to run (comma-separated) [default: all].
+        #[arg(long, value_enum, value_delimiter = ',')]
+        case: Vec<bench::Case>,
+        /// nbthread of both proxies, one pass over the cases each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [2usize, 1])]
+        nbthread: Vec<usize>,
     },
     /// VRRP failover in the lab: user-visible outage with our agent vs keepalived, same
     /// intervals and priorities, link cut and graceful stop.
@@ -123,8 +129,24 @@ fn main() -> anyhow::Result<()> {
                     rounds,
                     secs,
                     conns,
+                    case,
+                    nbthread,
                 },
-        } => bench::proxy(&workspace_root(), rounds, secs, conns),
+        } => {
+            let cases = if case.is_empty() {
+                bench::Case::ALL.to_vec()
+            } else {
+                case
+            };
+            let opts = bench::ProxyOpts {
+                rounds,
+                secs,
+                conns,
+                cases,
+                nbthreads: nbthread,
+            };
+            bench::proxy(&workspace_root(), &opts)
+        }
         Cmd::Bench {
             what: BenchCmd::Failover,
         } => bench::failover(&workspace_root()),

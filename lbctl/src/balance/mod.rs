@@ -8,6 +8,7 @@ pub mod estimate;
 pub mod latency;
 pub mod leastconn;
 pub mod observe;
+pub mod rotation;
 pub mod route;
 pub mod rr;
 pub mod sticky;
@@ -58,6 +59,8 @@ pub struct Balancer {
     /// Smooth WRR current weights, one per backend. Picking (and counting the pick in
     /// `active`) happens under this lock so leastconn sees its own earlier picks.
     current: Mutex<Vec<i64>>,
+    /// Round robin over equal weights takes no lock: this rotation instead of `current`.
+    rotation: Option<rotation::Rotation>,
 }
 
 impl Balancer {
@@ -75,8 +78,12 @@ impl Balancer {
             }
             ok
         });
+        let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
+        let rotation = (algo == Balance::Roundrobin && rotation::Rotation::fits(&weights))
+            .then(rotation::Rotation::default);
         Balancer {
-            weights: backends.iter().map(|b| b.weight).collect(),
+            weights,
+            rotation,
             current: Mutex::new(vec![0; backends.len()]),
             backends,
             algo,
@@ -113,6 +120,10 @@ impl Balancer {
     /// backends already tried for this request). `None` when no up backend is left.
     pub fn pick(&self, pool: &str, exclude: &[usize]) -> Option<Pick> {
         let cands = self.candidates(pool, exclude);
+        if let Some(r) = &self.rotation {
+            let idx = r.next(&cands)?;
+            return Some(Pick::new(idx, &self.backends[idx]));
+        }
         let mut cur = crate::locks::lock(&self.current);
         let idx = match self.algo {
             Balance::Roundrobin => rr::pick(&cands, &self.weights, &mut cur),
@@ -197,7 +208,8 @@ mod tests {
 
     #[test]
     fn a_panic_under_the_pick_lock_does_not_poison_later_requests() {
-        let bs = vec![be("s1", 1, "default"), be("s2", 1, "default")];
+        // Unequal weights: the locked path (equal ones take the lock-free rotation).
+        let bs = vec![be("s1", 2, "default"), be("s2", 1, "default")];
         let b = Balancer::new(bs.clone(), Balance::Roundrobin, None, vec![]);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _pick = b.current.lock().unwrap();

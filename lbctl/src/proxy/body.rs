@@ -217,7 +217,7 @@ impl BackendBody {
                 }
                 Ok(Decoded::NeedMore) => {}
             }
-            match ready!(conn.poll_fill(cx)) {
+            match ready!(conn.poll_fill_for(cx, self.decoder.remaining())) {
                 Ok(0) => {
                     if let Err(e) = self.decoder.eof() {
                         return self.fail(e.to_string(), cx);

@@ -71,6 +71,8 @@ const POOL_IDLE_MAX: Duration = Duration::from_secs(4);
 const POOL_MAX_IDLE_PER_BACKEND: usize = 64;
 /// Read buffer of a backend connection: one read takes a typical small response whole.
 const READ_BUF: usize = 16 * 1024;
+/// The most one read of a response body of known length takes.
+const MAX_READ: usize = 64 * 1024;
 
 /// One backend connection: the socket and what has been read from it but not used yet.
 /// The socket is shared with the request body's upload while the response is already
@@ -91,10 +93,22 @@ impl Conn {
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<usize>> {
+        self.poll_fill_for(cx, None)
+    }
+
+    /// [`Conn::poll_fill`] for a body with `expected` bytes still to come: the buffer
+    /// grows to take them in one read (up to [`MAX_READ`]), so a 64 kB body is one
+    /// `recv` and one `send` to the client rather than four of each through 16 KiB.
+    pub fn poll_fill_for(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        expected: Option<u64>,
+    ) -> std::task::Poll<io::Result<usize>> {
+        let want = expected.map_or(1024, |n| n.clamp(1024, MAX_READ as u64) as usize);
         loop {
             std::task::ready!(self.stream.poll_read_ready(cx))?;
-            if self.buf.capacity() - self.buf.len() < 1024 {
-                self.buf.reserve(READ_BUF);
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want.max(READ_BUF));
             }
             let room = self.buf.capacity() - self.buf.len();
             match self.stream.try_read_buf(&mut self.buf) {
@@ -251,6 +265,8 @@ pub struct Outgoing {
     pub framing: ReqFraming,
     /// Idempotent and without a body: may be sent twice.
     pub replayable: bool,
+    /// The client connection's timer, for the first-byte wait.
+    pub timer: super::timer::Timer,
 }
 
 /// How an exchange with a backend failed.
@@ -302,7 +318,7 @@ async fn read_head(conn: &mut Conn, method: &Method) -> Result<ResponseHead, Fai
 /// use the two directions of one connection).
 async fn write_all(s: &TcpStream, mut parts: &mut [io::IoSlice<'_>]) -> io::Result<()> {
     while !parts.is_empty() {
-        let n = match s.try_write_vectored(parts) {
+        let n = match super::sock::send_vectored(s, parts) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -553,12 +569,14 @@ async fn exchange_quiet(
     let timed_out = || Stall::Waiting(Waiting::Backend(start));
     let stream = conn.stream.clone();
     let replayable = req.replayable;
+    // Back to the client connection when this returns (see `timer`).
+    let mut timer = std::mem::take(&mut req.timer);
     let fut = exchange(conn, req);
     tokio::pin!(fut);
     let wait = deadline
         .cap(first_byte, Instant::now())
         .ok_or_else(timed_out)?;
-    if let Ok(r) = tokio::time::timeout(wait, &mut fut).await {
+    if let Ok(r) = timer.timeout(wait, &mut fut).await {
         return Ok(r);
     }
     if retry::worth_probing(replayable, tcp_info::acknowledged(&*stream)) {

@@ -207,7 +207,12 @@ pub fn to_backend(
         .map(|p| p.as_str())
         .filter(|p| !p.is_empty())
         .unwrap_or("/");
-    parts.uri = if parts.method == Method::OPTIONS && parts.uri == "*" {
+    // An origin-form target (nearly every request) is already what the backend gets:
+    // re-parsing it would copy it into a new allocation per request.
+    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    parts.uri = if origin_form && target.starts_with('/') {
+        std::mem::take(&mut parts.uri)
+    } else if parts.method == Method::OPTIONS && parts.uri == "*" {
         Uri::from_static("*")
     } else {
         target
@@ -362,6 +367,17 @@ mod tests {
         );
         to_backend(&mut p, &fwd, false).unwrap();
         assert_eq!(p.uri, "/a?b=1");
+        // Origin form is kept as it came (no copy); OPTIONS * too.
+        for (method, target) in [("GET", "/x/y?z=1"), ("OPTIONS", "*")] {
+            let (mut o, _) = hyper::Request::builder()
+                .method(method)
+                .uri(target)
+                .body(())
+                .unwrap()
+                .into_parts();
+            to_backend(&mut o, &fwd, false).unwrap();
+            assert_eq!(o.uri, target);
+        }
         assert_eq!(p.version, Version::HTTP_11);
         assert_eq!(p.headers["host"], "example.com:8080");
     }

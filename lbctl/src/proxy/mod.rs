@@ -32,6 +32,8 @@
 //!   `BackendState::counters` (`bytes_in` = request bytes sent to it, `bytes_out` = its
 //!   response bytes sent to clients, `active` = requests in flight until their response
 //!   body is done; 408 for a stalled body counts in `header_timeout`).
+#[cfg(test)]
+mod alloc_tests;
 mod body;
 mod client;
 mod error;
@@ -40,9 +42,11 @@ pub(crate) mod h1;
 mod request;
 mod retry;
 mod server;
+mod sock;
 pub(crate) mod tcp_info;
 #[cfg(test)]
 mod tests;
+mod timer;
 mod tunnel;
 
 use crate::balance::backend::BackendState;

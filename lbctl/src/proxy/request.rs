@@ -125,7 +125,8 @@ async fn forward(
 ) -> Result<Dispatched, ProxyError> {
     let (mut parts, body) = req.into_parts();
     forward::to_backend(&mut parts, state.forwarding(), upgrading)?;
-    client::dispatch(sh, pick, pool, outgoing(parts, body)).await
+    let out = outgoing(parts, body, state.timer().lend());
+    client::dispatch(sh, pick, pool, out).await
 }
 
 /// Stage 4: the client's response from the backend's head; its body streams from the
@@ -189,7 +190,11 @@ fn respond(
 /// client's Content-Length when it sent one, chunked for a body of unknown length (a
 /// chunked upload, or Transfer-Encoding plus Content-Length, where the chunked coding
 /// wins), none for a request without body.
-fn outgoing(parts: hyper::http::request::Parts, body: Incoming) -> client::Outgoing {
+fn outgoing(
+    parts: hyper::http::request::Parts,
+    body: Incoming,
+    timer: super::timer::Timer,
+) -> client::Outgoing {
     let had_length = parts.headers.contains_key(CONTENT_LENGTH);
     let framing = match body.size_hint().exact() {
         Some(n) if had_length || n > 0 => ReqFraming::Length(n),
@@ -210,5 +215,6 @@ fn outgoing(parts: hyper::http::request::Parts, body: Incoming) -> client::Outgo
         head: head.freeze(),
         body: (!empty).then(|| ReqBody::new(body, Progress::new())),
         framing,
+        timer,
     }
 }

@@ -352,6 +352,8 @@ pub struct ConnState {
     forwarding: forward::Forwarding,
     /// `tunnel_ms`: an Upgrade tunnel with no byte either way for this long is closed.
     tunnel_idle: Duration,
+    /// The timer each request's first-byte wait borrows (see `timer`).
+    timer: Arc<super::timer::TimerSlot>,
     stats: Arc<FrontendStats>,
     /// The connection slot, released when the connection (and any tunnel) is gone.
     _permit: OwnedSemaphorePermit,
@@ -430,6 +432,11 @@ impl ConnState {
     /// X-Forwarded-For and Forwarded for this client.
     pub fn forwarding(&self) -> &forward::Forwarding {
         &self.forwarding
+    }
+
+    /// The connection's timer, lent to each request in turn.
+    pub fn timer(&self) -> &Arc<super::timer::TimerSlot> {
+        &self.timer
     }
 
     /// `tunnel_ms`: how long an Upgrade tunnel may carry no byte either way.
@@ -579,7 +586,9 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.write_with(cx, |s| s.try_write(buf))
+        self.write_with(cx, |s| {
+            super::sock::send_vectored(s, &[io::IoSlice::new(buf)])
+        })
     }
 
     fn poll_write_vectored(
@@ -587,7 +596,7 @@ impl AsyncWrite for ClientIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.write_with(cx, |s| s.try_write_vectored(bufs))
+        self.write_with(cx, |s| super::sock::send_vectored(s, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -616,17 +625,26 @@ enum End {
 /// Runs a connection (or tunnel) task so that a panic in it stays its own: counted in
 /// `panics` and logged; every guard the task held was dropped while it unwound, so its
 /// slot, thread load and backend pick are released and the other connections go on.
-pub async fn contain(task: impl std::future::Future<Output = ()>, stats: Arc<FrontendStats>) {
+/// A combinator rather than an `async fn`: that would keep the task twice in its state
+/// (the argument and the running future), doubling every connection's task allocation.
+pub fn contain(
+    task: impl std::future::Future<Output = ()>,
+    stats: Arc<FrontendStats>,
+) -> impl std::future::Future<Output = ()> {
     use futures::FutureExt as _;
-    if let Err(p) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
-        stats.panics.fetch_add(1, Ordering::Relaxed);
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        tracing::error!(panic = %what, "a connection task panicked; its connection is closed");
-    }
+    std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .map(move |r| {
+            if let Err(p) = r {
+                stats.panics.fetch_add(1, Ordering::Relaxed);
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, "a connection task panicked; its connection is closed");
+            }
+        })
 }
 
 async fn connection(
@@ -649,13 +667,20 @@ async fn connection(
     let _current = Current(stats.clone());
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
+    let accepted = Instant::now();
+    if !first_byte(&stream, accepted, &sh.cfg.timeouts, &mut stop).await {
+        tracing::debug!("connection closed before its first request");
+        linger(stream, None).await;
+        return;
+    }
     let stream = Arc::new(stream);
     let state = Arc::new(ConnState {
-        phase: Mutex::new((Phase::Idle, Instant::now(), false)),
+        phase: Mutex::new((Phase::Idle, accepted, false)),
         write_blocked: Mutex::new(None),
         blocked: AtomicBool::new(false),
         forwarding: forward::Forwarding::new(peer, local),
         tunnel_idle: Duration::from_millis(sh.cfg.timeouts.tunnel_ms.max(1)),
+        timer: Arc::default(),
         stats: stats.clone(),
         _permit: permit,
     });
@@ -680,6 +705,28 @@ async fn connection(
     // Upgraded connections belong to their tunnel now.
     if let Ok(stream) = Arc::try_unwrap(stream) {
         linger(stream, prefix).await;
+    }
+}
+
+/// Waits for a fresh connection's first byte (or its end) before any HTTP state exists:
+/// hyper's read and write buffers (8 KiB each) and its connection state are made only
+/// then, so a connection that sends nothing costs its socket and this task alone (the
+/// agent's memory per idle connection). False when it stays silent past
+/// `http_request_ms` from `accepted` (the same deadline the idle phase has once hyper
+/// runs: closed silently) or the proxy stops.
+async fn first_byte(
+    stream: &TcpStream,
+    accepted: Instant,
+    t: &crate::config::Timeouts,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let until = accepted + Duration::from_millis(t.http_request_ms.max(1));
+    let mut byte = [0u8; 1];
+    tokio::select! {
+        // A peek, not readiness alone: tokio reports a fresh socket readable before any
+        // byte came (readiness is a hint); a peek that would block waits on.
+        r = tokio::time::timeout_at(until, stream.peek(&mut byte)) => matches!(r, Ok(Ok(_))),
+        _ = stopped(stop) => false,
     }
 }
 
@@ -813,7 +860,9 @@ async fn linger(mut stream: TcpStream, prefix: Option<Vec<u8>>) {
         let _ = tokio::time::timeout_at(until, stream.write_all(&p)).await;
     }
     let _ = stream.shutdown().await;
-    let mut buf = [0u8; 4096];
+    // Small: this buffer lives in every connection task's state (the memory of each
+    // idle connection), and draining is rare and bounded anyway.
+    let mut buf = [0u8; 512];
     let mut total = 0;
     while total < LINGER_MAX_BYTES {
         match tokio::time::timeout_at(until, stream.read(&mut buf)).await {

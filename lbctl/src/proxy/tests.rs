@@ -28,7 +28,7 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
         .expect("test took too long");
 }
 
-fn config() -> ProxyConfig {
+pub(super) fn config() -> ProxyConfig {
     ProxyConfig {
         listen: vec![],
         source: Some("127.0.0.1".parse().unwrap()),
