@@ -19,6 +19,15 @@ pub const OBS_PORT_MAP: &str = "OBS_PORT";
 /// Name of the per-(interface, VRID) VRRP advertisement map: key [`VrrpKey`], value `u64`.
 pub const OBS_VRRP_MAP: &str = "OBS_VRRP";
 
+/// Name of the TC egress gate program on the switch ports (RSTP mode: drops data frames of a
+/// discarding port on their way out; see [`StpGate`]).
+pub const GATE_PROG: &str = "lb_gate";
+/// Name of the per-port gate map: key `u32` ifindex, value [`StpGate`], written by `lbctl stpd`.
+pub const STP_GATE_MAP: &str = "STP_GATE";
+/// Name of the per-port RSTP status map: key `u32` ifindex, value [`RstpPortInfo`], written by
+/// `lbctl stpd` for `lbctl status` and `bpftool map dump`.
+pub const RSTP_PORT_MAP: &str = "RSTP_PORT";
+
 /// Maximum number of interfaces one observer instance counts for.
 pub const OBS_PORT_MAX: u32 = 1024;
 /// Maximum number of (interface, VRID) pairs one observer instance counts for.
@@ -45,6 +54,60 @@ pub struct PortStats {
     /// IPv4 protocol 112 packets that are not a well-formed VRRP advertisement (truncated IP or
     /// VRRP header, bad IHL, fragment, unknown version or type).
     pub vrrp_bad: u64,
+    /// Frames to the STP group address dropped at ingress because the port's [`StpGate`] has
+    /// `rstp = 1` (counted above first; `lbctl stpd` has read them through AF_PACKET).
+    pub bpdu_dropped: u64,
+    /// Data frames dropped at ingress because the port's gate has `discard = 1`.
+    pub gate_drop_in: u64,
+    /// Data frames dropped at egress because the port's gate has `discard = 1`.
+    pub gate_drop_out: u64,
+}
+
+/// The RSTP gate of one switch port (value of `STP_GATE`, key: ifindex), written by
+/// `lbctl stpd`. No entry means the kernel's own behaviour, untouched (kernel STP labs).
+///
+/// Why the BPF program enforces the port state: with `stp_state 0` the kernel bridge floods
+/// BPDUs like data and forces ports to forwarding on link up, port add and bridge up; the gate
+/// closes that window whatever the kernel's port state says.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StpGate {
+    /// 1: BPDUs belong to stpd: the observer counts them, then drops them (so the bridge never
+    /// floods them).
+    pub rstp: u8,
+    /// 1: the port is discarding: data frames (anything not to the STP group address) are
+    /// dropped both ways.
+    pub discard: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 2],
+}
+
+/// The RSTP view of one port (value of `RSTP_PORT`, key: ifindex), written by `lbctl stpd` and
+/// read by `lbctl status` (and `bpftool map dump`, through BTF). The BPF programs never read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RstpPortInfo {
+    /// 0 disabled, 1 root, 2 designated, 3 alternate, 4 backup.
+    pub role: u8,
+    /// 0 discarding, 1 learning, 2 forwarding.
+    pub state: u8,
+    /// 1: operational edge port.
+    pub edge: u8,
+    /// 1: operational point-to-point link.
+    pub p2p: u8,
+    /// 1: sends RST BPDUs; 0: migrated to 802.1D (a legacy bridge is on the segment).
+    pub rstp: u8,
+    /// Explicit padding, always zero.
+    pub _pad: [u8; 3],
+    pub proposals_tx: u32,
+    pub proposals_rx: u32,
+    pub agreements_tx: u32,
+    pub agreements_rx: u32,
+    /// BPDUs sent / received with the topology change flag (or TCNs).
+    pub tc_tx: u32,
+    pub tc_rx: u32,
+    pub bpdus_tx: u32,
+    pub bpdus_rx: u32,
 }
 
 /// Key of `OBS_VRRP`: one entry per interface and virtual router id.
@@ -73,8 +136,11 @@ impl VrrpKey {
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are `#[repr(C)]`, `Copy`, contain only integers and have no implicit
-    // padding (PortStats: 7 x u64; VrrpKey: u32 + u8 + [u8; 3] = 8 bytes, align 4).
+    // padding (PortStats: 10 x u64; VrrpKey: u32 + u8 + [u8; 3] = 8 bytes, align 4; StpGate:
+    // 4 x u8; RstpPortInfo: 8 x u8 then 8 x u32, sizes asserted below).
     unsafe impl aya::Pod for super::PortStats {}
+    unsafe impl aya::Pod for super::StpGate {}
+    unsafe impl aya::Pod for super::RstpPortInfo {}
     unsafe impl aya::Pod for super::VrrpKey {}
     // SAFETY: as above; HealthKey 4+2+2, HealthVal and VrrpState are laid out with explicit
     // padding fields and sizes asserted in `health`.
@@ -84,6 +150,8 @@ mod user {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<PortStats>() == 56);
+    assert!(core::mem::size_of::<PortStats>() == 80);
+    assert!(core::mem::size_of::<StpGate>() == 4);
+    assert!(core::mem::size_of::<RstpPortInfo>() == 40);
     assert!(core::mem::size_of::<VrrpKey>() == 8);
 };

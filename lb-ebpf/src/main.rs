@@ -1,7 +1,8 @@
 //! lbctl's BPF programs: the entry points and the maps. What each program does lives in the
 //! modules they call.
 //!
-//! * `lb_obs` (TC ingress of the lab's switch ports): the STP/VRRP observer, [`observe`].
+//! * `lb_obs` (TC ingress of the lab's switch ports): the STP/VRRP observer, [`observe`], then
+//!   the RSTP gate, [`gate`]; `lb_gate` (TC egress of the same ports): the gate's other half.
 //! * lbctl's own VXLAN tunnel endpoint (VTEP): `lb_vxdec` (XDP) decapsulates on the host's
 //!   underlay ports ([`parse`] decides, [`decap`] strips and redirects, [`fdb`] learns),
 //!   `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_vxfwd` (TC ingress of the
@@ -34,6 +35,7 @@
 mod decap;
 mod encap;
 mod fdb;
+mod gate;
 mod headers;
 mod health;
 mod observe;
@@ -42,12 +44,12 @@ mod ptr;
 
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
-    btf_maps::{Array, DevMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    btf_maps::{Array, DevMap, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     macros::{btf_map, classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
-    OBS_PORT_MAX, OBS_VRRP_MAX, PortStats, VrrpKey,
+    OBS_PORT_MAX, OBS_VRRP_MAX, PortStats, RstpPortInfo, StpGate, VrrpKey,
     vxlan::{
         Endpoints, FdbEntry, LearnCache, MacKey, Remote, VX_FDB_MAX, VX_LOCAL_MAX, VX_REMOTE_MAX,
         VxConfig, VxStats,
@@ -65,6 +67,16 @@ static OBS_PORT: PerCpuHashMap<u32, PortStats, { OBS_PORT_MAX as usize }> = PerC
 /// Observer: VRRP advertisements per (ifindex, VRID).
 #[btf_map]
 static OBS_VRRP: PerCpuHashMap<VrrpKey, u64, { OBS_VRRP_MAX as usize }> = PerCpuHashMap::new();
+
+/// RSTP gate per switch port (key: ifindex), written by `lbctl stpd`; see [`gate`].
+#[btf_map]
+static STP_GATE: HashMap<u32, StpGate, { OBS_PORT_MAX as usize }> = HashMap::new();
+
+/// RSTP status per switch port (key: ifindex), written by `lbctl stpd` for `lbctl status`;
+/// no program reads it. Declared here so the object carries its BTF (field names in
+/// `bpftool map dump`) and `attach_observer` pins it with the gate.
+#[btf_map]
+static RSTP_PORT: HashMap<u32, RstpPortInfo, { OBS_PORT_MAX as usize }> = HashMap::new();
 
 /// VTEP: outcome counters, one struct per CPU.
 #[btf_map]
@@ -107,11 +119,19 @@ fn stats() -> Option<&'static mut VxStats> {
 // Programs
 // ---------------------------------------------------------------------------------------------
 
-/// TC ingress observer; see [`observe`]. Always lets the frame through unchanged.
+/// TC ingress observer; see [`observe`]. Counts, then applies the port's RSTP gate
+/// ([`gate::ingress`]); without a gate entry it lets every frame through unchanged.
 #[classifier]
 pub fn lb_obs(ctx: TcContext) -> i32 {
-    observe::observe(&ctx);
-    TC_ACT_UNSPEC
+    let (ifindex, to_stp_group) = observe::observe(&ctx);
+    gate::ingress(ifindex, to_stp_group)
+}
+
+/// TC egress of the switch ports: the RSTP gate's egress half ([`gate::egress`]).
+#[classifier]
+pub fn lb_gate(ctx: TcContext) -> i32 {
+    let (ifindex, to_stp_group) = observe::frame_port(&ctx);
+    gate::egress(ifindex, to_stp_group)
 }
 
 /// XDP on the underlay ports: decapsulates VXLAN frames for the local VTEP, passes the rest.

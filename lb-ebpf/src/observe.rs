@@ -1,5 +1,7 @@
 //! The observer `lb_obs`: counts STP BPDUs and VRRP advertisements per interface on the
-//! lab's switch ports. It observes only; it never changes what the kernel does with a frame.
+//! lab's switch ports. Counting never changes what the kernel does with a frame; only the
+//! RSTP gate that runs after it ([`crate::gate`]) can drop one, and only on a port `lbctl stpd`
+//! gave a gate entry.
 //!
 //! # Why TC ingress (a `SchedClassifier`) and not XDP
 //!
@@ -9,7 +11,7 @@
 //! * TC ingress runs in `__netif_receive_skb_core` *before* the bridge's `rx_handler`, so on a
 //!   port enslaved to a Linux bridge it still sees every frame, including the BPDUs the bridge
 //!   consumes itself (link-local 01:80:c2:00:00:00 frames never get past the bridge).
-//! * The program always returns `TC_ACT_UNSPEC` (-1), which is `TCX_NEXT` for TCX links: the
+//! * Without a gate entry the program returns `TC_ACT_UNSPEC` (-1), which is `TCX_NEXT` for TCX links: the
 //!   frame continues to the next TCX program, then legacy `clsact` filters, then the normal
 //!   receive path, exactly as if the program were not there. (`TC_ACT_OK` would be `TCX_PASS`
 //!   and `TC_ACT_PIPE` breaks the TCX chain: both would skip programs attached after this one,
@@ -87,16 +89,27 @@ struct VrrpHdr {
     _check: [u8; 2],
 }
 
-/// Counts the frame of `ctx` if it is a BPDU or a VRRP packet.
+/// The interface of `ctx` (ingress or egress, whichever the program runs on) and whether the
+/// frame goes to the STP group address.
 #[inline(always)]
-pub fn observe(ctx: &TcContext) {
-    let Some(eth) = ctx.read::<EthHdr>(0) else {
-        return;
-    };
+pub fn frame_port(ctx: &TcContext) -> (u32, bool) {
     // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let dst = ctx.read::<[u8; 6]>(0);
+    (ifindex, dst == Some(STP_GROUP))
+}
+
+/// Counts the frame of `ctx` if it is a BPDU or a VRRP packet; returns [`frame_port`].
+#[inline(always)]
+pub fn observe(ctx: &TcContext) -> (u32, bool) {
+    // SAFETY: ctx.skb.skb is the __sk_buff the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(eth) = ctx.read::<EthHdr>(0) else {
+        return (ifindex, false);
+    };
     let len_type = ether_type(&eth);
-    if eth.dst_addr == STP_GROUP {
+    let to_stp_group = eth.dst_addr == STP_GROUP;
+    if to_stp_group {
         let kind = classify_bpdu(ctx, len_type);
         bump_port(ifindex, |s| match kind {
             Bpdu::Config { tc } => {
@@ -119,6 +132,7 @@ pub fn observe(ctx: &TcContext) {
             }
         }
     }
+    (ifindex, to_stp_group)
 }
 
 enum Bpdu {
@@ -217,8 +231,9 @@ fn classify_ipv4(ctx: &TcContext) -> Ipv4Kind {
     Ipv4Kind::VrrpAdvert(v.vrid)
 }
 
+/// Applies `f` to this CPU's counters of `ifindex`, creating the entry at first use.
 #[inline(always)]
-fn bump_port(ifindex: u32, f: impl FnOnce(&mut PortStats)) {
+pub fn bump_port(ifindex: u32, f: impl FnOnce(&mut PortStats)) {
     let p = match OBS_PORT.get_ptr_mut(ifindex) {
         Some(p) => p,
         None => {

@@ -2,4 +2,5 @@
 //! advertisement counters) and the VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`).
 pub mod observe;
 pub mod state_maps;
+pub mod stp_gate;
 pub mod vxlan;

@@ -20,7 +20,11 @@
 //!
 //! * `pin_dir/lb_obs`: the program,
 //! * `pin_dir/OBS_PORT`, `pin_dir/OBS_VRRP`: the maps,
-//! * `pin_dir/links/<iface>`: one TCX link per interface (ingress, attached first).
+//! * `pin_dir/STP_GATE`, `pin_dir/RSTP_PORT`: the RSTP gate and status maps `lbctl stpd`
+//!   writes ([`super::stp_gate`]); empty, so without stpd nothing changes,
+//! * `pin_dir/links/<iface>`: one TCX link per interface (ingress, attached first),
+//! * `pin_dir/links/<iface>.egress`: one TCX link per interface for `lb_gate`, the gate's
+//!   egress half (TC egress; returns `TC_ACT_UNSPEC` unless the port's gate says discard).
 //!
 //! The attachment outlives the process (`lbctl up` exits right after) because the TCX links
 //! are pinned: a TCX link lives as long as something holds it, and the bpffs pin does. TCX
@@ -46,7 +50,10 @@ use aya::{
     programs::{links::FdLink, tc::TcAttachOptions, LinkOrder, SchedClassifier, TcAttachType},
     EbpfLoader,
 };
-use lb_common::{PortStats, VrrpKey, OBS_PORT_MAP, OBS_PROG, OBS_VRRP_MAP};
+use lb_common::{
+    PortStats, VrrpKey, GATE_PROG, OBS_PORT_MAP, OBS_PROG, OBS_VRRP_MAP, RSTP_PORT_MAP,
+    STP_GATE_MAP,
+};
 use serde::Serialize;
 
 /// The BPF object built from `lb-ebpf` by `build.rs`.
@@ -56,6 +63,11 @@ pub(crate) fn object() -> &'static [u8] {
 
 /// Subdirectory of the pin directory holding one pinned TCX link per interface.
 const LINKS_DIR: &str = "links";
+/// Suffix of an egress link's pin name (`links/<iface>.egress`; `links/<iface>` is the
+/// ingress one).
+const EGRESS_SUFFIX: &str = ".egress";
+/// The maps an observer pins: counters, then the RSTP gate and status.
+const PINNED_MAPS: [&str; 4] = [OBS_PORT_MAP, OBS_VRRP_MAP, STP_GATE_MAP, RSTP_PORT_MAP];
 
 /// Counters of one observer (one node), summed over CPUs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -84,6 +96,13 @@ pub struct PortCounters {
     pub vrrp: u64,
     /// Malformed or truncated VRRP (IPv4 protocol 112) packets.
     pub vrrp_bad: u64,
+    /// Frames to the STP group address dropped at ingress by the RSTP gate (`rstp = 1`:
+    /// `lbctl stpd` owns the BPDUs; counted above first).
+    pub bpdu_dropped: u64,
+    /// Data frames the RSTP gate dropped at ingress (port discarding).
+    pub gate_drop_in: u64,
+    /// Data frames the RSTP gate dropped at egress (port discarding).
+    pub gate_drop_out: u64,
 }
 
 /// VRRP advertisements seen on one interface for one virtual router.
@@ -110,8 +129,8 @@ pub fn attach_observer(pin_dir: &Path, ifaces: &[String]) -> Result<()> {
             prog_pin.display()
         );
     }
-    for map in [OBS_PORT_MAP, OBS_VRRP_MAP] {
-        let path = pin_dir.join(map);
+    for name in PINNED_MAPS.iter().chain(&[GATE_PROG]) {
+        let path = pin_dir.join(name);
         if path.exists() {
             bail!(
                 "{} holds pins of an earlier, incomplete observer ({}); remove the pins first",
@@ -175,7 +194,7 @@ fn attach_inner(pin_dir: &Path, ifaces: &[&str], created: &mut Created) -> Resul
         .load(object())
         .context("loading the observer BPF object (needs root and BTF-enabled kernel)")?;
 
-    for name in [OBS_PORT_MAP, OBS_VRRP_MAP] {
+    for name in PINNED_MAPS {
         let path = pin_dir.join(name);
         ebpf.map(name)
             .ok_or_else(|| anyhow!("BPF object has no map {name}"))?
@@ -184,40 +203,63 @@ fn attach_inner(pin_dir: &Path, ifaces: &[&str], created: &mut Created) -> Resul
         created.files.push(path);
     }
 
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(OBS_PROG)
-        .ok_or_else(|| anyhow!("BPF object has no program {OBS_PROG}"))?
-        .try_into()
-        .with_context(|| format!("program {OBS_PROG} is not a TC classifier"))?;
-    prog.load()
-        .with_context(|| format!("loading program {OBS_PROG} into the kernel (verifier)"))?;
-
+    // The egress gate first: the observer's program pin marks a complete installation, so
+    // it goes last.
+    let gate = load_classifier(&mut ebpf, GATE_PROG)?;
     for iface in ifaces {
-        let link_id = prog
-            .attach_with_options(
-                iface,
-                TcAttachType::Ingress,
-                TcAttachOptions::TcxOrder(LinkOrder::first()),
-            )
-            .with_context(|| format!("attaching {OBS_PROG} to TC ingress (TCX) of {iface}"))?;
-        let link = prog
-            .take_link(link_id)
-            .with_context(|| format!("taking the TCX link of {iface}"))?;
-        let link: FdLink = link
-            .try_into()
-            .with_context(|| format!("TCX link of {iface} is not an fd link"))?;
-        let path = links_dir.join(iface);
-        // On error the FdLink is dropped here, which detaches it.
-        link.pin(&path)
-            .with_context(|| format!("pinning the TCX link of {iface} at {}", path.display()))?;
+        let path = links_dir.join(format!("{iface}{EGRESS_SUFFIX}"));
+        attach_pinned(gate, iface, TcAttachType::Egress, &path)?;
         created.files.push(path);
     }
+    let gate_pin = pin_dir.join(GATE_PROG);
+    gate.pin(&gate_pin)
+        .with_context(|| format!("pinning program {GATE_PROG} at {}", gate_pin.display()))?;
+    created.files.push(gate_pin);
 
-    // The program pin goes last: its presence marks a complete installation.
+    let prog = load_classifier(&mut ebpf, OBS_PROG)?;
+    for iface in ifaces {
+        let path = links_dir.join(iface);
+        attach_pinned(prog, iface, TcAttachType::Ingress, &path)?;
+        created.files.push(path);
+    }
     let prog_pin = prog_pin_path(pin_dir);
     prog.pin(&prog_pin)
         .with_context(|| format!("pinning program {OBS_PROG} at {}", prog_pin.display()))?;
     created.files.push(prog_pin);
+    Ok(())
+}
+
+/// The TC program `name` of `ebpf`, loaded into the kernel (the verifier runs here).
+fn load_classifier<'a>(ebpf: &'a mut aya::Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("BPF object has no program {name}"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a TC classifier"))?;
+    prog.load()
+        .with_context(|| format!("loading program {name} into the kernel (verifier)"))?;
+    Ok(prog)
+}
+
+/// Attaches `prog` first in the TCX chain of `iface` on `dir` and pins the link at `path`.
+fn attach_pinned(
+    prog: &mut SchedClassifier,
+    iface: &str,
+    dir: TcAttachType,
+    path: &Path,
+) -> Result<()> {
+    let link_id = prog
+        .attach_with_options(iface, dir, TcAttachOptions::TcxOrder(LinkOrder::first()))
+        .with_context(|| format!("attaching a TC program to {dir:?} (TCX) of {iface}"))?;
+    let link = prog
+        .take_link(link_id)
+        .with_context(|| format!("taking the TCX link of {iface}"))?;
+    let link: FdLink = link
+        .try_into()
+        .with_context(|| format!("TCX link of {iface} is not an fd link"))?;
+    // On error the FdLink is dropped here, which detaches it.
+    link.pin(path)
+        .with_context(|| format!("pinning the TCX link of {iface} at {}", path.display()))?;
     Ok(())
 }
 
@@ -246,6 +288,9 @@ pub fn read_observer(pin_dir: &Path) -> Result<ObserverCounters> {
             c.bpdu_bad += s.bpdu_bad;
             c.vrrp += s.vrrp;
             c.vrrp_bad += s.vrrp_bad;
+            c.bpdu_dropped += s.bpdu_dropped;
+            c.gate_drop_in += s.gate_drop_in;
+            c.gate_drop_out += s.gate_drop_out;
         }
         out.ports.push(c);
     }

@@ -1,0 +1,1 @@
+//! Codec tests: golden bytes, round trips, every DropReason.
