@@ -88,8 +88,10 @@ fn converged_bridges(plan: &Plan) -> Vec<BridgeView> {
                     admin_up: true,
                     carrier: true,
                     ifindex: u32::from(p.port_no) + 100,
+                    rstp: None,
                 })
                 .collect(),
+            rstp: None,
         })
         .collect();
     let prelim = LabView {

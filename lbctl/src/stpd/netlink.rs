@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::TryStreamExt;
-use rtnetlink::packet_core::{DefaultNla, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_core::{DefaultNla, NetlinkMessage, NetlinkPayload, Nla};
 use rtnetlink::packet_route::link::{
     LinkAttribute, LinkFlags, LinkMessage, LinkProtoInfoBridge, State,
 };
@@ -85,8 +85,8 @@ fn protinfo_state(m: &LinkMessage) -> Option<u8> {
         LinkAttribute::ProtoInfoBridge(v) => v.iter().find_map(|p| match p {
             LinkProtoInfoBridge::Other(nla) if nla.kind() & 0x3fff == IFLA_BRPORT_STATE => {
                 let mut b = [0u8; 1];
-                (rtnetlink::packet_core::Nla::value_len(nla) == 1).then(|| {
-                    rtnetlink::packet_core::Nla::emit_value(nla, &mut b);
+                (nla.value_len() == 1).then(|| {
+                    nla.emit_value(&mut b);
                     b[0]
                 })
             }

@@ -105,7 +105,10 @@ impl PortSocket {
             )?;
         }
         bind(&fd, ifindex)?;
-        let fd = AsyncFd::new(fd).context("registering the port socket with tokio")?;
+        // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until dropped; nothing
+        // else closes or replaces the descriptor.
+        let fd = unsafe { AsyncFd::register(fd) }
+            .context("registering the port socket with tokio")?;
         Ok(PortSocket { fd, mac, ifindex })
     }
 
