@@ -1,0 +1,1 @@
+//! A pure network simulator for the tests.

@@ -1,0 +1,1 @@
+//! Replay and simulated-network tests.
