@@ -234,6 +234,7 @@ mod tests {
                     expected_role: None,
                     designated_bridge: String::new(),
                     ok: true,
+                    rstp: None,
                 });
             }
         }
@@ -249,6 +250,7 @@ mod tests {
         };
         Status {
             lab: "lab".into(),
+            rstp: vec![],
             vxlan: vec![],
             nodes: plan
                 .nodes
