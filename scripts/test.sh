@@ -20,7 +20,7 @@ set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-echo "[test] fuzzing the VRRP codec for 30 s"
+echo "[test] fuzzing the VRRP and BPDU codecs for 30 s (15 s each)"
 fuzz_status=0
 bash scripts/fuzz.sh 30 || fuzz_status=$?
 if [ "$fuzz_status" -ne 0 ] && [ "$status" -eq 0 ]; then status=$fuzz_status; fi

@@ -788,6 +788,7 @@ mod tests {
             bpdu_bad: 2,
             vrrp: 5,
             vrrp_bad: 2,
+            ..Default::default() // no gate entry: nothing dropped
         };
         wait_for(&lab.pin_dir, Duration::from_secs(3), |c| {
             c.ports.contains(&expected_port)
