@@ -92,10 +92,22 @@ impl Config {
             stp.insert("mode".into(), toml::Value::String(mode.as_str().into()));
         }
         for key in ["switch", "host"] {
-            for item in t.get_mut(key).and_then(|v| v.as_array_mut()).into_iter().flatten() {
-                let Some(tab) = item.as_table_mut() else { continue };
+            for item in t
+                .get_mut(key)
+                .and_then(|v| v.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                let Some(tab) = item.as_table_mut() else {
+                    continue;
+                };
                 tab.remove("stp_mode");
-                for b in tab.get_mut("bridge").and_then(|v| v.as_array_mut()).into_iter().flatten() {
+                for b in tab
+                    .get_mut("bridge")
+                    .and_then(|v| v.as_array_mut())
+                    .into_iter()
+                    .flatten()
+                {
                     if let Some(bt) = b.as_table_mut() {
                         bt.remove("stp_mode");
                     }

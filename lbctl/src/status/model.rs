@@ -5,8 +5,8 @@ use super::report::BalancerReport;
 use crate::datapath::observe;
 use crate::stp::theory::{PortState, Role};
 use crate::topo::inspect::Mismatch;
-use crate::topo::rstp_view::RstpPortView;
 use crate::topo::plan::Kind;
+use crate::topo::rstp_view::RstpPortView;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]

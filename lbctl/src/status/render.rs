@@ -165,8 +165,17 @@ fn rstp(o: &mut String, s: &Status) {
     let _ = writeln!(
         o,
         "  {:<8} {:<11} {:<10} {:<10} {:<4} {:<3} {:<5} {:>9} {:>9} {:>9} {:>11}",
-        "BRIDGE", "PORT", "ROLE", "STATE", "EDGE", "P2P", "PROTO", "PROP T/R", "AGR T/R",
-        "TC T/R", "BPDU T/R"
+        "BRIDGE",
+        "PORT",
+        "ROLE",
+        "STATE",
+        "EDGE",
+        "P2P",
+        "PROTO",
+        "PROP T/R",
+        "AGR T/R",
+        "TC T/R",
+        "BPDU T/R"
     );
     for p in &s.ports {
         let Some(r) = &p.rstp else { continue };

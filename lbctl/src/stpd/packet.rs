@@ -107,8 +107,8 @@ impl PortSocket {
         bind(&fd, ifindex)?;
         // SAFETY: the OwnedFd is moved into the AsyncFd, which owns it until dropped; nothing
         // else closes or replaces the descriptor.
-        let fd = unsafe { AsyncFd::register(fd) }
-            .context("registering the port socket with tokio")?;
+        let fd =
+            unsafe { AsyncFd::register(fd) }.context("registering the port socket with tokio")?;
         Ok(PortSocket { fd, mac, ifindex })
     }
 
@@ -119,9 +119,8 @@ impl PortSocket {
             let mut g = self.fd.readable().await?;
             let r = g.try_io(|fd| {
                 // SAFETY: recv writes at most buf.len() bytes into buf.
-                let n = unsafe {
-                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-                };
+                let n =
+                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n < 0 {
                     Err(std::io::Error::last_os_error())
                 } else {
@@ -171,7 +170,10 @@ fn bind(fd: &OwnedFd, ifindex: u32) -> Result<()> {
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         )
     };
-    check(r, &format!("binding the packet socket to ifindex {ifindex}"))
+    check(
+        r,
+        &format!("binding the packet socket to ifindex {ifindex}"),
+    )
 }
 
 #[cfg(test)]

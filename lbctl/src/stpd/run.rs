@@ -267,11 +267,7 @@ impl Daemon {
             Ok(bpdu) => {
                 // A BPDU on a port we hold down (bridge down) is not for the tree.
                 if self.port(number).is_some_and(|p| p.link_up) && self.bridge_up {
-                    self.feed(Event::Bpdu {
-                        port: number,
-                        bpdu,
-                    })
-                    .await;
+                    self.feed(Event::Bpdu { port: number, bpdu }).await;
                 }
             }
             Err(reason) => {

@@ -89,7 +89,10 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     if rstp {
         // RSTP bridges have the kernel's STP off: it would forward on every port the moment
         // they come up. The observer and its gate go on first, every RSTP port closed.
-        say(opts, "  BPF observer on every bridge port; RSTP ports gated shut");
+        say(
+            opts,
+            "  BPF observer on every bridge port; RSTP ports gated shut",
+        );
         attach_observers(plan)?;
         close_rstp_gates(plan)?;
     }
@@ -559,8 +562,8 @@ fn close_rstp_gates(plan: &Plan) -> Result<()> {
     use crate::datapath::stp_gate::StpMaps;
     for b in plan.rstp_bridges() {
         let pin = state::node_pin_dir(&plan.lab, &b.node);
-        let mut maps = StpMaps::open(&pin)
-            .with_context(|| format!("opening the STP gate of {}", b.node))?;
+        let mut maps =
+            StpMaps::open(&pin).with_context(|| format!("opening the STP gate of {}", b.node))?;
         let names: Vec<String> = b.ports.iter().map(|p| p.name.clone()).collect();
         let indexes = netns::run_in(&plan.netns(&b.node), move || {
             names

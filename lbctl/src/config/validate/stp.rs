@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn rstp_port_priorities_go_in_steps_of_four() {
         let text = edited(&[
-            ("port_cost = 100", "port_cost = 100\nmode = \"rstp\"\nport_priority = 33"),
+            (
+                "port_cost = 100",
+                "port_cost = 100\nmode = \"rstp\"\nport_priority = 33",
+            ),
             ("b = \"swout2\"", "b = \"swout2\"\na_priority = 20"),
         ]);
         let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
