@@ -23,7 +23,7 @@
 //! * `pin_dir/STP_GATE`, `pin_dir/RSTP_PORT`: the RSTP gate and status maps `lbctl stpd`
 //!   writes ([`super::stp_gate`]); empty, so without stpd nothing changes,
 //! * `pin_dir/links/<iface>`: one TCX link per interface (ingress, attached first),
-//! * `pin_dir/links/<iface>.egress`: one TCX link per interface for `lb_gate`, the gate's
+//! * `pin_dir/links_egress/<iface>`: one TCX link per interface for `lb_gate`, the gate's
 //!   egress half (TC egress; returns `TC_ACT_UNSPEC` unless the port's gate says discard).
 //!
 //! The attachment outlives the process (`lbctl up` exits right after) because the TCX links
@@ -63,9 +63,9 @@ pub(crate) fn object() -> &'static [u8] {
 
 /// Subdirectory of the pin directory holding one pinned TCX link per interface.
 const LINKS_DIR: &str = "links";
-/// Suffix of an egress link's pin name (`links/<iface>.egress`; `links/<iface>` is the
-/// ingress one).
-const EGRESS_SUFFIX: &str = ".egress";
+/// Subdirectory of the pin directory holding the egress TCX links (`lb_gate`). A directory
+/// of its own, not a suffix: bpffs refuses pin names with a dot.
+const EGRESS_LINKS_DIR: &str = "links_egress";
 /// The maps an observer pins: counters, then the RSTP gate and status.
 const PINNED_MAPS: [&str; 4] = [OBS_PORT_MAP, OBS_VRRP_MAP, STP_GATE_MAP, RSTP_PORT_MAP];
 
@@ -178,17 +178,10 @@ impl Created {
 
 fn attach_inner(pin_dir: &Path, ifaces: &[&str], created: &mut Created) -> Result<()> {
     let links_dir = pin_dir.join(LINKS_DIR);
-    // Record every directory this call creates (deepest last).
-    let mut missing = Vec::new();
-    for dir in links_dir.ancestors() {
-        if dir.exists() {
-            break;
-        }
-        missing.push(dir.to_path_buf());
+    let egress_dir = pin_dir.join(EGRESS_LINKS_DIR);
+    for dir in [&links_dir, &egress_dir] {
+        create_dirs(dir, created)?;
     }
-    fs::create_dir_all(&links_dir)
-        .with_context(|| format!("creating pin directory {}", links_dir.display()))?;
-    created.dirs.extend(missing.into_iter().rev());
 
     let mut ebpf = EbpfLoader::new()
         .load(object())
@@ -207,7 +200,7 @@ fn attach_inner(pin_dir: &Path, ifaces: &[&str], created: &mut Created) -> Resul
     // it goes last.
     let gate = load_classifier(&mut ebpf, GATE_PROG)?;
     for iface in ifaces {
-        let path = links_dir.join(format!("{iface}{EGRESS_SUFFIX}"));
+        let path = egress_dir.join(iface);
         attach_pinned(gate, iface, TcAttachType::Egress, &path)?;
         created.files.push(path);
     }
@@ -226,6 +219,20 @@ fn attach_inner(pin_dir: &Path, ifaces: &[&str], created: &mut Created) -> Resul
     prog.pin(&prog_pin)
         .with_context(|| format!("pinning program {OBS_PROG} at {}", prog_pin.display()))?;
     created.files.push(prog_pin);
+    Ok(())
+}
+
+/// Creates `dir` and its missing ancestors, recording each (deepest last) in `created`.
+fn create_dirs(dir: &Path, created: &mut Created) -> Result<()> {
+    let mut missing = Vec::new();
+    for d in dir.ancestors() {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating pin directory {}", dir.display()))?;
+    created.dirs.extend(missing.into_iter().rev());
     Ok(())
 }
 
