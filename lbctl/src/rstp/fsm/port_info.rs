@@ -1,7 +1,7 @@
 //! Port Receive (17.23) and Port Information (17.27): what a port learns from the BPDUs it
 //! receives, and when that knowledge ages out.
 
-use super::super::types::{Bpdu, WireRole};
+use super::super::types::{Bpdu, Times, WireRole};
 use super::port::{InfoIs, Pim, RcvdInfo};
 use super::timers::wire;
 use super::Bridge;
@@ -14,10 +14,10 @@ impl Bridge {
     pub(super) fn receive(&mut self, i: usize, bpdu: Bpdu) {
         let now = self.now;
         let migrate = super::timers::secs(self.cfg.migrate_time);
-        let p = &mut self.ports[i];
-        if !p.enabled {
+        if !self.ports[i].enabled || self.own_or_expired(i, &bpdu) {
             return;
         }
+        let p = &mut self.ports[i];
         p.counters.bpdus_rx += 1;
         match bpdu {
             Bpdu::Rst(b) => {
@@ -38,6 +38,18 @@ impl Bridge {
         p.oper_edge = false;
         p.msg = Some(bpdu);
         p.edge_delay_while.set(now, migrate);
+    }
+
+    /// The checks of 9.3.4 that need the bridge: a configuration BPDU that this very port
+    /// sent (looped back) or whose Message Age reached its Max Age is ignored.
+    fn own_or_expired(&self, i: usize, bpdu: &Bpdu) -> bool {
+        match bpdu {
+            Bpdu::Config(b) => {
+                b.bridge == self.cfg.id && b.port.number() == self.ports[i].port_id.number()
+                    || b.times.message_age >= b.times.max_age
+            }
+            Bpdu::Rst(_) | Bpdu::Tcn => false,
+        }
     }
 
     /// Port Information machine (17.27), one transition; true if it moved.
@@ -115,6 +127,8 @@ impl Bridge {
             RcvdInfo::RepeatedDesignated => {
                 self.record_proposal(i);
                 self.set_tc_flags(i);
+                // recordAgreement here is 802.1Q's addition to 802.1D-2004.
+                self.record_agreement(i);
                 self.updt_rcvd_info_while(i);
             }
             RcvdInfo::InferiorDesignated => self.record_dispute(i),
@@ -140,12 +154,17 @@ impl Bridge {
         }
         self.record_proposal(i);
         self.set_tc_flags(i);
+        // As 802.1Q: an agreement carried with the new info counts, and a port that has not
+        // been agreed with under it is no longer synced.
+        self.record_agreement(i);
         let p = &mut self.ports[i];
         p.agree = p.agree && same;
-        // recordPriority, recordTimes (17.21.12, 17.21.13).
+        p.synced = p.synced && p.agreed;
+        // recordPriority, recordTimes (17.21.12, 17.21.13); a zero Hello Time counts as 1 s.
         if let Some(Bpdu::Config(b) | Bpdu::Rst(b)) = p.msg {
             p.port_priority = b.priority_vector(p.port_id);
             p.port_times = b.times;
+            p.port_times.hello_time = b.times.hello_time.max(Times::SECOND);
         }
         self.updt_rcvd_info_while(i);
         let p = &mut self.ports[i];
@@ -161,7 +180,7 @@ impl Bridge {
         let p = &mut self.ports[i];
         let t = p.port_times;
         if u32::from(t.message_age) + 256 <= u32::from(t.max_age) {
-            p.rcvd_info_while.set(now, 3 * wire(t.hello_time.max(256)));
+            p.rcvd_info_while.set(now, 3 * wire(t.hello_time));
         } else {
             p.rcvd_info_while.stop();
         }

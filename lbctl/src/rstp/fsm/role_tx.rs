@@ -149,35 +149,41 @@ impl Bridge {
         let may_forward = (p.fd_while.is_zero(now) || p.agreed || p.oper_edge)
             && (rr_zero || !p.re_root)
             && !p.sync;
-        if !p.forward && !p.agreed && !p.proposing && !p.oper_edge {
-            p.proposing = true;
-            p.edge_delay_while.set(now, edge_delay);
-            p.new_info = true;
-        } else if (!p.learning && !p.forwarding || p.agreed || p.oper_edge) && !p.synced
-            || p.sync && p.synced
-        {
-            p.rr_while.stop();
-            p.synced = true;
-            p.sync = false;
-        } else if rr_zero && p.re_root {
-            p.re_root = false;
-        } else if (p.sync && !p.synced || p.re_root && !rr_zero || p.disputed)
+        if (p.sync && !p.synced || p.re_root && !rr_zero || p.disputed)
             && !p.oper_edge
             && (p.learn || p.forward)
         {
+            // DESIGNATED_DISCARD
             let fd = p.forward_delay();
             p.learn = false;
             p.forward = false;
             p.disputed = false;
             p.fd_while.set(now, fd);
         } else if may_forward && !p.learn {
+            // DESIGNATED_LEARN
             let fd = p.forward_delay();
             p.learn = true;
             p.fd_while.set(now, fd);
         } else if may_forward && p.learn && !p.forward {
+            // DESIGNATED_FORWARD
             p.forward = true;
             p.fd_while.stop();
             p.agreed = p.send_rstp;
+        } else if !p.forward && !p.agreed && !p.proposing && !p.oper_edge {
+            // DESIGNATED_PROPOSE
+            p.proposing = true;
+            p.edge_delay_while.set(now, edge_delay);
+            p.new_info = true;
+        } else if (!p.learning && !p.forwarding || p.agreed || p.oper_edge) && !p.synced
+            || p.sync && p.synced
+        {
+            // DESIGNATED_SYNCED
+            p.rr_while.stop();
+            p.synced = true;
+            p.sync = false;
+        } else if rr_zero && p.re_root {
+            // DESIGNATED_RETIRED
+            p.re_root = false;
         } else {
             return false;
         }
