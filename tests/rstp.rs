@@ -2,7 +2,8 @@
 //!
 //! * `rstp_lab_heals_fast_and_fails_safe`: configs/rstp.toml comes up with the tree theory
 //!   expects; cutting the root-path link swout1–swout2 and repairing it costs a 10 ms ping
-//!   loop between the users a handful of pings (the kernel's 802.1D loses seconds: hundreds);
+//!   loop between the users a handful of pings (the kernel's 802.1D loses seconds: over a
+//!   thousand);
 //!   a dead `stpd` (its supervisor and itself killed by their recorded PIDs) leaves its
 //!   alternate port shut even after the kernel forces it to forwarding on a link flap, so a
 //!   broadcast does not storm; `status` shows the daemon dead; `down` removes everything.
@@ -153,7 +154,9 @@ fn rstp_lab_heals_fast_and_fails_safe() {
             lab.run(&["link", act, "swout1", "swout2"]);
         });
         eprintln!("link swout1-swout2 {act}: {lost} ping(s) lost at 10 ms");
-        assert!(lost < 20, "link {act}: {lost} pings lost");
+        // Generous: a loaded 2-core CI box can hold a daemon off the CPU for a while; the
+        // kernel's 802.1D loses max_age + 2 × forward_delay here, 14 s: over 1000 pings.
+        assert!(lost < 100, "link {act}: {lost} pings lost");
         assert_eq!(dups, 0, "link {act}: duplicated replies (a loop)");
         assert_eq!(mismatches(&lab.status()), 0);
     }

@@ -225,8 +225,24 @@ impl Daemon {
         }
     }
 
-    /// Gate first (so the kernel opening a port can never open a loop), then the kernel.
+    /// The state machines moved a port: gate, kernel, and once a port starts forwarding
+    /// soon after a flush, every port flushed again (frames in flight while the tree moved
+    /// may have taught the bridge a MAC on the old path).
     async fn set_state(&mut self, number: u16, state: PortState) {
+        self.apply_state(number, state).await;
+        let recent = self
+            .last_flush
+            .is_some_and(|t| t.elapsed() < REFLUSH_WINDOW);
+        if state == PortState::Forwarding && recent {
+            let all: Vec<u16> = self.ports.iter().map(|p| p.number).collect();
+            for n in all {
+                self.flush(n).await;
+            }
+        }
+    }
+
+    /// Gate first (so the kernel opening a port can never open a loop), then the kernel.
+    async fn apply_state(&mut self, number: u16, state: PortState) {
         let Some(p) = self.port_mut(number) else {
             return;
         };
@@ -241,15 +257,6 @@ impl Daemon {
             let ks = netlink::kernel_state(state);
             if let Err(e) = netlink::set_state(&self.nl, ifindex, ks).await {
                 self.failed(&format!("setting the state of {name}"), &e);
-            }
-        }
-        let recent = self
-            .last_flush
-            .is_some_and(|t| t.elapsed() < REFLUSH_WINDOW);
-        if state == PortState::Forwarding && recent {
-            let all: Vec<u16> = self.ports.iter().map(|p| p.number).collect();
-            for n in all {
-                self.flush(n).await;
             }
         }
     }
@@ -331,7 +338,7 @@ impl Daemon {
     /// Sets port `number`'s gate and kernel state again to what the state machines said.
     async fn reassert(&mut self, number: u16) {
         if let Some(state) = self.port(number).map(|p| p.state) {
-            self.set_state(number, state).await;
+            self.apply_state(number, state).await;
         }
     }
 
@@ -368,7 +375,7 @@ impl Daemon {
             drops: self.drops.clone(),
             ..self.report.clone()
         };
-        if (changed || self.report.root != r.root) && r != self.report {
+        if changed && r != self.report {
             if let Err(e) = report::write(&self.report_file, &r) {
                 let what = format!("writing {}", self.report_file.display());
                 self.failed(&what, &e);
