@@ -39,20 +39,17 @@ pub struct StpOpts {
     pub lbctl: Option<PathBuf>,
 }
 
-/// Longest gap (ms) between consecutive replies from 1 s before `event` on; a flow with no
-/// reply before the event counts from the event itself (it had no path until then).
+/// Longest gap (ms) between consecutive replies from the last one before `event` on; a flow
+/// with no reply before the event counts from the event itself (it had no path until then).
+/// None: no reply after the event.
 pub fn outage_ms(replies: &[f64], event: f64) -> Option<f64> {
-    let mut pts: Vec<f64> = replies
-        .iter()
-        .copied()
-        .filter(|t| *t >= event - 1.0)
-        .collect();
-    if !replies.iter().any(|t| *t < event) {
-        pts.insert(0, event);
-    }
-    if pts.iter().filter(|t| **t >= event).count() < 2 {
+    let before = replies.iter().copied().filter(|t| *t < event).reduce(f64::max);
+    let after: Vec<f64> = replies.iter().copied().filter(|t| *t >= event).collect();
+    if after.is_empty() {
         return None;
     }
+    let mut pts = vec![before.unwrap_or(event)];
+    pts.extend(after);
     pts.windows(2)
         .map(|w| (w[1] - w[0]) * 1000.0)
         .reduce(f64::max)
@@ -320,6 +317,8 @@ mod tests {
         );
         // Never answered again.
         assert_eq!(outage_ms(&[9.5, 9.6], 10.0), None);
+        // A gap long before the event is not the event's.
+        assert_eq!(outage_ms(&[5.0, 9.99, 10.0], 10.0).map(|v| v.round()), Some(10.0));
     }
 
     #[test]
