@@ -43,7 +43,11 @@ pub struct StpOpts {
 /// with no reply before the event counts from the event itself (it had no path until then).
 /// None: no reply after the event.
 pub fn outage_ms(replies: &[f64], event: f64) -> Option<f64> {
-    let before = replies.iter().copied().filter(|t| *t < event).reduce(f64::max);
+    let before = replies
+        .iter()
+        .copied()
+        .filter(|t| *t < event)
+        .reduce(f64::max);
     let after: Vec<f64> = replies.iter().copied().filter(|t| *t >= event).collect();
     if after.is_empty() {
         return None;
@@ -318,7 +322,10 @@ mod tests {
         // Never answered again.
         assert_eq!(outage_ms(&[9.5, 9.6], 10.0), None);
         // A gap long before the event is not the event's.
-        assert_eq!(outage_ms(&[5.0, 9.99, 10.0], 10.0).map(|v| v.round()), Some(10.0));
+        assert_eq!(
+            outage_ms(&[5.0, 9.99, 10.0], 10.0).map(|v| v.round()),
+            Some(10.0)
+        );
     }
 
     #[test]
