@@ -121,16 +121,16 @@ pub fn parse_link(msg: &NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent
     }
 }
 
+/// The link group's notifications as the connection hands them over.
+pub type LinkEvents = UnboundedReceiver<(
+    NetlinkMessage<RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
 /// A connection to rtnetlink that also receives the link group's notifications. Opened
 /// before the ports are read, so no change between the read and the first event is lost.
 /// The connection task is spawned on the current runtime.
-pub fn connect() -> Result<(
-    Handle,
-    UnboundedReceiver<(
-        NetlinkMessage<RouteNetlinkMessage>,
-        rtnetlink::sys::SocketAddr,
-    )>,
-)> {
+pub fn connect() -> Result<(Handle, LinkEvents)> {
     let (conn, handle, events) =
         rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])
             .context("opening an rtnetlink socket on the link group")?;
