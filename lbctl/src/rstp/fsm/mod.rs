@@ -16,7 +16,8 @@
 //! * [`role_tx`]: Port Role Transitions (17.29): proposal/agreement, sync, reroot;
 //! * [`state_tx`]: Port State Transition (17.30): discarding, learning, forwarding;
 //! * [`topology`]: Topology Change (17.31): tcWhile, propagation and FDB flushes;
-//! * [`transmit`]: Port Transmit (17.26): RST, configuration and TCN BPDUs, hold count.
+//! * [`transmit`]: Port Transmit (17.26): RST, configuration and TCN BPDUs, hold count;
+//! * [`validate`]: parameter ranges (17.13, 17.14), for the daemon's config check.
 #![forbid(unsafe_code)]
 
 mod bridge_detect;
@@ -30,6 +31,7 @@ mod state_tx;
 mod timers;
 mod topology;
 mod transmit;
+mod validate;
 
 #[cfg(test)]
 mod sim;
@@ -39,6 +41,7 @@ mod tests;
 use super::types::{Bpdu, BridgeId, PriorityVector, Times};
 use port::Port;
 use std::time::Duration;
+pub use validate::validate;
 
 /// The bridge-wide parameters (17.13). Times in whole seconds as an operator sets them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +125,9 @@ pub enum Event {
     Tick,
 }
 
-/// The port state of 17.30 as the daemon applies it.
+/// The port state of 17.30 as the daemon applies it. Learning may be applied as discarding
+/// without loss (the rule: never learn on a port that does not forward); the
+/// proposal/agreement path passes through it in the same instant anyway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortState {
     Discarding,
@@ -239,7 +244,10 @@ impl Bridge {
         b
     }
 
-    /// `now`: monotonic time since any fixed epoch, never decreasing.
+    /// `now`: monotonic time since any fixed epoch, never decreasing (an earlier `now` counts
+    /// as the last one). Events for a port number the bridge does not have are ignored.
+    /// Actions come in the order to apply them: a port's [`Action::Flush`] after the
+    /// [`Action::SetState`] that stopped its forwarding.
     pub fn handle(&mut self, now: std::time::Duration, ev: Event) -> Vec<Action> {
         self.now = now.max(self.now);
         match ev {
@@ -261,6 +269,7 @@ impl Bridge {
             Event::Tick => {}
         }
         self.expire_tx_counts();
+        self.reflush_due();
         self.run();
         std::mem::take(&mut self.out)
     }

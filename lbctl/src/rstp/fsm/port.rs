@@ -106,7 +106,10 @@ pub(super) struct Port {
     pub rcvd_info_while: Timer,
     pub rr_while: Timer,
     pub tc_while: Timer,
-    /// When txCount next decreases (17.22 decrements it once a second).
+    /// When to flush this port once more after a topology change flushed it (see
+    /// [`super::topology`]).
+    pub reflush: Timer,
+    /// When the current one-second window of txCount ends (see `expire_tx_counts`).
     pub tx_decay: Timer,
     // Variables (17.19).
     pub agree: bool,
@@ -176,6 +179,7 @@ impl Port {
             rr_while: Timer::default(),
             tc_while: Timer::default(),
             tx_decay: Timer::default(),
+            reflush: Timer::default(),
             agree: false,
             agreed: false,
             designated_priority: PriorityVector::default(),
@@ -294,6 +298,7 @@ impl Port {
             self.rr_while,
             self.tc_while,
             self.tx_decay,
+            self.reflush,
         ]
         .iter()
         .filter_map(|t| t.deadline())

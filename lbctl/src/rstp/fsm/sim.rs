@@ -24,16 +24,22 @@ pub(super) struct Net {
     pub bridges: Vec<Bridge>,
     pub links: Vec<Link>,
     pub stopped: Vec<bool>,
+    /// 802.1D-1998 bridges (like the kernel's STP): they ignore RST BPDUs (type 2).
+    pub legacy: Vec<bool>,
     /// Frames in flight: (delivery time, sequence) -> (bridge, event).
     queue: BTreeMap<(Duration, u64), (usize, Event)>,
     seq: u64,
     /// Port states as the actions set them (what a daemon would have applied).
     pub applied: Vec<BTreeMap<u16, PortState>>,
+    /// Every state change: (time, bridge, port, state).
+    pub state_log: Vec<(Duration, usize, u16, PortState)>,
     /// Every flush: (time, bridge, port).
     pub flushes: Vec<(Duration, usize, u16)>,
     /// Every BPDU sent: (time, bridge, port, bpdu).
     pub sent: Vec<(Duration, usize, u16, Bpdu)>,
     pub delay: Duration,
+    /// Instants (after any event) at which the forwarding links held a cycle.
+    pub loops_seen: u32,
 }
 
 /// A bridge id with `priority` and a MAC ending in `last`.
@@ -89,23 +95,38 @@ impl Net {
                 })
                 .collect(),
             stopped: vec![false; ids.len()],
+            legacy: vec![false; ids.len()],
             links,
             queue: BTreeMap::new(),
             seq: 0,
             flushes: Vec::new(),
+            state_log: Vec::new(),
             sent: Vec::new(),
             delay: Duration::from_millis(1),
+            loops_seen: 0,
         }
     }
 
     /// Handles `ev` on bridge `b` now and routes its actions.
     pub(super) fn deliver(&mut self, b: usize, ev: Event) {
-        if self.stopped[b] {
+        if self.stopped[b]
+            || self.legacy[b]
+                && matches!(
+                    ev,
+                    Event::Bpdu {
+                        bpdu: Bpdu::Rst(_),
+                        ..
+                    }
+                )
+        {
             return;
         }
         let actions = self.bridges[b].handle(self.now, ev);
         for a in actions {
             self.apply(b, a);
+        }
+        if self.has_loop() {
+            self.loops_seen += 1;
         }
     }
 
@@ -122,6 +143,7 @@ impl Net {
             }
             Action::SetState { port, state } => {
                 self.applied[b].insert(port, state);
+                self.state_log.push((self.now, b, port, state));
             }
             Action::Flush { port } => self.flushes.push((self.now, b, port)),
         }
@@ -135,6 +157,19 @@ impl Net {
             _ if l.b == end => Some(l.a),
             _ => None,
         })
+    }
+
+    /// Makes bridge `b` an 802.1D-1998 bridge: configuration and TCN BPDUs only (Force
+    /// Protocol Version 0) and deaf to RST BPDUs, as the kernel's STP is.
+    pub(super) fn make_legacy(&mut self, b: usize) {
+        self.legacy[b] = true;
+        let old = &self.bridges[b];
+        let cfg = BridgeConfig {
+            force_version: 0,
+            ..old.cfg
+        };
+        let ports: Vec<PortConfig> = old.ports.iter().map(|p| p.cfg).collect();
+        self.bridges[b] = Bridge::new(cfg, &ports, self.now);
     }
 
     /// Sets link `l` up or down; both ends hear it now (full duplex).
@@ -151,31 +186,38 @@ impl Net {
         }
     }
 
-    /// Advances virtual time to `until`, delivering frames and ticks in order.
-    pub(super) fn run_until(&mut self, until: Duration) {
-        loop {
-            let frame = self.queue.keys().next().map(|k| k.0);
-            let tick = (0..self.bridges.len())
-                .filter(|&b| !self.stopped[b])
-                .filter_map(|b| self.bridges[b].next_deadline().map(|t| (t, b)))
-                .min();
-            let next = match (frame, tick) {
-                (Some(f), Some((t, _))) => f.min(t),
-                (Some(f), None) => f,
-                (None, Some((t, _))) => t,
-                (None, None) => break,
-            };
-            if next > until {
-                break;
-            }
-            self.now = next;
-            if frame == Some(next) {
+    /// The time of the next frame delivery or bridge deadline, if any.
+    fn next_time(&self) -> Option<(Duration, Option<usize>)> {
+        let frame = self.queue.keys().next().map(|k| (k.0, None));
+        let tick = (0..self.bridges.len())
+            .filter(|&b| !self.stopped[b])
+            .filter_map(|b| self.bridges[b].next_deadline().map(|t| (t, Some(b))))
+            .min();
+        match (frame, tick) {
+            (Some(f), Some(t)) => Some(if f.0 <= t.0 { f } else { t }),
+            (f, t) => f.or(t),
+        }
+    }
+
+    /// Handles the next frame or tick if it is due by `until`; false if none is.
+    fn step(&mut self, until: Duration) -> bool {
+        let Some((next, tick)) = self.next_time().filter(|(t, _)| *t <= until) else {
+            return false;
+        };
+        self.now = next;
+        match tick {
+            None => {
                 let (_, (b, ev)) = self.queue.pop_first().expect("a frame");
                 self.deliver(b, ev);
-            } else if let Some((_, b)) = tick {
-                self.deliver(b, Event::Tick);
             }
+            Some(b) => self.deliver(b, Event::Tick),
         }
+        true
+    }
+
+    /// Advances virtual time to `until`, delivering frames and ticks in order.
+    pub(super) fn run_until(&mut self, until: Duration) {
+        while self.step(until) {}
         self.now = until;
     }
 
@@ -183,32 +225,34 @@ impl Net {
         self.run_until(self.now + d);
     }
 
-    /// Runs until `cond` holds, at most `limit`; returns how long it took.
+    /// Runs until `cond` holds (checked after every event), at most `limit`; returns how
+    /// long it took.
     pub(super) fn run_until_cond(
         &mut self,
         limit: Duration,
         mut cond: impl FnMut(&Net) -> bool,
     ) -> Option<Duration> {
         let start = self.now;
-        let step = Duration::from_millis(1);
-        while self.now - start <= limit {
+        loop {
             if cond(self) {
                 return Some(self.now - start);
             }
-            self.run_for(step);
+            if !self.step(start + limit) {
+                self.now = start + limit;
+                return None;
+            }
         }
-        None
     }
 
     pub(super) fn role(&self, b: usize, port: u16) -> Role {
-        self.port(b, port).role
+        self.port_status(b, port).role
     }
 
     pub(super) fn state(&self, b: usize, port: u16) -> PortState {
-        self.port(b, port).state
+        self.port_status(b, port).state
     }
 
-    fn port(&self, b: usize, port: u16) -> super::PortStatus {
+    pub(super) fn port_status(&self, b: usize, port: u16) -> super::PortStatus {
         self.bridges[b]
             .status()
             .ports

@@ -35,6 +35,11 @@ impl Timer {
         self.0 == Some(now + value)
     }
 
+    /// The timer ran out at or before `now` (it was started and has not been stopped).
+    pub(super) fn fired(self, now: Duration) -> bool {
+        self.0.is_some_and(|t| t <= now)
+    }
+
     /// The deadline still ahead of `now`, for [`super::Bridge::next_deadline`].
     pub(super) fn deadline(self) -> Option<Duration> {
         self.0

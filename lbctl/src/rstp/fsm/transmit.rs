@@ -123,17 +123,19 @@ impl Bridge {
         }
     }
 
-    /// The Port Timers machine's txCount decrement (17.22): one a second.
+    /// The hold count's window: at most TxHoldCount BPDUs per second and port (17.13.12).
+    ///
+    /// The standard's Port Timers machine (17.22) takes one off txCount per second instead;
+    /// with the lab's 1 s Hello Time each periodic BPDU adds what the tick takes, so after a
+    /// burst of changes the count would stay at the limit and hold every later piece of news
+    /// back until the next hello (measured in the flap test: ~1 s settling instead of ms).
+    /// Counting per one-second window keeps the limit and not that side effect.
     pub(super) fn expire_tx_counts(&mut self) {
         let now = self.now;
         for p in &mut self.ports {
             if p.tx_count > 0 && p.tx_decay.is_zero(now) {
-                p.tx_count -= 1;
-                if p.tx_count > 0 {
-                    p.tx_decay.set(now, secs(1));
-                } else {
-                    p.tx_decay.stop();
-                }
+                p.tx_count = 0;
+                p.tx_decay.stop();
             }
         }
     }
