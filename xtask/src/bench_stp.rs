@@ -39,6 +39,9 @@ pub struct StpOpts {
     pub lbctl: Option<PathBuf>,
 }
 
+/// The two modes, each on its own lab.
+const MODES: [&str; 2] = ["kernel", "rstp"];
+
 /// Longest gap (ms) between consecutive replies from the last one before `event` on; a flow
 /// with no reply before the event counts from the event itself (it had no path until then).
 /// None: no reply after the event.

@@ -148,7 +148,10 @@ impl Daemon {
                 info: None,
             });
         }
-        let fsm = Bridge::new(setup::bridge_config(&opts.bridge), &cfgs, Duration::ZERO);
+        let bcfg = setup::bridge_config(&opts.bridge);
+        crate::rstp::fsm::validate(&bcfg, &cfgs)
+            .map_err(|e| anyhow::anyhow!("bridge {}: {e}", opts.bridge.name))?;
+        let fsm = Bridge::new(bcfg, &cfgs, Duration::ZERO);
         Ok(Daemon {
             fsm,
             ports,

@@ -40,7 +40,23 @@ pub fn modes(cfg: &Config) -> Problems {
                 "this bridge has stp = false, so no spanning tree to run: drop stp_mode or set stp = true",
             );
         }
-        any_rstp |= b.stp && cfg.stp_mode(b) == StpMode::Rstp;
+        let rstp = b.stp && cfg.stp_mode(b) == StpMode::Rstp;
+        let fwd = cfg.timers(b).2;
+        if rstp && fwd < 4 {
+            let at = if b.forward_delay.is_some() {
+                format!("{field}.forward_delay")
+            } else {
+                "stp.forward_delay".to_string()
+            };
+            out.err(
+                at,
+                format!(
+                    "{fwd} s is below RSTP's 4 s minimum (802.1D-2004 17.14), and {} runs RSTP",
+                    b.name
+                ),
+            );
+        }
+        any_rstp |= rstp;
     }
     let rstp_bridge = |name: &str| {
         cfg.bridge(name)
@@ -180,6 +196,19 @@ mod tests {
     fn stp_mode_on_a_bridge_without_stp_is_refused() {
         let msg = refused("stp = false", "stp = false\nstp_mode = \"rstp\"");
         assert_names(&msg, "host[0].bridge[1].stp_mode", &["stp = false"]);
+    }
+
+    #[test]
+    fn rstp_needs_a_forward_delay_of_four_seconds() {
+        let text = edited(&[
+            ("port_cost = 100", "port_cost = 100\nmode = \"rstp\""),
+            (
+                "priority = 8192",
+                "priority = 8192\nforward_delay = 3\nmax_age = 4",
+            ),
+        ]);
+        let msg = format!("{:#}", Config::from_toml(&text, "test.toml").unwrap_err());
+        assert_names(&msg, "switch[0].forward_delay", &["3 s", "RSTP", "swout1"]);
     }
 
     #[test]
