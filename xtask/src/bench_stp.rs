@@ -289,8 +289,8 @@ pub fn stp(root: &Path, o: &StpOpts) -> Result<()> {
          over flows and runs; flows without a path left out",
         o.runs
     );
-    let kernel = measure_mode(&lbctl, root, "kernel", o.runs)?;
-    let rstp = measure_mode(&lbctl, root, "rstp", o.runs)?;
+    let [kernel, rstp] = MODES.map(|m| measure_mode(&lbctl, root, m, o.runs));
+    let (kernel, rstp) = (kernel?, rstp?);
     println!(
         "\n| event | kernel 802.1D median / worst (ms) | lbctl RSTP median / worst (ms) | kernel/rstp (medians) |"
     );

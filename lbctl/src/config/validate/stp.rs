@@ -193,6 +193,19 @@ mod tests {
     }
 
     #[test]
+    fn up_stp_overrides_the_lab_and_every_bridge() {
+        let text = edited(&[("priority = 8192", "priority = 8192\nstp_mode = \"kernel\"")]);
+        let cfg = Config::from_toml(&text, "test.toml").unwrap();
+        let (cfg, saved) = cfg.with_stp_mode(&text, StpMode::Rstp).unwrap();
+        let again = Config::from_toml(&saved, "saved.toml").unwrap();
+        for c in [&cfg, &again] {
+            assert_eq!(c.stp.mode, StpMode::Rstp);
+            assert!(c.all_bridges().iter().all(|(_, b)| b.stp_mode.is_none()));
+            assert_eq!(c.stp.hello_time, 1, "the rest of the config is kept");
+        }
+    }
+
+    #[test]
     fn stp_mode_on_a_bridge_without_stp_is_refused() {
         let msg = refused("stp = false", "stp = false\nstp_mode = \"rstp\"");
         assert_names(&msg, "host[0].bridge[1].stp_mode", &["stp = false"]);
