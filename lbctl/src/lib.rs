@@ -10,6 +10,7 @@
 //! | [`config`] | the lab's TOML model, its validation, and the generator of labs of any size behind `lbctl gen` (pure) |
 //! | [`topo`] | planning the lab (pure), building it with rtnetlink, reading it back, tearing it down, launching its daemons |
 //! | [`stp`] | the tree 802.1D says a config should give (pure) |
+//! | [`stpd`] | `lbctl stpd`, the RSTP daemon of one bridge: BPDUs over AF_PACKET, port states over rtnetlink, the BPF gate |
 //! | [`rstp`] | RSTP (802.1D-2004 clause 17): BPDU codec and the bridge's state machines (pure, sans-IO) |
 //! | [`vrrp`] | VRRP: packet codec and state machine (pure), socket I/O |
 //! | [`agent`] | the balancer daemon: wiring of VRRP, proxy, health checks, admin port, dashboard |
@@ -69,6 +70,8 @@ pub mod rstp;
 pub mod status;
 #[cfg(feature = "runtime")]
 pub mod stp;
+#[cfg(feature = "runtime")]
+pub mod stpd;
 #[cfg(feature = "runtime")]
 pub mod test_prereq;
 #[cfg(feature = "runtime")]

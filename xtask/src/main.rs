@@ -5,6 +5,7 @@ mod bench_charts;
 mod bench_datapath;
 mod bench_scale;
 mod bench_scale_measure;
+mod bench_stp;
 use xtask::ebpf;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,20 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2000000)]
         repeat: u32,
     },
+    /// Spanning-tree events (links and the root bridge down and up) seen by 10 ms ping loops
+    /// between the users and towards a balancer: the kernel's 802.1D vs lbctl's RSTP, same
+    /// run, median and worst per event, and the ratio.
+    Stp {
+        /// Times each event is repeated per mode.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Use this lbctl binary instead of building target/release/lbctl.
+        #[arg(long, value_name = "PATH")]
+        lbctl: Option<PathBuf>,
+        /// Measure RSTP only (the kernel's events take ~20 s each).
+        #[arg(long)]
+        rstp_only: bool,
+    },
     /// Generated labs of growing size (`lbctl gen --hosts N`): time of up and down, daemons'
     /// memory, open files and idle CPU, health-check packets/s, BPF maps, optionally verify
     /// time; where the machine stops and why; fails if down leaves anything behind.
@@ -150,6 +165,21 @@ fn main() -> anyhow::Result<()> {
         Cmd::Bench {
             what: BenchCmd::Failover,
         } => bench::failover(&workspace_root()),
+        Cmd::Bench {
+            what:
+                BenchCmd::Stp {
+                    runs,
+                    lbctl,
+                    rstp_only,
+                },
+        } => bench_stp::stp(
+            &workspace_root(),
+            &bench_stp::StpOpts {
+                runs,
+                lbctl,
+                rstp_only,
+            },
+        ),
         Cmd::Bench {
             what:
                 BenchCmd::Datapath {

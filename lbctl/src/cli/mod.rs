@@ -18,6 +18,7 @@ mod logs;
 mod probe;
 mod serve;
 mod status;
+mod stpd;
 mod up;
 mod verify;
 mod vtep_log;
@@ -81,6 +82,8 @@ pub enum Cmd {
     VtepLog(vtep_log::Args),
     /// The built-in backend web server (run by `up` in each server node).
     Serve(serve::Args),
+    /// The RSTP daemon of one bridge (started by `up`).
+    Stpd(stpd::Args),
 }
 
 /// A verb ready to run: either plain blocking code (it may `exec` another program) or a
@@ -138,6 +141,7 @@ impl Cmd {
             Cmd::Probe(a) => Job::blocking(move || probe::run(a)),
             Cmd::VtepLog(a) => Job::blocking(move || vtep_log::run(a)),
             Cmd::Serve(a) => Job::multi(serve::run(a)),
+            Cmd::Stpd(a) => Job::CurrentThread(Box::pin(stpd::run(a))),
         }
     }
 }
@@ -158,7 +162,7 @@ mod tests {
             names,
             [
                 "up", "down", "status", "exec", "link", "bridge", "graph", "capture", "logs",
-                "verify", "check", "gen", "agent", "probe", "vtep-log", "serve"
+                "verify", "check", "gen", "agent", "probe", "vtep-log", "serve", "stpd"
             ]
         );
         assert!(cmd.get_subcommands().all(|s| !s.is_hide_set()));

@@ -16,6 +16,10 @@ pub struct Args {
     /// Do not load the BPF observer.
     #[arg(long)]
     no_bpf: bool,
+    /// Who runs every STP bridge's spanning tree, overriding the config's `[stp] mode` and
+    /// the bridges' `stp_mode`: the kernel's 802.1D, or RSTP by `lbctl stpd`.
+    #[arg(long, value_name = "MODE", value_parser = ["kernel", "rstp"])]
+    stp: Option<String>,
     /// Used by `up` itself: supervise one daemon of the lab (`--supervise NODE.DAEMON --lab
     /// LAB -- PROGRAM ARGS...`): restart it on failure with back-off, own its rotated log.
     #[arg(long, value_name = "NODE.DAEMON", requires = "lab")]
@@ -49,8 +53,15 @@ pub async fn supervise(a: Args) -> Result<()> {
 
 pub async fn run(a: Args) -> Result<()> {
     netns::require_root()?;
-    let (cfg, text) = a.lab.resolve_for_up()?;
+    let (mut cfg, mut text) = a.lab.resolve_for_up()?;
     cfg.require_lab("up")?;
+    if let Some(m) = a.stp.as_deref() {
+        let mode = match m {
+            "rstp" => crate::config::StpMode::Rstp,
+            _ => crate::config::StpMode::Kernel,
+        };
+        (cfg, text) = cfg.with_stp_mode(&text, mode)?;
+    }
     let exe = std::env::current_exe().context("locating the lbctl executable")?;
     let opts = UpOptions {
         exe,

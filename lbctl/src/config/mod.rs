@@ -66,6 +66,58 @@ impl Config {
         )
     }
 
+    /// Who runs a bridge's spanning tree: its own `stp_mode`, else `[stp] mode`.
+    pub fn stp_mode(&self, b: &Bridge) -> StpMode {
+        b.stp_mode.unwrap_or(self.stp.mode)
+    }
+
+    /// Makes every STP bridge run `mode` (`lbctl up --stp`): the lab-wide mode, with the
+    /// bridges' own overrides dropped. Returns the config text with the same change, so the
+    /// lab's saved config (read by its daemons and later commands) says what was built.
+    pub fn with_stp_mode(mut self, text: &str, mode: StpMode) -> Result<(Config, String)> {
+        self.stp.mode = mode;
+        for b in self.switches.iter_mut() {
+            b.stp_mode = None;
+        }
+        for h in self.hosts.iter_mut() {
+            for b in h.bridges.iter_mut() {
+                b.stp_mode = None;
+            }
+        }
+        let mut t: toml::Table = toml::from_str(text).context("re-reading the config text")?;
+        let stp = t
+            .entry("stp")
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        if let Some(stp) = stp.as_table_mut() {
+            stp.insert("mode".into(), toml::Value::String(mode.as_str().into()));
+        }
+        for key in ["switch", "host"] {
+            for item in t
+                .get_mut(key)
+                .and_then(|v| v.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
+                let Some(tab) = item.as_table_mut() else {
+                    continue;
+                };
+                tab.remove("stp_mode");
+                for b in tab
+                    .get_mut("bridge")
+                    .and_then(|v| v.as_array_mut())
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(bt) = b.as_table_mut() {
+                        bt.remove("stp_mode");
+                    }
+                }
+            }
+        }
+        let text = toml::to_string(&t).context("writing the config text")?;
+        Ok((self, text))
+    }
+
     /// Every bridge with the namespace (switch or host name) that holds it.
     pub fn all_bridges(&self) -> Vec<(&str, &Bridge)> {
         let mut v: Vec<(&str, &Bridge)> =

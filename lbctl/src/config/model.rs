@@ -65,6 +65,30 @@ pub struct StpDefaults {
     /// 802.1D port priority (0..=63 in the kernel's encoding).
     #[serde(default = "default_port_prio")]
     pub port_priority: u8,
+    /// Who runs the spanning tree of every STP bridge unless a bridge says otherwise.
+    #[serde(default)]
+    pub mode: StpMode,
+}
+
+/// Who runs a bridge's spanning tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StpMode {
+    /// The kernel's own 802.1D (`stp_state 1`), as the scenario asks.
+    #[default]
+    Kernel,
+    /// RSTP (802.1D-2004 clause 17) by `lbctl stpd`: the kernel's STP off, port states set
+    /// over rtnetlink and enforced by the BPF port program.
+    Rstp,
+}
+
+impl StpMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StpMode::Kernel => "kernel",
+            StpMode::Rstp => "rstp",
+        }
+    }
 }
 
 fn default_hello() -> u32 {
@@ -97,6 +121,7 @@ impl Default for StpDefaults {
             forward_delay: default_fwd(),
             port_cost: default_cost(),
             port_priority: default_port_prio(),
+            mode: StpMode::Kernel,
         }
     }
 }
@@ -149,6 +174,9 @@ pub struct Bridge {
     pub max_age: Option<u32>,
     #[serde(default)]
     pub forward_delay: Option<u32>,
+    /// This bridge's STP mode, overriding `[stp] mode` (only with `stp = true`).
+    #[serde(default)]
+    pub stp_mode: Option<StpMode>,
 }
 
 /// A point-to-point link between two bridges (a cable between switches).

@@ -29,6 +29,18 @@ impl<'a> Live<'a> {
             .map(|p| p.state)
     }
 
+    /// The RSTP role of a port on a bridge `lbctl stpd` runs.
+    fn rstp_role(self, bridge: &str, port: &str) -> Option<String> {
+        let p = self
+            .status?
+            .ports
+            .iter()
+            .find(|p| p.bridge == bridge && p.port == port)?;
+        p.rstp
+            .as_ref()
+            .map(|r| format!("{:?}", r.role).to_lowercase())
+    }
+
     fn present(self, node: &str) -> bool {
         match self.status {
             None => true,
@@ -165,7 +177,9 @@ fn bridge_nodes(
                 .map(|l| l.subnet.to_string())
                 .unwrap_or_default();
             lines.push(format!("{} LAN {subnet}", b.lan));
-            if b.stp {
+            if b.rstp {
+                lines.push(format!("RSTP prio {} (lbctl stpd)", b.priority));
+            } else if b.stp {
                 lines.push(format!("STP prio {}", b.priority));
             } else {
                 lines.push("no STP".into());
@@ -293,6 +307,7 @@ fn port_end(plan: &Plan, live: Live, bridge: &str, port: &str) -> PortEnd {
         port: port.into(),
         port_no,
         state: live.port_state(bridge, port),
+        rstp_role: live.rstp_role(bridge, port),
     }
 }
 

@@ -344,8 +344,13 @@ fn tooltip(e: &GEdge) -> String {
         .into_iter()
         .flatten()
         .map(|p| {
+            let role = p
+                .rstp_role
+                .as_ref()
+                .map(|r| format!(", RSTP {r}"))
+                .unwrap_or_default();
             format!(
-                "{}/{} (port {}): {}",
+                "{}/{} (port {}): {}{role}",
                 p.bridge,
                 p.port,
                 p.port_no,

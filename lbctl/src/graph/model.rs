@@ -72,6 +72,9 @@ pub struct PortEnd {
     pub port_no: u16,
     /// Kernel state (None without a live lab, or when the port is missing).
     pub state: Option<PortState>,
+    /// On a bridge `lbctl stpd` runs: the port's RSTP role ("root", "alternate"…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rstp_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -231,6 +234,7 @@ mod tests {
                     expected_role: None,
                     designated_bridge: String::new(),
                     ok: true,
+                    rstp: None,
                 });
             }
         }
@@ -246,6 +250,7 @@ mod tests {
         };
         Status {
             lab: "lab".into(),
+            rstp: vec![],
             vxlan: vec![],
             nodes: plan
                 .nodes

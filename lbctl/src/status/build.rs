@@ -4,7 +4,10 @@
 
 use super::collect::{BalancerRaw, Raw, VxlanRaw};
 use super::report::{BackendReport, BalancerReport, Source, VrrpReport};
-use super::{CounterRow, LanStatus, NodeStatus, PortStatus, Status, VxlanStatus};
+use super::{
+    CounterRow, DaemonStatus, LanStatus, NodeStatus, PortStatus, RstpBridgeStatus, Status,
+    VxlanStatus,
+};
 use crate::agent::plan::BackendPlan;
 use crate::config::Config;
 use crate::datapath::observe::ObserverCounters;
@@ -42,10 +45,42 @@ pub fn build(cfg: &Config, raw: Raw) -> Status {
         counters: counters(&plan, &view, &observers),
         vxlan: vxlan_rows(&plan, vxlan),
         balancers: balancers.into_iter().map(balancer).collect(),
+        rstp: rstp_bridges(&plan, &view, &daemons),
         lab: plan.lab,
         mismatches,
         daemons,
     }
+}
+
+/// Each RSTP bridge: whether its daemon runs, and the root, root port and counters it reported.
+fn rstp_bridges(plan: &Plan, view: &LabView, daemons: &[DaemonStatus]) -> Vec<RstpBridgeStatus> {
+    plan.rstp_bridges()
+        .filter_map(|b| {
+            let kb = view.bridge(&b.name)?;
+            let daemon = crate::topo::daemons::stpd_daemon(&b.name);
+            let report = kb.rstp.as_ref().and_then(|r| r.report.as_ref());
+            Some(RstpBridgeStatus {
+                bridge: b.name.clone(),
+                node: b.node.clone(),
+                daemon_running: daemons
+                    .iter()
+                    .find(|d| d.node == b.node && d.daemon == daemon)
+                    .map(|d| d.running),
+                root: report.map(|_| bridge_name_of(view, &kb.kernel.root)),
+                root_port: report.and_then(|r| r.root_port).and_then(|n| {
+                    b.ports
+                        .iter()
+                        .find(|p| p.port_no == n)
+                        .map(|p| p.name.clone())
+                }),
+                root_path_cost: report.map_or(0, |r| r.root_path_cost),
+                topology_changes: report.map_or(0, |r| r.topology_changes),
+                drops: report
+                    .map(|r| r.drops.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// A bridge id as the name of the lab's bridge that has it (else the id itself).
@@ -156,7 +191,9 @@ fn ports(
             };
             let pe = exp.port(&b.name, &p.name);
             // Bridges with STP off are checked too: STP as configured, no loop through them.
+            let kernel_stp_off = kb.rstp.as_ref().is_none_or(|r| !r.kernel_stp);
             let ok = kb.kernel.stp == b.stp
+                && kernel_stp_off
                 && !mismatches
                     .iter()
                     .any(|m| m.bridge == b.name && m.port == p.name)
@@ -168,12 +205,16 @@ fn ports(
                 peer: p.peer.clone(),
                 stp: kb.kernel.stp,
                 state: kp.kernel.state,
-                role: theory::derive_role(&kb.kernel, &kp.kernel),
+                role: kp
+                    .rstp
+                    .as_ref()
+                    .map_or_else(|| theory::derive_role(&kb.kernel, &kp.kernel), |r| r.role),
                 cost: kp.cost,
                 expected_state: pe.map(|e| e.state),
                 expected_role: pe.map(|e| e.role),
                 designated_bridge: bridge_name_of(view, &kp.kernel.designated_bridge),
                 ok,
+                rstp: kp.rstp.clone(),
             });
         }
     }

@@ -18,7 +18,10 @@ mod tests;
 
 use crate::config::Config;
 use anyhow::Result;
-pub use model::{CounterRow, DaemonStatus, LanStatus, NodeStatus, PortStatus, Status, VxlanStatus};
+pub use model::{
+    CounterRow, DaemonStatus, LanStatus, NodeStatus, PortStatus, RstpBridgeStatus, Status,
+    VxlanStatus,
+};
 pub use render::render;
 pub use report::{BackendReport, BalancerReport, Source, VrrpReport, VrrpState};
 

@@ -6,6 +6,7 @@ use crate::datapath::observe;
 use crate::stp::theory::{PortState, Role};
 use crate::topo::inspect::Mismatch;
 use crate::topo::plan::Kind;
+use crate::topo::rstp_view::RstpPortView;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -15,6 +16,8 @@ pub struct Status {
     pub lans: Vec<LanStatus>,
     pub ports: Vec<PortStatus>,
     pub mismatches: Vec<Mismatch>,
+    /// Each bridge `lbctl stpd` runs: its daemon and the tree it follows.
+    pub rstp: Vec<RstpBridgeStatus>,
     pub daemons: Vec<DaemonStatus>,
     pub counters: Vec<CounterRow>,
     /// Each VXLAN endpoint's counters.
@@ -56,6 +59,25 @@ pub struct PortStatus {
     pub expected_role: Option<Role>,
     pub designated_bridge: String,
     pub ok: bool,
+    /// On an RSTP bridge: role, state, edge, point-to-point and counters as stpd published them.
+    pub rstp: Option<RstpPortView>,
+}
+
+/// A bridge whose tree `lbctl stpd` runs.
+#[derive(Debug, Serialize)]
+pub struct RstpBridgeStatus {
+    pub bridge: String,
+    pub node: String,
+    /// The daemon (`stpd-<bridge>`) runs (None: none recorded). A dead daemon's ports stay
+    /// as its BPF gate last said.
+    pub daemon_running: Option<bool>,
+    /// The root it follows, by bridge name; None before the daemon's first report.
+    pub root: Option<String>,
+    pub root_port: Option<String>,
+    pub root_path_cost: u32,
+    pub topology_changes: u64,
+    /// Frames for the STP group address its codec refused, by reason.
+    pub drops: Vec<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Serialize)]

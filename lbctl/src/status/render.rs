@@ -34,6 +34,7 @@ pub fn render(s: &Status) -> String {
     nodes(&mut o, s);
     lans(&mut o, s);
     ports(&mut o, s);
+    rstp(&mut o, s);
     balancers(&mut o, s);
     vrrp(&mut o, s);
     daemons(&mut o, s);
@@ -127,6 +128,73 @@ fn ports(o: &mut String, s: &Status) {
             o,
             "  {} port(s) differ from theory (marked !!); STP may still be converging",
             s.mismatches.len()
+        );
+    }
+}
+
+/// The bridges `lbctl stpd` runs: the daemon, the root it follows, and per port what the
+/// kernel cannot say (RSTP role and state, edge, point-to-point, the handshakes).
+fn rstp(o: &mut String, s: &Status) {
+    if s.rstp.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "\nRSTP (lbctl stpd)");
+    for b in &s.rstp {
+        let daemon = match b.daemon_running {
+            Some(true) => "stpd running",
+            Some(false) => "stpd DEAD (ports held as its gate last said)",
+            None => "stpd NOT STARTED",
+        };
+        let root = match (&b.root, &b.root_port) {
+            (Some(r), Some(p)) => format!("root {r} via {p}, cost {}", b.root_path_cost),
+            (Some(r), None) => format!("root {r} (this bridge)"),
+            (None, _) => "no report yet".to_string(),
+        };
+        let drops: Vec<String> = b.drops.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let drops = if drops.is_empty() {
+            String::new()
+        } else {
+            format!(", refused: {}", drops.join(", "))
+        };
+        let _ = writeln!(
+            o,
+            "  {}: {daemon}; {root}; {} topology change(s){drops}",
+            b.bridge, b.topology_changes
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  {:<8} {:<11} {:<10} {:<10} {:<4} {:<3} {:<5} {:>9} {:>9} {:>9} {:>11}",
+        "BRIDGE",
+        "PORT",
+        "ROLE",
+        "STATE",
+        "EDGE",
+        "P2P",
+        "PROTO",
+        "PROP T/R",
+        "AGR T/R",
+        "TC T/R",
+        "BPDU T/R"
+    );
+    for p in &s.ports {
+        let Some(r) = &p.rstp else { continue };
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        let state = format!("{:?}", r.state).to_lowercase();
+        let _ = writeln!(
+            o,
+            "  {:<8} {:<11} {:<10} {:<10} {:<4} {:<3} {:<5} {:>9} {:>9} {:>9} {:>11}",
+            p.bridge,
+            p.port,
+            role_str(r.role),
+            state,
+            yn(r.edge),
+            yn(r.p2p),
+            if r.rstp { "rstp" } else { "stp" },
+            format!("{}/{}", r.proposals_tx, r.proposals_rx),
+            format!("{}/{}", r.agreements_tx, r.agreements_rx),
+            format!("{}/{}", r.tc_tx, r.tc_rx),
+            format!("{}/{}", r.bpdus_tx, r.bpdus_rx),
         );
     }
 }

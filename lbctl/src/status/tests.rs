@@ -88,8 +88,10 @@ fn converged_bridges(plan: &Plan) -> Vec<BridgeView> {
                     admin_up: true,
                     carrier: true,
                     ifindex: u32::from(p.port_no) + 100,
+                    rstp: None,
                 })
                 .collect(),
+            rstp: None,
         })
         .collect();
     let prelim = LabView {
@@ -325,6 +327,99 @@ fn a_silent_agent_is_reported_as_such() {
     assert!(text.contains("from agent not answering"), "{text}");
     assert!(text.contains("  bal2   agent not answering"), "{text}");
     assert!(!text.contains("\nVRRP\n"), "{text}");
+}
+
+/// An RSTP lab (configs/rstp.toml): the kernel's STP off on the four bridges, the roles and
+/// states from stpd's map and report; the tree still matches theory, and the RSTP section
+/// shows each port's role and state and a dead daemon.
+#[test]
+fn an_rstp_lab_is_compared_with_the_same_theory() {
+    let text = include_str!("../../../configs/rstp.toml");
+    let cfg = Config::from_toml(text, "rstp.toml").unwrap();
+    let plan = Plan::new(&cfg);
+    let mut bridges = converged_bridges(&plan);
+    let exp = theory::expected_tree(&inspect::topology_for(
+        &plan,
+        &LabView {
+            nodes: vec![],
+            bridges: bridges.clone(),
+        },
+    ));
+    for b in bridges.iter_mut() {
+        let Some(bp) = plan.bridge(&b.kernel.name).filter(|bp| bp.rstp) else {
+            continue;
+        };
+        b.kernel.stp = false;
+        let mut ports = std::collections::BTreeMap::new();
+        for p in &b.ports {
+            let role = exp.port(&bp.name, &p.kernel.name).unwrap().role;
+            let (role, state) = match role {
+                Role::Root => (1, 2),
+                Role::Designated => (2, 2),
+                Role::Alternate => (3, 0),
+                Role::Backup => (4, 0),
+                Role::Disabled => (0, 0),
+            };
+            let info = lb_common::RstpPortInfo {
+                role,
+                state,
+                p2p: 1,
+                rstp: 1,
+                proposals_tx: 2,
+                agreements_rx: 2,
+                ..Default::default()
+            };
+            ports.insert(p.ifindex, info);
+        }
+        let report = crate::stpd::report::StpdReport {
+            bridge: bp.name.clone(),
+            root: (b.kernel.root.priority, b.kernel.root.mac),
+            root_path_cost: b.kernel.root_path_cost,
+            root_port: (b.kernel.root_port_no != 0).then_some(b.kernel.root_port_no),
+            ..Default::default()
+        };
+        crate::topo::rstp_view::overlay(b, &ports, Some(report));
+    }
+    let r = Raw {
+        view: LabView {
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| node_view(&plan, &n.name))
+                .collect(),
+            bridges,
+        },
+        daemons: vec![DaemonStatus {
+            node: "vm1".into(),
+            daemon: "stpd-vswout1".into(),
+            pid: 77,
+            running: false,
+            supervised: false,
+            restarts: 0,
+            last_exit: None,
+        }],
+        observers: vec![],
+        vxlan: vec![],
+        balancers: vec![],
+        plan,
+    };
+    let st = build::build(&cfg, r);
+    assert!(st.mismatches.is_empty(), "{:#?}", st.mismatches);
+    assert_eq!(st.rstp.len(), 4);
+    let text = render(&st);
+    assert!(text.contains("vswout1: stpd DEAD"), "{text}");
+    assert!(
+        text.contains("swout2: stpd NOT STARTED; root swout2 (this bridge)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("vswout1  to-swout1   alternate  discarding no   yes rstp"),
+        "{text}"
+    );
+    assert!(
+        text.contains("matches 802.1D theory on every port"),
+        "{text}"
+    );
 }
 
 /// An `rstp` lab's port: the RSTP gate's drops get their columns, on every row; without any

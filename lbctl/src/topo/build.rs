@@ -44,6 +44,15 @@ pub async fn up(cfg: &Config, config_text: &str, opts: &UpOptions) -> Result<Dur
             plan.lab
         );
     }
+    if !opts.bpf {
+        if let Some(b) = plan.rstp_bridges().next() {
+            bail!(
+                "bridge {} runs RSTP (stp_mode \"rstp\"), which needs the BPF port program to \
+                 enforce its port states: drop --no-bpf, or use --stp kernel",
+                b.name
+            );
+        }
+    }
     if opts.bpf && !Path::new("/sys/fs/bpf").join(".").exists() {
         bail!("/sys/fs/bpf is missing: run scripts/bootstrap.sh (it mounts bpffs)");
     }
@@ -76,16 +85,28 @@ async fn build(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> Resu
     for x in &plan.vxlans {
         add_tunnel_port(plan, x, &handles, opts).await?;
     }
+    let rstp = plan.rstp_bridges().count() > 0;
+    if rstp {
+        // RSTP bridges have the kernel's STP off: it would forward on every port the moment
+        // they come up. The observer and its gate go on first, every RSTP port closed.
+        say(
+            opts,
+            "  BPF observer on every bridge port; RSTP ports gated shut",
+        );
+        attach_observers(plan)?;
+        close_rstp_gates(plan)?;
+    }
     bring_up(plan, &handles).await?;
     attach_vteps(cfg, plan, &handles).await?;
     drop(handles);
 
-    if opts.bpf {
+    if opts.bpf && !rstp {
         say(opts, "  BPF observer (TC ingress) on every bridge port");
         attach_observers(plan)?;
     }
 
     say(opts, "  starting daemons");
+    super::daemons::start_stpds(plan, &opts.exe)?;
     super::daemons::start_servers(cfg, plan, &opts.exe)?;
 
     wait_stp(cfg, plan, opts, t0).await?;
@@ -133,6 +154,7 @@ async fn add_bridges(plan: &Plan, handles: &Handles, opts: &UpOptions) -> Result
                 name: &b.name,
                 mac: b.mac,
                 stp: b.stp,
+                rstp: b.rstp,
                 priority: b.priority,
                 hello_time: b.hello_time,
                 max_age: b.max_age,
@@ -167,13 +189,26 @@ fn skip_bridge_netfilter(plan: &Plan) {
     }
 }
 
+/// The interface index of the first veth end; the lab's pairs take indexes from here on,
+/// two per pair, so no end shares its peer's index (see [`nl::add_veth_indexed`]). Far above
+/// what a fresh namespace hands out itself (loopback, bridges, tunnels).
+const VETH_INDEX_BASE: u32 = 1000;
+
 /// Every veth pair with its MTUs, enslaved to its bridges in plan order (so port numbers
 /// match the plan), with its addresses and the bridges' addresses. Tunnel ports come later.
 async fn add_veths(plan: &Plan, handles: &Handles) -> Result<()> {
     let h = |node: &str| handle(handles, node);
-    for v in &plan.veths {
+    for (i, v) in plan.veths.iter().enumerate() {
         let bns = plan.netns(&v.b.node);
-        nl::add_veth(h(&v.a.node), &v.a.ifname, &v.b.ifname, &bns).await?;
+        let idx = VETH_INDEX_BASE + 2 * i as u32;
+        nl::add_veth_indexed(
+            h(&v.a.node),
+            &v.a.ifname,
+            &v.b.ifname,
+            &bns,
+            Some((idx, idx + 1)),
+        )
+        .await?;
         for end in [&v.a, &v.b] {
             if let Some(m) = end.mtu {
                 nl::set_mtu(h(&end.node), &end.ifname, m).await?;
@@ -517,6 +552,34 @@ fn attach_observers(plan: &Plan) -> Result<()> {
             crate::datapath::observe::attach_observer(&pin, &ifaces)
         })
         .with_context(|| format!("attaching the BPF observer in {}", n.name))?;
+    }
+    Ok(())
+}
+
+/// Every port of every RSTP bridge: its gate shut (BPDUs to stpd, data dropped both ways)
+/// until its daemon says otherwise.
+fn close_rstp_gates(plan: &Plan) -> Result<()> {
+    use crate::datapath::stp_gate::StpMaps;
+    for b in plan.rstp_bridges() {
+        let pin = state::node_pin_dir(&plan.lab, &b.node);
+        let mut maps =
+            StpMaps::open(&pin).with_context(|| format!("opening the STP gate of {}", b.node))?;
+        let names: Vec<String> = b.ports.iter().map(|p| p.name.clone()).collect();
+        let indexes = netns::run_in(&plan.netns(&b.node), move || {
+            names
+                .iter()
+                .map(|n| {
+                    nix::net::if_::if_nametoindex(n.as_str())
+                        .with_context(|| format!("no interface {n}"))
+                })
+                .collect::<Result<Vec<u32>>>()
+        })?;
+        for i in indexes {
+            maps.set_gate(
+                i,
+                crate::stpd::setup::gate(crate::rstp::fsm::PortState::Discarding),
+            )?;
+        }
     }
     Ok(())
 }

@@ -23,6 +23,9 @@ pub struct PortView {
     /// Carrier (the peer end is up too).
     pub carrier: bool,
     pub ifindex: u32,
+    /// On a bridge `lbctl stpd` runs: the port as its daemon last published it (`RSTP_PORT`);
+    /// `kernel.state` then holds the RSTP state in 802.1D terms (see [`super::rstp_view`]).
+    pub rstp: Option<super::rstp_view::RstpPortView>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,6 +34,9 @@ pub struct BridgeView {
     pub kernel: KernelBridge,
     pub admin_up: bool,
     pub ports: Vec<PortView>,
+    /// On a bridge `lbctl stpd` runs: what its daemon reported; `kernel` then holds the
+    /// daemon's root and root port (the kernel's own STP is off and knows none).
+    pub rstp: Option<super::rstp_view::RstpBridgeView>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -125,6 +131,7 @@ fn parse_node(
                         kernel: kernel_bridge(&iface.name, opts),
                         admin_up: iface.admin_up,
                         ports: vec![],
+                        rstp: None,
                     };
                     bridges.push((iface.ifindex, view));
                 }
@@ -252,6 +259,7 @@ fn port_view(iface: &IfaceView, opts: &[InfoBridgePort]) -> PortView {
         admin_up: iface.admin_up,
         carrier: iface.carrier,
         ifindex: iface.ifindex,
+        rstp: None,
     }
 }
 
@@ -286,6 +294,14 @@ pub async fn read_lab(plan: &Plan) -> Result<LabView> {
             .position(|p| p.name == b.kernel.name)
             .unwrap_or(usize::MAX)
     });
+    for b in plan.rstp_bridges() {
+        if let Some(v) = bridges.iter_mut().find(|v| v.kernel.name == b.name) {
+            let pin = super::state::node_pin_dir(&plan.lab, &b.node);
+            let ports = crate::datapath::stp_gate::read_rstp_ports(&pin).unwrap_or_default();
+            let report = crate::stpd::report::read(&plan.lab, &b.name);
+            super::rstp_view::overlay(v, &ports, report);
+        }
+    }
     Ok(LabView { nodes, bridges })
 }
 
@@ -367,7 +383,10 @@ pub fn compare_against(exp: &theory::TreeExpectation, view: &LabView) -> Vec<Mis
         let Some(p) = b.ports.iter().find(|p| p.kernel.name == pe.port) else {
             continue;
         };
-        let actual_role = theory::derive_role(&b.kernel, &p.kernel);
+        let actual_role = p
+            .rstp
+            .as_ref()
+            .map_or_else(|| theory::derive_role(&b.kernel, &p.kernel), |r| r.role);
         if actual_role != pe.role || p.kernel.state != pe.state {
             out.push(Mismatch {
                 bridge: pe.bridge.clone(),
@@ -417,6 +436,14 @@ pub fn stp_mode_differences(plan: &Plan, view: &LabView) -> Vec<String> {
         .iter()
         .filter_map(|b| {
             let kb = view.bridge(&b.name)?;
+            if let Some(r) = &kb.rstp {
+                return r.kernel_stp.then(|| {
+                    format!(
+                        "bridge {}: RSTP by lbctl stpd in the config, but the kernel's STP is on",
+                        b.name
+                    )
+                });
+            }
             (kb.kernel.stp != b.stp).then(|| {
                 format!(
                     "bridge {}: STP {} in the config, {} in the kernel",

@@ -7,5 +7,6 @@ pub mod inspect;
 pub mod netns;
 pub mod nl;
 pub mod plan;
+pub mod rstp_view;
 pub mod state;
 pub mod teardown;

@@ -32,6 +32,9 @@ pub struct BridgeSettings<'a> {
     pub name: &'a str,
     pub mac: [u8; 6],
     pub stp: bool,
+    /// `lbctl stpd` runs the tree: the kernel's STP off and its forward delay 0, so the
+    /// kernel never promotes a port stpd holds in LEARNING to FORWARDING itself.
+    pub rstp: bool,
     pub priority: u16,
     /// Seconds.
     pub hello_time: u32,
@@ -43,13 +46,14 @@ pub struct BridgeSettings<'a> {
 /// Creates a kernel bridge with its MAC (fixes the bridge ID), STP mode, priority and
 /// timers. Kernel timers are in hundredths of a second (clock_t / USER_HZ).
 pub async fn add_bridge(h: &Handle, s: &BridgeSettings<'_>) -> Result<()> {
+    let fwd = if s.rstp { 0 } else { s.forward_delay * 100 };
     let mut b = LinkBridge::new(s.name)
         .address(s.mac.to_vec())
-        .forward_delay(s.forward_delay * 100)
+        .forward_delay(fwd)
         .hello_time(s.hello_time * 100)
         .max_age(s.max_age * 100)
         .priority(s.priority)
-        .stp_state(if s.stp {
+        .stp_state(if s.stp && !s.rstp {
             BridgeStpState::KernelStp
         } else {
             BridgeStpState::Disabled
@@ -72,15 +76,36 @@ pub async fn add_bridge(h: &Handle, s: &BridgeSettings<'_>) -> Result<()> {
 /// Creates a veth pair: `name` in this handle's namespace, `peer` directly inside the
 /// namespace `peer_ns` (nothing ever appears in the root namespace).
 pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns: &str) -> Result<()> {
+    add_veth_indexed(h, name, peer, peer_ns, None).await
+}
+
+/// [`add_veth`] with the two ends' interface indexes chosen (`(name's, peer's)`). Each
+/// namespace numbers its interfaces on its own, so two ends created apart would often get
+/// the same index; the kernel then batches the pair's link-down events for up to ~1 s
+/// (linkwatch treats the second end's event as the first's), which delays `lbctl stpd`
+/// noticing a cut link. Distinct indexes keep each end's event immediate.
+pub async fn add_veth_indexed(
+    h: &Handle,
+    name: &str,
+    peer: &str,
+    peer_ns: &str,
+    indexes: Option<(u32, u32)>,
+) -> Result<()> {
     let ns = super::netns::open(peer_ns)?;
-    let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+    let mut peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
         .name(peer.to_string())
         .setns_by_fd(ns.as_raw_fd())
         .build();
-    let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+    let mut msg_peer_index = 0;
+    if let Some((a, b)) = indexes {
+        peer_msg.header.index = b;
+        msg_peer_index = a;
+    }
+    let mut msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
         .name(name.to_string())
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
         .build();
+    msg.header.index = msg_peer_index;
     let r = h.link().add(msg).execute().await;
     drop(ns);
     r.with_context(|| format!("creating veth {name} <-> {peer_ns}/{peer}"))

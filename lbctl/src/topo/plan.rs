@@ -46,6 +46,8 @@ pub struct BridgePlan {
     pub mac: [u8; 6],
     pub priority: u16,
     pub stp: bool,
+    /// STP by `lbctl stpd` (RSTP) instead of the kernel's 802.1D (only with `stp`).
+    pub rstp: bool,
     pub hello_time: u32,
     pub max_age: u32,
     pub forward_delay: u32,
@@ -178,6 +180,11 @@ impl Plan {
             .collect()
     }
 
+    /// The bridges whose tree `lbctl stpd` runs.
+    pub fn rstp_bridges(&self) -> impl Iterator<Item = &BridgePlan> + '_ {
+        self.bridges.iter().filter(|b| b.rstp)
+    }
+
     /// The node's namespace name.
     pub fn netns(&self, node: &str) -> String {
         config::netns_name(&self.lab, node)
@@ -242,6 +249,7 @@ fn plan_bridges(cfg: &Config, lab: &str) -> Vec<BridgePlan> {
                     .unwrap_or_else(|| derived_mac(lab, &b.name)),
                 priority: b.priority,
                 stp: b.stp,
+                rstp: b.stp && cfg.stp_mode(b) == config::StpMode::Rstp,
                 hello_time,
                 max_age,
                 forward_delay,

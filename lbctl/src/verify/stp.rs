@@ -466,8 +466,10 @@ mod tests {
                         admin_up: true,
                         carrier: true,
                         ifindex: 0,
+                        rstp: None,
                     })
                     .collect(),
+                rstp: None,
             })
             .collect();
         LabView {

@@ -107,6 +107,7 @@ pub fn validate(cfg: &Config) -> Vec<Problem> {
     out.append(machines::check(cfg, &mut addrs));
     out.append(service::check(cfg, &addrs));
     out.append(vrrp::check(cfg));
+    out.append(stp::modes(cfg));
     out.into_vec()
 }
 

@@ -79,6 +79,28 @@ pub fn spawn_daemon(
     Ok(pid)
 }
 
+/// Starts `lbctl stpd` for every bridge whose tree RSTP runs, in the bridge's node, as
+/// daemon `stpd-<bridge>` (a host may have several bridges).
+pub fn start_stpds(plan: &Plan, exe: &Path) -> Result<()> {
+    for b in plan.rstp_bridges() {
+        let args = vec![
+            exe.display().to_string(),
+            "stpd".to_string(),
+            "--lab".into(),
+            plan.lab.clone(),
+            "--bridge".into(),
+            b.name.clone(),
+        ];
+        spawn_daemon(&plan.lab, &b.node, &stpd_daemon(&b.name), exe, &args)?;
+    }
+    Ok(())
+}
+
+/// The daemon name of bridge `bridge`'s `lbctl stpd` (in pid files, logs and `status`).
+pub fn stpd_daemon(bridge: &str) -> String {
+    format!("stpd-{bridge}")
+}
+
 /// Starts every server's web server: Apache where the config asks for it, `lbctl serve`
 /// otherwise.
 pub fn start_servers(cfg: &Config, plan: &Plan, exe: &Path) -> Result<()> {
