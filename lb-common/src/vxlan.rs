@@ -1,5 +1,5 @@
 //! Types shared by the BPF VXLAN tunnel endpoint (`lb-ebpf`: programs `lb_vxdec`, `lb_vxenc`,
-//! `lb_vxfwd`, `lb_xpass`, `lb_xdrop`; maps in its `main.rs`) and its loader
+//! `lb_vxfwd`, `lb_xpass`, `lb_xdrop`, `lb_tpass`; maps in its `main.rs`) and its loader
 //! (`lbctl/src/datapath/vxlan.rs`).
 //!
 //! Byte order: addresses are kept as the 4 bytes of the wire (`[u8; 4]`, network order) so
@@ -17,6 +17,10 @@ pub const VX_PASS_PROG: &str = "lb_xpass";
 /// A do-nothing XDP program that drops (`XDP_DROP`): the live-frames floor without the skb
 /// that `XDP_PASS` makes the kernel build.
 pub const VX_DROP_PROG: &str = "lb_xdrop";
+
+/// A do-nothing TC program (`TC_ACT_UNSPEC`): the floor the benchmark compares `lb_vxenc` with
+/// (a TC test run builds an skb; the XDP floor does not say what that costs).
+pub const VX_TC_PASS_PROG: &str = "lb_tpass";
 
 /// Per-CPU array, one [`VxStats`] at index 0: every outcome of both programs.
 pub const VX_STATS_MAP: &str = "VX_STATS";

@@ -6,7 +6,8 @@
 //!   underlay ports ([`parse`] decides, [`decap`] strips and redirects, [`fdb`] learns),
 //!   `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_vxfwd` (TC ingress of the
 //!   local endpoints' ports) encapsulates known remote unicast before the bridge ([`encap`]),
-//!   `lb_xpass`/`lb_xdrop` are the do-nothing XDP programs the benchmark uses as its floors.
+//!   `lb_xpass`/`lb_xdrop` are the do-nothing XDP programs the benchmark uses as its floors,
+//!   `lb_tpass` the do-nothing TC one.
 //! * The agent's state maps, written by userspace only: [`health`].
 //!
 //! Headers are `#[repr(C)]` structs ([`headers`]) read through one bounds-checked helper
@@ -171,6 +172,13 @@ pub fn lb_vxfwd(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     encap::encap(&ctx, cfg, st, true)
+}
+
+/// The do-nothing TC program: the cost floor of a TC program run (test runs build an skb),
+/// for the benchmark's `lb_vxenc` figure.
+#[classifier]
+pub fn lb_tpass(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 const _: () = assert!(TC_ACT_REDIRECT == 7);

@@ -11,14 +11,15 @@
 //!   for `lb_xpass` building an skb and passing it up the stack), reported per packet.
 //! * `lb_vxenc` is a TC program: live frames do not exist for it and a repeated run would
 //!   grow the same skb again each time, so only the single-run loop applies. It runs the
-//!   known-unicast case (one FIB lookup, redirect verdict).
+//!   known-unicast case (one FIB lookup, redirect verdict), next to the do-nothing
+//!   TC program `lb_tpass` (its floor).
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::programs::{
     links::FdLink, SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
 };
-use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG};
+use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG, VX_TC_PASS_PROG};
 use serde::Serialize;
 
 use super::testbed::*;
@@ -33,6 +34,9 @@ pub struct VtepBench {
     pub decap_ns: f64,
     pub encap_ns: f64,
     pub floor_ns: f64,
+    /// Single-run loop of the do-nothing TC program `lb_tpass` on the same frame as
+    /// `encap_ns`: the floor of a TC run.
+    pub tc_floor_ns: f64,
     /// Single-run loop, a frame parsed to the VXLAN header and passed (wrong VNI): the cost of
     /// the checks alone.
     pub decap_parse_only_ns: f64,
@@ -83,14 +87,17 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
                 .try_into()?;
             p.load()?;
         }
-        let p: &mut SchedClassifier = ebpf
-            .program_mut(VX_ENC_PROG)
-            .ok_or_else(|| anyhow!("no {VX_ENC_PROG}"))?
-            .try_into()?;
-        p.load()?;
+        for name in [VX_ENC_PROG, VX_TC_PASS_PROG] {
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("no {name}"))?
+                .try_into()?;
+            p.load()?;
+        }
         let dec: &Xdp = ebpf.program(VX_DEC_PROG).unwrap().try_into()?;
         let pass: &Xdp = ebpf.program(VX_PASS_PROG).unwrap().try_into()?;
         let enc: &SchedClassifier = ebpf.program(VX_ENC_PROG).unwrap().try_into()?;
+        let tpass: &SchedClassifier = ebpf.program(VX_TC_PASS_PROG).unwrap().try_into()?;
 
         // 64-byte inner frames (what the small-packet figure is about).
         let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
@@ -122,16 +129,22 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
         let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
         let decap_bridge_ns = single_loop(iters, &bcast, 4, xdp_run(dec))?;
         let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
-        let tc_run = |f: &[u8], o: &mut [u8]| -> Result<aya::programs::TestRunResult> {
-            enc.test_run(TestRunOptions {
-                data_in: Some(f),
-                data_out: Some(o),
-                ..TestRunOptions::new()
-            })
-            .context("test_run")
-        };
-        single_loop(100, &to_far, 7, tc_run)?;
-        let encap_ns = single_loop(iters, &to_far, 7, tc_run)?;
+        fn tc_run(
+            p: &SchedClassifier,
+        ) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
+            move |f, o| {
+                p.test_run(TestRunOptions {
+                    data_in: Some(f),
+                    data_out: Some(o),
+                    ..TestRunOptions::new()
+                })
+                .context("test_run")
+            }
+        }
+        single_loop(100, &to_far, 7, tc_run(enc))?;
+        let encap_ns = single_loop(iters, &to_far, 7, tc_run(enc))?;
+        // TC_ACT_UNSPEC (-1) as the u32 test_run reports.
+        let tc_floor_ns = single_loop(iters, &to_far, u32::MAX, tc_run(tpass))?;
 
         let live = |p: &Xdp| -> Result<f64> {
             let r = p
@@ -164,6 +177,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
             decap_ns,
             encap_ns,
             floor_ns,
+            tc_floor_ns,
             decap_parse_only_ns,
             decap_bridge_ns,
             decap_live_ns,
