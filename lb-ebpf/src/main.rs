@@ -43,15 +43,15 @@ mod ptr;
 
 use aya_ebpf::{
     bindings::{TC_ACT_REDIRECT, TC_ACT_SHOT, TC_ACT_UNSPEC, xdp_action},
-    btf_maps::{Array, DevMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    btf_maps::{Array, DevMap, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     macros::{btf_map, classifier, xdp},
     programs::{TcContext, XdpContext},
 };
 use lb_common::{
     OBS_PORT_MAX, OBS_VRRP_MAX, PortStats, VrrpKey,
     vxlan::{
-        Endpoints, FdbEntry, LearnCache, MacKey, Remote, VX_FDB_MAX, VX_LOCAL_MAX, VX_REMOTE_MAX,
-        VxConfig, VxStats,
+        Endpoints, FdbEntry, LearnCache, MacKey, NextHop, Remote, VX_FDB_MAX, VX_LOCAL_MAX,
+        VX_NH_MAX, VX_REMOTE_MAX, VxConfig, VxStats,
     },
 };
 
@@ -96,6 +96,10 @@ static VX_LOCAL: DevMap<{ VX_LOCAL_MAX as usize }> = DevMap::new();
 /// VTEP: the local endpoints' MACs.
 #[btf_map]
 static VX_EPS: Array<Endpoints, 1> = Array::new();
+
+/// VTEP: remote VTEP -> its outer next hop, as the FIB last named it (`encap::nh_cache`).
+#[btf_map]
+static VX_NH: HashMap<Remote, NextHop, { VX_NH_MAX as usize }> = HashMap::new();
 
 /// This CPU's VTEP counters.
 #[inline(always)]

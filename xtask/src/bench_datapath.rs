@@ -277,7 +277,7 @@ fn print_per_packet(out: &str, iters: u32, repeat: u32) -> Result<()> {
         f("floor_ns")
     );
     println!(
-        "    lb_vxenc  {:>7.1} ns   (TC, known unicast: flow hash, FIB lookup, adjust_room, redirect; {:>5.1} over)",
+        "    lb_vxenc  {:>7.1} ns   (TC, known unicast: flow hash, next hop, adjust_room, redirect; {:>5.1} over)",
         f("encap_ns"),
         f("encap_ns") - f("tc_floor_ns")
     );

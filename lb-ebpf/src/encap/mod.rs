@@ -2,7 +2,7 @@
 //! endpoints' TC ingress): the frame grows by the outer headers ([`grow`]), the headers are
 //! built once ([`crate::headers::VxlanEncap`]) and sent to one remote VTEP (known unicast)
 //! or replicated to all of them ([`replicate`]), each copy to the next hop the kernel FIB
-//! names ([`fib`]).
+//! names ([`fib`]), cached per remote VTEP for a second ([`nh_cache`]).
 //!
 //! # Why each helper
 //!
@@ -20,6 +20,7 @@
 //!   last copy: the headers are written once and only the outer destination (IP, checksum,
 //!   next-hop MACs) is rewritten between copies.
 mod fib;
+mod nh_cache;
 mod replicate;
 
 use aya_ebpf::{
@@ -27,7 +28,7 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_get_hash_recalc, bpf_skb_change_head},
+    helpers::{bpf_get_hash_recalc, bpf_ktime_get_coarse_ns, bpf_skb_change_head},
     programs::TcContext,
 };
 use lb_common::vxlan::{VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxStats};
@@ -50,9 +51,16 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
     if n_remotes == 0 {
         return refuse(fast_tx, &mut st.enc_drop_no_remote);
     }
+    let is_unicast = inner_eth.dst_addr[0] & 1 == 0;
+    if fast_tx && !is_unicast {
+        return TC_ACT_UNSPEC;
+    }
+    // One clock read for the MAC's age and the next hop's (coarse: jiffy resolution is
+    // plenty for ages counted in seconds). SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // Known unicast: the VTEP learned for the destination MAC.
-    let unicast = if inner_eth.dst_addr[0] & 1 == 0 {
-        fdb::known_vtep(inner_eth.dst_addr, cfg)
+    let unicast = if is_unicast {
+        fdb::known_vtep(inner_eth.dst_addr, cfg, now)
     } else {
         None
     };
@@ -82,7 +90,12 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
         st.enc_flood += 1;
     }
     st.enc_bytes += len as u64;
-    replicate::send(ctx, cfg, st, &mut h, unicast, n_remotes, inner_ipv4)
+    let dst = replicate::Dest {
+        unicast,
+        n_remotes,
+        now,
+    };
+    replicate::send(ctx, cfg, st, &mut h, dst, inner_ipv4)
 }
 
 /// What a frame this program cannot encapsulate gets: left to the bridge by `lb_vxfwd`
