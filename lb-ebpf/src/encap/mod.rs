@@ -20,6 +20,7 @@
 //!   last copy: the headers are written once and only the outer destination (IP, checksum,
 //!   next-hop MACs) is rewritten between copies.
 mod fib;
+mod flow_hash;
 mod nh_cache;
 mod replicate;
 
@@ -28,7 +29,7 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_get_hash_recalc, bpf_ktime_get_coarse_ns, bpf_skb_change_head},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_skb_change_head},
     programs::TcContext,
 };
 use lb_common::vxlan::{VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxStats};
@@ -68,13 +69,12 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
         return TC_ACT_UNSPEC;
     }
 
-    // Source port from the inner flow's hash (computed before the headers change).
-    // SAFETY: skb of this program run.
-    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
-    let sport = VX_SPORT_MIN | (hash as u16 & 0x3fff);
     // SAFETY: skb of this program run.
     let proto = u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16);
     let inner_ipv4 = proto == ETH_P_IP;
+    // Source port from the inner flow's hash (computed before the headers change).
+    let hash = flow_hash::flow_hash(ctx, inner_ipv4);
+    let sport = VX_SPORT_MIN | (hash as u16 & 0x3fff);
     if !grow(ctx, inner_ipv4 || proto == ETH_P_IPV6) {
         st.enc_drop_err += 1;
         return TC_ACT_SHOT;
