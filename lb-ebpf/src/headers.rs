@@ -105,9 +105,12 @@ impl VxlanEncap {
         udp.set_dst_port(port);
         udp.set_len(tot_len - Ipv4Hdr::LEN as u16);
         VxlanEncap {
+            // Placeholders: `set_macs` writes the next hop's addresses before every store.
+            // (Zeros would cost a 12-byte memset, which the BPF target compiles to a byte
+            // loop in a subprogram.)
             eth: EthHdr {
-                dst_addr: [0; 6],
-                src_addr: [0; 6],
+                dst_addr: inner_eth.dst_addr,
+                src_addr: inner_eth.src_addr,
                 ether_type: ETH_P_IP.to_be(),
             },
             ip,

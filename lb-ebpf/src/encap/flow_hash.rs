@@ -3,7 +3,7 @@
 //!
 //! The skb's own hash when it has one (a local socket's `sk_txhash`, or a hash an earlier
 //! layer computed): free. Otherwise, for an IPv4 inner packet, a hash of its addresses,
-//! protocol and ports read with one `bpf_skb_load_bytes` and mixed here: a few instructions,
+//! protocol and ports read in place (`crate::ptr::tc_read_fast`) and mixed here: a few instructions,
 //! where `bpf_get_hash_recalc` runs the kernel's flow dissector (the largest part of the
 //! encapsulation after the FIB lookup, measured by `cargo xtask bench datapath`). Other
 //! frames (IPv6, ARP, an IPv4 packet too short to hold ports) still take the dissector.
@@ -11,7 +11,7 @@ use aya_ebpf::{helpers::bpf_get_hash_recalc, programs::TcContext};
 
 use crate::{
     headers::{EthHdr, IPV4_IHL_MIN, Ipv4Hdr, ihl_words, is_fragment},
-    ptr::Packet,
+    ptr::tc_read_fast,
 };
 
 /// An IPv4 header and the 4 bytes after it (the ports of TCP and UDP).
@@ -31,7 +31,7 @@ pub fn flow_hash(ctx: &TcContext, inner_ipv4: bool) -> u32 {
         return own;
     }
     if inner_ipv4 {
-        if let Some(f) = ctx.read::<Ipv4Flow>(EthHdr::LEN) {
+        if let Some(f) = tc_read_fast::<Ipv4Flow>(ctx, EthHdr::LEN) {
             // Ports only where they are: no options moving them, not a fragment.
             let ports = if ihl_words(&f.ip) == IPV4_IHL_MIN && !is_fragment(&f.ip) {
                 f.ports

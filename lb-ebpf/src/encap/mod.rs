@@ -37,7 +37,7 @@ use lb_common::vxlan::{VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxSta
 use crate::{
     fdb,
     headers::{ETH_P_IP, ETH_P_IPV6, EthHdr, VxlanEncap},
-    ptr::Packet,
+    ptr::tc_read_fast,
 };
 
 /// Encapsulates the frame of `ctx`. With `fast_tx` (from `lb_vxfwd`) only known unicast is
@@ -45,7 +45,7 @@ use crate::{
 #[inline(always)]
 pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -> i32 {
     let len = ctx.len() as usize;
-    let Some(inner_eth) = ctx.read::<EthHdr>(0) else {
+    let Some(inner_eth) = tc_read_fast::<EthHdr>(ctx, 0) else {
         return refuse(fast_tx, &mut st.enc_drop_err);
     };
     let n_remotes = cfg.n_remotes.min(VX_REMOTE_MAX);
