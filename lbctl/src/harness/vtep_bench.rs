@@ -61,12 +61,10 @@ pub struct VtepBench {
     pub inner_len: usize,
 }
 
-fn single_loop(
-    iters: u32,
-    frame: &[u8],
-    expect: u32,
-    run: &dyn Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult>,
-) -> Result<f64> {
+/// One test run of a program: input frame, output buffer.
+type RunFn<'a> = dyn Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + 'a;
+
+fn single_loop(iters: u32, frame: &[u8], expect: u32, run: &RunFn<'_>) -> Result<f64> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
@@ -80,11 +78,7 @@ fn single_loop(
 }
 
 /// One single-run case: the frame, the verdict it must get, the program run.
-type Case<'a> = (
-    &'a [u8],
-    u32,
-    Box<dyn Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + 'a>,
-);
+type Case<'a> = (&'a [u8], u32, Box<RunFn<'a>>);
 
 /// Chunks the single-run loops are cut into and interleaved by.
 const CHUNKS: u32 = 25;
