@@ -10,10 +10,10 @@
 //! `bpf_redirect_neigh` or a drop, exactly as without the cache). A missing or stale entry
 //! therefore always falls back to the FIB. The refresh runs in the packet path rather than
 //! in a user-space daemon because the hosts run none (the agent lives in the balancers):
-//! one FIB lookup per remote per second and CPU is free, and a changed neighbour MAC or
-//! route is picked up within a second, the order of the kernel's own ARP confirmation
-//! timers (a neighbour that changes MAC announces it; the old MAC stays "reachable" in the
-//! kernel for about as long). Nothing is cached while the FIB has no resolved neighbour,
+//! one FIB lookup per remote per second and CPU costs nothing measurable, and a changed
+//! neighbour MAC or route is picked up within a second (a VTEP's underlay address and MAC
+//! rarely change; frames sent to the old MAC in that second are lost as they would be to
+//! a neighbour that went away). Nothing is cached while the FIB has no resolved neighbour,
 //! so the kernel's resolution through `bpf_redirect_neigh` works as before.
 use aya_ebpf::{bindings::BPF_ANY, programs::TcContext};
 use lb_common::vxlan::{NextHop as Cached, Remote, VX_NH_REFRESH_NS, VxConfig, VxStats};
