@@ -1,5 +1,5 @@
 //! Types shared by the BPF VXLAN tunnel endpoint (`lb-ebpf`: programs `lb_vxdec`, `lb_vxenc`,
-//! `lb_vxfwd`, `lb_xpass`, `lb_xdrop`; maps in its `main.rs`) and its loader
+//! `lb_vxfwd`, `lb_xpass`, `lb_xdrop`, `lb_tpass`; maps in its `main.rs`) and its loader
 //! (`lbctl/src/datapath/vxlan.rs`).
 //!
 //! Byte order: addresses are kept as the 4 bytes of the wire (`[u8; 4]`, network order) so
@@ -18,6 +18,10 @@ pub const VX_PASS_PROG: &str = "lb_xpass";
 /// that `XDP_PASS` makes the kernel build.
 pub const VX_DROP_PROG: &str = "lb_xdrop";
 
+/// A do-nothing TC program (`TC_ACT_UNSPEC`): the floor the benchmark compares `lb_vxenc` with
+/// (a TC test run builds an skb; the XDP floor does not say what that costs).
+pub const VX_TC_PASS_PROG: &str = "lb_tpass";
+
 /// Per-CPU array, one [`VxStats`] at index 0: every outcome of both programs.
 pub const VX_STATS_MAP: &str = "VX_STATS";
 /// LRU hash [`MacKey`] -> [`FdbEntry`]: inner MAC learned behind a remote VTEP.
@@ -35,8 +39,12 @@ pub const VX_EPS_MAP: &str = "VX_EPS";
 /// Per-CPU array, one [`LearnCache`]: the last MAC learned on this CPU.
 pub const VX_LAST_MAP: &str = "VX_LAST";
 
+/// Hash [`Remote`] -> [`NextHop`]: the outer next hop of each remote VTEP, as the FIB last
+/// named it (see `lb-ebpf/src/encap/nh_cache.rs`).
+pub const VX_NH_MAP: &str = "VX_NH";
+
 /// Every map of the VTEP, for pinning and inspection.
-pub const VX_MAPS: [&str; 7] = [
+pub const VX_MAPS: [&str; 8] = [
     VX_STATS_MAP,
     VX_FDB_MAP,
     VX_CFG_MAP,
@@ -44,6 +52,7 @@ pub const VX_MAPS: [&str; 7] = [
     VX_LOCAL_MAP,
     VX_EPS_MAP,
     VX_LAST_MAP,
+    VX_NH_MAP,
 ];
 
 /// Remote VTEPs one endpoint replicates BUM traffic to, at most.
@@ -54,6 +63,12 @@ pub const VX_FDB_MAX: u32 = 4096;
 pub const VX_EP_MAX: u32 = 32;
 /// Slots of `VX_LOCAL`: the bridge (slot 0) and the endpoints.
 pub const VX_LOCAL_MAX: u32 = VX_EP_MAX + 1;
+/// Remote VTEPs whose next hop `VX_NH` caches: the replication list and the VTEPs learned
+/// behind MACs (a full cache only means more FIB lookups).
+pub const VX_NH_MAX: u32 = 64;
+/// A cached next hop is used for this long after the FIB named it, then looked up again:
+/// how long a changed neighbour MAC or route can go unnoticed (see `VX_NH_MAP`).
+pub const VX_NH_REFRESH_NS: u64 = 1_000_000_000;
 
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
 pub const VX_OVERHEAD: usize = 50;
@@ -157,6 +172,21 @@ pub struct LearnCache {
     pub seen_ns: u64,
 }
 
+/// The outer next hop of one remote VTEP (value of `VX_NH`): what `bpf_fib_lookup` returned
+/// for it, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextHop {
+    /// Destination MAC of the next hop (the remote VTEP or the gateway).
+    pub dmac: [u8; 6],
+    /// Source MAC: the egress device's.
+    pub smac: [u8; 6],
+    /// Egress device (in the VTEP's namespace).
+    pub ifindex: u32,
+    /// Monotonic time (`bpf_ktime_get_coarse_ns`) of the FIB lookup that filled the entry.
+    pub checked_ns: u64,
+}
+
 /// A learned MAC: behind which remote VTEP, and when it was last seen (`bpf_ktime_get_ns`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -231,6 +261,9 @@ pub struct VxStats {
     /// Known unicast encapsulated by `lb_vxfwd` at a local endpoint's port (fast forwarding
     /// toward the tunnel, the internal bridge skipped); a subset of `enc_unicast`.
     pub enc_fast: u64,
+    /// FIB lookups for an outer next hop (`VX_NH` had no fresh entry for the remote VTEP);
+    /// every other copy took its next hop from the cache.
+    pub enc_fib_lookups: u64,
 }
 
 #[cfg(feature = "user")]
@@ -243,6 +276,7 @@ mod user {
     unsafe impl aya::Pod for super::VxStats {}
     unsafe impl aya::Pod for super::LearnCache {}
     unsafe impl aya::Pod for super::Endpoints {}
+    unsafe impl aya::Pod for super::NextHop {}
 }
 
 const _: () = {
@@ -251,5 +285,6 @@ const _: () = {
     assert!(core::mem::size_of::<MacKey>() == 8);
     assert!(core::mem::size_of::<FdbEntry>() == 16);
     assert!(core::mem::size_of::<LearnCache>() == 24);
-    assert!(core::mem::size_of::<VxStats>() == 25 * 8);
+    assert!(core::mem::size_of::<NextHop>() == 24);
+    assert!(core::mem::size_of::<VxStats>() == 26 * 8);
 };

@@ -78,14 +78,13 @@ pub fn learn(ctx: &XdpContext, v: &Valid, st: &mut VxStats) {
     last.seen_ns = now;
 }
 
-/// The remote VTEP learned for the unicast MAC `dst`, unless it has aged out.
+/// The remote VTEP learned for the unicast MAC `dst`, unless it has aged out by `now`
+/// (`bpf_ktime_get_coarse_ns`, the clock of learning).
 #[inline(always)]
-pub fn known_vtep(dst: [u8; 6], cfg: &VxConfig) -> Option<[u8; 4]> {
+pub fn known_vtep(dst: [u8; 6], cfg: &VxConfig, now: u64) -> Option<[u8; 4]> {
     let e = VX_FDB.get_ptr(MacKey::new(dst))?;
     // SAFETY: map value pointer, read only.
     let e = unsafe { *e };
-    // Same clock as learning. SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if now.wrapping_sub(e.seen_ns) <= cfg.ageing_ns {
         Some(e.vtep)
     } else {

@@ -7,7 +7,7 @@
 //!
 //! Outer Ethernet (next hop MACs from `bpf_fib_lookup`), IPv4 (no options, DF, TTL 64, id 0,
 //! header checksum computed here), UDP to `VxConfig::port` from a source port in
-//! 49152..=65535 derived from the kernel's flow hash of the inner frame (so one inner flow
+//! 49152..=65535 derived from a hash of the inner flow (`encap/flow_hash.rs`: one inner flow
 //! keeps one outer 5-tuple), UDP checksum 0 (allowed for IPv4), VXLAN header with the I flag
 //! and the VNI. The kernel's vxlan device accepts exactly this, and we accept what it sends.
 use core::mem;
@@ -105,9 +105,12 @@ impl VxlanEncap {
         udp.set_dst_port(port);
         udp.set_len(tot_len - Ipv4Hdr::LEN as u16);
         VxlanEncap {
+            // Placeholders: `set_macs` writes the next hop's addresses before every store.
+            // (Zeros would cost a 12-byte memset, which the BPF target compiles to a byte
+            // loop in a subprogram.)
             eth: EthHdr {
-                dst_addr: [0; 6],
-                src_addr: [0; 6],
+                dst_addr: inner_eth.dst_addr,
+                src_addr: inner_eth.src_addr,
                 ether_type: ETH_P_IP.to_be(),
             },
             ip,

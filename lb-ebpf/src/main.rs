@@ -7,7 +7,8 @@
 //!   underlay ports ([`parse`] decides, [`decap`] strips and redirects, [`fdb`] learns),
 //!   `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_vxfwd` (TC ingress of the
 //!   local endpoints' ports) encapsulates known remote unicast before the bridge ([`encap`]),
-//!   `lb_xpass`/`lb_xdrop` are the do-nothing XDP programs the benchmark uses as its floors.
+//!   `lb_xpass`/`lb_xdrop` are the do-nothing XDP programs the benchmark uses as its floors,
+//!   `lb_tpass` the do-nothing TC one.
 //! * The agent's state maps, written by userspace only: [`health`].
 //!
 //! Headers are `#[repr(C)]` structs ([`headers`]) read through one bounds-checked helper
@@ -51,8 +52,8 @@ use aya_ebpf::{
 use lb_common::{
     OBS_PORT_MAX, OBS_VRRP_MAX, PortStats, RstpPortInfo, StpGate, VrrpKey,
     vxlan::{
-        Endpoints, FdbEntry, LearnCache, MacKey, Remote, VX_FDB_MAX, VX_LOCAL_MAX, VX_REMOTE_MAX,
-        VxConfig, VxStats,
+        Endpoints, FdbEntry, LearnCache, MacKey, NextHop, Remote, VX_FDB_MAX, VX_LOCAL_MAX,
+        VX_NH_MAX, VX_REMOTE_MAX, VxConfig, VxStats,
     },
 };
 
@@ -112,6 +113,10 @@ static VX_LOCAL: DevMap<{ VX_LOCAL_MAX as usize }> = DevMap::new();
 /// VTEP: the local endpoints' MACs.
 #[btf_map]
 static VX_EPS: Array<Endpoints, 1> = Array::new();
+
+/// VTEP: remote VTEP -> its outer next hop, as the FIB last named it (`encap::nh_cache`).
+#[btf_map]
+static VX_NH: HashMap<Remote, NextHop, { VX_NH_MAX as usize }> = HashMap::new();
 
 /// This CPU's VTEP counters.
 #[inline(always)]
@@ -196,6 +201,13 @@ pub fn lb_vxfwd(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     encap::encap(&ctx, cfg, st, true)
+}
+
+/// The do-nothing TC program: the cost floor of a TC program run (test runs build an skb),
+/// for the benchmark's `lb_vxenc` figure.
+#[classifier]
+pub fn lb_tpass(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
 }
 
 const _: () = assert!(TC_ACT_REDIRECT == 7);

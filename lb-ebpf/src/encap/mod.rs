@@ -2,7 +2,7 @@
 //! endpoints' TC ingress): the frame grows by the outer headers ([`grow`]), the headers are
 //! built once ([`crate::headers::VxlanEncap`]) and sent to one remote VTEP (known unicast)
 //! or replicated to all of them ([`replicate`]), each copy to the next hop the kernel FIB
-//! names ([`fib`]).
+//! names ([`fib`]), cached per remote VTEP for a second ([`nh_cache`]).
 //!
 //! # Why each helper
 //!
@@ -20,6 +20,8 @@
 //!   last copy: the headers are written once and only the outer destination (IP, checksum,
 //!   next-hop MACs) is rewritten between copies.
 mod fib;
+mod flow_hash;
+mod nh_cache;
 mod replicate;
 
 use aya_ebpf::{
@@ -27,7 +29,7 @@ use aya_ebpf::{
         BPF_F_ADJ_ROOM_ENCAP_L2_ETH, BPF_F_ADJ_ROOM_ENCAP_L3_IPV4, BPF_F_ADJ_ROOM_ENCAP_L4_UDP,
         BPF_F_ADJ_ROOM_FIXED_GSO, TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_adj_room_mode::BPF_ADJ_ROOM_MAC,
     },
-    helpers::{bpf_get_hash_recalc, bpf_skb_change_head},
+    helpers::{bpf_ktime_get_coarse_ns, bpf_skb_change_head},
     programs::TcContext,
 };
 use lb_common::vxlan::{VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxStats};
@@ -35,7 +37,7 @@ use lb_common::vxlan::{VX_OVERHEAD, VX_REMOTE_MAX, VX_SPORT_MIN, VxConfig, VxSta
 use crate::{
     fdb,
     headers::{ETH_P_IP, ETH_P_IPV6, EthHdr, VxlanEncap},
-    ptr::Packet,
+    ptr::tc_read_fast,
 };
 
 /// Encapsulates the frame of `ctx`. With `fast_tx` (from `lb_vxfwd`) only known unicast is
@@ -43,16 +45,23 @@ use crate::{
 #[inline(always)]
 pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -> i32 {
     let len = ctx.len() as usize;
-    let Some(inner_eth) = ctx.read::<EthHdr>(0) else {
+    let Some(inner_eth) = tc_read_fast::<EthHdr>(ctx, 0) else {
         return refuse(fast_tx, &mut st.enc_drop_err);
     };
     let n_remotes = cfg.n_remotes.min(VX_REMOTE_MAX);
     if n_remotes == 0 {
         return refuse(fast_tx, &mut st.enc_drop_no_remote);
     }
+    let is_unicast = inner_eth.dst_addr[0] & 1 == 0;
+    if fast_tx && !is_unicast {
+        return TC_ACT_UNSPEC;
+    }
+    // One clock read for the MAC's age and the next hop's (coarse: jiffy resolution is
+    // plenty for ages counted in seconds). SAFETY: no preconditions.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // Known unicast: the VTEP learned for the destination MAC.
-    let unicast = if inner_eth.dst_addr[0] & 1 == 0 {
-        fdb::known_vtep(inner_eth.dst_addr, cfg)
+    let unicast = if is_unicast {
+        fdb::known_vtep(inner_eth.dst_addr, cfg, now)
     } else {
         None
     };
@@ -60,13 +69,12 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
         return TC_ACT_UNSPEC;
     }
 
-    // Source port from the inner flow's hash (computed before the headers change).
-    // SAFETY: skb of this program run.
-    let hash = unsafe { bpf_get_hash_recalc(ctx.skb.skb) };
-    let sport = VX_SPORT_MIN | (hash as u16 & 0x3fff);
     // SAFETY: skb of this program run.
     let proto = u16::from_be(unsafe { (*ctx.skb.skb).protocol } as u16);
     let inner_ipv4 = proto == ETH_P_IP;
+    // Source port from the inner flow's hash (computed before the headers change).
+    let hash = flow_hash::flow_hash(ctx, inner_ipv4);
+    let sport = VX_SPORT_MIN | (hash as u16 & 0x3fff);
     if !grow(ctx, inner_ipv4 || proto == ETH_P_IPV6) {
         st.enc_drop_err += 1;
         return TC_ACT_SHOT;
@@ -82,7 +90,12 @@ pub fn encap(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats, fast_tx: bool) -
         st.enc_flood += 1;
     }
     st.enc_bytes += len as u64;
-    replicate::send(ctx, cfg, st, &mut h, unicast, n_remotes, inner_ipv4)
+    let dst = replicate::Dest {
+        unicast,
+        n_remotes,
+        now,
+    };
+    replicate::send(ctx, cfg, st, &mut h, dst, inner_ipv4)
 }
 
 /// What a frame this program cannot encapsulate gets: left to the bridge by `lb_vxfwd`

@@ -5,8 +5,21 @@ use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect, programs::TcContext
 use aya_log_ebpf::debug;
 use lb_common::vxlan::{VX_REMOTE_MAX, VxConfig, VxStats};
 
-use super::fib::{self, NextHop};
+use super::{
+    fib::{self, NextHop},
+    nh_cache,
+};
 use crate::{VX_REMOTE, headers::VxlanEncap};
+
+/// Where the copies of one frame go.
+pub struct Dest {
+    /// The one VTEP of a known unicast destination, or `None`: every remote.
+    pub unicast: Option<[u8; 4]>,
+    /// Valid entries of `VX_REMOTE`.
+    pub n_remotes: u32,
+    /// Coarse monotonic time, for the next-hop cache.
+    pub now: u64,
+}
 
 /// Writes `h` for each destination and sends the copies: `unicast`'s VTEP only, or the
 /// first `n_remotes` of `VX_REMOTE`. `inner_ipv4`: the frame may take `bpf_redirect_neigh`.
@@ -16,10 +29,14 @@ pub fn send(
     cfg: &VxConfig,
     st: &mut VxStats,
     h: &mut VxlanEncap,
-    unicast: Option<[u8; 4]>,
-    n_remotes: u32,
+    dst: Dest,
     inner_ipv4: bool,
 ) -> i32 {
+    let Dest {
+        unicast,
+        n_remotes,
+        now,
+    } = dst;
     let copies = if unicast.is_some() { 1 } else { n_remotes };
     for i in 0..VX_REMOTE_MAX {
         if i >= copies {
@@ -34,7 +51,7 @@ pub fn send(
             },
         };
         h.set_remote(remote);
-        match fib::next_hop(ctx, cfg, remote) {
+        match nh_cache::next_hop(ctx, cfg, st, remote, now) {
             NextHop::Resolved {
                 ifindex,
                 dmac,

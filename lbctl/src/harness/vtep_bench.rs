@@ -6,19 +6,23 @@
 //!   the original frame (with `repeat > 1` the kernel reuses one buffer, and a program that
 //!   moves the packet head only decapsulates in the first iteration). The kernel's own
 //!   per-run duration is averaged; it includes the same timer overhead for every program.
+//!   The cases are interleaved in chunks ([`interleaved`]) and each figure is the median of
+//!   its chunks; "over the floor" is the median of the per-chunk differences (paired), which
+//!   holds still on a machine whose load moves.
 //! * Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, XDP only): the kernel re-initialises the frame
 //!   for every iteration and carries out the verdict (the redirect into the DEVMAP target, or
 //!   for `lb_xpass` building an skb and passing it up the stack), reported per packet.
 //! * `lb_vxenc` is a TC program: live frames do not exist for it and a repeated run would
 //!   grow the same skb again each time, so only the single-run loop applies. It runs the
-//!   known-unicast case (one FIB lookup, redirect verdict).
+//!   known-unicast case (next hop from the cache, redirect verdict), next to the do-nothing
+//!   TC program `lb_tpass` (its floor).
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use aya::programs::{
     links::FdLink, SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
 };
-use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG};
+use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG, VX_TC_PASS_PROG};
 use serde::Serialize;
 
 use super::testbed::*;
@@ -33,6 +37,13 @@ pub struct VtepBench {
     pub decap_ns: f64,
     pub encap_ns: f64,
     pub floor_ns: f64,
+    /// Single-run loop of the do-nothing TC program `lb_tpass` on the same frame as
+    /// `encap_ns`: the floor of a TC run.
+    pub tc_floor_ns: f64,
+    /// Paired differences: the median over the chunks of (fast-path decap - XDP floor) and
+    /// (encap - TC floor), each chunk's two figures measured a few milliseconds apart.
+    pub decap_over_floor_ns: f64,
+    pub encap_over_floor_ns: f64,
     /// Single-run loop, a frame parsed to the VXLAN header and passed (wrong VNI): the cost of
     /// the checks alone.
     pub decap_parse_only_ns: f64,
@@ -50,12 +61,10 @@ pub struct VtepBench {
     pub inner_len: usize,
 }
 
-fn single_loop(
-    iters: u32,
-    frame: &[u8],
-    expect: u32,
-    run: impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult>,
-) -> Result<f64> {
+/// One test run of a program: input frame, output buffer.
+type RunFn<'a> = dyn Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + 'a;
+
+fn single_loop(iters: u32, frame: &[u8], expect: u32, run: &RunFn<'_>) -> Result<f64> {
     let mut out = vec![0u8; frame.len() + 256];
     let mut total = Duration::ZERO;
     for _ in 0..iters {
@@ -66,6 +75,40 @@ fn single_loop(
         total += r.duration;
     }
     Ok(total.as_nanos() as f64 / iters as f64)
+}
+
+/// One single-run case: the frame, the verdict it must get, the program run.
+type Case<'a> = (&'a [u8], u32, Box<RunFn<'a>>);
+
+/// Chunks the single-run loops are cut into and interleaved by.
+const CHUNKS: u32 = 25;
+
+/// Runs every case `iters` times in all, interleaved: [`CHUNKS`] chunks, each running every
+/// case `iters / CHUNKS` times (in an order rotated by one each chunk), so a burst of load
+/// from other processes hits all cases alike. Returns, per case, the ns per run of each chunk.
+fn interleaved(iters: u32, cases: &[Case<'_>]) -> Result<Vec<Vec<f64>>> {
+    let per_chunk = (iters / CHUNKS).max(1);
+    let mut res = vec![Vec::new(); cases.len()];
+    for chunk in 0..CHUNKS as usize {
+        for k in 0..cases.len() {
+            let i = (k + chunk) % cases.len();
+            let (frame, expect, run) = &cases[i];
+            res[i].push(single_loop(per_chunk, frame, *expect, run)?);
+        }
+    }
+    Ok(res)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut x = v.to_vec();
+    x.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    x.get(x.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The median over chunks of `a[i] - b[i]`.
+fn median_diff(a: &[f64], b: &[f64]) -> f64 {
+    let d: Vec<f64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    median(&d)
 }
 
 /// Runs the measurements in a throwaway namespace.
@@ -83,14 +126,17 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
                 .try_into()?;
             p.load()?;
         }
-        let p: &mut SchedClassifier = ebpf
-            .program_mut(VX_ENC_PROG)
-            .ok_or_else(|| anyhow!("no {VX_ENC_PROG}"))?
-            .try_into()?;
-        p.load()?;
+        for name in [VX_ENC_PROG, VX_TC_PASS_PROG] {
+            let p: &mut SchedClassifier = ebpf
+                .program_mut(name)
+                .ok_or_else(|| anyhow!("no {name}"))?
+                .try_into()?;
+            p.load()?;
+        }
         let dec: &Xdp = ebpf.program(VX_DEC_PROG).unwrap().try_into()?;
         let pass: &Xdp = ebpf.program(VX_PASS_PROG).unwrap().try_into()?;
         let enc: &SchedClassifier = ebpf.program(VX_ENC_PROG).unwrap().try_into()?;
+        let tpass: &SchedClassifier = ebpf.program(VX_TC_PASS_PROG).unwrap().try_into()?;
 
         // 64-byte inner frames (what the small-packet figure is about).
         let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
@@ -108,9 +154,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
             }
         }
         // Warm up (and learn MAC_FAR, so encapsulation takes the known-unicast path).
-        single_loop(100, &outer, 4, xdp_run(dec))?;
-        let decap_ns = single_loop(iters, &outer, 4, xdp_run(dec))?;
-        let floor_ns = single_loop(iters, &outer, 2, xdp_run(pass))?;
+        single_loop(100, &outer, 4, &xdp_run(dec))?;
         let wrong_vni = vxlan_frame(
             &Outer {
                 vni: VNI + 1,
@@ -118,20 +162,41 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
             },
             &inner,
         );
-        let decap_parse_only_ns = single_loop(iters, &wrong_vni, 2, xdp_run(dec))?;
         let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
-        let decap_bridge_ns = single_loop(iters, &bcast, 4, xdp_run(dec))?;
         let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
-        let tc_run = |f: &[u8], o: &mut [u8]| -> Result<aya::programs::TestRunResult> {
-            enc.test_run(TestRunOptions {
-                data_in: Some(f),
-                data_out: Some(o),
-                ..TestRunOptions::new()
-            })
-            .context("test_run")
+        fn tc_run(
+            p: &SchedClassifier,
+        ) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
+            move |f, o| {
+                p.test_run(TestRunOptions {
+                    data_in: Some(f),
+                    data_out: Some(o),
+                    ..TestRunOptions::new()
+                })
+                .context("test_run")
+            }
+        }
+        // Warm up: the first frame also fills the next-hop cache (VX_NH), as in steady
+        // traffic, where the FIB is looked up once a second per remote VTEP.
+        single_loop(100, &to_far, 7, &tc_run(enc))?;
+        // TC_ACT_UNSPEC (-1) as the u32 test_run reports.
+        let cases: Vec<Case<'_>> = vec![
+            (&outer, 4, Box::new(xdp_run(dec))),
+            (&outer, 2, Box::new(xdp_run(pass))),
+            (&wrong_vni, 2, Box::new(xdp_run(dec))),
+            (&bcast, 4, Box::new(xdp_run(dec))),
+            (&to_far, 7, Box::new(tc_run(enc))),
+            (&to_far, u32::MAX, Box::new(tc_run(tpass))),
+        ];
+        let chunks = interleaved(iters, &cases)?;
+        let [decap, floor, parse, bridge, encap, tc_floor] = chunks.as_slice() else {
+            unreachable!("one result per case");
         };
-        single_loop(100, &to_far, 7, tc_run)?;
-        let encap_ns = single_loop(iters, &to_far, 7, tc_run)?;
+        let (decap_ns, floor_ns, tc_floor_ns) = (median(decap), median(floor), median(tc_floor));
+        let (decap_parse_only_ns, decap_bridge_ns, encap_ns) =
+            (median(parse), median(bridge), median(encap));
+        let decap_over_floor_ns = median_diff(decap, floor);
+        let encap_over_floor_ns = median_diff(encap, tc_floor);
 
         let live = |p: &Xdp| -> Result<f64> {
             let r = p
@@ -164,6 +229,9 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
             decap_ns,
             encap_ns,
             floor_ns,
+            tc_floor_ns,
+            decap_over_floor_ns,
+            encap_over_floor_ns,
             decap_parse_only_ns,
             decap_bridge_ns,
             decap_live_ns,

@@ -16,8 +16,9 @@
 //! * The tunnel port is a veth (`vxlan0`, peer `vxlan0p`) enslaved to the internal bridge
 //!   where the kernel's vxlan device would be. Frames the bridge sends out of it meet
 //!   `lb_vxenc` on its TC egress (TCX): encapsulated, next hop from `bpf_fib_lookup` (which
-//!   here names the underlay bridge vswout1, whose own FDB then picks the physical port), and
-//!   redirected there. The FIB lookup runs "as if received on" `vxlan0`, which therefore has
+//!   here names the underlay bridge vswout1, whose own FDB then picks the physical port;
+//!   cached per remote VTEP for a second in `VX_NH`, see `lb-ebpf/src/encap/nh_cache.rs`),
+//!   and redirected there. The FIB lookup runs "as if received on" `vxlan0`, which therefore has
 //!   `net.ipv4.conf.vxlan0.forwarding = 1` (the helper refuses otherwise); `vxlan0` has no
 //!   address, so this forwards nothing else.
 //! * `lb_vxfwd` on the TC ingress of every local endpoint's bridge-side port is the mirror
@@ -56,7 +57,7 @@
 //! # Pins (under the host's pin directory, `/sys/fs/bpf/lbctl/<lab>/<host>/`)
 //!
 //! `lb_vxdec`, `lb_vxenc`, `lb_vxfwd` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`, `VX_REMOTE`,
-//! `VX_LOCAL`, `VX_EPS`, `VX_LAST` (maps), `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
+//! `VX_LOCAL`, `VX_EPS`, `VX_LAST`, `VX_NH` (maps), `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
 //! (links; removing a link pin detaches the program). `lbctl down` removes the whole lab
 //! directory.
 use std::{
@@ -398,6 +399,7 @@ pub fn sum_stats<'a>(it: impl Iterator<Item = &'a VxStats>) -> VxStats {
         t.learn_new += s.learn_new;
         t.learn_refresh += s.learn_refresh;
         t.enc_fast += s.enc_fast;
+        t.enc_fib_lookups += s.enc_fib_lookups;
     }
     t
 }
@@ -430,6 +432,7 @@ pub fn stats_fields(s: &VxStats) -> Vec<(&'static str, u64)> {
         ("enc_drop_err", s.enc_drop_err),
         ("learn_new", s.learn_new),
         ("learn_refresh", s.learn_refresh),
+        ("enc_fib_lookups", s.enc_fib_lookups),
     ]
 }
 

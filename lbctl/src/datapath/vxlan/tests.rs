@@ -7,7 +7,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::vxlan::{
-    FdbEntry, MacKey, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG, VX_STATS_MAP,
+    FdbEntry, MacKey, NextHop, Remote, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG,
+    VX_NH_MAP, VX_STATS_MAP,
 };
 
 use super::*;
@@ -714,4 +715,218 @@ fn encap_ages_out_learned_macs_and_needs_a_remote() {
         Ok(())
     })
     .expect("no remote");
+}
+
+/// The cached next hop of `remote` (`VX_NH`), if any.
+fn nh(ebpf: &Ebpf, remote: Ipv4Addr) -> Option<NextHop> {
+    let m: AyaHashMap<&MapData, Remote, NextHop> =
+        AyaHashMap::try_from(ebpf.map(VX_NH_MAP).unwrap()).unwrap();
+    m.get(
+        &Remote {
+            ip: remote.octets(),
+        },
+        0,
+    )
+    .ok()
+}
+
+/// Writes the cached next hop of `remote` as user space (or a refresh) would.
+fn set_nh(ebpf: &mut Ebpf, remote: Ipv4Addr, e: NextHop) {
+    let mut m: AyaHashMap<&mut MapData, Remote, NextHop> =
+        AyaHashMap::try_from(ebpf.map_mut(VX_NH_MAP).unwrap()).unwrap();
+    m.insert(
+        Remote {
+            ip: remote.octets(),
+        },
+        e,
+        0,
+    )
+    .unwrap();
+}
+
+/// A MAC no neighbour of the test namespace has: a frame carrying it came from the cache.
+const MAC_CACHED: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0xcc, 0xcc];
+
+/// Learns MAC_FAR behind REMOTE_A, so frames to it are known unicast to A.
+fn learn_far(ebpf: &Ebpf) {
+    let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
+    let (rc, _) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
+    assert_eq!(rc, XDP_REDIRECT);
+}
+
+/// Next-hop cache, miss: the FIB names the next hop (the neighbour's MAC), the cache is filled
+/// with it, and the following frames take it from the cache (no further FIB lookup).
+#[test]
+fn nh_cache_miss_falls_back_to_the_fib_and_fills_the_cache() {
+    with_vtep(|ebpf| {
+        learn_far(ebpf);
+        assert_eq!(nh(ebpf, REMOTE_A), None, "the cache starts empty");
+        let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
+        let t0 = monotonic_ns();
+        let (rc, out) = run_tc(enc(ebpf), &ip);
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
+        assert_eq!(stats(ebpf).enc_fib_lookups, 1);
+        let e = nh(ebpf, REMOTE_A).expect("filled from the FIB");
+        assert_eq!(
+            (e.dmac, e.smac, e.ifindex),
+            (MAC_REMOTE_A, MAC_U0, ifindex("u0").unwrap())
+        );
+        // The coarse clock lags CLOCK_MONOTONIC by at most a few jiffies.
+        assert!(
+            e.checked_ns + 100_000_000 >= t0 && e.checked_ns <= monotonic_ns(),
+            "checked_ns {} vs now {t0}",
+            e.checked_ns
+        );
+        for _ in 0..3 {
+            let (rc, out) = run_tc(enc(ebpf), &ip);
+            assert_eq!(rc, TC_ACT_REDIRECT);
+            check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
+        }
+        let s = stats(ebpf);
+        assert_eq!((s.enc_unicast, s.enc_fib_lookups), (4, 1), "{s:?}");
+        // Flooding fills the entries of every remote the same way.
+        run_tc(enc(ebpf), &inner_arp(MAC_ENDPOINT));
+        assert_eq!(nh(ebpf, REMOTE_B).map(|e| e.dmac), Some(MAC_REMOTE_B));
+        assert_eq!(stats(ebpf).enc_fib_lookups, 2);
+    });
+}
+
+/// Next-hop cache, hit: a fresh entry is used as it is, without asking the FIB (the frame
+/// carries the cached MAC, which no neighbour has).
+#[test]
+fn nh_cache_hit_uses_the_cached_next_hop() {
+    with_vtep(|ebpf| {
+        learn_far(ebpf);
+        let u0 = ifindex("u0").unwrap();
+        let cached = NextHop {
+            dmac: MAC_CACHED,
+            smac: MAC_U0,
+            ifindex: u0,
+            checked_ns: monotonic_ns(),
+        };
+        set_nh(ebpf, REMOTE_A, cached);
+        let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
+        let (rc, out) = run_tc(enc(ebpf), &ip);
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        check_outer(&out, &ip, REMOTE_A, MAC_CACHED);
+        assert_eq!(stats(ebpf).enc_fib_lookups, 0);
+        assert_eq!(
+            nh(ebpf, REMOTE_A),
+            Some(cached),
+            "a hit leaves the entry alone"
+        );
+    });
+}
+
+/// Next-hop cache, stale: an entry older than VX_NH_REFRESH_NS is looked up again, so a
+/// neighbour whose MAC changed is followed within a second; an entry whose neighbour is gone
+/// is removed and the copy takes the FIB's answer (`bpf_redirect_neigh`).
+#[test]
+fn nh_cache_stale_entry_is_refreshed_from_the_fib() {
+    use lb_common::vxlan::VX_NH_REFRESH_NS;
+    with_vtep(|ebpf| {
+        learn_far(ebpf);
+        let u0 = ifindex("u0").unwrap();
+        let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
+        let stale = || NextHop {
+            dmac: MAC_CACHED,
+            smac: MAC_U0,
+            ifindex: u0,
+            checked_ns: monotonic_ns() - VX_NH_REFRESH_NS - 200_000_000,
+        };
+        set_nh(ebpf, REMOTE_A, stale());
+        let (rc, out) = run_tc(enc(ebpf), &ip);
+        assert_eq!(rc, TC_ACT_REDIRECT);
+        check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
+        assert_eq!(stats(ebpf).enc_fib_lookups, 1);
+        let e = nh(ebpf, REMOTE_A).expect("refreshed");
+        assert_eq!(e.dmac, MAC_REMOTE_A);
+        assert!(e.checked_ns + 100_000_000 >= monotonic_ns(), "{e:?}");
+
+        // The neighbour changes its MAC: the fresh entry keeps the old one until it is due.
+        let new_mac = [0x02, 0x00, 0x00, 0x00, 0x02, 0x99];
+        neigh(&[
+            "replace",
+            &REMOTE_A.to_string(),
+            "lladdr",
+            "02:00:00:00:02:99",
+        ]);
+        let (_, out) = run_tc(enc(ebpf), &ip);
+        check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
+        set_nh(
+            ebpf,
+            REMOTE_A,
+            NextHop {
+                dmac: MAC_REMOTE_A,
+                ..stale()
+            },
+        );
+        let (_, out) = run_tc(enc(ebpf), &ip);
+        check_outer(&out, &ip, REMOTE_A, new_mac);
+        assert_eq!(nh(ebpf, REMOTE_A).map(|e| e.dmac), Some(new_mac));
+        assert_eq!(stats(ebpf).enc_fib_lookups, 2);
+
+        // The neighbour is gone: the stale entry is dropped and the kernel resolves it.
+        neigh(&["del", &REMOTE_A.to_string()]);
+        set_nh(ebpf, REMOTE_A, stale());
+        let (rc, _) = run_tc(enc(ebpf), &ip);
+        assert_eq!(rc, TC_ACT_REDIRECT, "bpf_redirect_neigh");
+        let s = stats(ebpf);
+        assert_eq!((s.enc_no_neigh, s.enc_fib_lookups), (1, 3), "{s:?}");
+        assert_eq!(
+            nh(ebpf, REMOTE_A),
+            None,
+            "nothing cached without a neighbour"
+        );
+    });
+}
+
+/// `ip neigh ARGS dev u0 [nud permanent]` in the calling thread's namespace.
+fn neigh(args: &[&str]) {
+    let mut cmd = std::process::Command::new("ip");
+    cmd.arg("neigh").args(args).args(["dev", "u0"]);
+    if args[0] != "del" {
+        cmd.args(["nud", "permanent"]);
+    }
+    let o = cmd.output().expect("ip neigh");
+    assert!(o.status.success(), "ip neigh {args:?}: {o:?}");
+}
+
+/// The outer source port is a hash of the inner flow: the same 5-tuple always gets the same
+/// port, flows that differ only in a port or an address get different ones (fixed frames, so
+/// the outcome is fixed: the test-run skb carries no socket hash, so the VTEP's own hash of
+/// the inner IPv4 header and ports decides), and a fragment hashes without ports.
+#[test]
+fn encap_source_port_follows_the_inner_flow() {
+    with_vtep(|ebpf| {
+        learn_far(ebpf);
+        let base = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
+        let with = |at: usize, bytes: &[u8]| {
+            let mut f = base.clone();
+            f[at..at + bytes.len()].copy_from_slice(bytes);
+            f
+        };
+        let sport = |f: &[u8]| {
+            let (rc, out) = run_tc(enc(ebpf), f);
+            assert_eq!(rc, TC_ACT_REDIRECT);
+            check_outer(&out, f, REMOTE_A, MAC_REMOTE_A)
+        };
+        let p0 = sport(&base);
+        assert_eq!(sport(&base), p0, "same flow, same port");
+        // Inner source port (offset 34), destination port (36), source address (26).
+        let others = [
+            with(34, &40001u16.to_be_bytes()),
+            with(36, &81u16.to_be_bytes()),
+            with(26, &[10, 0, 0, 8]),
+        ];
+        let ports: Vec<u16> = others.iter().map(|f| sport(f)).collect();
+        assert!(ports.iter().all(|&p| p != p0), "{p0} vs {ports:?}");
+        // A fragment (MF; the IPv4 checksum is not checked on the way out) hashes the
+        // addresses and protocol only: its ports do not matter.
+        let frag = with(20, &[0x20, 0x00]);
+        let mut frag_other_port = frag.clone();
+        frag_other_port[34..36].copy_from_slice(&40001u16.to_be_bytes());
+        assert_eq!(sport(&frag), sport(&frag_other_port));
+    });
 }
