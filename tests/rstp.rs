@@ -200,6 +200,21 @@ fn rstp_lab_heals_fast_and_fails_safe() {
         lab.reaches("user1", "172.16.1.101", 3),
         "users lost each other"
     );
+    // Its lease ran out (1.5 s after the kill): the BPF gate drops data on every port of
+    // vswout1, the forwarding ones too, so the silent bridge cannot close a loop once its
+    // neighbours age its BPDUs out and open their own alternates.
+    let st = lab.status();
+    let lease: u64 = st["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["node"] == "vm1")
+        .map(|c| c["lease_drop"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        lease > 0,
+        "dead stpd: no data dropped after its lease ran out"
+    );
 
     // down cleans up after the dead daemon too.
     let name = lab.name.clone();

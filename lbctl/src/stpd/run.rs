@@ -20,7 +20,7 @@ use super::packet::PortSocket;
 use super::report::{self, StpdReport};
 use super::setup;
 use super::Options;
-use crate::datapath::stp_gate::StpMaps;
+use crate::datapath::stp_gate::{self, StpMaps};
 use crate::log_limit::LogLimit;
 use crate::rstp::bpdu::DropReason;
 use crate::rstp::fsm::{Action, Bridge, Event, PortState};
@@ -81,6 +81,7 @@ pub async fn run(opts: Options) -> Result<()> {
     d.publish(true);
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut lease = tokio::time::interval(stp_gate::LEASE_RENEW);
     loop {
         let due = d
             .fsm
@@ -95,12 +96,15 @@ pub async fn run(opts: Options) -> Result<()> {
                 }
             }
             _ = tokio::time::sleep_until(due.into()) => d.feed(Event::Tick).await,
+            _ = lease.tick() => d.renew_leases(),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
-    // The gates stay as they are: a stopped daemon never opens a loop (down removes them).
-    info!("stpd stopping; ports keep their last state");
+    // The gates stay as they are and the leases run out: within `LEASE` of the daemon's
+    // end every port drops data, so a silent bridge never forwards while its neighbours age
+    // its information out and open their alternates (down removes the gates).
+    info!("stpd stopping; ports keep their last state until the lease runs out");
     Ok(())
 }
 
@@ -240,6 +244,23 @@ impl Daemon {
             let all: Vec<u16> = self.ports.iter().map(|p| p.number).collect();
             for n in all {
                 self.flush(n).await;
+            }
+        }
+    }
+
+    /// Vouches for every port's gate for another [`stp_gate::LEASE`]: the BPF programs drop
+    /// a forwarding port's data once the lease runs out, so a daemon that dies or hangs
+    /// fails closed (see `datapath::stp_gate`).
+    fn renew_leases(&mut self) {
+        let until = stp_gate::monotonic_now() + stp_gate::LEASE;
+        let ports: Vec<(u32, String)> = self
+            .ports
+            .iter()
+            .map(|p| (p.ifindex, p.name.clone()))
+            .collect();
+        for (ifindex, name) in ports {
+            if let Err(e) = self.maps.renew_lease(ifindex, until) {
+                self.failed(&format!("renewing the lease of {name}"), &e);
             }
         }
     }
