@@ -27,6 +27,12 @@ pub const STP_GATE_MAP: &str = "STP_GATE";
 /// Name of the per-port RSTP status map: key `u32` ifindex, value [`RstpPortInfo`], written by
 /// `lbctl stpd` for `lbctl status` and `bpftool map dump`.
 pub const RSTP_PORT_MAP: &str = "RSTP_PORT";
+/// Name of the per-port lease map: key `u32` ifindex, value `u64`, the `CLOCK_MONOTONIC` time
+/// in nanoseconds (`bpf_ktime_get_ns`) until which `lbctl stpd` vouches for the port's
+/// [`StpGate`]. Past it, a port with `rstp = 1` drops data frames both ways (fail closed: a
+/// dead stpd never leaves a port forwarding while its neighbours age its BPDUs out). No entry:
+/// the gate as written, with no expiry.
+pub const STP_LEASE_MAP: &str = "STP_LEASE";
 
 /// Maximum number of interfaces one observer instance counts for.
 pub const OBS_PORT_MAX: u32 = 1024;
@@ -61,6 +67,10 @@ pub struct PortStats {
     pub gate_drop_in: u64,
     /// Data frames dropped at egress because the port's gate has `discard = 1`.
     pub gate_drop_out: u64,
+    /// Data frames dropped, at ingress or egress, on a port whose gate has `rstp = 1` and
+    /// `discard = 0` because its `STP_LEASE` entry has expired (stpd stopped renewing it). Not
+    /// counted in `gate_drop_in`/`gate_drop_out`, so the two causes stay apart.
+    pub lease_drop: u64,
 }
 
 /// The RSTP gate of one switch port (value of `STP_GATE`, key: ifindex), written by
@@ -136,7 +146,7 @@ impl VrrpKey {
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: both types are `#[repr(C)]`, `Copy`, contain only integers and have no implicit
-    // padding (PortStats: 10 x u64; VrrpKey: u32 + u8 + [u8; 3] = 8 bytes, align 4; StpGate:
+    // padding (PortStats: 11 x u64; VrrpKey: u32 + u8 + [u8; 3] = 8 bytes, align 4; StpGate:
     // 4 x u8; RstpPortInfo: 8 x u8 then 8 x u32, sizes asserted below).
     unsafe impl aya::Pod for super::PortStats {}
     unsafe impl aya::Pod for super::StpGate {}
@@ -150,7 +160,7 @@ mod user {
 }
 
 const _: () = {
-    assert!(core::mem::size_of::<PortStats>() == 80);
+    assert!(core::mem::size_of::<PortStats>() == 88);
     assert!(core::mem::size_of::<StpGate>() == 4);
     assert!(core::mem::size_of::<RstpPortInfo>() == 40);
     assert!(core::mem::size_of::<VrrpKey>() == 8);

@@ -72,6 +72,11 @@ static OBS_VRRP: PerCpuHashMap<VrrpKey, u64, { OBS_VRRP_MAX as usize }> = PerCpu
 #[btf_map]
 static STP_GATE: HashMap<u32, StpGate, { OBS_PORT_MAX as usize }> = HashMap::new();
 
+/// RSTP gate lease per switch port (key: ifindex; value: `bpf_ktime_get_ns` deadline),
+/// renewed by `lbctl stpd`; past it a gated port discards data (see [`gate`]).
+#[btf_map]
+static STP_LEASE: HashMap<u32, u64, { OBS_PORT_MAX as usize }> = HashMap::new();
+
 /// RSTP status per switch port (key: ifindex), written by `lbctl stpd` for `lbctl status`;
 /// no program reads it. Declared here so the object carries its BTF (field names in
 /// `bpftool map dump`) and `attach_observer` pins it with the gate.

@@ -20,7 +20,8 @@
 //!
 //! * `pin_dir/lb_obs`: the program,
 //! * `pin_dir/OBS_PORT`, `pin_dir/OBS_VRRP`: the maps,
-//! * `pin_dir/STP_GATE`, `pin_dir/RSTP_PORT`: the RSTP gate and status maps `lbctl stpd`
+//! * `pin_dir/STP_GATE`, `pin_dir/STP_LEASE`, `pin_dir/RSTP_PORT`: the RSTP gate, its lease and
+//!   the status maps `lbctl stpd`
 //!   writes ([`super::stp_gate`]); empty, so without stpd nothing changes,
 //! * `pin_dir/links/<iface>`: one TCX link per interface (ingress, attached first),
 //! * `pin_dir/links_egress/<iface>`: one TCX link per interface for `lb_gate`, the gate's
@@ -52,7 +53,7 @@ use aya::{
 };
 use lb_common::{
     PortStats, VrrpKey, GATE_PROG, OBS_PORT_MAP, OBS_PROG, OBS_VRRP_MAP, RSTP_PORT_MAP,
-    STP_GATE_MAP,
+    STP_GATE_MAP, STP_LEASE_MAP,
 };
 use serde::Serialize;
 
@@ -67,7 +68,13 @@ const LINKS_DIR: &str = "links";
 /// of its own, not a suffix: bpffs refuses pin names with a dot.
 const EGRESS_LINKS_DIR: &str = "links_egress";
 /// The maps an observer pins: counters, then the RSTP gate and status.
-const PINNED_MAPS: [&str; 4] = [OBS_PORT_MAP, OBS_VRRP_MAP, STP_GATE_MAP, RSTP_PORT_MAP];
+const PINNED_MAPS: [&str; 5] = [
+    OBS_PORT_MAP,
+    OBS_VRRP_MAP,
+    STP_GATE_MAP,
+    STP_LEASE_MAP,
+    RSTP_PORT_MAP,
+];
 
 /// Counters of one observer (one node), summed over CPUs.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -103,6 +110,9 @@ pub struct PortCounters {
     pub gate_drop_in: u64,
     /// Data frames the RSTP gate dropped at egress (port discarding).
     pub gate_drop_out: u64,
+    /// Data frames the RSTP gate dropped (either way) because stpd's lease on the port ran
+    /// out (`STP_LEASE`: fail closed when stpd stops renewing).
+    pub lease_drop: u64,
 }
 
 /// VRRP advertisements seen on one interface for one virtual router.
@@ -298,6 +308,7 @@ pub fn read_observer(pin_dir: &Path) -> Result<ObserverCounters> {
             c.bpdu_dropped += s.bpdu_dropped;
             c.gate_drop_in += s.gate_drop_in;
             c.gate_drop_out += s.gate_drop_out;
+            c.lease_drop += s.lease_drop;
         }
         out.ports.push(c);
     }

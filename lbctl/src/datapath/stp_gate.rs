@@ -10,18 +10,57 @@
 //! * `RSTP_PORT` (key ifindex, value [`RstpPortInfo`]): the role, state and counters stpd
 //!   reports per port; only userspace reads it (`bpftool map dump` too: the map has BTF).
 //!
-//! Both maps are created and pinned by [`super::observe::attach_observer`] next to `OBS_PORT`
+//! * `STP_LEASE` (key ifindex, value `u64` ns of `CLOCK_MONOTONIC`): the time until which
+//!   stpd vouches for the port's gate ([`StpMaps::renew_lease`], every [`LEASE_RENEW`], [`LEASE`]
+//!   ahead). Past it, a port with `rstp = 1` drops data frames both ways (`lease_drop` in the
+//!   observer's counters): the gate fails closed. Without it a dead stpd would leave its
+//!   forwarding ports forwarding while its neighbours, who stop hearing its BPDUs, age its
+//!   information out and turn their alternate ports to forwarding: a loop. No entry: no
+//!   expiry (kernel-mode labs, and a port stpd never leased).
+//!
+//! The maps are created and pinned by [`super::observe::attach_observer`] next to `OBS_PORT`
 //! in the node's pin directory, so they outlive a dead stpd: its ports stay as the map last
-//! said (fail safe), and `down` removes them with the rest of the pins.
-use std::{collections::BTreeMap, path::Path};
+//! said until the lease runs out, then discard (fail safe), and `down` removes them with the
+//! rest of the pins.
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, Map, MapData};
-use lb_common::{RstpPortInfo, StpGate, RSTP_PORT_MAP, STP_GATE_MAP};
+use lb_common::{RstpPortInfo, StpGate, RSTP_PORT_MAP, STP_GATE_MAP, STP_LEASE_MAP};
 
-/// Open handles on a node's pinned `STP_GATE` and `RSTP_PORT` maps.
+/// How far ahead stpd sets a port's lease ([`StpMaps::renew_lease`] with
+/// `monotonic_now() + LEASE`).
+///
+/// Why 1.5 s: it must run out well before the silent bridge's neighbours age its information
+/// out and open their alternate ports, which takes 3 × hello time (3 s in the lab, never less
+/// with the minimum hello of 1 s): when stpd dies, its ports close after at most 1.5 s, at
+/// least 1.5 s before any neighbour starts forwarding towards them. And it must survive a
+/// restart of stpd by its supervisor (~100 ms back-off plus start-up) and a renewal that comes
+/// late on a loaded machine, so that a healthy or quickly restarted stpd never blinks its
+/// forwarding ports: with renewals every [`LEASE_RENEW`] (500 ms), two renewals in a row can be
+/// missed before the lease expires.
+pub const LEASE: Duration = Duration::from_millis(1500);
+
+/// How often stpd renews the lease of each of its ports (a third of [`LEASE`]).
+pub const LEASE_RENEW: Duration = Duration::from_millis(500);
+
+/// `CLOCK_MONOTONIC` now, the clock of `bpf_ktime_get_ns` that the BPF gate compares the
+/// lease with (not `CLOCK_BOOTTIME`; lbctl never runs in a time namespace, which would offset
+/// it).
+pub fn monotonic_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Open handles on a node's pinned `STP_GATE`, `STP_LEASE` and `RSTP_PORT` maps.
 pub struct StpMaps {
     gate: HashMap<MapData, u32, StpGate>,
+    lease: HashMap<MapData, u32, u64>,
     info: HashMap<MapData, u32, RstpPortInfo>,
 }
 
@@ -31,6 +70,7 @@ impl StpMaps {
     pub fn open(pin_dir: &Path) -> Result<StpMaps> {
         Ok(StpMaps {
             gate: open_pinned(&pin_dir.join(STP_GATE_MAP))?,
+            lease: open_pinned(&pin_dir.join(STP_LEASE_MAP))?,
             info: open_pinned(&pin_dir.join(RSTP_PORT_MAP))?,
         })
     }
@@ -44,6 +84,16 @@ impl StpMaps {
         self.gate
             .insert(ifindex, gate, 0)
             .with_context(|| format!("writing {STP_GATE_MAP}[{ifindex}] = {gate:?}"))
+    }
+
+    /// Vouches for the gate of the port `ifindex` until `until` (`CLOCK_MONOTONIC`, see
+    /// [`monotonic_now`]; normally `monotonic_now() + LEASE`). Once it has passed, the BPF
+    /// gate drops the port's data frames both ways if its gate has `rstp = 1`, until the next
+    /// renewal. The first renewal of a port arms the fail-closed behaviour.
+    pub fn renew_lease(&mut self, ifindex: u32, until: Duration) -> Result<()> {
+        self.lease
+            .insert(ifindex, lease_ns(until), 0)
+            .with_context(|| format!("writing {STP_LEASE_MAP}[{ifindex}] = {until:?}"))
     }
 
     /// Records what stpd knows about the port `ifindex` (for `status`).
@@ -69,6 +119,28 @@ pub fn read_rstp_ports(pin_dir: &Path) -> Result<BTreeMap<u32, RstpPortInfo>> {
     map.iter()
         .map(|e| e.with_context(|| format!("iterating {}", path.display())))
         .collect()
+}
+
+/// For status: the lease of every port of a node's pin dir (`CLOCK_MONOTONIC`, compare with
+/// [`monotonic_now`]: in the past means the gate is failing closed); empty when none, and when
+/// the node has no such pin (an observer pinned by an older lbctl).
+pub fn read_leases(pin_dir: &Path) -> Result<BTreeMap<u32, Duration>> {
+    let path = pin_dir.join(STP_LEASE_MAP);
+    if !path.exists() {
+        return Ok(BTreeMap::new());
+    }
+    let map: HashMap<MapData, u32, u64> = open_pinned(&path)?;
+    map.iter()
+        .map(|e| {
+            let (ifindex, ns) = e.with_context(|| format!("iterating {}", path.display()))?;
+            Ok((ifindex, Duration::from_nanos(ns)))
+        })
+        .collect()
+}
+
+/// The lease's value in the map: nanoseconds, saturated (a lease beyond 584 years is forever).
+fn lease_ns(until: Duration) -> u64 {
+    u64::try_from(until.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn open_pinned<V: aya::Pod>(path: &Path) -> Result<HashMap<MapData, u32, V>> {

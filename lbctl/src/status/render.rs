@@ -328,16 +328,33 @@ fn daemons(o: &mut String, s: &Status) {
     }
 }
 
-/// The TC observers' counters.
+/// The TC observers' counters. The RSTP gate's drop columns appear only when some port has
+/// dropped something (an `rstp` lab): a kernel-mode lab's table stays as it always was.
 fn counters(o: &mut String, s: &Status) {
     let _ = writeln!(
         o,
         "\nBPF COUNTERS (TC ingress observer, pinned under {})",
         state::pin_dir(&s.lab).display()
     );
+    let gated = s.counters.iter().any(|c| gate_drops(&c.counts) != [0; 4]);
+    if gated {
+        let _ = writeln!(
+            o,
+            "  RSTP gate drops: STPD-BPDU BPDUs left to lbctl stpd, DROP-IN/DROP-OUT data of a \
+             discarding port,\n  LEASE data dropped after stpd's lease ran out (fail closed)"
+        );
+    }
+    let gate_head = if gated {
+        format!(
+            " {:>10} {:>8} {:>8} {:>7}",
+            "STPD-BPDU", "DROP-IN", "DROP-OUT", "LEASE"
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
-        "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  VRRP BY VRID",
+        "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}{gate_head}  VRRP BY VRID",
         "NODE", "IFACE", "BPDU", "TCN", "TC", "RSTP", "BAD", "VRRP", "BAD"
     );
     for c in &s.counters {
@@ -346,9 +363,15 @@ fn counters(o: &mut String, s: &Status) {
             .iter()
             .map(|(v, n)| format!("{v}:{n}"))
             .collect();
+        let gate = if gated {
+            let [b, i, out, l] = gate_drops(&c.counts);
+            format!(" {b:>10} {i:>8} {out:>8} {l:>7}")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             o,
-            "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}  {}",
+            "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}{gate}  {}",
             c.node,
             c.iface,
             c.counts.bpdu_config,
@@ -361,6 +384,17 @@ fn counters(o: &mut String, s: &Status) {
             by.join(" ")
         );
     }
+}
+
+/// The RSTP gate's drops of a port: BPDUs left to stpd, data in and out of a discarding port,
+/// data dropped once stpd's lease ran out.
+fn gate_drops(c: &crate::datapath::observe::PortCounters) -> [u64; 4] {
+    [
+        c.bpdu_dropped,
+        c.gate_drop_in,
+        c.gate_drop_out,
+        c.lease_drop,
+    ]
 }
 
 /// Each VXLAN endpoint's non-zero counters and learned MACs.

@@ -421,3 +421,28 @@ fn an_rstp_lab_is_compared_with_the_same_theory() {
         "{text}"
     );
 }
+
+/// An `rstp` lab's port: the RSTP gate's drops get their columns, on every row; without any
+/// drop (the snapshot above, a kernel-mode lab) the table has none.
+#[test]
+fn gate_drops_get_columns_only_when_some_port_dropped() {
+    let cfg = Config::default_scenario();
+    let mut r = raw(&cfg);
+    let port = &mut r.observers[0].1.ports[0];
+    port.bpdu_dropped = 1200;
+    port.gate_drop_out = 7;
+    port.lease_drop = 31;
+    let text = render(&build::build(&cfg, r));
+    let head = "BAD  STPD-BPDU  DROP-IN DROP-OUT   LEASE  VRRP BY VRID";
+    assert!(text.contains(head), "{text}");
+    assert!(
+        text.contains("     0       1200        0        7      31  12:40"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LEASE data dropped after stpd's lease ran out"),
+        "{text}"
+    );
+    let plain = render(&build::build(&cfg, raw(&cfg)));
+    assert!(!plain.contains("STPD-BPDU"), "{plain}");
+}

@@ -78,6 +78,12 @@ fn set(ebpf: &mut Ebpf, rstp: u8, discard: u8) {
     .unwrap();
 }
 
+fn lease(ebpf: &mut Ebpf, until: std::time::Duration) {
+    let mut m: AyaHashMap<&mut MapData, u32, u64> =
+        AyaHashMap::try_from(ebpf.map_mut(STP_LEASE_MAP).unwrap()).unwrap();
+    m.insert(LO, lease_ns(until), 0).unwrap();
+}
+
 fn counters(ebpf: &Ebpf) -> PortStats {
     let m: PerCpuHashMap<&MapData, u32, PortStats> =
         PerCpuHashMap::try_from(ebpf.map(OBS_PORT_MAP).unwrap()).unwrap();
@@ -90,6 +96,7 @@ fn counters(ebpf: &Ebpf) -> PortStats {
         a.bpdu_dropped += s.bpdu_dropped;
         a.gate_drop_in += s.gate_drop_in;
         a.gate_drop_out += s.gate_drop_out;
+        a.lease_drop += s.lease_drop;
         a
     })
 }
@@ -119,6 +126,8 @@ fn without_a_gate_nothing_is_dropped() {
         return;
     }
     with_programs(|ebpf| {
+        // An expired lease without a gate entry: no gate, no expiry.
+        lease(ebpf, std::time::Duration::ZERO);
         assert_eq!(run(ebpf, OBS_PROG, &config_bpdu()), TC_ACT_UNSPEC);
         assert_eq!(run(ebpf, OBS_PROG, &rst_bpdu()), TC_ACT_UNSPEC);
         assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_UNSPEC);
@@ -174,6 +183,79 @@ fn discarding_port_drops_data_both_ways_but_not_bpdus_out() {
         assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_UNSPEC);
         assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_UNSPEC);
     });
+}
+
+#[test]
+fn a_lease_in_the_future_changes_nothing() {
+    if !crate::test_prereq::need_root() {
+        return;
+    }
+    with_programs(|ebpf| {
+        set(ebpf, 1, 0);
+        lease(ebpf, monotonic_now() + std::time::Duration::from_secs(3600));
+        assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, GATE_PROG, &rst_bpdu()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, OBS_PROG, &rst_bpdu()), TC_ACT_SHOT);
+        let c = counters(ebpf);
+        assert_eq!((c.lease_drop, c.gate_drop_in, c.gate_drop_out), (0, 0, 0));
+        assert_eq!((c.bpdu_rstp, c.bpdu_dropped), (1, 1), "{c:?}");
+    });
+}
+
+#[test]
+fn an_expired_lease_drops_data_both_ways_but_bpdus_still_leave() {
+    if !crate::test_prereq::need_root() {
+        return;
+    }
+    with_programs(|ebpf| {
+        set(ebpf, 1, 0);
+        lease(ebpf, monotonic_now() - std::time::Duration::from_millis(1));
+        assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_SHOT);
+        assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_SHOT);
+        assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_SHOT);
+        // BPDUs: stpd's own leave; incoming ones are counted and dropped as with any rstp gate.
+        assert_eq!(run(ebpf, GATE_PROG, &rst_bpdu()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, GATE_PROG, &config_bpdu()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, OBS_PROG, &rst_bpdu()), TC_ACT_SHOT);
+        let c = counters(ebpf);
+        assert_eq!(c.lease_drop, 3, "{c:?}");
+        assert_eq!((c.gate_drop_in, c.gate_drop_out), (0, 0), "{c:?}");
+        assert_eq!((c.bpdu_rstp, c.bpdu_dropped), (1, 1), "{c:?}");
+        // A discarding port counts its drops as the gate's, not the lease's.
+        set(ebpf, 1, 1);
+        assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_SHOT);
+        let c = counters(ebpf);
+        assert_eq!((c.lease_drop, c.gate_drop_in), (3, 1), "{c:?}");
+        // Kernel mode (rstp = 0) never expires: the lease only guards stpd's gates.
+        set(ebpf, 0, 0);
+        assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_UNSPEC);
+        // Renewed: data passes again.
+        set(ebpf, 1, 0);
+        lease(ebpf, monotonic_now() + LEASE);
+        assert_eq!(run(ebpf, OBS_PROG, &data_frame()), TC_ACT_UNSPEC);
+        assert_eq!(run(ebpf, GATE_PROG, &data_frame()), TC_ACT_UNSPEC);
+        assert_eq!(counters(ebpf).lease_drop, 3);
+    });
+}
+
+#[test]
+fn the_lease_constants_fail_closed_before_neighbours_age_out() {
+    // Neighbours age a silent bridge out after 3 x hello, at least 3 s (hello >= 1 s).
+    let min_age_out = 3 * std::time::Duration::from_secs(1);
+    assert!(
+        LEASE + LEASE_RENEW < min_age_out,
+        "{LEASE:?} + {LEASE_RENEW:?}"
+    );
+    assert!(
+        LEASE >= 3 * LEASE_RENEW,
+        "two late renewals must not close a port"
+    );
+    let a = monotonic_now();
+    let b = monotonic_now();
+    assert!(b >= a && a > std::time::Duration::ZERO);
+    assert_eq!(lease_ns(std::time::Duration::MAX), u64::MAX);
 }
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -278,7 +360,7 @@ fn bpftool_dump(path: &Path) -> String {
 }
 
 #[test]
-fn discarding_gate_stops_pings_on_a_veth_and_forwarding_lets_them_through() {
+fn discarding_gate_and_expired_lease_stop_pings_on_a_veth_and_forwarding_lets_them_through() {
     if !crate::test_prereq::need_root() {
         return;
     }
@@ -309,6 +391,7 @@ fn discarding_gate_stops_pings_on_a_veth_and_forwarding_lets_them_through() {
         .find(|p| p.ifindex == g0)
         .expect("g0 counted");
     assert!(port.gate_drop_in > 0, "{port:?}");
+    let gate_drops = (port.gate_drop_in, port.gate_drop_out);
 
     maps.set_gate(
         g0,
@@ -319,6 +402,41 @@ fn discarding_gate_stops_pings_on_a_veth_and_forwarding_lets_them_through() {
     )
     .expect("set_gate");
     assert!(lab.ping_ok(), "pings fail on a forwarding port");
+
+    // The lease: fresh, pings pass; not renewed, the forwarding port fails closed once it has
+    // run out (data dropped, counted as lease drops); renewed, pings pass again.
+    let until = monotonic_now() + LEASE;
+    maps.renew_lease(g0, until).expect("renew_lease");
+    assert_eq!(
+        read_leases(&lab.pin_dir).expect("read_leases"),
+        BTreeMap::from([(g0, until)])
+    );
+    assert!(lab.ping_ok(), "pings fail with a fresh lease");
+    let lease_drops = || {
+        let c = read_observer(&lab.pin_dir).expect("read_observer");
+        c.ports
+            .iter()
+            .find(|p| p.ifindex == g0)
+            .map(|p| p.lease_drop)
+    };
+    assert_eq!(lease_drops(), Some(0), "drops under a fresh lease");
+    while monotonic_now() < until + std::time::Duration::from_millis(100) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!lab.ping_ok(), "pings pass a port whose lease ran out");
+    let dropped = lease_drops().expect("g0 counted");
+    assert!(dropped > 0, "no lease drops counted");
+    let c = read_observer(&lab.pin_dir).expect("read_observer");
+    let port = c.ports.iter().find(|p| p.ifindex == g0).expect("g0");
+    assert_eq!(
+        (port.gate_drop_in, port.gate_drop_out),
+        (gate_drops.0, gate_drops.1),
+        "lease drops counted as gate drops: {port:?}"
+    );
+    maps.renew_lease(g0, monotonic_now() + LEASE)
+        .expect("renew_lease");
+    assert!(lab.ping_ok(), "pings fail once the lease is renewed");
+    assert_eq!(lease_drops(), Some(dropped), "drops after the renewal");
 
     // The status map: written, read back, and printed by bpftool with field names (BTF).
     let info = RstpPortInfo {

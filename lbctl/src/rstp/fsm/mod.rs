@@ -111,7 +111,7 @@ impl PortConfig {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Link state of a port (operational up/down); full_duplex decides point-to-point under Auto.
     Link {
@@ -145,7 +145,7 @@ pub enum Role {
     Disabled,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Transmit this BPDU on `port` (the daemon encodes it with the port's MAC).
     Send { port: u16, bpdu: Bpdu },

@@ -4,7 +4,7 @@
 //! [`PriorityVector`]'s derived order is the standard's "better" (lower is better): root,
 //! root path cost, designated bridge, designated port, then the receiving port.
 
-use super::super::types::{Bpdu, PriorityVector, WireRole};
+use super::super::types::{Bpdu, PriorityVector, Times, WireRole};
 use super::port::{InfoIs, RcvdInfo};
 use super::Bridge;
 
@@ -25,6 +25,17 @@ pub(super) fn conveyed_role(bpdu: &Bpdu) -> Option<WireRole> {
         Bpdu::Rst(b) => Some(b.flags.role),
         Bpdu::Tcn => None,
     }
+}
+
+/// The times are the same in whole seconds, the standard's unit. An 802.1D bridge such as
+/// the kernel computes Message Age from a running timer, so it jitters by a few 1/256 s from
+/// one BPDU to the next; that is not new information.
+pub(super) fn same_seconds(a: &Times, b: &Times) -> bool {
+    let s = |v: u16| (u32::from(v) + u32::from(Times::SECOND) / 2) / u32::from(Times::SECOND);
+    s(a.message_age) == s(b.message_age)
+        && s(a.max_age) == s(b.max_age)
+        && s(a.hello_time) == s(b.hello_time)
+        && s(a.forward_delay) == s(b.forward_delay)
 }
 
 impl Bridge {
@@ -50,10 +61,11 @@ impl Bridge {
             return RcvdInfo::Other;
         };
         let msg = body.priority_vector(p.port_id);
+        let same_times = same_seconds(&body.times, &p.port_times);
         match conveyed_role(&bpdu) {
             Some(WireRole::Designated) => {
                 if superior(&msg, &p.port_priority) && msg != p.port_priority
-                    || msg == p.port_priority && body.times != p.port_times
+                    || msg == p.port_priority && !same_times
                 {
                     RcvdInfo::SuperiorDesignated
                 } else if msg == p.port_priority {
@@ -106,6 +118,19 @@ mod tests {
             designated_port: PortId::new(128, port),
             bridge_port: PortId::new(128, 1),
         }
+    }
+
+    #[test]
+    fn times_compare_in_whole_seconds() {
+        let t = |age| Times {
+            message_age: age,
+            max_age: 20 * 256,
+            hello_time: 512,
+            forward_delay: 15 * 256,
+        };
+        assert!(same_seconds(&t(256), &t(256 + 3)));
+        assert!(same_seconds(&t(256), &t(256 - 100)));
+        assert!(!same_seconds(&t(256), &t(512)));
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl Bridge {
             InfoIs::Aged => (Role::Designated, true),
             InfoIs::Mine => (
                 Role::Designated,
-                p.port_priority != p.designated_priority || p.port_times != times,
+                p.port_priority != p.designated_priority
+                    || !super::priority::same_seconds(&p.port_times, &times),
             ),
             InfoIs::Received if is_root => (Role::Root, false),
             InfoIs::Received if p.designated_priority < p.port_priority => (Role::Designated, true),
