@@ -90,6 +90,9 @@ enum BenchCmd {
         /// Use this lbctl binary instead of building target/release/lbctl.
         #[arg(long, value_name = "PATH")]
         lbctl: Option<PathBuf>,
+        /// Measure RSTP only (the kernel's events take ~20 s each).
+        #[arg(long)]
+        rstp_only: bool,
     },
     /// Generated labs of growing size (`lbctl gen --hosts N`): time of up and down, daemons'
     /// memory, open files and idle CPU, health-check packets/s, BPF maps, optionally verify
@@ -141,8 +144,20 @@ fn main() -> anyhow::Result<()> {
             what: BenchCmd::Failover,
         } => bench::failover(&workspace_root()),
         Cmd::Bench {
-            what: BenchCmd::Stp { runs, lbctl },
-        } => bench_stp::stp(&workspace_root(), &bench_stp::StpOpts { runs, lbctl }),
+            what:
+                BenchCmd::Stp {
+                    runs,
+                    lbctl,
+                    rstp_only,
+                },
+        } => bench_stp::stp(
+            &workspace_root(),
+            &bench_stp::StpOpts {
+                runs,
+                lbctl,
+                rstp_only,
+            },
+        ),
         Cmd::Bench {
             what:
                 BenchCmd::Datapath {

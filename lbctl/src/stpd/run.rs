@@ -394,7 +394,7 @@ fn spawn_reader(
     sock: Arc<PortSocket>,
     tx: mpsc::Sender<(u16, Result<Bpdu, DropReason>)>,
 ) {
-    tokio::spawn(async move {
+    let task = async move {
         let mut limit = LogLimit::new(Duration::from_secs(5));
         loop {
             match sock.recv().await {
@@ -411,5 +411,7 @@ fn spawn_reader(
                 }
             }
         }
-    });
+    };
+    // In the bridge's span, like the loop.
+    tokio::spawn(tracing::Instrument::in_current_span(task));
 }
