@@ -94,7 +94,7 @@ fn faults_of(st: &Value) -> (Vec<Fault>, Vec<String>) {
         let Some(b) = p["peer"].as_str().and_then(|s| s.split('/').next()) else {
             continue;
         };
-        if a < b.to_string() && bridges.contains(&a) && bridges.iter().any(|x| x == b) {
+        if a.as_str() < b && bridges.contains(&a) && bridges.iter().any(|x| x == b) {
             faults.push(Fault::Link(a, b.to_string()));
         }
     }
