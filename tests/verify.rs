@@ -110,18 +110,27 @@ fn assert_no_cut_left(lab: &Lab, switches: &[&str]) {
 
 #[test]
 fn default_lab_passes_every_checkpoint() {
-    passes_every_checkpoint(None, "kernel");
+    passes_every_checkpoint(None, "kernel", "kernel");
+}
+
+/// The scenario with lbctl's RSTP on the external LAN's four bridges (configs/rstp.toml):
+/// the same checkpoints, the same tree at rest, every `stpd` still running afterwards.
+#[test]
+fn rstp_lab_passes_every_checkpoint() {
+    passes_every_checkpoint(Some("configs/rstp.toml"), "kernel", "rstp");
 }
 
 /// The same scenario with lbctl's BPF VTEP on both hosts instead of the kernel's vxlan.
 #[test]
 fn default_lab_with_the_ebpf_data_path_passes_every_checkpoint() {
-    passes_every_checkpoint(Some("tests/configs/ebpf.toml"), "ebpf");
+    passes_every_checkpoint(Some("tests/configs/ebpf.toml"), "ebpf", "kernel");
 }
 
-fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
+/// `stp`: the lab's STP mode ("kernel" or "rstp"), checked before and after verify.
+fn passes_every_checkpoint(config: Option<&str>, data_path: &str, stp: &str) {
     require_root();
     let lab = Lab::up(config);
+    assert_stp_mode(&lab, stp);
     let t = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let (svg, html) = (dir.path().join("v.svg"), dir.path().join("v.html"));
@@ -198,6 +207,27 @@ fn passes_every_checkpoint(config: Option<&str>, data_path: &str) {
     assert_eq!(down["recovered"], true);
     assert!(r["undone"].as_array().unwrap().is_empty(), "{r:#}");
     assert_at_rest(&lab);
+    assert_stp_mode(&lab, stp);
+}
+
+/// In "rstp" mode each of the external LAN's four bridges has its running `stpd`; in
+/// "kernel" mode none has one.
+fn assert_stp_mode(lab: &Lab, stp: &str) {
+    let st = lab.status();
+    let running: Vec<&str> = st["rstp"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|b| b["daemon_running"] == true)
+        .map(|b| b["bridge"].as_str().unwrap())
+        .collect();
+    let want: &[&str] = if stp == "rstp" {
+        &["swout1", "swout2", "vswout1", "vswout2"]
+    } else {
+        &[]
+    };
+    assert_eq!(running, want, "bridges with a running stpd");
 }
 
 /// Every step's name of a checkpoint.

@@ -630,7 +630,16 @@ async fn wait_stp(cfg: &Config, plan: &Plan, opts: &UpOptions, t0: Instant) -> R
 
 /// Flushes learned MAC entries on every bridge of the lab.
 pub async fn flush_all(plan: &Plan) -> Result<()> {
-    for b in &plan.bridges {
+    flush_bridges(plan, plan.bridges.iter()).await
+}
+
+/// Flushes learned MAC entries on the given bridges of the lab (those whose namespace or
+/// device is gone are skipped).
+pub async fn flush_bridges<'a>(
+    plan: &Plan,
+    bridges: impl Iterator<Item = &'a super::plan::BridgePlan>,
+) -> Result<()> {
+    for b in bridges {
         let ns = plan.netns(&b.node);
         if !netns::exists(&ns) {
             continue;
