@@ -138,15 +138,25 @@ fn workspace_root() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Cmd::Bench {
-            what:
-                BenchCmd::Proxy {
-                    rounds,
-                    secs,
-                    conns,
-                    case,
-                    nbthread,
-                },
+        Cmd::Bench { what } => bench_cmd(what),
+        Cmd::BuildEbpf {
+            target_dir,
+            toolchain,
+            out,
+        } => build_ebpf(target_dir, &toolchain, out),
+    }
+}
+
+/// Runs one `cargo xtask bench` subcommand.
+fn bench_cmd(what: BenchCmd) -> anyhow::Result<()> {
+    let root = workspace_root();
+    match what {
+        BenchCmd::Proxy {
+            rounds,
+            secs,
+            conns,
+            case,
+            nbthread,
         } => {
             let cases = if case.is_empty() {
                 bench::Case::ALL.to_vec()
@@ -160,48 +170,37 @@ fn main() -> anyhow::Result<()> {
                 cases,
                 nbthreads: nbthread,
             };
-            bench::proxy(&workspace_root(), &opts)
+            bench::proxy(&root, &opts)
         }
-        Cmd::Bench {
-            what: BenchCmd::Failover,
-        } => bench::failover(&workspace_root()),
-        Cmd::Bench {
-            what:
-                BenchCmd::Stp {
-                    runs,
-                    lbctl,
-                    rstp_only,
-                },
+        BenchCmd::Failover => bench::failover(&root),
+        BenchCmd::Stp {
+            runs,
+            lbctl,
+            rstp_only,
         } => bench_stp::stp(
-            &workspace_root(),
+            &root,
             &bench_stp::StpOpts {
                 runs,
                 lbctl,
                 rstp_only,
             },
         ),
-        Cmd::Bench {
-            what:
-                BenchCmd::Datapath {
-                    secs,
-                    rounds,
-                    iters,
-                    repeat,
-                },
-        } => bench_datapath::datapath(&workspace_root(), secs, rounds, iters, repeat),
-        Cmd::Bench {
-            what:
-                BenchCmd::Scale {
-                    hosts,
-                    servers_per_host,
-                    vxlan,
-                    verify_upto,
-                    cap,
-                    window,
-                    lbctl,
-                },
+        BenchCmd::Datapath {
+            secs,
+            rounds,
+            iters,
+            repeat,
+        } => bench_datapath::datapath(&root, secs, rounds, iters, repeat),
+        BenchCmd::Scale {
+            hosts,
+            servers_per_host,
+            vxlan,
+            verify_upto,
+            cap,
+            window,
+            lbctl,
         } => bench_scale::scale(
-            &workspace_root(),
+            &root,
             &bench_scale::ScaleOpts {
                 hosts,
                 servers_per_host,
@@ -212,35 +211,37 @@ fn main() -> anyhow::Result<()> {
                 lbctl,
             },
         ),
-        Cmd::BuildEbpf {
-            target_dir,
-            toolchain,
-            out,
-        } => {
-            let root = workspace_root();
-            let target_dir = target_dir.unwrap_or_else(|| {
-                std::env::var_os("CARGO_TARGET_DIR")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| root.join("target"))
-                    .join("lb-ebpf")
-            });
-            let obj = ebpf::EbpfBuild {
-                workspace_root: &root,
-                target_dir: &target_dir,
-                toolchain: &toolchain,
-                stdout_to_stderr: false,
-            }
-            .run()
-            .map_err(|e| anyhow!(e))
-            .context("cargo xtask build-ebpf")?;
-            if let Some(out) = out {
-                std::fs::copy(&obj, &out)
-                    .with_context(|| format!("copying {} to {}", obj.display(), out.display()))?;
-                println!("{}", out.display());
-            } else {
-                println!("{}", obj.display());
-            }
-            Ok(())
-        }
     }
+}
+
+/// `cargo xtask build-ebpf`: the BPF object, as lbctl's build script builds it.
+fn build_ebpf(
+    target_dir: Option<PathBuf>,
+    toolchain: &str,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let root = workspace_root();
+    let target_dir = target_dir.unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("lb-ebpf")
+    });
+    let obj = ebpf::EbpfBuild {
+        workspace_root: &root,
+        target_dir: &target_dir,
+        toolchain,
+        stdout_to_stderr: false,
+    }
+    .run()
+    .map_err(|e| anyhow!(e))
+    .context("cargo xtask build-ebpf")?;
+    if let Some(out) = out {
+        std::fs::copy(&obj, &out)
+            .with_context(|| format!("copying {} to {}", obj.display(), out.display()))?;
+        println!("{}", out.display());
+    } else {
+        println!("{}", obj.display());
+    }
+    Ok(())
 }

@@ -111,6 +111,64 @@ fn median_diff(a: &[f64], b: &[f64]) -> f64 {
     median(&d)
 }
 
+/// Loads the VTEP's programs and the no-op floors the bench compares them with.
+fn load_programs(ebpf: &mut aya::Ebpf) -> Result<()> {
+    for name in [VX_DEC_PROG, VX_PASS_PROG, VX_DROP_PROG] {
+        let p: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no {name}"))?
+            .try_into()?;
+        p.load()?;
+    }
+    for name in [VX_ENC_PROG, VX_TC_PASS_PROG] {
+        let p: &mut SchedClassifier = ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("no {name}"))?
+            .try_into()?;
+        p.load()?;
+    }
+    Ok(())
+}
+
+/// One single-frame `test_run` of an XDP program.
+fn xdp_run(p: &Xdp) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
+    move |f, o| {
+        p.test_run(TestRunOptions {
+            data_in: Some(f),
+            data_out: Some(o),
+            ..TestRunOptions::new()
+        })
+        .context("test_run")
+    }
+}
+
+/// One single-frame `test_run` of a TC program.
+fn tc_run(
+    p: &SchedClassifier,
+) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
+    move |f, o| {
+        p.test_run(TestRunOptions {
+            data_in: Some(f),
+            data_out: Some(o),
+            ..TestRunOptions::new()
+        })
+        .context("test_run")
+    }
+}
+
+/// Nanoseconds per frame of `repeat` live frames (XDP_FLAGS live frames: the redirect happens).
+fn live_frames(p: &Xdp, frame: &[u8], repeat: u32) -> Result<f64> {
+    let r = p
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })
+        .context("test_run (live frames)")?;
+    Ok(r.duration.as_nanos() as f64)
+}
+
 /// Runs the measurements in a throwaway namespace.
 pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     let net = TestNet::new()?;
@@ -119,20 +177,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     net.run(|| crate::datapath::vxlan::ethtool::set_gro("e0p", true))?;
     net.run(move || {
         let mut ebpf = load_vtep(&spec)?;
-        for name in [VX_DEC_PROG, VX_PASS_PROG, VX_DROP_PROG] {
-            let p: &mut Xdp = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("no {name}"))?
-                .try_into()?;
-            p.load()?;
-        }
-        for name in [VX_ENC_PROG, VX_TC_PASS_PROG] {
-            let p: &mut SchedClassifier = ebpf
-                .program_mut(name)
-                .ok_or_else(|| anyhow!("no {name}"))?
-                .try_into()?;
-            p.load()?;
-        }
+        load_programs(&mut ebpf)?;
         let dec: &Xdp = ebpf.program(VX_DEC_PROG).unwrap().try_into()?;
         let pass: &Xdp = ebpf.program(VX_PASS_PROG).unwrap().try_into()?;
         let enc: &SchedClassifier = ebpf.program(VX_ENC_PROG).unwrap().try_into()?;
@@ -141,18 +186,6 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
         // 64-byte inner frames (what the small-packet figure is about).
         let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
         let outer = vxlan_frame(&Outer::default(), &inner);
-        fn xdp_run(
-            p: &Xdp,
-        ) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
-            move |f, o| {
-                p.test_run(TestRunOptions {
-                    data_in: Some(f),
-                    data_out: Some(o),
-                    ..TestRunOptions::new()
-                })
-                .context("test_run")
-            }
-        }
         // Warm up (and learn MAC_FAR, so encapsulation takes the known-unicast path).
         single_loop(100, &outer, 4, &xdp_run(dec))?;
         let wrong_vni = vxlan_frame(
@@ -164,18 +197,6 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
         );
         let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
         let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
-        fn tc_run(
-            p: &SchedClassifier,
-        ) -> impl Fn(&[u8], &mut [u8]) -> Result<aya::programs::TestRunResult> + '_ {
-            move |f, o| {
-                p.test_run(TestRunOptions {
-                    data_in: Some(f),
-                    data_out: Some(o),
-                    ..TestRunOptions::new()
-                })
-                .context("test_run")
-            }
-        }
         // Warm up: the first frame also fills the next-hop cache (VX_NH), as in steady
         // traffic, where the FIB is looked up once a second per remote VTEP.
         single_loop(100, &to_far, 7, &tc_run(enc))?;
@@ -198,17 +219,7 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
         let decap_over_floor_ns = median_diff(decap, floor);
         let encap_over_floor_ns = median_diff(encap, tc_floor);
 
-        let live = |p: &Xdp| -> Result<f64> {
-            let r = p
-                .test_run(TestRunOptions {
-                    data_in: Some(&outer),
-                    repeat: live_repeat,
-                    attrs: TestRunAttrs::new().xdp_live_frames(64),
-                    ..TestRunOptions::new()
-                })
-                .context("test_run (live frames)")?;
-            Ok(r.duration.as_nanos() as f64)
-        };
+        let live = |p: &Xdp| live_frames(p, &outer, live_repeat);
         let decap_live_ns = live(dec)?;
         let floor_live_ns = live(pass)?;
         // Delete the endpoint's device: the kernel empties its DEVMAP slot and lb_vxdec
