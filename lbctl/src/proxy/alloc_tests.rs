@@ -64,9 +64,13 @@ fn requests(s: &mut TcpStream, n: usize) {
     }
 }
 
-#[test]
-fn the_steady_path_allocates_within_its_budget() {
-    let _one = crate::locks::lock(&ONE_AT_A_TIME);
+/// A current-thread runtime, a proxy listener on loopback (its address) and one backend.
+fn fixture() -> (
+    tokio::runtime::Runtime,
+    tokio::net::TcpListener,
+    SocketAddr,
+    Vec<Arc<BackendState>>,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,6 +80,13 @@ fn the_steady_path_allocates_within_its_budget() {
         .unwrap();
     let addr = l.local_addr().unwrap();
     let backends = vec![Arc::new(BackendState::new("s1", backend(), 1, "default"))];
+    (rt, l, addr, backends)
+}
+
+#[test]
+fn the_steady_path_allocates_within_its_budget() {
+    let _one = crate::locks::lock(&ONE_AT_A_TIME);
+    let (rt, l, addr, backends) = fixture();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let (counts_tx, counts_rx) = mpsc::channel();
     let client = std::thread::spawn(move || {
@@ -112,15 +123,7 @@ const IDLE_BUDGET_BYTES: u64 = 2048;
 #[test]
 fn an_idle_connection_holds_no_http_buffers() {
     let _one = crate::locks::lock(&ONE_AT_A_TIME);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let l = rt
-        .block_on(async { bind_listener("127.0.0.1:0".parse().unwrap()) })
-        .unwrap();
-    let addr = l.local_addr().unwrap();
-    let backends = vec![Arc::new(BackendState::new("s1", backend(), 1, "default"))];
+    let (rt, l, addr, backends) = fixture();
     let stats = Arc::new(FrontendStats::default());
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let (counts_tx, counts_rx) = mpsc::channel();

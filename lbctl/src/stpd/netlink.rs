@@ -164,18 +164,7 @@ pub async fn read_bridge(h: &Handle, bridge: &str) -> Result<(u32, bool, Vec<Por
         .map(|m| PortLink {
             ifindex: m.header.index,
             name: name_of(m).unwrap_or_default(),
-            mac: m
-                .attributes
-                .iter()
-                .find_map(|a| match a {
-                    LinkAttribute::Address(v) if v.len() == 6 => {
-                        let mut mac = [0u8; 6];
-                        mac.copy_from_slice(v);
-                        Some(mac)
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default(),
+            mac: crate::topo::nl::link_mac(m).unwrap_or_default(),
             up: link_up(m),
         })
         .collect();

@@ -253,15 +253,14 @@ impl Daemon {
     /// fails closed (see `datapath::stp_gate`).
     fn renew_leases(&mut self) {
         let until = stp_gate::monotonic_now() + stp_gate::LEASE;
-        let ports: Vec<(u32, String)> = self
-            .ports
-            .iter()
-            .map(|p| (p.ifindex, p.name.clone()))
-            .collect();
-        for (ifindex, name) in ports {
-            if let Err(e) = self.maps.renew_lease(ifindex, until) {
-                self.failed(&format!("renewing the lease of {name}"), &e);
+        let mut failures = Vec::new();
+        for p in &self.ports {
+            if let Err(e) = self.maps.renew_lease(p.ifindex, until) {
+                failures.push((p.name.clone(), e));
             }
+        }
+        for (name, e) in failures {
+            self.failed(&format!("renewing the lease of {name}"), &e);
         }
     }
 

@@ -271,6 +271,14 @@ pub fn link_name(m: &LinkMessage) -> Option<&str> {
     })
 }
 
+/// The Ethernet (6-byte) hardware address of a link message, if it carries one.
+pub fn link_mac(m: &LinkMessage) -> Option<[u8; 6]> {
+    m.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(v) => v.as_slice().try_into().ok(),
+        _ => None,
+    })
+}
+
 pub fn is_admin_up(m: &LinkMessage) -> bool {
     m.header.flags.contains(LinkFlags::Up)
 }
@@ -306,17 +314,7 @@ pub async fn mac_of(h: &Handle, name: &str) -> Result<[u8; 6]> {
         .await
         .with_context(|| format!("looking up {name}"))?
         .ok_or_else(|| anyhow!("interface {name} does not exist"))?;
-    m.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::Address(v) if v.len() == 6 => {
-                let mut mac = [0u8; 6];
-                mac.copy_from_slice(v);
-                Some(mac)
-            }
-            _ => None,
-        })
-        .ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))
+    link_mac(&m).ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))
 }
 
 /// Kernel packet counters of one interface: (rx packets, tx packets, rx bytes, tx bytes,
