@@ -5,6 +5,7 @@
 //! never asserted.
 
 use crate::bench_charts;
+use crate::bench_cost::{Cost, Sample};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::net::TcpStream;
@@ -50,6 +51,10 @@ struct WrkResult {
     errors: u64,
     /// The response time distribution, (percent, ms), from `wrk_cdf.lua`'s lines.
     cdf: Vec<(f64, f64)>,
+    /// Requests wrk completed (errors included).
+    requests: u64,
+    /// What a request cost the proxy (set by [`measured`]; zero from the parser alone).
+    cost: Cost,
 }
 
 /// A "cdf PERCENT MICROSECONDS" line of `wrk_cdf.lua`, as (percent, ms).
@@ -131,6 +136,8 @@ fn parse_wrk(text: &str) -> Result<WrkResult> {
         p99_ms,
         errors,
         cdf,
+        requests,
+        cost: Cost::default(),
     })
 }
 
@@ -214,6 +221,21 @@ fn wrk(port: u16, secs: u32, conns: u32, script: &Path, case: Case) -> Result<Wr
     parse_wrk(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// One proxy under test: where it listens and the process whose cost is counted.
+#[derive(Clone, Copy)]
+struct Proxy {
+    port: u16,
+    pid: u32,
+}
+
+/// [`wrk`] against `p`, with what each request cost it ([`crate::bench_cost`]).
+fn measured(p: Proxy, secs: u32, conns: u32, script: &Path, case: Case) -> Result<WrkResult> {
+    let before = Sample::take(p.pid)?;
+    let mut r = wrk(p.port, secs, conns, script, case)?;
+    r.cost = before.per_request(&Sample::take(p.pid)?, r.requests);
+    Ok(r)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -251,13 +273,23 @@ pub fn proxy(root: &Path, opts: &ProxyOpts) -> Result<()> {
     for &nb in &opts.nbthreads {
         let mut procs = Procs(Vec::new());
         let ours_pid = start_ours(&lbctl, &dir, nb, &mut procs)?;
-        start_haproxy(&dir, nb, &mut procs)?;
+        let haproxy_pid = start_haproxy(&dir, nb, &mut procs)?;
+        let pair = [
+            Proxy {
+                port: OURS,
+                pid: ours_pid,
+            },
+            Proxy {
+                port: HAPROXY,
+                pid: haproxy_pid,
+            },
+        ];
         for p in [OURS, HAPROXY] {
             wait_port(p)?;
         }
         for &case in &opts.cases {
             println!("case {} at nbthread {nb}:", case.label());
-            let (o, h) = wrk_rounds(rounds, secs, conns, &script, case)?;
+            let (o, h) = wrk_rounds(pair, rounds, secs, conns, &script, case)?;
             summary.push((nb, case, print_medians(&o, &h)));
             let title = format!(
                 "Response time CDF, lbctl vs HAProxy ({}, nbthread {nb}, wrk -c{conns}, median of {rounds} rounds)",
@@ -291,11 +323,12 @@ fn print_summary(rows: &[(usize, Case, Paired)]) {
     println!("summary (paired ratios lbctl / haproxy, median of the rounds):");
     for (nb, case, p) in rows {
         println!(
-            "  nbthread {nb} {:<24} req/s {:.2}x  p50 {:.2}x  p99 {:.2}x",
+            "  nbthread {nb} {:<24} req/s {:.2}x  p50 {:.2}x  p99 {:.2}x  CPU/request {:.2}x",
             case.label(),
             p.rps,
             p.p50,
-            p.p99
+            p.p99,
+            p.cpu
         );
     }
 }
@@ -351,8 +384,8 @@ fn start_ours(lbctl: &Path, dir: &Path, nbthread: usize, procs: &mut Procs) -> R
     Ok(pid)
 }
 
-/// HAProxy with the same backends, threads and checks.
-fn start_haproxy(dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<()> {
+/// HAProxy with the same backends, threads and checks; its pid.
+fn start_haproxy(dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<u32> {
     let servers: String = BACKENDS
         .iter()
         .enumerate()
@@ -368,19 +401,20 @@ fn start_haproxy(dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<()> {
     );
     let hfile = dir.join("haproxy.cfg");
     std::fs::write(&hfile, hcfg)?;
-    procs.0.push(
-        Command::new("haproxy")
-            .args(["-db", "-f", hfile.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting haproxy (scripts/bootstrap.sh installs it)")?,
-    );
-    Ok(())
+    let child = Command::new("haproxy")
+        .args(["-db", "-f", hfile.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting haproxy (scripts/bootstrap.sh installs it)")?;
+    let pid = child.id();
+    procs.0.push(child);
+    Ok(pid)
 }
 
 /// `rounds` rounds of wrk against both, who goes first alternating; (ours, haproxy).
 fn wrk_rounds(
+    [ours, haproxy]: [Proxy; 2],
     rounds: u32,
     secs: u32,
     conns: u32,
@@ -401,15 +435,15 @@ fn wrk_rounds(
             "  round {round}/{rounds}: wrk against {first} ({secs} s), then {second} ({secs} s)..."
         );
         let (a, b) = if ours_first {
-            let a = wrk(OURS, secs, conns, script, case)?;
-            (a, wrk(HAPROXY, secs, conns, script, case)?)
+            let a = measured(ours, secs, conns, script, case)?;
+            (a, measured(haproxy, secs, conns, script, case)?)
         } else {
-            let b = wrk(HAPROXY, secs, conns, script, case)?;
-            (wrk(OURS, secs, conns, script, case)?, b)
+            let b = measured(haproxy, secs, conns, script, case)?;
+            (measured(ours, secs, conns, script, case)?, b)
         };
         println!(
-            "  round {round}: lbctl {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} | haproxy {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {}",
-            a.rps, a.p50_ms, a.p99_ms, a.errors, b.rps, b.p50_ms, b.p99_ms, b.errors
+            "  round {round}: lbctl {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} cpu {:>5.1} us | haproxy {:>9.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms err {} cpu {:>5.1} us",
+            a.rps, a.p50_ms, a.p99_ms, a.errors, a.cost.cpu_us, b.rps, b.p50_ms, b.p99_ms, b.errors, b.cost.cpu_us
         );
         o.push(a);
         h.push(b);
@@ -436,6 +470,8 @@ struct Paired {
     rps: f64,
     p50: f64,
     p99: f64,
+    /// The proxy's CPU time per request.
+    cpu: f64,
 }
 
 fn print_medians(o: &[WrkResult], h: &[WrkResult]) -> Paired {
@@ -460,12 +496,27 @@ fn print_medians(o: &[WrkResult], h: &[WrkResult]) -> Paired {
         rps: paired(|r| r.rps),
         p50: paired(|r| r.p50_ms),
         p99: paired(|r| r.p99_ms),
+        cpu: paired(|r| r.cost.cpu_us),
     };
     println!(
-        "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x",
-        p.rps, p.p50, p.p99
+        "paired ratios (median of each round's lbctl / haproxy): req/s {:.2}x, p50 {:.2}x, p99 {:.2}x, CPU per request {:.2}x",
+        p.rps, p.p50, p.p99, p.cpu
     );
+    print_costs(o, h);
     p
+}
+
+/// The medians of what a request cost each proxy.
+fn print_costs(o: &[WrkResult], h: &[WrkResult]) {
+    let m = |v: &[WrkResult], f: fn(&Cost) -> f64| median(v.iter().map(|r| f(&r.cost)).collect());
+    for (who, v) in [("lbctl", o), ("haproxy", h)] {
+        println!(
+            "per request, {who}: {:.1} us of CPU, {:.2} context switches; {:.2} TCP segments sent",
+            m(v, |c| c.cpu_us),
+            m(v, |c| c.switches),
+            m(v, |c| c.segments)
+        );
+    }
 }
 
 /// Resident memory of the agent with 1,000 idle client connections.
@@ -933,6 +984,8 @@ Transfer/sec:     12.50MB
                 p99_ms: 2.5,
                 errors: 0,
                 cdf: vec![],
+                requests: 480000,
+                cost: Cost::default(),
             }
         );
     }

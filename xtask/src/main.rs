@@ -2,6 +2,7 @@
 //! `cargo xtask <command>`.
 mod bench;
 mod bench_charts;
+mod bench_cost;
 mod bench_datapath;
 mod bench_scale;
 mod bench_scale_measure;
