@@ -75,28 +75,7 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
             .pin_dir
             .as_ref()
             .and_then(|dir| state_sync::spawn(dir, backends.clone(), vrrp.clone()));
-        let dash = dashboard::Dashboard::new(
-            plan.lab.clone(),
-            plan.node.clone(),
-            plan.peers.clone(),
-            plan.names.clone(),
-            plan.config_file.clone(),
-        );
-        let refresher = dash.spawn_refresher();
-        let stp = match &plan.stp_observers {
-            Some(dir) => Some(stp_watch::StpWatch::start(dir, plan.stp_quiet_s)),
-            None => {
-                info!("STP topology-change markers are off: BPF maps not used (--no-bpf, or a real machine)");
-                None
-            }
-        };
-        let recorder = recorder::spawn(
-            dash.clone(),
-            plan.node.clone(),
-            backends.clone(),
-            vrrp.clone(),
-            stp,
-        );
+        let (dash, refresher, recorder) = start_dashboard(&plan, &backends, &vrrp);
         let admin = admin::serve(
             plan.admin,
             plan.node.clone(),
@@ -144,6 +123,42 @@ pub async fn run(plan: AgentPlan) -> Result<()> {
     }
     .instrument(span)
     .await
+}
+
+/// The dashboard, the task that refreshes its topology picture and the once-a-second
+/// recorder of what it draws (with STP topology-change markers when BPF observers run).
+fn start_dashboard(
+    plan: &AgentPlan,
+    backends: &[Arc<BackendState>],
+    vrrp: &Option<VrrpHandle>,
+) -> (
+    Arc<dashboard::Dashboard>,
+    tokio::task::JoinHandle<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let dash = dashboard::Dashboard::new(
+        plan.lab.clone(),
+        plan.node.clone(),
+        plan.peers.clone(),
+        plan.names.clone(),
+        plan.config_file.clone(),
+    );
+    let refresher = dash.spawn_refresher();
+    let stp = match &plan.stp_observers {
+        Some(dir) => Some(stp_watch::StpWatch::start(dir, plan.stp_quiet_s)),
+        None => {
+            info!("STP topology-change markers are off: BPF maps not used (--no-bpf, or a real machine)");
+            None
+        }
+    };
+    let recorder = recorder::spawn(
+        dash.clone(),
+        plan.node.clone(),
+        backends.to_vec(),
+        vrrp.clone(),
+        stp,
+    );
+    (dash, refresher, recorder)
 }
 
 /// Waits for SIGTERM or Ctrl-C.

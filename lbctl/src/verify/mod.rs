@@ -81,33 +81,21 @@ async fn undo_all(ctx: &Ctx) -> Vec<String> {
     lines
 }
 
+/// Runs the checkpoints `opts` asks for (all four by default) on the lab of `cfg`, one task
+/// each, undoing every fault after each; SIGINT or SIGTERM stops at the current one (its
+/// faults undone too).
 pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
     let t0 = Instant::now();
-    let plan = Plan::new(&cfg);
-    let data_path = match cfg.vxlan.as_ref().map(|v| v.mode) {
-        Some(VxlanMode::Kernel) => "kernel",
-        Some(VxlanMode::Ebpf) => "ebpf",
-        None => "none",
+    let list: Vec<u8> = if opts.only.is_empty() {
+        vec![1, 2, 3, 4]
+    } else {
+        opts.only.clone()
     };
-    let explicit_scenario = opts.reference.is_some();
-    let reference = match opts.reference {
-        Some(r) => r,
-        None => Config::default_scenario(),
-    };
-    let ctx = Arc::new(Ctx {
-        plan,
-        reference,
-        undo: undo::Undo::default(),
-        period: opts.period,
-        deadline: opts.deadline,
-        explicit_scenario,
-        max_events: opts.max_events,
-        cfg,
-    });
+    let ctx = Arc::new(context(cfg, opts));
     let mut report = Report {
         schema: report::SCHEMA,
         lab: ctx.plan.lab.clone(),
-        data_path: data_path.into(),
+        data_path: data_path_name(&ctx.cfg).into(),
         passed: false,
         interrupted: false,
         duration_ms: 0,
@@ -116,11 +104,6 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
     };
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let list: Vec<u8> = if opts.only.is_empty() {
-        vec![1, 2, 3, 4]
-    } else {
-        opts.only.clone()
-    };
     for n in list {
         eprintln!("verify: checkpoint {n} ({})", NAMES[(n - 1) as usize]);
         let c = ctx.clone();
@@ -131,26 +114,7 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
             _ = sigterm.recv() => None,
         };
         match done {
-            Some(Ok(cp)) => {
-                eprintln!(
-                    "verify: checkpoint {n} {}",
-                    if cp.passed { "PASS" } else { "FAIL" }
-                );
-                report.checkpoints.push(cp);
-            }
-            Some(Err(e)) => {
-                let msg = match e.try_into_panic() {
-                    Ok(p) => p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                let mut cp = Checkpoint::new(n, NAMES[(n - 1) as usize]);
-                cp.step("panic", Status::Fail, vec![msg]);
-                report.checkpoints.push(cp);
-            }
+            Some(r) => report.checkpoints.push(finished(n, r)),
             None => {
                 eprintln!("verify: interrupted");
                 task.abort();
@@ -166,4 +130,54 @@ pub async fn run(cfg: Config, opts: Options) -> Result<Report> {
     report.duration_ms = t0.elapsed().as_millis() as u64;
     report.finish();
     Ok(report)
+}
+
+/// What every checkpoint of a run shares.
+fn context(cfg: Config, opts: Options) -> Ctx {
+    let explicit_scenario = opts.reference.is_some();
+    Ctx {
+        plan: Plan::new(&cfg),
+        reference: opts.reference.unwrap_or_else(Config::default_scenario),
+        undo: undo::Undo::default(),
+        period: opts.period,
+        deadline: opts.deadline,
+        explicit_scenario,
+        max_events: opts.max_events,
+        cfg,
+    }
+}
+
+/// The report's name for the lab's VXLAN data path.
+fn data_path_name(cfg: &Config) -> &'static str {
+    match cfg.vxlan.as_ref().map(|v| v.mode) {
+        Some(VxlanMode::Kernel) => "kernel",
+        Some(VxlanMode::Ebpf) => "ebpf",
+        None => "none",
+    }
+}
+
+/// Checkpoint `n` as its task ended: its result, or a failed step naming the panic.
+fn finished(n: u8, r: Result<Checkpoint, tokio::task::JoinError>) -> Checkpoint {
+    match r {
+        Ok(cp) => {
+            eprintln!(
+                "verify: checkpoint {n} {}",
+                if cp.passed { "PASS" } else { "FAIL" }
+            );
+            cp
+        }
+        Err(e) => {
+            let msg = match e.try_into_panic() {
+                Ok(p) => p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic".into()),
+                Err(e) => e.to_string(),
+            };
+            let mut cp = Checkpoint::new(n, NAMES[(n - 1) as usize]);
+            cp.step("panic", Status::Fail, vec![msg]);
+            cp
+        }
+    }
 }

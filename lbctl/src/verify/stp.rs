@@ -10,7 +10,7 @@
 //! under a client loop from every user.
 
 use super::lab::{record_events, settle, Ctx};
-use super::outage::BACK_WITHIN;
+use super::outage::{ClientLoop, BACK_WITHIN};
 use super::report::{Checkpoint, Status};
 use super::undo::FaultKey;
 use crate::fault;
@@ -286,6 +286,9 @@ fn planned_step(
     );
 }
 
+/// One failure event: `f` injected with the users' client loops running, the new tree
+/// and the users' service checked, then `f` repaired and the tree at rest (`rest_blocked`,
+/// `rest_vrrp`) checked to return; the event's outages are recorded.
 async fn event(
     ctx: &Ctx,
     cp: &mut Checkpoint,
@@ -296,6 +299,26 @@ async fn event(
     let name = f.fault().to_string();
     let users = ctx.users();
     let (loops, downs) = ctx.inject_measured(&users, f).await?;
+    let (view, conv_ms) = check_new_tree(ctx, cp, &name).await?;
+    let paths: Vec<bool> = users.iter().map(|u| ctx.has_path(&view, u)).collect();
+    check_users_reach(ctx, cp, &name, &loops, &downs, &paths).await;
+    let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
+    ctx.repair(f).await?;
+    let conv_up_ms =
+        check_tree_returns(ctx, cp, &name, &loops, &ups, (rest_blocked, rest_vrrp)).await?;
+    let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
+    settle(ctx, &loops).await;
+    record_events(cp, &name, loops, &marks, &paths, (conv_ms, conv_up_ms));
+    Ok(())
+}
+
+/// After the fault: STP converges to the tree the config (and the scenario, where it
+/// applies) predicts. The lab as it is then, and the convergence time.
+async fn check_new_tree(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    name: &str,
+) -> Result<(LabView, Option<u64>)> {
     let conv = fault::converge(&ctx.cfg, true).await;
     let view = inspect::read_lab(&ctx.plan).await?;
     let (ok_cfg, mut ev) = config_check(ctx, &view);
@@ -307,7 +330,6 @@ async fn event(
         }
         Err(_) => true,
     };
-    let conv_ms = conv.as_ref().ok().map(|d| d.as_millis() as u64);
     match &conv {
         Ok(d) => ev.insert(0, format!("converged in {:.1} s", d.as_secs_f32())),
         Err(e) => ev.insert(0, format!("{e:#}")),
@@ -317,7 +339,18 @@ async fn event(
         conv.is_ok() && ok_cfg && ok_scn,
         ev,
     );
-    let paths: Vec<bool> = users.iter().map(|u| ctx.has_path(&view, u)).collect();
+    Ok((view, conv.ok().map(|d| d.as_millis() as u64)))
+}
+
+/// Every user that still has a path gets its service back.
+async fn check_users_reach(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    name: &str,
+    loops: &[ClientLoop],
+    downs: &[u64],
+    paths: &[bool],
+) {
     let mut ev = Vec::new();
     let mut all = true;
     for (i, l) in loops.iter().enumerate() {
@@ -341,9 +374,18 @@ async fn event(
         ));
     }
     cp.check(&format!("{name} down: users reach the service"), all, ev);
+}
 
-    let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
-    ctx.repair(f).await?;
+/// After the repair: STP converges back to the tree at rest (`rest`: its blocked ports and
+/// VRRP states) and every user reaches the service. The convergence time.
+async fn check_tree_returns(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    name: &str,
+    loops: &[ClientLoop],
+    ups: &[u64],
+    (rest_blocked, rest_vrrp): (&[String], &[(String, String)]),
+) -> Result<Option<u64>> {
     let conv_up = fault::converge(&ctx.cfg, true).await;
     let vrrp_back = ctx.wait_vrrp(rest_vrrp, Duration::from_secs(20)).await;
     let mut back = true;
@@ -376,11 +418,7 @@ async fn event(
         conv_up.is_ok() && ok_cfg && now_blocked == rest_blocked && vrrp_back.is_some() && back,
         ev,
     );
-    let marks: Vec<(u64, u64)> = downs.into_iter().zip(ups).collect();
-    let conv_up_ms = conv_up.as_ref().ok().map(|d| d.as_millis() as u64);
-    settle(ctx, &loops).await;
-    record_events(cp, &name, loops, &marks, &paths, (conv_ms, conv_up_ms));
-    Ok(())
+    Ok(conv_up.ok().map(|d| d.as_millis() as u64))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! Then the master's agent is killed ([`super::agent_kill`]) and its successor takes over.
 
 use super::lab::{pages_text, record, settle, Ctx, Marks};
-use super::outage::BACK_WITHIN;
+use super::outage::{ClientLoop, BACK_WITHIN};
 use super::report::Checkpoint;
 use super::undo::FaultKey;
 use crate::fault;
@@ -102,6 +102,9 @@ fn takeover_from(ctx: &Ctx, bridge: &str) -> Result<Vec<String>> {
     Ok(c)
 }
 
+/// Checkpoint 2: the master's bridge goes down, a backup takes over the VIP, users get
+/// their pages through it; the bridge comes back and STP converges; then the agent-kill
+/// sequence ([`super::agent_kill::run`]).
 pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     ctx.service()?;
     let master = ctx
@@ -117,14 +120,53 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         .ext_bridge(&master)
         .context("the master has no interface in the VIP's subnet")?;
     let candidates = takeover_from(ctx, &bridge)?;
-    let first = candidates[0].clone();
-    let who = candidates.join(" or ");
-    let f = FaultKey::Bridge(bridge.clone());
-    let name = f.fault().to_string();
+    let cut = Cut {
+        key: FaultKey::Bridge(bridge.clone()),
+        bridge,
+    };
     let users = ctx.users();
-    let (loops, downs) = ctx.inject_measured(&users, &f).await?;
-    let took = ctx.wait_takeover(&candidates).await;
-    let backup = took.as_ref().map_or(first, |t| t.0.clone());
+    let (loops, downs) = ctx.inject_measured(&users, &cut.key).await?;
+    let t = check_takeover(ctx, cp, &cut, &master, &candidates).await?;
+    let view = inspect::read_lab(&ctx.plan).await?;
+    let paths: Vec<bool> = users.iter().map(|u| ctx.has_path(&view, u)).collect();
+    check_pages_through(ctx, cp, &cut, &t.backup, &loops, &downs, &paths).await?;
+    repair_and_record(ctx, cp, &cut, loops, downs, &paths, t.took).await?;
+    super::agent_kill::run(ctx, cp, &master, &successors).await
+}
+
+/// The master's bridge, as the fault that cuts it.
+struct Cut {
+    key: FaultKey,
+    bridge: String,
+}
+
+impl Cut {
+    /// The fault's name in reports (`bridge vswout1`).
+    fn name(&self) -> String {
+        self.key.fault().to_string()
+    }
+}
+
+/// Who took the VIP over after the master's bridge went down, and how long it took.
+struct Takeover {
+    backup: String,
+    took: Option<Duration>,
+}
+
+/// Waits for one of `candidates` to become MASTER and checks it holds the VIP.
+async fn check_takeover(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    cut: &Cut,
+    master: &str,
+    candidates: &[String],
+) -> Result<Takeover> {
+    let (name, bridge) = (cut.name(), &cut.bridge);
+    let who = candidates.join(" or ");
+    let took = ctx.wait_takeover(candidates).await;
+    let backup = took
+        .as_ref()
+        .map_or_else(|| candidates[0].clone(), |t| t.0.clone());
     let took = took.map(|t| t.1);
     let holders = ctx.vip_holders().await?;
     cp.check(
@@ -148,9 +190,21 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
             ),
         ],
     );
-    let view = inspect::read_lab(&ctx.plan).await?;
-    let paths: Vec<bool> = users.iter().map(|u| ctx.has_path(&view, u)).collect();
-    let via = ctx.internal_addr(&backup).map(|a| a.to_string());
+    Ok(Takeover { backup, took })
+}
+
+/// Every user with a path gets its service back, and its pages through `backup`.
+async fn check_pages_through(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    cut: &Cut,
+    backup: &str,
+    loops: &[ClientLoop],
+    downs: &[u64],
+    paths: &[bool],
+) -> Result<()> {
+    let bridge = &cut.bridge;
+    let via = ctx.internal_addr(backup).map(|a| a.to_string());
     let mut ev = Vec::new();
     let mut ok = true;
     for (i, l) in loops.iter().enumerate() {
@@ -179,15 +233,30 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
     }
     cp.check(
         &format!(
-            "{name} down: users get pages through {backup} ({})",
+            "{} down: users get pages through {backup} ({})",
+            cut.name(),
             via.unwrap_or_default()
         ),
         ok,
         ev,
     );
+    Ok(())
+}
 
+/// Repairs `f`, waits for STP and the users' service, checks the steady state again and
+/// records the event's outages.
+async fn repair_and_record(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    cut: &Cut,
+    loops: Vec<ClientLoop>,
+    downs: Vec<u64>,
+    paths: &[bool],
+    took: Option<Duration>,
+) -> Result<()> {
+    let name = cut.name();
     let ups: Vec<u64> = loops.iter().map(|l| l.now_ms()).collect();
-    ctx.repair(&f).await?;
+    ctx.repair(&cut.key).await?;
     let conv = fault::converge(&ctx.cfg, true).await;
     for (i, l) in loops.iter().enumerate() {
         l.wait_recovered(ups[i], ctx.stable_n(), Duration::from_secs(20))
@@ -207,6 +276,6 @@ pub async fn run(ctx: &Ctx, cp: &mut Checkpoint) -> Result<()> {
         stp: (None, conv.ok().map(|d| d.as_millis() as u64)),
         takeover: (took.map(|d| d.as_millis() as u64), None),
     };
-    record(cp, &name, loops, &marks, &paths, m);
-    super::agent_kill::run(ctx, cp, &master, &successors).await
+    record(cp, &name, loops, &marks, paths, m);
+    Ok(())
 }
