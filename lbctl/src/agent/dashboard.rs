@@ -283,7 +283,8 @@ impl Dashboard {
         }
     }
 
-    async fn refresh_graph(&self) {
+    /// `lbctl graph --format json` of this lab (10 s at most), parsed.
+    async fn run_graph(&self) -> Result<serde_json::Value, String> {
         let mut cmd = tokio::process::Command::new(&self.exe);
         cmd.args(["graph", "--lab", &self.lab, "--format", "json"]);
         if let Some(c) = &self.config_file {
@@ -294,7 +295,7 @@ impl Dashboard {
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .output();
-        let res = match tokio::time::timeout(Duration::from_secs(10), run).await {
+        match tokio::time::timeout(Duration::from_secs(10), run).await {
             Err(_) => Err("lbctl graph took over 10 s".to_string()),
             Ok(Err(e)) => Err(format!("running lbctl graph: {e}")),
             Ok(Ok(o)) if !o.status.success() => Err(format!(
@@ -303,7 +304,12 @@ impl Dashboard {
             )),
             Ok(Ok(o)) => serde_json::from_slice::<serde_json::Value>(&o.stdout)
                 .map_err(|e| format!("lbctl graph's JSON: {e}")),
-        };
+        }
+    }
+
+    /// Runs `lbctl graph` for the lab and takes its picture, roles and STP changes in.
+    async fn refresh_graph(&self) {
+        let res = self.run_graph().await;
         let now = unix_now();
         let mut inner = self.inner();
         let v = match res {
@@ -313,42 +319,7 @@ impl Dashboard {
                 return;
             }
         };
-        let m = &v["model"];
-        let strings = |x: &serde_json::Value| -> Vec<String> {
-            x.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let roots: BTreeMap<String, Vec<String>> = m["roots"]
-            .as_object()
-            .map(|o| o.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
-            .unwrap_or_default();
-        let ports: BTreeMap<String, String> = m["ports"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|p| {
-                        Some((
-                            format!("{}/{}", p[0].as_str()?, p[1].as_str()?),
-                            p[2].as_str()?.to_lowercase(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let info = GraphInfo {
-            at: now,
-            live: m["live"].as_bool().unwrap_or(false),
-            masters: strings(&m["masters"]),
-            isolated_masters: strings(&m["isolated_masters"]),
-            blocked: strings(&m["blocked"]),
-            roots,
-            error: None,
-        };
+        let (info, ports) = graph_info(&v["model"], now);
         // STP changes since the last picture: port states and roots.
         let changes = match &inner.ports {
             Some(prev) => stp_changes(prev, &ports, &inner.graph.roots, &info.roots),
@@ -365,6 +336,47 @@ impl Dashboard {
         inner.graph = info;
         inner.svg = v["svg"].as_str().map(str::to_string);
     }
+}
+
+/// The roles and roots of a graph model (`lbctl graph`'s JSON `model`), and its ports'
+/// states by "bridge/port".
+fn graph_info(m: &serde_json::Value, now: f64) -> (GraphInfo, BTreeMap<String, String>) {
+    let strings = |x: &serde_json::Value| -> Vec<String> {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let roots: BTreeMap<String, Vec<String>> = m["roots"]
+        .as_object()
+        .map(|o| o.iter().map(|(k, v)| (k.clone(), strings(v))).collect())
+        .unwrap_or_default();
+    let ports: BTreeMap<String, String> = m["ports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    Some((
+                        format!("{}/{}", p[0].as_str()?, p[1].as_str()?),
+                        p[2].as_str()?.to_lowercase(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let info = GraphInfo {
+        at: now,
+        live: m["live"].as_bool().unwrap_or(false),
+        masters: strings(&m["masters"]),
+        isolated_masters: strings(&m["isolated_masters"]),
+        blocked: strings(&m["blocked"]),
+        roots,
+        error: None,
+    };
+    (info, ports)
 }
 
 /// What changed between two pictures: port states ("port B/P: old -> new", appeared,

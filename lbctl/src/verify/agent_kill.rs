@@ -90,33 +90,8 @@ pub async fn run(
     eprintln!("  {name}");
     let back = wait_back(ctx, master, rec.pid).await;
     restarted(ctx, cp, &name, master, t_kill, back);
-    // A successor normally takes over after Master_Down_Interval; but the supervisor
-    // restarts the killed agent within ~100 ms, and a restarted agent that hears no master
-    // for its own (shorter, higher-priority) Master_Down_Interval becomes master again
-    // itself, as VRRP says (preempt_delay only holds back preempting a live master). Either
-    // way is one master and no late failure, which is what this event requires.
-    let mut candidates = successors.to_vec();
-    candidates.push(master.to_string());
-    let who = candidates.join(" or ");
-    let took = ctx.wait_takeover(&candidates).await;
-    let backup = took
-        .as_ref()
-        .map(|t| t.0.clone())
-        .or_else(|| successors.first().cloned())
-        .unwrap_or_default();
+    let (backup, takeover) = check_takeover(ctx, cp, &name, master, successors, t_kill).await;
     let backup = backup.as_str();
-    let takeover = became_master(ctx, backup).filter(|at| *at >= t_kill);
-    cp.check(
-        &format!("{name}: {who} becomes MASTER"),
-        took.is_some() && takeover.is_some(),
-        vec![match takeover {
-            Some(at) => format!(
-                "{backup} MASTER {} ms after the kill",
-                ((at - t_kill) * 1000.0) as u64
-            ),
-            None => format!("{who} did not take over"),
-        }],
-    );
     one_holder(ctx, cp, &name).await?;
     // The restarted agent takes the VIP back after its preempt_delay.
     let delay = ctx.cfg.vrrp.as_ref().map_or(0, |v| v.preempt_delay_ms);
@@ -139,6 +114,46 @@ pub async fn run(
     };
     record(cp, &name, loops, &marks, &paths, m);
     Ok(())
+}
+
+/// After the kill, one of `successors` or the restarted `master` becomes MASTER: who, and
+/// when (Unix seconds, at or after `t_kill`).
+///
+/// A successor normally takes over after Master_Down_Interval; but the supervisor restarts
+/// the killed agent within ~100 ms, and a restarted agent that hears no master for its own
+/// (shorter, higher-priority) Master_Down_Interval becomes master again itself, as VRRP
+/// says (preempt_delay only holds back preempting a live master). Either way is one master
+/// and no late failure, which is what this event requires.
+async fn check_takeover(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    name: &str,
+    master: &str,
+    successors: &[String],
+    t_kill: f64,
+) -> (String, Option<f64>) {
+    let mut candidates = successors.to_vec();
+    candidates.push(master.to_string());
+    let who = candidates.join(" or ");
+    let took = ctx.wait_takeover(&candidates).await;
+    let backup = took
+        .as_ref()
+        .map(|t| t.0.clone())
+        .or_else(|| successors.first().cloned())
+        .unwrap_or_default();
+    let takeover = became_master(ctx, &backup).filter(|at| *at >= t_kill);
+    cp.check(
+        &format!("{name}: {who} becomes MASTER"),
+        took.is_some() && takeover.is_some(),
+        vec![match takeover {
+            Some(at) => format!(
+                "{backup} MASTER {} ms after the kill",
+                ((at - t_kill) * 1000.0) as u64
+            ),
+            None => format!("{who} did not take over"),
+        }],
+    );
+    (backup, takeover)
 }
 
 /// Waits (up to 5 s) until the agent answers again under a new PID; how long it took.

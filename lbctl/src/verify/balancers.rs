@@ -12,7 +12,7 @@
 
 use super::derive::{self, HostCut};
 use super::lab::{pages_text, record, settle, wait_for, Ctx, Marks, Page};
-use super::outage::BACK_WITHIN;
+use super::outage::{ClientLoop, BACK_WITHIN};
 use super::report::{Checkpoint, Status};
 use super::undo::{self, Action, FaultKey};
 use crate::config::Config;
@@ -336,28 +336,14 @@ async fn failover_with_cut(
     let took = ctx.wait_takeover(&candidates).await;
     let backup = took.as_ref().map_or(first, |t| t.0.clone());
     let took = took.map(|t| t.1);
-    let mut rec = true;
-    for (i, l) in loops.iter().enumerate() {
-        rec &= l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
-    }
-    cp.check(
+    let rec = wait_users_back(ctx, &loops, &downs).await;
+    failover_check(
+        ctx,
+        cp,
         &format!("{} down: failover to {who} with the {label}", f.fault()),
-        took.is_some() && rec,
-        vec![
-            match took {
-                Some(d) => format!(
-                    "{backup} MASTER {} ms after the link went down",
-                    d.as_millis()
-                ),
-                None => format!("{who} not MASTER: {:?}", ctx.vrrp_states()),
-            },
-            format!("now: {:?}", ctx.vrrp_states()),
-            if rec {
-                "every user reaches the service again".into()
-            } else {
-                "a user did NOT reach the service within 20 s of the fault".into()
-            },
-        ],
+        (&backup, took),
+        &who,
+        rec,
     );
     let backup_own = expected_up(&ctx.cfg, &backup, Some(&c.host));
     rotation(
@@ -399,6 +385,45 @@ async fn failover_with_cut(
         m,
     );
     Ok(())
+}
+
+/// Whether every user's loop got its service back within [`BACK_WITHIN`] of its `downs`.
+async fn wait_users_back(ctx: &Ctx, loops: &[ClientLoop], downs: &[u64]) -> bool {
+    let mut rec = true;
+    for (i, l) in loops.iter().enumerate() {
+        rec &= l.wait_back(downs[i], ctx.stable_n(), BACK_WITHIN).await;
+    }
+    rec
+}
+
+/// The failover step: `backup` (one of `who`) MASTER after `took`, and every user back.
+fn failover_check(
+    ctx: &Ctx,
+    cp: &mut Checkpoint,
+    label: &str,
+    (backup, took): (&str, Option<Duration>),
+    who: &str,
+    rec: bool,
+) {
+    cp.check(
+        label,
+        took.is_some() && rec,
+        vec![
+            match took {
+                Some(d) => format!(
+                    "{backup} MASTER {} ms after the link went down",
+                    d.as_millis()
+                ),
+                None => format!("{who} not MASTER: {:?}", ctx.vrrp_states()),
+            },
+            format!("now: {:?}", ctx.vrrp_states()),
+            if rec {
+                "every user reaches the service again".into()
+            } else {
+                "a user did NOT reach the service within 20 s of the fault".into()
+            },
+        ],
+    );
 }
 
 /// Removes the cut (reporting its drop counters) and checks every backend comes back.

@@ -216,39 +216,8 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         cfg.unicast_peers.is_empty(),
     )?;
     let arp = io::ArpSocket::open(link.index, link.mac)?;
-    let interval_cs = (cfg.advert_int_ms / 10) as u16;
-    let fsm = Fsm::new(FsmConfig {
-        version: cfg.version,
-        priority: cfg.priority,
-        advert_int_cs: interval_cs,
-        preempt: cfg.preempt,
-        preempt_delay: Duration::from_millis(u64::from(cfg.preempt_delay_ms)),
-        primary: link.primary,
-    });
-    let policy = RxPolicy {
-        version: cfg.version,
-        vrid: cfg.vrid,
-        interval_cs,
-        auth_pass: cfg.auth_pass.clone(),
-        own: link.addrs.clone(),
-        peers: cfg.unicast_peers.clone(),
-    };
-    let snap = Arc::new(Mutex::new(VrrpSnapshot {
-        instance: cfg.instance.clone(),
-        state: State::Initialize.as_str().into(),
-        priority: cfg.priority,
-        effective_priority: cfg.priority,
-        master: None,
-        vrid: cfg.vrid,
-        version: cfg.version,
-        adverts_sent: 0,
-        adverts_received: 0,
-        transitions: 0,
-        last_change: unix_now(),
-        drops: BTreeMap::new(),
-        checksum_forms: BTreeMap::new(),
-        events: Vec::new(),
-    }));
+    let (fsm, policy) = fsm_and_policy(&cfg, &link);
+    let snap = Arc::new(Mutex::new(VrrpSnapshot::initial(&cfg)));
     let (tx, rx) = mpsc::unbounded_channel();
     let changed = Arc::new(tokio::sync::Notify::new());
     tracing::info!(
@@ -277,6 +246,50 @@ pub async fn start(cfg: VrrpConfig) -> Result<(VrrpHandle, tokio::task::JoinHand
         r
     });
     Ok((VrrpHandle { snap, tx, changed }, task))
+}
+
+/// The state machine and the receive policy of an instance on `link`.
+fn fsm_and_policy(cfg: &VrrpConfig, link: &io::LinkInfo) -> (Fsm, RxPolicy) {
+    let interval_cs = (cfg.advert_int_ms / 10) as u16;
+    let fsm = Fsm::new(FsmConfig {
+        version: cfg.version,
+        priority: cfg.priority,
+        advert_int_cs: interval_cs,
+        preempt: cfg.preempt,
+        preempt_delay: Duration::from_millis(u64::from(cfg.preempt_delay_ms)),
+        primary: link.primary,
+    });
+    let policy = RxPolicy {
+        version: cfg.version,
+        vrid: cfg.vrid,
+        interval_cs,
+        auth_pass: cfg.auth_pass.clone(),
+        own: link.addrs.clone(),
+        peers: cfg.unicast_peers.clone(),
+    };
+    (fsm, policy)
+}
+
+impl VrrpSnapshot {
+    /// What an instance of `cfg` reports before its first event.
+    fn initial(cfg: &VrrpConfig) -> VrrpSnapshot {
+        VrrpSnapshot {
+            instance: cfg.instance.clone(),
+            state: State::Initialize.as_str().into(),
+            priority: cfg.priority,
+            effective_priority: cfg.priority,
+            master: None,
+            vrid: cfg.vrid,
+            version: cfg.version,
+            adverts_sent: 0,
+            adverts_received: 0,
+            transitions: 0,
+            last_change: unix_now(),
+            drops: BTreeMap::new(),
+            checksum_forms: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
 }
 
 struct Runner {
