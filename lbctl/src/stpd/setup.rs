@@ -65,14 +65,14 @@ pub fn port_info(s: &fsm::PortStatus) -> lb_common::RstpPortInfo {
         p2p: u8::from(s.oper_p2p),
         rstp: u8::from(s.send_rstp),
         _pad: [0; 3],
-        proposals_tx: c(s.proposals_tx),
-        proposals_rx: c(s.proposals_rx),
-        agreements_tx: c(s.agreements_tx),
-        agreements_rx: c(s.agreements_rx),
-        tc_tx: c(s.tc_tx),
-        tc_rx: c(s.tc_rx),
-        bpdus_tx: c(s.bpdus_tx),
-        bpdus_rx: c(s.bpdus_rx),
+        proposals_tx: c(s.counters.proposals_tx),
+        proposals_rx: c(s.counters.proposals_rx),
+        agreements_tx: c(s.counters.agreements_tx),
+        agreements_rx: c(s.counters.agreements_rx),
+        tc_tx: c(s.counters.tc_tx),
+        tc_rx: c(s.counters.tc_rx),
+        bpdus_tx: c(s.counters.bpdus_tx),
+        bpdus_rx: c(s.counters.bpdus_rx),
     }
 }
 

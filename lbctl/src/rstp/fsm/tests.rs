@@ -120,8 +120,8 @@ fn new_link_forwards_through_proposal_agreement() {
     assert!(t < 10 * MS, "took {t:?}, forward delay is 4 s");
     let s0 = &net.bridges[0].status().ports[0];
     let s1 = &net.bridges[1].status().ports[0];
-    assert!(s0.proposals_tx >= 1 && s1.proposals_rx >= 1);
-    assert!(s1.agreements_tx >= 1 && s0.agreements_rx >= 1);
+    assert!(s0.counters.proposals_tx >= 1 && s1.counters.proposals_rx >= 1);
+    assert!(s1.counters.agreements_tx >= 1 && s0.counters.agreements_rx >= 1);
     assert!(s0.oper_p2p && s0.send_rstp && !s0.oper_edge);
 }
 
@@ -266,8 +266,8 @@ fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
         let s = net.bridges[b].status();
         assert!(s.topology_changes > *n, "bridge {b}");
     }
-    assert!(net.bridges[SWOUT1].status().ports[1].tc_rx >= 1);
-    assert!(net.bridges[VSWOUT1].status().ports[0].tc_tx >= 1);
+    assert!(net.bridges[SWOUT1].status().ports[1].counters.tc_rx >= 1);
+    assert!(net.bridges[VSWOUT1].status().ports[0].counters.tc_tx >= 1);
     // The ports a TC flushed (not those that stopped forwarding) are flushed once more
     // 100 ms later, before the next TC BPDU a Hello Time later.
     let flushes1 = net.flushes.len();
@@ -614,7 +614,14 @@ fn replay_downstream_bridge_agrees_to_a_proposal_and_forwards_at_once() {
     assert_eq!(s.topology_changes, 1);
     let p = r.port();
     assert_eq!((p.role, p.state), (Role::Root, PortState::Forwarding));
-    assert_eq!((p.proposals_rx, p.agreements_tx, p.tc_tx), (1, 1, 1));
+    assert_eq!(
+        (
+            p.counters.proposals_rx,
+            p.counters.agreements_tx,
+            p.counters.tc_tx
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -654,7 +661,7 @@ fn replay_designated_port_forwards_on_agreement() {
         })
         .collect();
     assert_eq!(sent, vec![(1000, true), (2000, true), (3000, false)]);
-    assert_eq!(r.port().agreements_rx, 1);
+    assert_eq!(r.port().counters.agreements_rx, 1);
 }
 
 #[test]
@@ -928,7 +935,7 @@ fn replay_shared_link_ignores_agreements_and_waits_for_the_timers() {
             ],
             "{admin:?}"
         );
-        assert_eq!(r.port().agreements_rx, 8);
+        assert_eq!(r.port().counters.agreements_rx, 8);
     }
     // Full duplex under Auto, or ForceTrue on half duplex: point-to-point.
     for (admin, duplex) in [(AdminP2p::Auto, true), (AdminP2p::ForceTrue, false)] {
