@@ -136,9 +136,7 @@ pub enum PortState {
     Forwarding,
 }
 
-/// A port role (17.7): the five roles of 802.1D-2004, the same the tree theory expects, so
-/// the daemon's roles and the expected ones compare without a conversion.
-pub use crate::stp::theory::Role;
+pub use super::types::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
