@@ -481,3 +481,31 @@ fn reading_a_node_without_the_status_map_gives_nothing() {
     assert!(read_rstp_ports(dir).expect("no pin, no entries").is_empty());
     assert!(StpMaps::open(dir).is_err());
 }
+
+/// Every role and state reads back from `RSTP_PORT` as written, with the codes lb-common
+/// documents; an unknown code is disabled and discarding.
+#[test]
+fn role_and_state_codes_round_trip() {
+    let roles = [
+        Role::Disabled,
+        Role::Root,
+        Role::Designated,
+        Role::Alternate,
+        Role::Backup,
+    ];
+    for (code, role) in roles.into_iter().enumerate() {
+        assert_eq!(role_code(role), code as u8);
+        assert_eq!(role_of_code(code as u8), role);
+    }
+    let states = [
+        RstpState::Discarding,
+        RstpState::Learning,
+        RstpState::Forwarding,
+    ];
+    for (code, state) in states.into_iter().enumerate() {
+        assert_eq!(state_code(state), code as u8);
+        assert_eq!(state_of_code(code as u8), state);
+    }
+    assert_eq!(role_of_code(9), Role::Disabled);
+    assert_eq!(state_of_code(9), RstpState::Discarding);
+}
