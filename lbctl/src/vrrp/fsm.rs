@@ -170,23 +170,11 @@ impl Fsm {
                     }
                 }
             }
-            Event::Shutdown => {
-                if self.state == State::Master {
-                    out.push(Action::SendAdvert { prio: 0 });
-                    out.push(Action::DelVip);
-                }
-                self.cancel(&mut out);
-                self.go(State::Initialize, "shutdown", &mut out);
-            }
+            Event::Shutdown => self.stand_down(State::Initialize, "shutdown", &mut out),
             Event::InterfaceDown => {
                 self.link_down = true;
                 if matches!(self.state, State::Master | State::Backup) {
-                    if self.state == State::Master {
-                        out.push(Action::SendAdvert { prio: 0 });
-                        out.push(Action::DelVip);
-                    }
-                    self.cancel(&mut out);
-                    self.go(State::Fault, "interface down", &mut out);
+                    self.stand_down(State::Fault, "interface down", &mut out);
                 }
             }
             Event::InterfaceUp => {
@@ -327,6 +315,17 @@ impl Fsm {
     fn arm(&mut self, at: Instant, out: &mut Vec<Action>) {
         self.timer = Some(at);
         out.push(Action::ArmTimer(at));
+    }
+
+    /// Leaves the election for `to`: a master first hands over (a priority-0 advert, so a
+    /// backup takes over at once, and the VIP removed); the timer stops either way.
+    fn stand_down(&mut self, to: State, reason: &'static str, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            out.push(Action::SendAdvert { prio: 0 });
+            out.push(Action::DelVip);
+        }
+        self.cancel(out);
+        self.go(to, reason, out);
     }
 
     fn cancel(&mut self, out: &mut Vec<Action>) {
