@@ -40,9 +40,10 @@ pub const OBS_PORT_MAX: u32 = 1024;
 pub const OBS_VRRP_MAX: u32 = 4096;
 
 /// Per-interface counters of the observation program (value of `OBS_PORT`, per CPU: userspace
-/// sums the CPUs).
+/// sums the CPUs with [`PortStats::add`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct PortStats {
     /// Configuration BPDUs (802.1D type 0x00), with or without the TC flag.
     pub bpdu_config: u64,
@@ -71,6 +72,24 @@ pub struct PortStats {
     /// `discard = 0` because its `STP_LEASE` entry has expired (stpd stopped renewing it). Not
     /// counted in `gate_drop_in`/`gate_drop_out`, so the two causes stay apart.
     pub lease_drop: u64,
+}
+
+impl PortStats {
+    /// Adds `other`'s counters to these, field by field: how userspace sums the per-CPU values
+    /// of `OBS_PORT`.
+    pub fn add(&mut self, other: &PortStats) {
+        self.bpdu_config += other.bpdu_config;
+        self.bpdu_tcn += other.bpdu_tcn;
+        self.bpdu_tc += other.bpdu_tc;
+        self.bpdu_rstp += other.bpdu_rstp;
+        self.bpdu_bad += other.bpdu_bad;
+        self.vrrp += other.vrrp;
+        self.vrrp_bad += other.vrrp_bad;
+        self.bpdu_dropped += other.bpdu_dropped;
+        self.gate_drop_in += other.gate_drop_in;
+        self.gate_drop_out += other.gate_drop_out;
+        self.lease_drop += other.lease_drop;
+    }
 }
 
 /// The RSTP gate of one switch port (value of `STP_GATE`, key: ifindex), written by

@@ -85,34 +85,13 @@ pub struct ObserverCounters {
     pub vrrp: Vec<VrrpCounter>,
 }
 
-/// Per-interface counters (ifindex in the node's network namespace).
+/// Per-interface counters (ifindex in the node's network namespace), summed over CPUs.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct PortCounters {
     pub ifindex: u32,
-    /// Configuration BPDUs, with or without the TC flag.
-    pub bpdu_config: u64,
-    /// Topology change notification BPDUs.
-    pub bpdu_tcn: u64,
-    /// Configuration BPDUs with the topology change flag set (subset of `bpdu_config`).
-    pub bpdu_tc: u64,
-    /// RST BPDUs.
-    pub bpdu_rstp: u64,
-    /// Malformed or truncated frames to the STP group address.
-    pub bpdu_bad: u64,
-    /// VRRP advertisements, all VRIDs.
-    pub vrrp: u64,
-    /// Malformed or truncated VRRP (IPv4 protocol 112) packets.
-    pub vrrp_bad: u64,
-    /// Frames to the STP group address dropped at ingress by the RSTP gate (`rstp = 1`:
-    /// `lbctl stpd` owns the BPDUs; counted above first).
-    pub bpdu_dropped: u64,
-    /// Data frames the RSTP gate dropped at ingress (port discarding).
-    pub gate_drop_in: u64,
-    /// Data frames the RSTP gate dropped at egress (port discarding).
-    pub gate_drop_out: u64,
-    /// Data frames the RSTP gate dropped (either way) because stpd's lease on the port ran
-    /// out (`STP_LEASE`: fail closed when stpd stops renewing).
-    pub lease_drop: u64,
+    /// The observer's counters (see [`PortStats`] for each), serialised beside `ifindex`.
+    #[serde(flatten)]
+    pub stats: PortStats,
 }
 
 /// VRRP advertisements seen on one interface for one virtual router.
@@ -298,17 +277,7 @@ pub fn read_observer(pin_dir: &Path) -> Result<ObserverCounters> {
             ..Default::default()
         };
         for s in per_cpu.iter() {
-            c.bpdu_config += s.bpdu_config;
-            c.bpdu_tcn += s.bpdu_tcn;
-            c.bpdu_tc += s.bpdu_tc;
-            c.bpdu_rstp += s.bpdu_rstp;
-            c.bpdu_bad += s.bpdu_bad;
-            c.vrrp += s.vrrp;
-            c.vrrp_bad += s.vrrp_bad;
-            c.bpdu_dropped += s.bpdu_dropped;
-            c.gate_drop_in += s.gate_drop_in;
-            c.gate_drop_out += s.gate_drop_out;
-            c.lease_drop += s.lease_drop;
+            c.stats.add(s);
         }
         out.ports.push(c);
     }
@@ -799,14 +768,16 @@ mod tests {
 
         let expected_port = PortCounters {
             ifindex: o0,
-            bpdu_config: 2,
-            bpdu_tcn: 1,
-            bpdu_tc: 1,
-            bpdu_rstp: 1,
-            bpdu_bad: 2,
-            vrrp: 5,
-            vrrp_bad: 2,
-            ..Default::default() // no gate entry: nothing dropped
+            stats: PortStats {
+                bpdu_config: 2,
+                bpdu_tcn: 1,
+                bpdu_tc: 1,
+                bpdu_rstp: 1,
+                bpdu_bad: 2,
+                vrrp: 5,
+                vrrp_bad: 2,
+                ..Default::default() // no gate entry: nothing dropped
+            },
         };
         wait_for(&lab.pin_dir, Duration::from_secs(3), |c| {
             c.ports.contains(&expected_port)
@@ -970,7 +941,7 @@ mod tests {
             lab.ipn(&["link", "set", dev, "up"]);
         }
 
-        let total = |c: &ObserverCounters| c.ports.iter().map(|p| p.bpdu_config).sum::<u64>();
+        let total = |c: &ObserverCounters| c.ports.iter().map(|p| p.stats.bpdu_config).sum::<u64>();
         let first = wait_for(&lab.pin_dir, Duration::from_secs(4), |c| total(c) >= 1);
         assert!(total(&first) >= 1, "no BPDU within 4 s: {first:#?}");
         // With hello 1 s the counter keeps growing by itself.
@@ -988,8 +959,8 @@ mod tests {
                 "unexpected ifindex {}",
                 p.ifindex
             );
-            assert_eq!(p.bpdu_bad, 0, "{p:?}");
-            assert_eq!(p.bpdu_rstp, 0, "kernel STP sends 802.1D BPDUs: {p:?}");
+            assert_eq!(p.stats.bpdu_bad, 0, "{p:?}");
+            assert_eq!(p.stats.bpdu_rstp, 0, "kernel STP sends 802.1D BPDUs: {p:?}");
         }
     }
 }

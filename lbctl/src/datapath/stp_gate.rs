@@ -28,6 +28,9 @@ use anyhow::{Context as _, Result};
 use aya::maps::{HashMap, Map, MapData};
 use lb_common::{RstpPortInfo, StpGate, RSTP_PORT_MAP, STP_GATE_MAP, STP_LEASE_MAP};
 
+use crate::rstp::fsm::PortState as RstpState;
+use crate::rstp::types::Role;
+
 /// How far ahead stpd sets a port's lease ([`StpMaps::renew_lease`] with
 /// `monotonic_now() + LEASE`).
 ///
@@ -55,6 +58,54 @@ pub fn monotonic_now() -> Duration {
     // SAFETY: a valid out pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The codes of [`RstpPortInfo::role`], one table for stpd's writing and status's reading.
+const ROLE_CODES: [(Role, u8); 5] = [
+    (Role::Disabled, 0),
+    (Role::Root, 1),
+    (Role::Designated, 2),
+    (Role::Alternate, 3),
+    (Role::Backup, 4),
+];
+
+/// The codes of [`RstpPortInfo::state`], as [`ROLE_CODES`].
+const STATE_CODES: [(RstpState, u8); 3] = [
+    (RstpState::Discarding, 0),
+    (RstpState::Learning, 1),
+    (RstpState::Forwarding, 2),
+];
+
+/// A role's code in `RSTP_PORT`.
+pub fn role_code(role: Role) -> u8 {
+    ROLE_CODES
+        .iter()
+        .find(|(r, _)| *r == role)
+        .map_or(0, |e| e.1)
+}
+
+/// The role of a code in `RSTP_PORT`; an unknown code takes no part (disabled).
+pub fn role_of_code(code: u8) -> Role {
+    ROLE_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or(Role::Disabled, |e| e.0)
+}
+
+/// A state's code in `RSTP_PORT`.
+pub fn state_code(state: RstpState) -> u8 {
+    STATE_CODES
+        .iter()
+        .find(|(s, _)| *s == state)
+        .map_or(0, |e| e.1)
+}
+
+/// The state of a code in `RSTP_PORT`; an unknown code discards (fail safe).
+pub fn state_of_code(code: u8) -> RstpState {
+    STATE_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map_or(RstpState::Discarding, |e| e.0)
 }
 
 /// Open handles on a node's pinned `STP_GATE`, `STP_LEASE` and `RSTP_PORT` maps.

@@ -1,5 +1,6 @@
 //! The values a BPDU carries (802.1D-2004 clauses 9 and 17.19–17.21), shared by the codec
-//! ([`super::bpdu`]) and the state machines ([`super::fsm`]).
+//! ([`super::bpdu`]) and the state machines ([`super::fsm`]), and the port role the machines
+//! assign.
 //!
 //! Times stay in the wire's unit, 1/256 s, so a decoded BPDU re-encodes to the same bytes;
 //! the state machines convert where they compare or count.
@@ -55,6 +56,23 @@ pub struct Times {
 impl Times {
     /// One second in the wire's unit.
     pub const SECOND: u16 = 256;
+}
+
+/// A port role (17.7; 802.1D-2004 names: the 1998 edition only distinguishes root,
+/// designated and "blocking", which 2004 splits into Alternate and Backup). The state
+/// machines assign it; the tree theory (`stp::theory`, which re-exports it) expects it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Role {
+    /// The bridge's best path towards the root.
+    Root,
+    /// The port that forwards onto its segment on behalf of the tree.
+    Designated,
+    /// Blocked; the segment's designated port belongs to another bridge (a redundant path).
+    Alternate,
+    /// Blocked; the segment's designated port belongs to this same bridge.
+    Backup,
+    /// Down port, down bridge, or unknown bridge: takes no part.
+    Disabled,
 }
 
 /// The port role encoded in an RST BPDU's flags (bits 3–4, 9.3.3).

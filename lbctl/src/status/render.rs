@@ -336,7 +336,10 @@ fn counters(o: &mut String, s: &Status) {
         "\nBPF COUNTERS (TC ingress observer, pinned under {})",
         state::pin_dir(&s.lab).display()
     );
-    let gated = s.counters.iter().any(|c| gate_drops(&c.counts) != [0; 4]);
+    let gated = s
+        .counters
+        .iter()
+        .any(|c| gate_drops(&c.counts.stats) != [0; 4]);
     if gated {
         let _ = writeln!(
             o,
@@ -364,7 +367,7 @@ fn counters(o: &mut String, s: &Status) {
             .map(|(v, n)| format!("{v}:{n}"))
             .collect();
         let gate = if gated {
-            let [b, i, out, l] = gate_drops(&c.counts);
+            let [b, i, out, l] = gate_drops(&c.counts.stats);
             format!(" {b:>10} {i:>8} {out:>8} {l:>7}")
         } else {
             String::new()
@@ -374,13 +377,13 @@ fn counters(o: &mut String, s: &Status) {
             "  {:<8} {:<11} {:>8} {:>5} {:>5} {:>5} {:>5} {:>7} {:>5}{gate}  {}",
             c.node,
             c.iface,
-            c.counts.bpdu_config,
-            c.counts.bpdu_tcn,
-            c.counts.bpdu_tc,
-            c.counts.bpdu_rstp,
-            c.counts.bpdu_bad,
-            c.counts.vrrp,
-            c.counts.vrrp_bad,
+            c.counts.stats.bpdu_config,
+            c.counts.stats.bpdu_tcn,
+            c.counts.stats.bpdu_tc,
+            c.counts.stats.bpdu_rstp,
+            c.counts.stats.bpdu_bad,
+            c.counts.stats.vrrp,
+            c.counts.stats.vrrp_bad,
             by.join(" ")
         );
     }
@@ -388,7 +391,7 @@ fn counters(o: &mut String, s: &Status) {
 
 /// The RSTP gate's drops of a port: BPDUs left to stpd, data in and out of a discarding port,
 /// data dropped once stpd's lease ran out.
-fn gate_drops(c: &crate::datapath::observe::PortCounters) -> [u64; 4] {
+fn gate_drops(c: &lb_common::PortStats) -> [u64; 4] {
     [
         c.bpdu_dropped,
         c.gate_drop_in,

@@ -2,7 +2,7 @@
 //! health, its VRRP instance, its proxy's client-side counters. Status keeps its own type,
 //! converted at the edge from the agent's wire type ([`crate::agent::admin::Stats`]) or built
 //! from the agent's pinned maps, so the `/stats` wire format can evolve apart from what
-//! status and graph reason about. Serialised with the same field names and values as the
+//! status and graph reason about; a backend's row is the wire's own ([`BackendReport`]). Serialised with the same field names and values as the
 //! wire type, so `lbctl status --json` keeps its shape.
 
 use crate::agent::admin::{BackendStats, Stats};
@@ -117,61 +117,10 @@ impl From<VrrpSnapshot> for VrrpReport {
     }
 }
 
-/// One backend as a balancer sees it.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackendReport {
-    pub name: String,
-    pub address: String,
-    pub pool: String,
-    pub weight: u32,
-    pub up: bool,
-    pub active: u64,
-    pub requests: u64,
-    /// Responses by class: 1xx, 2xx, 3xx, 4xx, 5xx.
-    pub responses: [u64; 5],
-    pub failures: u64,
-    pub retries: u64,
-    pub redispatches: u64,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub avg_response_ms: f64,
-    pub check_ok: Option<bool>,
-    pub check_reason: Option<String>,
-    pub check_duration_ms: Option<u64>,
-    pub check_passive: Option<bool>,
-    pub last_change: f64,
-    pub transitions: u64,
-    /// Why the last up/down transition happened.
-    pub change_reason: Option<String>,
-}
-
-impl From<BackendStats> for BackendReport {
-    fn from(b: BackendStats) -> BackendReport {
-        BackendReport {
-            name: b.name,
-            address: b.address,
-            pool: b.pool,
-            weight: b.weight,
-            up: b.up,
-            active: b.active,
-            requests: b.requests,
-            responses: b.responses,
-            failures: b.failures,
-            retries: b.retries,
-            redispatches: b.redispatches,
-            bytes_in: b.bytes_in,
-            bytes_out: b.bytes_out,
-            avg_response_ms: b.avg_response_ms,
-            check_ok: b.check_ok,
-            check_reason: b.check_reason,
-            check_duration_ms: b.check_duration_ms,
-            check_passive: b.check_passive,
-            last_change: b.last_change,
-            transitions: b.transitions,
-            change_reason: b.change_reason,
-        }
-    }
-}
+/// One backend as a balancer sees it: the agent's `/stats` row as it is. Unlike the VRRP
+/// state and the source, no field of it wants a type of its own in status, so status reads
+/// the wire's row rather than a field-by-field copy; give it one when the wire row changes.
+pub type BackendReport = BackendStats;
 
 /// What one balancer reports.
 #[derive(Debug, Clone, Serialize)]
@@ -206,7 +155,7 @@ impl From<Stats> for BalancerReport {
             source: s.source.as_deref().map(Source::from_wire),
             frontend: s.frontend,
             vrrp: s.vrrp.map(VrrpReport::from),
-            backends: s.backends.into_iter().map(BackendReport::from).collect(),
+            backends: s.backends,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::datapath::vxlan::{FdbRow, VxCounters};
 use crate::stp::theory::{self, BridgeId, KernelBridge, KernelPort, PortState, Role};
 use crate::topo::inspect::{self, BridgeView, IfaceView, LabView, NodeView, PortView};
 use crate::topo::plan::Plan;
+use lb_common::PortStats;
 
 /// The node whose namespace the fixture leaves out.
 const MISSING: &str = "user2";
@@ -232,16 +233,20 @@ fn raw(cfg: &Config) -> Raw {
             ports: vec![
                 PortCounters {
                     ifindex: 3,
-                    bpdu_config: 1200,
-                    bpdu_tcn: 2,
-                    bpdu_tc: 5,
-                    vrrp: 40,
-                    ..Default::default()
+                    stats: PortStats {
+                        bpdu_config: 1200,
+                        bpdu_tcn: 2,
+                        bpdu_tc: 5,
+                        vrrp: 40,
+                        ..Default::default()
+                    },
                 },
                 PortCounters {
                     ifindex: 99,
-                    bpdu_bad: 1,
-                    ..Default::default()
+                    stats: PortStats {
+                        bpdu_bad: 1,
+                        ..Default::default()
+                    },
                 },
             ],
             vrrp: vec![VrrpCounter {
@@ -428,7 +433,7 @@ fn an_rstp_lab_is_compared_with_the_same_theory() {
 fn gate_drops_get_columns_only_when_some_port_dropped() {
     let cfg = Config::default_scenario();
     let mut r = raw(&cfg);
-    let port = &mut r.observers[0].1.ports[0];
+    let port = &mut r.observers[0].1.ports[0].stats;
     port.bpdu_dropped = 1200;
     port.gate_drop_out = 7;
     port.lease_drop = 31;

@@ -156,21 +156,9 @@ pub struct Topology {
     pub ports: Vec<PortSpec>,
 }
 
-/// 802.1D port role (802.1D-2004 names; the 1998 edition only distinguishes root,
-/// designated and "blocking", which we split into Alternate and Backup like RSTP does).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum Role {
-    /// The bridge's best path towards the root.
-    Root,
-    /// The port that forwards onto its segment on behalf of the tree.
-    Designated,
-    /// Blocked; the segment's designated port belongs to another bridge (a redundant path).
-    Alternate,
-    /// Blocked; the segment's designated port belongs to this same bridge.
-    Backup,
-    /// Down port, down bridge, or unknown bridge: takes no part.
-    Disabled,
-}
+/// 802.1D port role: the one RSTP's state machines assign ([`crate::rstp::types::Role`]),
+/// so the roles a daemon reports compare with the expected ones as they are.
+pub use crate::rstp::types::Role;
 
 impl Role {
     /// Port state this role settles in once forward-delay timers have run out.

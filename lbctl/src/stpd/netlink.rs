@@ -8,7 +8,6 @@
 
 use anyhow::{Context, Result};
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::TryStreamExt;
 use rtnetlink::packet_core::{DefaultNla, NetlinkMessage, NetlinkPayload, Nla};
 use rtnetlink::packet_route::link::{
     LinkAttribute, LinkFlags, LinkMessage, LinkProtoInfoBridge, State,
@@ -140,13 +139,7 @@ pub fn connect() -> Result<(Handle, LinkEvents)> {
 
 /// The bridge's ifindex, whether it is up, and its ports.
 pub async fn read_bridge(h: &Handle, bridge: &str) -> Result<(u32, bool, Vec<PortLink>)> {
-    let links: Vec<LinkMessage> = h
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .context("dumping the links")?;
+    let links = crate::topo::nl::dump_links(h).await?;
     let name_of = |m: &LinkMessage| crate::topo::nl::link_name(m).map(str::to_string);
     let br = links
         .iter()
@@ -171,7 +164,10 @@ pub async fn read_bridge(h: &Handle, bridge: &str) -> Result<(u32, bool, Vec<Por
     Ok((bi, br_up, ports))
 }
 
-/// One `AF_BRIDGE` `RTM_SETLINK` on port `ifindex` carrying one `IFLA_PROTINFO` attribute.
+/// One `AF_BRIDGE` `RTM_SETLINK` on port `ifindex` carrying one `IFLA_PROTINFO` attribute
+/// (`bridge link set`). Not [`crate::topo::nl::set_port_stp`]'s message: that one is an
+/// `RTM_NEWLINK` with the port's `IFLA_INFO_SLAVE_DATA` (`ip link set type bridge_slave`),
+/// another kernel entry point; stpd keeps the one its port-state events were tested with.
 async fn set_protinfo(h: &Handle, ifindex: u32, nla: DefaultNla) -> Result<()> {
     let mut m = LinkMessage::default();
     m.header.interface_family = AddressFamily::Bridge;

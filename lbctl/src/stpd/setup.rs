@@ -1,7 +1,8 @@
 //! Pure: what the lab's plan says about one RSTP bridge, in the state machines' terms
 //! ([`crate::rstp::fsm`]), and a port's status as the BPF status map holds it.
 
-use crate::rstp::fsm::{self, AdminP2p, BridgeConfig, PortConfig, PortState, Role};
+use crate::datapath::stp_gate;
+use crate::rstp::fsm::{self, AdminP2p, BridgeConfig, PortConfig, PortState};
 use crate::rstp::types::BridgeId;
 use crate::topo::plan::{BridgePlan, PortPlan};
 
@@ -49,30 +50,20 @@ pub fn port_config(p: &PortPlan) -> PortConfig {
 pub fn port_info(s: &fsm::PortStatus) -> lb_common::RstpPortInfo {
     let c = |v: u64| v.min(u64::from(u32::MAX)) as u32;
     lb_common::RstpPortInfo {
-        role: match s.role {
-            Role::Disabled => 0,
-            Role::Root => 1,
-            Role::Designated => 2,
-            Role::Alternate => 3,
-            Role::Backup => 4,
-        },
-        state: match s.state {
-            PortState::Discarding => 0,
-            PortState::Learning => 1,
-            PortState::Forwarding => 2,
-        },
+        role: stp_gate::role_code(s.role),
+        state: stp_gate::state_code(s.state),
         edge: u8::from(s.oper_edge),
         p2p: u8::from(s.oper_p2p),
         rstp: u8::from(s.send_rstp),
         _pad: [0; 3],
-        proposals_tx: c(s.proposals_tx),
-        proposals_rx: c(s.proposals_rx),
-        agreements_tx: c(s.agreements_tx),
-        agreements_rx: c(s.agreements_rx),
-        tc_tx: c(s.tc_tx),
-        tc_rx: c(s.tc_rx),
-        bpdus_tx: c(s.bpdus_tx),
-        bpdus_rx: c(s.bpdus_rx),
+        proposals_tx: c(s.counters.proposals_tx),
+        proposals_rx: c(s.counters.proposals_rx),
+        agreements_tx: c(s.counters.agreements_tx),
+        agreements_rx: c(s.counters.agreements_rx),
+        tc_tx: c(s.counters.tc_tx),
+        tc_rx: c(s.counters.tc_rx),
+        bpdus_tx: c(s.counters.bpdus_tx),
+        bpdus_rx: c(s.counters.bpdus_rx),
     }
 }
 

@@ -11,17 +11,12 @@
 use std::collections::BTreeMap;
 
 use super::inspect::BridgeView;
+use crate::datapath::stp_gate;
 use crate::stp::theory::{BridgeId, PortState, Role};
 use crate::stpd::report::StpdReport;
 
-/// RSTP's port state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RstpState {
-    Discarding,
-    Learning,
-    Forwarding,
-}
+/// RSTP's port state: the one the daemon's state machines apply.
+pub use crate::rstp::fsm::PortState as RstpState;
 
 /// One port as its daemon published it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -56,18 +51,8 @@ pub struct RstpBridgeView {
 impl RstpPortView {
     pub fn from_info(i: &lb_common::RstpPortInfo, kernel_state: PortState) -> RstpPortView {
         RstpPortView {
-            role: match i.role {
-                1 => Role::Root,
-                2 => Role::Designated,
-                3 => Role::Alternate,
-                4 => Role::Backup,
-                _ => Role::Disabled,
-            },
-            state: match i.state {
-                2 => RstpState::Forwarding,
-                1 => RstpState::Learning,
-                _ => RstpState::Discarding,
-            },
+            role: stp_gate::role_of_code(i.role),
+            state: stp_gate::state_of_code(i.state),
             edge: i.edge != 0,
             p2p: i.p2p != 0,
             rstp: i.rstp != 0,

@@ -170,23 +170,11 @@ impl Fsm {
                     }
                 }
             }
-            Event::Shutdown => {
-                if self.state == State::Master {
-                    out.push(Action::SendAdvert { prio: 0 });
-                    out.push(Action::DelVip);
-                }
-                self.cancel(&mut out);
-                self.go(State::Initialize, "shutdown", &mut out);
-            }
+            Event::Shutdown => self.stand_down(State::Initialize, "shutdown", &mut out),
             Event::InterfaceDown => {
                 self.link_down = true;
                 if matches!(self.state, State::Master | State::Backup) {
-                    if self.state == State::Master {
-                        out.push(Action::SendAdvert { prio: 0 });
-                        out.push(Action::DelVip);
-                    }
-                    self.cancel(&mut out);
-                    self.go(State::Fault, "interface down", &mut out);
+                    self.stand_down(State::Fault, "interface down", &mut out);
                 }
             }
             Event::InterfaceUp => {
@@ -329,6 +317,17 @@ impl Fsm {
         out.push(Action::ArmTimer(at));
     }
 
+    /// Leaves the election for `to`: a master first hands over (a priority-0 advert, so a
+    /// backup takes over at once, and the VIP removed); the timer stops either way.
+    fn stand_down(&mut self, to: State, reason: &'static str, out: &mut Vec<Action>) {
+        if self.state == State::Master {
+            out.push(Action::SendAdvert { prio: 0 });
+            out.push(Action::DelVip);
+        }
+        self.cancel(out);
+        self.go(to, reason, out);
+    }
+
     fn cancel(&mut self, out: &mut Vec<Action>) {
         if self.timer.take().is_some() {
             out.push(Action::CancelTimer);
@@ -368,6 +367,15 @@ mod tests {
             preempt: true,
             preempt_delay: Duration::ZERO,
             primary: ME,
+        }
+    }
+
+    /// A priority-150 router that waits 10 s after its start before it preempts (a
+    /// restarted balancer's `preempt_delay`).
+    fn restarted_150() -> FsmConfig {
+        FsmConfig {
+            preempt_delay: Duration::from_secs(10),
+            ..cfg(V2, 150)
         }
     }
 
@@ -569,9 +577,7 @@ mod tests {
     fn preempt_delay_counts_from_startup_then_preempts() {
         // A restarted 150 finds a 100 master (it took over while we were dead): during the
         // delay it follows it (timer reset, no VIP), then lets Master_Down run out.
-        let mut c = cfg(V2, 150);
-        c.preempt_delay = Duration::from_secs(10);
-        let mut r = Replay::new(c);
+        let mut r = Replay::new(restarted_150());
         r.at(0, Event::Startup);
         for k in 0..10u64 {
             let a = r.at(500 + k * 1000, adv(100, HIGH_ADDR));
@@ -594,9 +600,7 @@ mod tests {
     fn preempt_delay_never_delays_a_master_when_there_is_none() {
         // Restarted with nobody master (both agents restarted, or the other is dead): the
         // delay is about deferring to a live master, not about leaving the VIP unowned.
-        let mut c = cfg(V2, 150);
-        c.preempt_delay = Duration::from_secs(10);
-        let mut r = Replay::new(c);
+        let mut r = Replay::new(restarted_150());
         r.at(0, Event::Startup);
         let (ms, a) = r.fire();
         assert_eq!(ms, 3414);
@@ -607,9 +611,7 @@ mod tests {
     fn preempt_delay_is_over_for_a_node_that_has_been_up() {
         // Long after startup, a master whose priority drops below ours (its backends
         // failed) is preempted as without a delay: only a restart waits.
-        let mut c = cfg(V2, 150);
-        c.preempt_delay = Duration::from_secs(10);
-        let mut r = Replay::new(c);
+        let mut r = Replay::new(restarted_150());
         r.at(0, Event::Startup);
         for k in 0..30u64 {
             assert_eq!(r.at(200 + k * 1000, adv(200, HIGH_ADDR)).len(), 1);
@@ -629,9 +631,7 @@ mod tests {
         // (100) takes over at its Master_Down (3.609 s); bal1's agent is back at 300 ms
         // with a 10 s preempt_delay. bal2's first advert reaches bal1 before bal1's own
         // Master_Down (3.714 s): bal1 follows it instead of taking the VIP back at once.
-        let mut c = cfg(V2, 150);
-        c.preempt_delay = Duration::from_secs(10);
-        let mut b1 = Replay::new(c);
+        let mut b1 = Replay::new(restarted_150());
         let mut b2 = Replay::new(FsmConfig {
             primary: HIGH_ADDR,
             ..cfg(V2, 100)

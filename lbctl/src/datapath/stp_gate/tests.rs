@@ -91,12 +91,7 @@ fn counters(ebpf: &Ebpf) -> PortStats {
         return PortStats::default();
     };
     per_cpu.iter().fold(PortStats::default(), |mut a, s| {
-        a.bpdu_config += s.bpdu_config;
-        a.bpdu_rstp += s.bpdu_rstp;
-        a.bpdu_dropped += s.bpdu_dropped;
-        a.gate_drop_in += s.gate_drop_in;
-        a.gate_drop_out += s.gate_drop_out;
-        a.lease_drop += s.lease_drop;
+        a.add(s);
         a
     })
 }
@@ -390,8 +385,8 @@ fn discarding_gate_and_expired_lease_stop_pings_on_a_veth_and_forwarding_lets_th
         .iter()
         .find(|p| p.ifindex == g0)
         .expect("g0 counted");
-    assert!(port.gate_drop_in > 0, "{port:?}");
-    let gate_drops = (port.gate_drop_in, port.gate_drop_out);
+    assert!(port.stats.gate_drop_in > 0, "{port:?}");
+    let gate_drops = (port.stats.gate_drop_in, port.stats.gate_drop_out);
 
     maps.set_gate(
         g0,
@@ -417,7 +412,7 @@ fn discarding_gate_and_expired_lease_stop_pings_on_a_veth_and_forwarding_lets_th
         c.ports
             .iter()
             .find(|p| p.ifindex == g0)
-            .map(|p| p.lease_drop)
+            .map(|p| p.stats.lease_drop)
     };
     assert_eq!(lease_drops(), Some(0), "drops under a fresh lease");
     while monotonic_now() < until + std::time::Duration::from_millis(100) {
@@ -429,7 +424,7 @@ fn discarding_gate_and_expired_lease_stop_pings_on_a_veth_and_forwarding_lets_th
     let c = read_observer(&lab.pin_dir).expect("read_observer");
     let port = c.ports.iter().find(|p| p.ifindex == g0).expect("g0");
     assert_eq!(
-        (port.gate_drop_in, port.gate_drop_out),
+        (port.stats.gate_drop_in, port.stats.gate_drop_out),
         (gate_drops.0, gate_drops.1),
         "lease drops counted as gate drops: {port:?}"
     );
@@ -485,4 +480,32 @@ fn reading_a_node_without_the_status_map_gives_nothing() {
     let dir = Path::new("/nonexistent-lbctl-pin-dir");
     assert!(read_rstp_ports(dir).expect("no pin, no entries").is_empty());
     assert!(StpMaps::open(dir).is_err());
+}
+
+/// Every role and state reads back from `RSTP_PORT` as written, with the codes lb-common
+/// documents; an unknown code is disabled and discarding.
+#[test]
+fn role_and_state_codes_round_trip() {
+    let roles = [
+        Role::Disabled,
+        Role::Root,
+        Role::Designated,
+        Role::Alternate,
+        Role::Backup,
+    ];
+    for (code, role) in roles.into_iter().enumerate() {
+        assert_eq!(role_code(role), code as u8);
+        assert_eq!(role_of_code(code as u8), role);
+    }
+    let states = [
+        RstpState::Discarding,
+        RstpState::Learning,
+        RstpState::Forwarding,
+    ];
+    for (code, state) in states.into_iter().enumerate() {
+        assert_eq!(state_code(state), code as u8);
+        assert_eq!(state_of_code(code as u8), state);
+    }
+    assert_eq!(role_of_code(9), Role::Disabled);
+    assert_eq!(state_of_code(9), RstpState::Discarding);
 }

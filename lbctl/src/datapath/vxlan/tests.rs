@@ -31,23 +31,11 @@ fn fdb(ebpf: &Ebpf, mac: [u8; 6]) -> Option<FdbEntry> {
     m.get(&MacKey::new(mac), 0).ok()
 }
 
-/// Runs the XDP program once on `frame`; returns (return value, output frame).
-fn run_xdp(prog: &Xdp, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 256];
-    let r = prog
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        })
-        .map_err(|e: ProgramError| anyhow!("{e:#}"))
-        .expect("test_run");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
-}
-
-/// Runs the TC program once on `frame`; returns (return value, output frame).
-fn run_tc(prog: &SchedClassifier, frame: &[u8]) -> (u32, Vec<u8>) {
+/// Runs an XDP or TC program once on `frame`; returns (return value, output frame).
+fn run_once<P>(prog: &P, frame: &[u8]) -> (u32, Vec<u8>)
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::TestRunResult>,
+{
     let mut out = vec![0u8; frame.len() + 256];
     let r = prog
         .test_run(TestRunOptions {
@@ -99,16 +87,16 @@ fn fast_tx_encapsulates_known_unicast_only() {
     with_vtep(|ebpf| {
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
         // Unknown destination, broadcast: into the bridge, untouched, nothing counted.
-        let (rc, out) = run_tc(fwd(ebpf), &ip);
+        let (rc, out) = run_once(fwd(ebpf), &ip);
         assert_eq!((rc, out), (TC_ACT_UNSPEC, ip.clone()));
         let arp = inner_arp(MAC_ENDPOINT);
-        let (rc, out) = run_tc(fwd(ebpf), &arp);
+        let (rc, out) = run_once(fwd(ebpf), &arp);
         assert_eq!((rc, out), (TC_ACT_UNSPEC, arp.clone()));
         assert_eq!(stats(ebpf), VxStats::default());
         // Once MAC_FAR is learned behind A: encapsulated right at the endpoint's port.
         let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
-        run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
-        let (rc, out) = run_tc(fwd(ebpf), &ip);
+        run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
+        let (rc, out) = run_once(fwd(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         let s = stats(ebpf);
@@ -125,7 +113,7 @@ fn decap_valid_frames_byte_exact_and_learns() {
     with_vtep(|ebpf| {
         // To the local endpoint: fast path.
         let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 100);
-        let (rc, out) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &inner));
+        let (rc, out) = run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &inner));
         assert_eq!(rc, XDP_REDIRECT);
         assert_eq!(
             out, inner,
@@ -140,10 +128,10 @@ fn decap_valid_frames_byte_exact_and_learns() {
 
         // Broadcast (an ARP request) and unknown unicast: through the bridge.
         let arp = inner_arp(MAC_FAR);
-        let (rc, out) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &arp));
+        let (rc, out) = run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &arp));
         assert_eq!((rc, out), (XDP_REDIRECT, arp.clone()));
         let other = inner_frame([0x02, 9, 9, 9, 9, 9], MAC_FAR, 1400);
-        let (rc, out) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &other));
+        let (rc, out) = run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &other));
         assert_eq!((rc, out), (XDP_REDIRECT, other.clone()));
         let s = stats(ebpf);
         assert_eq!((s.dec_fast, s.dec_bridge), (1, 2), "{s:?}");
@@ -155,7 +143,7 @@ fn decap_valid_frames_byte_exact_and_learns() {
             src: REMOTE_B,
             ..Outer::default()
         };
-        let (rc, _) = run_xdp(dec(ebpf), &vxlan_frame(&moved, &inner));
+        let (rc, _) = run_once(dec(ebpf), &vxlan_frame(&moved, &inner));
         assert_eq!(rc, XDP_REDIRECT);
         assert_eq!(fdb(ebpf, MAC_FAR).unwrap().vtep, REMOTE_B.octets());
         assert_eq!(stats(ebpf).learn_new, 2);
@@ -474,9 +462,9 @@ fn check_row(ebpf: &Ebpf, row: &Golden) {
     let name = &row.what;
     let before = stats(ebpf);
     let (rc, out) = match row.prog {
-        Prog::Dec => run_xdp(dec(ebpf), &row.input),
-        Prog::Enc => run_tc(enc(ebpf), &row.input),
-        Prog::Fwd => run_tc(fwd(ebpf), &row.input),
+        Prog::Dec => run_once(dec(ebpf), &row.input),
+        Prog::Enc => run_once(enc(ebpf), &row.input),
+        Prog::Fwd => run_once(fwd(ebpf), &row.input),
     };
     let after = stats(ebpf);
     assert_eq!(rc, row.verdict, "{name}: verdict");
@@ -596,7 +584,7 @@ fn encap_known_unicast_flood_and_fields() {
     with_vtep(|ebpf| {
         // Broadcast: one copy per remote (clone to A, the frame itself to B).
         let arp = inner_arp(MAC_ENDPOINT);
-        let (rc, out) = run_tc(enc(ebpf), &arp);
+        let (rc, out) = run_once(enc(ebpf), &arp);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &arp, REMOTE_B, MAC_REMOTE_B);
         let s = stats(ebpf);
@@ -608,19 +596,19 @@ fn encap_known_unicast_flood_and_fields() {
 
         // Unknown unicast (IPv4 inner, the adjust_room path): flooded too.
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
-        let (rc, out) = run_tc(enc(ebpf), &ip);
+        let (rc, out) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         let sport = check_outer(&out, &ip, REMOTE_B, MAC_REMOTE_B);
         // The same flow keeps its source port.
-        let (_, again) = run_tc(enc(ebpf), &ip);
+        let (_, again) = run_once(enc(ebpf), &ip);
         assert_eq!(check_outer(&again, &ip, REMOTE_B, MAC_REMOTE_B), sport);
         assert_eq!(stats(ebpf).enc_flood, 3);
 
         // Learn MAC_FAR behind A by decapsulating a frame from it: now known unicast to A.
         let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
-        let (rc, _) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
+        let (rc, _) = run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
         assert_eq!(rc, XDP_REDIRECT);
-        let (rc, out) = run_tc(enc(ebpf), &ip);
+        let (rc, out) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         let s = stats(ebpf);
@@ -660,7 +648,7 @@ fn encap_floods_to_the_most_remotes() {
         let p: &mut SchedClassifier = ebpf.program_mut(VX_ENC_PROG).unwrap().try_into()?;
         p.load()?;
         let arp = inner_arp(MAC_ENDPOINT);
-        let (rc, out) = run_tc(enc(&ebpf), &arp);
+        let (rc, out) = run_once(enc(&ebpf), &arp);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &arp, last_ip, last_mac);
         let s = stats(&ebpf);
@@ -689,11 +677,11 @@ fn encap_ages_out_learned_macs_and_needs_a_remote() {
         let p: &mut SchedClassifier = ebpf.program_mut(VX_ENC_PROG).unwrap().try_into()?;
         p.load()?;
         let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
-        run_xdp(dec(&ebpf), &vxlan_frame(&Outer::default(), &from_far));
+        run_once(dec(&ebpf), &vxlan_frame(&Outer::default(), &from_far));
         std::thread::sleep(Duration::from_millis(30)); // > one jiffy of the coarse clock
                                                        // Ageing 0: the learned entry is stale at once, so the frame is flooded.
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 20);
-        let (rc, out) = run_tc(enc(&ebpf), &ip);
+        let (rc, out) = run_once(enc(&ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_B, MAC_REMOTE_B);
         let s = stats(&ebpf);
@@ -709,7 +697,7 @@ fn encap_ages_out_learned_macs_and_needs_a_remote() {
         let mut ebpf = load_vtep(&spec)?;
         let p: &mut SchedClassifier = ebpf.program_mut(VX_ENC_PROG).unwrap().try_into()?;
         p.load()?;
-        let (rc, _) = run_tc(enc(&ebpf), &inner_arp(MAC_ENDPOINT));
+        let (rc, _) = run_once(enc(&ebpf), &inner_arp(MAC_ENDPOINT));
         assert_eq!(rc, TC_ACT_SHOT);
         assert_eq!(stats(&ebpf).enc_drop_no_remote, 1);
         Ok(())
@@ -750,7 +738,7 @@ const MAC_CACHED: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0xcc, 0xcc];
 /// Learns MAC_FAR behind REMOTE_A, so frames to it are known unicast to A.
 fn learn_far(ebpf: &Ebpf) {
     let from_far = inner_frame(MAC_ENDPOINT, MAC_FAR, 10);
-    let (rc, _) = run_xdp(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
+    let (rc, _) = run_once(dec(ebpf), &vxlan_frame(&Outer::default(), &from_far));
     assert_eq!(rc, XDP_REDIRECT);
 }
 
@@ -763,7 +751,7 @@ fn nh_cache_miss_falls_back_to_the_fib_and_fills_the_cache() {
         assert_eq!(nh(ebpf, REMOTE_A), None, "the cache starts empty");
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
         let t0 = monotonic_ns();
-        let (rc, out) = run_tc(enc(ebpf), &ip);
+        let (rc, out) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         assert_eq!(stats(ebpf).enc_fib_lookups, 1);
@@ -779,14 +767,14 @@ fn nh_cache_miss_falls_back_to_the_fib_and_fills_the_cache() {
             e.checked_ns
         );
         for _ in 0..3 {
-            let (rc, out) = run_tc(enc(ebpf), &ip);
+            let (rc, out) = run_once(enc(ebpf), &ip);
             assert_eq!(rc, TC_ACT_REDIRECT);
             check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         }
         let s = stats(ebpf);
         assert_eq!((s.enc_unicast, s.enc_fib_lookups), (4, 1), "{s:?}");
         // Flooding fills the entries of every remote the same way.
-        run_tc(enc(ebpf), &inner_arp(MAC_ENDPOINT));
+        run_once(enc(ebpf), &inner_arp(MAC_ENDPOINT));
         assert_eq!(nh(ebpf, REMOTE_B).map(|e| e.dmac), Some(MAC_REMOTE_B));
         assert_eq!(stats(ebpf).enc_fib_lookups, 2);
     });
@@ -807,7 +795,7 @@ fn nh_cache_hit_uses_the_cached_next_hop() {
         };
         set_nh(ebpf, REMOTE_A, cached);
         let ip = inner_frame(MAC_FAR, MAC_ENDPOINT, 200);
-        let (rc, out) = run_tc(enc(ebpf), &ip);
+        let (rc, out) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_A, MAC_CACHED);
         assert_eq!(stats(ebpf).enc_fib_lookups, 0);
@@ -836,7 +824,7 @@ fn nh_cache_stale_entry_is_refreshed_from_the_fib() {
             checked_ns: monotonic_ns() - VX_NH_REFRESH_NS - 200_000_000,
         };
         set_nh(ebpf, REMOTE_A, stale());
-        let (rc, out) = run_tc(enc(ebpf), &ip);
+        let (rc, out) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT);
         check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         assert_eq!(stats(ebpf).enc_fib_lookups, 1);
@@ -852,7 +840,7 @@ fn nh_cache_stale_entry_is_refreshed_from_the_fib() {
             "lladdr",
             "02:00:00:00:02:99",
         ]);
-        let (_, out) = run_tc(enc(ebpf), &ip);
+        let (_, out) = run_once(enc(ebpf), &ip);
         check_outer(&out, &ip, REMOTE_A, MAC_REMOTE_A);
         set_nh(
             ebpf,
@@ -862,7 +850,7 @@ fn nh_cache_stale_entry_is_refreshed_from_the_fib() {
                 ..stale()
             },
         );
-        let (_, out) = run_tc(enc(ebpf), &ip);
+        let (_, out) = run_once(enc(ebpf), &ip);
         check_outer(&out, &ip, REMOTE_A, new_mac);
         assert_eq!(nh(ebpf, REMOTE_A).map(|e| e.dmac), Some(new_mac));
         assert_eq!(stats(ebpf).enc_fib_lookups, 2);
@@ -870,7 +858,7 @@ fn nh_cache_stale_entry_is_refreshed_from_the_fib() {
         // The neighbour is gone: the stale entry is dropped and the kernel resolves it.
         neigh(&["del", &REMOTE_A.to_string()]);
         set_nh(ebpf, REMOTE_A, stale());
-        let (rc, _) = run_tc(enc(ebpf), &ip);
+        let (rc, _) = run_once(enc(ebpf), &ip);
         assert_eq!(rc, TC_ACT_REDIRECT, "bpf_redirect_neigh");
         let s = stats(ebpf);
         assert_eq!((s.enc_no_neigh, s.enc_fib_lookups), (1, 3), "{s:?}");
@@ -908,7 +896,7 @@ fn encap_source_port_follows_the_inner_flow() {
             f
         };
         let sport = |f: &[u8]| {
-            let (rc, out) = run_tc(enc(ebpf), f);
+            let (rc, out) = run_once(enc(ebpf), f);
             assert_eq!(rc, TC_ACT_REDIRECT);
             check_outer(&out, f, REMOTE_A, MAC_REMOTE_A)
         };

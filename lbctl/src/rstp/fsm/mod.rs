@@ -128,22 +128,15 @@ pub enum Event {
 /// The port state of 17.30 as the daemon applies it. Learning may be applied as discarding
 /// without loss (the rule: never learn on a port that does not forward); the
 /// proposal/agreement path passes through it in the same instant anyway.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PortState {
     Discarding,
     Learning,
     Forwarding,
 }
 
-/// A port role (17.7).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Root,
-    Designated,
-    Alternate,
-    Backup,
-    Disabled,
-}
+pub use super::types::Role;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -180,6 +173,12 @@ pub struct PortStatus {
     pub send_rstp: bool,
     /// The port priority vector (17.6): received from the designated bridge, or our own.
     pub port_priority: PriorityVector,
+    pub counters: Counters,
+}
+
+/// A port's BPDU counters for `status` (not in the standard).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
     pub proposals_tx: u64,
     pub proposals_rx: u64,
     pub agreements_tx: u64,

@@ -3,7 +3,7 @@
 
 use super::super::types::{Bpdu, PortId, PriorityVector, Times};
 use super::timers::{secs, wire, Timer};
-use super::{AdminP2p, BridgeConfig, PortConfig, PortState, PortStatus, Role};
+use super::{AdminP2p, BridgeConfig, Counters, PortConfig, PortState, PortStatus, Role};
 use std::time::Duration;
 
 /// infoIs (17.19.10): where the port priority vector came from.
@@ -73,19 +73,6 @@ pub(super) enum Ppm {
 pub(super) enum Ptx {
     Init,
     Idle,
-}
-
-/// Counters for `status` (not in the standard).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Counters {
-    pub proposals_tx: u64,
-    pub proposals_rx: u64,
-    pub agreements_tx: u64,
-    pub agreements_rx: u64,
-    pub tc_tx: u64,
-    pub tc_rx: u64,
-    pub bpdus_tx: u64,
-    pub bpdus_rx: u64,
 }
 
 /// The per-port variables of 17.19 (named as there, in snake case) and machine states.
@@ -307,7 +294,6 @@ impl Port {
     }
 
     pub(super) fn status(&self) -> PortStatus {
-        let c = self.counters;
         PortStatus {
             number: self.cfg.number,
             role: self.role,
@@ -316,14 +302,7 @@ impl Port {
             oper_p2p: self.oper_p2p,
             send_rstp: self.send_rstp,
             port_priority: self.port_priority,
-            proposals_tx: c.proposals_tx,
-            proposals_rx: c.proposals_rx,
-            agreements_tx: c.agreements_tx,
-            agreements_rx: c.agreements_rx,
-            tc_tx: c.tc_tx,
-            tc_rx: c.tc_rx,
-            bpdus_tx: c.bpdus_tx,
-            bpdus_rx: c.bpdus_rx,
+            counters: self.counters,
         }
     }
 }

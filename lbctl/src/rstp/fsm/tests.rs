@@ -44,6 +44,26 @@ fn scenario() -> Net {
     net
 }
 
+/// The scenario after 10 s: converged, every link up.
+fn converged_scenario() -> Net {
+    let mut net = scenario();
+    net.run_for(10 * SEC);
+    net
+}
+
+/// Brings `link` back up and requires the scenario's tree again within 100 ms (proposal
+/// and agreement, not 2 x the 4 s forward delay), and still 10 s later.
+fn repair_restores_the_tree(net: &mut Net, link: usize, what: &str) {
+    net.set_link(link, true);
+    let t = net
+        .run_until_cond(10 * SEC, scenario_converged)
+        .expect("back to the tree");
+    println!("{what}: tree restored after {t:?}");
+    assert!(t < 100 * MS, "took {t:?}, forward delay is 4 s");
+    net.run_for(10 * SEC);
+    assert_scenario_tree(net);
+}
+
 /// The tree 802.1D theory gives for the scenario (what `lbctl::stp::theory` computes for
 /// the default lab): swout2 is root; swout1's root port faces swout2; each host bridge's
 /// root port faces swout2 and its port to swout1 is the blocked alternate.
@@ -120,15 +140,14 @@ fn new_link_forwards_through_proposal_agreement() {
     assert!(t < 10 * MS, "took {t:?}, forward delay is 4 s");
     let s0 = &net.bridges[0].status().ports[0];
     let s1 = &net.bridges[1].status().ports[0];
-    assert!(s0.proposals_tx >= 1 && s1.proposals_rx >= 1);
-    assert!(s1.agreements_tx >= 1 && s0.agreements_rx >= 1);
+    assert!(s0.counters.proposals_tx >= 1 && s1.counters.proposals_rx >= 1);
+    assert!(s1.counters.agreements_tx >= 1 && s0.counters.agreements_rx >= 1);
     assert!(s0.oper_p2p && s0.send_rstp && !s0.oper_edge);
 }
 
 #[test]
 fn root_port_failure_alternate_forwards_at_once_and_repair_needs_no_forward_delay() {
-    let mut net = scenario();
-    net.run_for(10 * SEC);
+    let mut net = converged_scenario();
     assert_scenario_tree(&net);
     // vswout1 loses its root port: the alternate towards swout1 takes over.
     net.set_link(L_VSW1_SW2, false);
@@ -141,20 +160,12 @@ fn root_port_failure_alternate_forwards_at_once_and_repair_needs_no_forward_dela
     assert!(!net.has_loop());
     assert_eq!(net.state(SWOUT1, 2), PortState::Forwarding);
     // Repaired: back through proposal/agreement.
-    net.set_link(L_VSW1_SW2, true);
-    let t = net
-        .run_until_cond(10 * SEC, scenario_converged)
-        .expect("back to the tree");
-    println!("vswout1 root link up: tree restored after {t:?}");
-    assert!(t < 100 * MS, "took {t:?}, forward delay is 4 s");
-    net.run_for(10 * SEC);
-    assert_scenario_tree(&net);
+    repair_restores_the_tree(&mut net, L_VSW1_SW2, "vswout1 root link up");
 }
 
 #[test]
 fn inter_switch_link_failure_reroutes_swout1_through_a_host_bridge() {
-    let mut net = scenario();
-    net.run_for(10 * SEC);
+    let mut net = converged_scenario();
     net.set_link(L_SW1_SW2, false);
     // swout1 now reaches the root through vswout1 or vswout2 (their ids decide: vswout1's
     // lower MAC), and that host bridge's port to swout1 becomes designated and forwards.
@@ -173,20 +184,12 @@ fn inter_switch_link_failure_reroutes_swout1_through_a_host_bridge() {
     assert_eq!(net.role(SWOUT1, 3), Role::Alternate);
     assert_eq!(net.state(SWOUT1, 3), PortState::Discarding);
     assert_eq!(net.role(VSWOUT2, 1), Role::Designated);
-    net.set_link(L_SW1_SW2, true);
-    let t = net
-        .run_until_cond(10 * SEC, scenario_converged)
-        .expect("back to the tree");
-    println!("swout1-swout2 link up: tree restored after {t:?}");
-    assert!(t < 100 * MS, "took {t:?}");
-    net.run_for(10 * SEC);
-    assert_scenario_tree(&net);
+    repair_restores_the_tree(&mut net, L_SW1_SW2, "swout1-swout2 link up");
 }
 
 #[test]
 fn silent_root_bridge_is_aged_out_after_three_hellos() {
-    let mut net = scenario();
-    net.run_for(10 * SEC);
+    let mut net = converged_scenario();
     // swout2 stops (no BPDUs, links stay up): 3 x hello after its last BPDU the others
     // age its information out; swout1 (8192) becomes root.
     net.stopped[SWOUT2] = true;
@@ -222,8 +225,7 @@ fn silent_root_bridge_is_aged_out_after_three_hellos() {
 
 #[test]
 fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
-    let mut net = scenario();
-    net.run_for(10 * SEC);
+    let mut net = converged_scenario();
     let before: Vec<u64> = (0..4)
         .map(|b| net.bridges[b].status().topology_changes)
         .collect();
@@ -266,8 +268,8 @@ fn topology_change_flushes_the_right_ports_and_propagates_the_tc_flag() {
         let s = net.bridges[b].status();
         assert!(s.topology_changes > *n, "bridge {b}");
     }
-    assert!(net.bridges[SWOUT1].status().ports[1].tc_rx >= 1);
-    assert!(net.bridges[VSWOUT1].status().ports[0].tc_tx >= 1);
+    assert!(net.bridges[SWOUT1].status().ports[1].counters.tc_rx >= 1);
+    assert!(net.bridges[VSWOUT1].status().ports[0].counters.tc_tx >= 1);
     // The ports a TC flushed (not those that stopped forwarding) are flushed once more
     // 100 ms later, before the next TC BPDU a Hello Time later.
     let flushes1 = net.flushes.len();
@@ -519,6 +521,21 @@ impl Replay {
     }
 }
 
+/// Bridge A with one port under `admin` point-to-point, its link up at 0 (full or half
+/// `duplex`).
+fn p2p_link_up(admin: AdminP2p, duplex: bool) -> Replay {
+    let mut port = PortConfig::new(1, 100);
+    port.admin_p2p = admin;
+    let mut r = Replay::new(A, &[port]);
+    let ev = Event::Link {
+        port: 1,
+        up: true,
+        full_duplex: duplex,
+    };
+    r.at(0, ev);
+    r
+}
+
 fn up(port: u16) -> Event {
     Event::Link {
         port,
@@ -614,7 +631,14 @@ fn replay_downstream_bridge_agrees_to_a_proposal_and_forwards_at_once() {
     assert_eq!(s.topology_changes, 1);
     let p = r.port();
     assert_eq!((p.role, p.state), (Role::Root, PortState::Forwarding));
-    assert_eq!((p.proposals_rx, p.agreements_tx, p.tc_tx), (1, 1, 1));
+    assert_eq!(
+        (
+            p.counters.proposals_rx,
+            p.counters.agreements_tx,
+            p.counters.tc_tx
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[test]
@@ -654,7 +678,7 @@ fn replay_designated_port_forwards_on_agreement() {
         })
         .collect();
     assert_eq!(sent, vec![(1000, true), (2000, true), (3000, false)]);
-    assert_eq!(r.port().agreements_rx, 1);
+    assert_eq!(r.port().counters.agreements_rx, 1);
 }
 
 #[test]
@@ -898,15 +922,7 @@ fn replay_shared_link_ignores_agreements_and_waits_for_the_timers() {
     // does not count (17.21.9) and the designated port forwards on fdWhile: learning when
     // the Max Age from link up ends (6 s), forwarding forwardDelay (Hello Time, 1 s) later.
     for (admin, duplex) in [(AdminP2p::Auto, false), (AdminP2p::ForceFalse, true)] {
-        let mut port = PortConfig::new(1, 100);
-        port.admin_p2p = admin;
-        let mut r = Replay::new(A, &[port]);
-        let ev = Event::Link {
-            port: 1,
-            up: true,
-            full_duplex: duplex,
-        };
-        r.at(0, ev);
+        let mut r = p2p_link_up(admin, duplex);
         assert!(!r.port().oper_p2p);
         let agreement = Bpdu::Rst(body(A, 100, B, flags(WireRole::Root, "A"), 1));
         let mut states = Vec::new();
@@ -928,19 +944,11 @@ fn replay_shared_link_ignores_agreements_and_waits_for_the_timers() {
             ],
             "{admin:?}"
         );
-        assert_eq!(r.port().agreements_rx, 8);
+        assert_eq!(r.port().counters.agreements_rx, 8);
     }
     // Full duplex under Auto, or ForceTrue on half duplex: point-to-point.
     for (admin, duplex) in [(AdminP2p::Auto, true), (AdminP2p::ForceTrue, false)] {
-        let mut port = PortConfig::new(1, 100);
-        port.admin_p2p = admin;
-        let mut r = Replay::new(A, &[port]);
-        let ev = Event::Link {
-            port: 1,
-            up: true,
-            full_duplex: duplex,
-        };
-        r.at(0, ev);
+        let r = p2p_link_up(admin, duplex);
         assert!(r.port().oper_p2p, "{admin:?}");
     }
 }
