@@ -51,9 +51,11 @@ pub fn check_request(
     if *method == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
+    // The whole URI is formatted only when it has no path (an authority form): `map_or`
+    // would format it for every request.
     let len = uri
         .path_and_query()
-        .map_or(uri.to_string().len(), |p| p.as_str().len());
+        .map_or_else(|| uri.to_string().len(), |p| p.as_str().len());
     if len > MAX_URI_BYTES {
         return Err(ProxyError::UriTooLong);
     }

@@ -39,30 +39,80 @@ pub fn encode_request_head(
     headers: &HeaderMap,
     framing: ReqFraming,
 ) {
-    buf.reserve(256);
+    // Exactly the head's size: a frozen buffer whose length is its capacity becomes `Bytes`
+    // without a second allocation for the shared header.
+    let mut digits = itoa_buf();
+    let length = match framing {
+        ReqFraming::Length(n) => Some(fmt_u64(n, &mut digits)),
+        _ => None,
+    };
+    buf.reserve(head_size(method, target, headers, framing, length));
     buf.extend_from_slice(method.as_str().as_bytes());
     buf.extend_from_slice(b" ");
     buf.extend_from_slice(target.as_bytes());
     buf.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING {
-            continue;
-        }
+    for (name, value) in forwarded(headers) {
         buf.extend_from_slice(name.as_str().as_bytes());
         buf.extend_from_slice(b": ");
         buf.extend_from_slice(value.as_bytes());
         buf.extend_from_slice(b"\r\n");
     }
-    match framing {
-        ReqFraming::None => {}
-        ReqFraming::Length(n) => {
+    match (framing, length) {
+        (ReqFraming::Length(_), Some(n)) => {
             buf.extend_from_slice(b"content-length: ");
-            buf.extend_from_slice(n.to_string().as_bytes());
+            buf.extend_from_slice(n);
             buf.extend_from_slice(b"\r\n");
         }
-        ReqFraming::Chunked => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        (ReqFraming::Chunked, _) => buf.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
     }
     buf.extend_from_slice(b"\r\n");
+}
+
+/// The request's own headers that go to the backend as they are (its framing headers are
+/// written anew).
+fn forwarded(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| *name != CONTENT_LENGTH && *name != TRANSFER_ENCODING)
+}
+
+/// The bytes [`encode_request_head`] writes.
+fn head_size(
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: ReqFraming,
+    length: Option<&[u8]>,
+) -> usize {
+    let line = method.as_str().len() + 1 + target.len() + b" HTTP/1.1\r\n".len();
+    let fields: usize = forwarded(headers)
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    let framing = match framing {
+        ReqFraming::None => 0,
+        ReqFraming::Length(_) => b"content-length: \r\n".len() + length.map_or(0, <[u8]>::len),
+        ReqFraming::Chunked => b"transfer-encoding: chunked\r\n".len(),
+    };
+    line + fields + framing + 2
+}
+
+/// Room for the decimal digits of any u64.
+fn itoa_buf() -> [u8; 20] {
+    [0; 20]
+}
+
+/// `n` in decimal, written at the end of `buf` (no allocation).
+fn fmt_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
 }
 
 /// The size line of one chunk of `len` bytes (the chunk is followed by CRLF).
@@ -515,6 +565,29 @@ mod tests {
         );
         assert_eq!(&b[..], b"GET / HTTP/1.1\r\n\r\n");
         assert_eq!(chunk_header(255), "ff\r\n");
+    }
+
+    #[test]
+    fn a_request_head_is_allocated_at_its_exact_size() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("svc"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.insert("content-length", HeaderValue::from_static("99"));
+        for framing in [
+            ReqFraming::None,
+            ReqFraming::Length(0),
+            ReqFraming::Length(1_234_567),
+            ReqFraming::Length(u64::MAX),
+            ReqFraming::Chunked,
+        ] {
+            let mut b = BytesMut::new();
+            encode_request_head(&mut b, &Method::PUT, "/x?y", &h, framing);
+            assert_eq!(b.len(), b.capacity(), "{framing:?}: {b:?}");
+        }
+        let mut d = itoa_buf();
+        assert_eq!(fmt_u64(0, &mut d), b"0");
+        assert_eq!(fmt_u64(10, &mut d), b"10");
+        assert_eq!(fmt_u64(u64::MAX, &mut d), u64::MAX.to_string().as_bytes());
     }
 
     #[test]
