@@ -476,6 +476,8 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+pub mod headroom;
+
 #[cfg(test)]
 mod tests;
 
