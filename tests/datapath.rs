@@ -66,9 +66,59 @@ fn server_of(page: &str) -> Option<String> {
     )
 }
 
+/// `needed_headroom` of interface `ifname` in namespace `ns`, from a link dump's raw
+/// `IFLA_HEADROOM` attribute (None: no such interface, or the kernel does not report it).
+async fn headroom_of(ns: &str, ifname: &str) -> Option<u16> {
+    use lbctl::topo::{netns, nl};
+    let h = netns::netlink(ns).await.expect("netlink handle");
+    let links = nl::dump_links(&h).await.expect("link dump");
+    links
+        .iter()
+        .find(|m| nl::link_name(m) == Some(ifname))
+        .and_then(lbctl::datapath::vxlan::headroom::link_headroom)
+}
+
+/// Every local endpoint of every tunnel host has room for the 50 bytes of outer headers,
+/// on both ends of its veth: the bridge's port (where `lb_vxfwd` encapsulates) and its own
+/// interface (whose stack allocates the frames). The kernel's vxlan device gives that to
+/// its bridge's ports; the BPF VTEP's headroom port does the same.
+fn assert_endpoints_have_headroom(lab: &Lab, config: &str) {
+    let mut cfg = lbctl::config::Config::load(&repo_file(config)).expect("config");
+    cfg.lab.name = lab.name.clone();
+    let plan = lbctl::topo::plan::Plan::new(&cfg);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut checked = 0;
+    for x in &plan.vxlans {
+        for v in plan
+            .veths
+            .iter()
+            .filter(|v| v.b.node == x.node && v.b.bridge.as_deref() == Some(x.bridge.as_str()))
+        {
+            for end in [&v.a, &v.b] {
+                let room = rt.block_on(headroom_of(&plan.netns(&end.node), &end.ifname));
+                assert!(
+                    room.is_some_and(|r| r >= 50),
+                    "{}/{} ({} endpoint on {}): needed_headroom {room:?}, want >= 50",
+                    end.node,
+                    end.ifname,
+                    x.node,
+                    x.bridge
+                );
+                checked += 1;
+            }
+        }
+    }
+    // Three endpoints on vm1's bridge, two on vm2's: both ends of each.
+    assert_eq!(checked, 10, "endpoints checked");
+}
+
 fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
     require_root();
     let lab = Lab::up(Some(config));
+    assert_endpoints_have_headroom(&lab, config);
     let st = lab.status();
     let c0 = vxlan_counters(&st);
     assert_eq!(c0["vm1"].0, vm1_mode, "{:#}", st["vxlan"]);
@@ -193,6 +243,22 @@ fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
         out.contains("VXLAN vm1") && out.contains("VXLAN vm2"),
         "{out}"
     );
+    // An ebpf host's status names its headroom port and the room its endpoints got.
+    for (host, mode) in [("vm1", vm1_mode), ("vm2", vm2_mode)] {
+        let x = st["vxlan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == host)
+            .unwrap();
+        if mode == "ebpf" {
+            assert_eq!(x["headroom_port"], "vxlan0h", "{x:#}");
+            assert!(x["headroom"].as_u64() >= Some(50), "{x:#}");
+            assert!(out.contains("headroom port vxlan0h"), "{out}");
+        } else {
+            assert!(x["headroom_port"].is_null(), "{x:#}");
+        }
+    }
 
     // `down` removes the VTEP with everything else.
     let pins = std::path::Path::new("/sys/fs/bpf/lbctl").join(&lab.name);

@@ -9,7 +9,7 @@ use super::{
     VxlanStatus,
 };
 use crate::agent::plan::BackendPlan;
-use crate::config::Config;
+use crate::config::{Config, VxlanMode};
 use crate::datapath::observe::ObserverCounters;
 use crate::datapath::state_maps::HealthEntry;
 use crate::stp::theory::{self, BridgeId, TreeExpectation};
@@ -262,8 +262,12 @@ fn vxlan_rows(plan: &Plan, mut read: Vec<(String, VxlanRaw)>) -> Vec<VxlanStatus
             continue;
         };
         let (host, raw) = read.remove(i);
-        let (counters, fdb) = match raw {
-            VxlanRaw::Ebpf { stats, fdb } => {
+        let (counters, fdb, headroom) = match raw {
+            VxlanRaw::Ebpf {
+                stats,
+                fdb,
+                headroom,
+            } => {
                 let counters = stats
                     .map(|st| {
                         crate::datapath::vxlan::stats_fields(&st)
@@ -272,13 +276,13 @@ fn vxlan_rows(plan: &Plan, mut read: Vec<(String, VxlanRaw)>) -> Vec<VxlanStatus
                             .collect()
                     })
                     .unwrap_or_default();
-                (counters, fdb)
+                (counters, fdb, headroom)
             }
             VxlanRaw::Kernel { link } => {
                 let counters = link
                     .map(|v| LINK_COUNTERS.iter().map(|n| n.to_string()).zip(v).collect())
                     .unwrap_or_default();
-                (counters, vec![])
+                (counters, vec![], None)
             }
         };
         out.push(VxlanStatus {
@@ -287,6 +291,9 @@ fn vxlan_rows(plan: &Plan, mut read: Vec<(String, VxlanRaw)>) -> Vec<VxlanStatus
             device: x.device.clone(),
             counters,
             fdb,
+            headroom_port: (x.mode == VxlanMode::Ebpf)
+                .then(|| crate::datapath::vxlan::headroom::port_name(&x.device)),
+            headroom,
         });
     }
     out

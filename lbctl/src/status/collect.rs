@@ -37,6 +37,9 @@ pub enum VxlanRaw {
     Ebpf {
         stats: Option<VxCounters>,
         fdb: Vec<FdbRow>,
+        /// The least `needed_headroom` of the internal bridge's ports (the headroom port's
+        /// doing, `datapath::vxlan::headroom`); None: not reported or not read.
+        headroom: Option<u16>,
     },
     /// The kernel vxlan device's link counters: rx/tx packets, rx/tx bytes, rx/tx dropped
     /// (None: no such device).
@@ -134,6 +137,10 @@ async fn read_vxlan(plan: &Plan) -> Result<Vec<(String, VxlanRaw)>> {
                 VxlanRaw::Ebpf {
                     stats: vxlan::read_stats(&pin).ok(),
                     fdb: vxlan::read_fdb(&pin).unwrap_or_default(),
+                    headroom: bridge_headroom(&ns, &x.bridge).await.unwrap_or_else(|e| {
+                        tracing::debug!("headroom of {}'s ports: {e:#}", x.bridge);
+                        None
+                    }),
                 }
             }
             VxlanMode::Kernel => {
@@ -147,6 +154,18 @@ async fn read_vxlan(plan: &Plan) -> Result<Vec<(String, VxlanRaw)>> {
         out.push((x.node.clone(), raw));
     }
     Ok(out)
+}
+
+/// The least `needed_headroom` among the ports of `bridge` in namespace `ns`.
+async fn bridge_headroom(ns: &str, bridge: &str) -> Result<Option<u16>> {
+    use crate::datapath::vxlan::headroom;
+    let h = netns::netlink(ns).await?;
+    let links = nl::dump_links(&h).await?;
+    let Some(b) = links.iter().find(|m| nl::link_name(m) == Some(bridge)) else {
+        return Ok(None);
+    };
+    let ports = headroom::port_headrooms(&links, b.header.index);
+    Ok(headroom::least_headroom(&ports))
 }
 
 /// A balancer's backends and VRRP instance, from the maps its agent pinned (so this works

@@ -117,4 +117,10 @@ pub struct VxlanStatus {
     pub counters: Vec<(String, u64)>,
     /// `ebpf`: the learned MAC table (`VX_FDB`).
     pub fdb: Vec<crate::datapath::vxlan::FdbRow>,
+    /// `ebpf`: the headroom port on the internal bridge (a vxlan device kept down, left out
+    /// of the bridge's ports; see `datapath::vxlan::headroom`).
+    pub headroom_port: Option<String>,
+    /// `ebpf`: the least `needed_headroom` of the internal bridge's ports, in bytes (the
+    /// VTEP's 50 bytes of outer headers fit when it is 50 or more; None: not reported).
+    pub headroom: Option<u16>,
 }

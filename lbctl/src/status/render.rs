@@ -417,6 +417,15 @@ fn vxlan(o: &mut String, s: &Status) {
         for chunk in nonzero.chunks(6) {
             let _ = writeln!(o, "  {}", chunk.join("  "));
         }
+        if let Some(port) = &x.headroom_port {
+            let room = x
+                .headroom
+                .map_or("unknown".to_string(), |h| format!("{h} bytes"));
+            let _ = writeln!(
+                o,
+                "  headroom port {port} (vxlan device, kept down, not listed with the bridge's ports): endpoints' headroom {room}"
+            );
+        }
         for f in &x.fdb {
             let _ = writeln!(
                 o,

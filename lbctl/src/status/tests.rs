@@ -300,6 +300,7 @@ fn raw(cfg: &Config) -> Raw {
                         vtep: "192.168.1.1".parse().unwrap(),
                         age_s: 3.0,
                     }],
+                    headroom: Some(50),
                 },
             ),
         ],

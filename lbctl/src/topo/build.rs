@@ -291,6 +291,21 @@ async fn add_tunnel_port(
         .find(|p| p.name == x.device)
         .expect("planned port");
     nl::enslave(h(&x.node), &x.device, &x.bridge, p.cost, p.priority).await?;
+    if x.mode == VxlanMode::Ebpf {
+        // After every planned port of the bridge, so none changes its port number.
+        use crate::datapath::vxlan::headroom::{self, HeadroomPort};
+        let name = headroom::port_name(&x.device);
+        let port = HeadroomPort {
+            bridge: &x.bridge,
+            name: &name,
+            vni: x.vni,
+            port: x.port,
+            mtu: x.mtu,
+        };
+        headroom::add(h(&x.node), &port)
+            .await
+            .with_context(|| format!("giving {}'s endpoints headroom", x.node))?;
+    }
     Ok(())
 }
 

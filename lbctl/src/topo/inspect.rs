@@ -135,6 +135,10 @@ fn parse_node(
                     };
                     bridges.push((iface.ifindex, view));
                 }
+                // A BPF VTEP's headroom port (down, carries nothing) is no port of the
+                // lab's: left out, it never shows as a disabled port to STP theory or status.
+                LinkInfo::PortData(InfoPortData::BridgePort(_))
+                    if crate::datapath::vxlan::headroom::is_headroom_port(m) => {}
                 LinkInfo::PortData(InfoPortData::BridgePort(opts)) => {
                     if let Some(mi) = iface.master {
                         ports.push((mi, port_view(&iface, opts)));
@@ -546,5 +550,44 @@ mod tests {
             theory::derive_role(&b.kernel, &p.kernel),
             theory::Role::Disabled
         );
+    }
+
+    /// A BPF VTEP's headroom port (a down vxlan device with the headroom alias) is an
+    /// interface of the host but no port of its bridge: nothing reads it as a disabled port.
+    #[test]
+    fn the_headroom_port_is_left_out_of_the_bridge() {
+        use crate::datapath::vxlan::headroom::ALIAS;
+        let bridge = link(
+            5,
+            "vswin1",
+            true,
+            vec![LinkAttribute::LinkInfo(vec![LinkInfo::Data(
+                InfoData::Bridge(vec![]),
+            )])],
+        );
+        let port = |index, name: &str, alias: Option<&str>| {
+            let mut attrs = vec![
+                LinkAttribute::Controller(5),
+                LinkAttribute::LinkInfo(vec![LinkInfo::PortData(InfoPortData::BridgePort(vec![
+                    InfoBridgePort::PortNumber(index as u16),
+                ]))]),
+            ];
+            attrs.extend(alias.map(|a| LinkAttribute::IfAlias(a.into())));
+            link(index, name, false, attrs)
+        };
+        let links = vec![
+            bridge,
+            port(1, "vxlan0", None),
+            port(2, "vxlan0h", Some(ALIAS)),
+            port(3, "other", Some("someone's note")),
+        ];
+        let (nv, bridges) = parse_node("vm1", "ns-vm1", &links, &[]);
+        assert_eq!(nv.ifaces.len(), 4);
+        let ports: Vec<_> = bridges[0]
+            .ports
+            .iter()
+            .map(|p| p.kernel.name.as_str())
+            .collect();
+        assert_eq!(ports, ["vxlan0", "other"]);
     }
 }

@@ -9,10 +9,26 @@
 //!   serv1 eth0 ── serv1-eth0 ┐                          ┌ to-swout1 ── swout1   (XDP lb_vxdec)
 //!   serv2 eth0 ── serv2-eth0 ├ vswin1   vswout1 (VTEP)  ┤
 //!   bal1  eth1 ── bal1-eth1  │                          └ to-swout2 ── swout2   (XDP lb_vxdec)
-//!                 vxlan0 ────┘  (TC egress lb_vxenc; TC ingress lb_vxfwd on each endpoint port)
+//!                 vxlan0 ────┤  (TC egress lb_vxenc; TC ingress lb_vxfwd on each endpoint port)
+//!                 vxlan0h ───┘  (headroom port: a vxlan device kept down, carries nothing)
 //!                 vxlan0p       (peer of the tunnel port; XDP redirect target)
 //! ```
 //!
+//! * The headroom port (`headroom.rs`, which says why this device and not netkit or a veth
+//!   setting): the encapsulating programs push 50 bytes in front of each frame, and a frame
+//!   with less room than that has its head reallocated by `bpf_skb_adjust_room` (about
+//!   150 ns of `lb_vxfwd`'s 530 per run, one `kmalloc` per frame). The kernel's vxlan
+//!   device, as a bridge port, makes the bridge give every port (and a veth's peer, the
+//!   endpoint's own interface) `needed_headroom` for its headers; an unused vxlan device kept
+//!   down on the bridge does the same for the BPF VTEP. `lbctl up` adds it after the
+//!   bridge's planned ports (so port numbers stay the plan's) and checks every endpoint got
+//!   the room; the namespace takes it away on `down`. It carries the alias
+//!   [`headroom::ALIAS`], by which `topo::inspect` leaves it out of the bridge's ports (STP
+//!   theory, `status`, `graph` and `verify` never see it as a disabled port); `status` names
+//!   it in the host's VXLAN lines with the headroom its endpoints have. On a real host, call
+//!   [`headroom::add`] on the bridge that holds the endpoints, or by hand:
+//!   `ip link add vxlan0h type vxlan id <VNI> dstport <PORT>; ip link set vxlan0h master
+//!   <BRIDGE>` (left down).
 //! * The tunnel port is a veth (`vxlan0`, peer `vxlan0p`) enslaved to the internal bridge
 //!   where the kernel's vxlan device would be. Frames the bridge sends out of it meet
 //!   `lb_vxenc` on its TC egress (TCX): encapsulated, next hop from `bpf_fib_lookup` (which
@@ -475,6 +491,8 @@ fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+pub mod headroom;
 
 #[cfg(test)]
 mod tests;
