@@ -29,6 +29,25 @@ impl Drop for Procs {
     }
 }
 
+/// Ends the child when this process ends, however it ends: a SIGTERM skips [`Procs`]'
+/// `Drop`, and a backend or proxy left running would hold the bench's ports and answer the
+/// next run in place of the one it starts. The kernel sends the child SIGTERM when the
+/// thread that started it exits (`PR_SET_PDEATHSIG`); the benches start them from the main
+/// thread.
+fn tied(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: between fork and exec the closure only calls prctl, which is
+    // async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
 fn wait_port(port: u16) -> Result<()> {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
@@ -337,7 +356,7 @@ fn print_summary(rows: &[(usize, Case, Paired)]) {
 fn start_backends(lbctl: &Path, procs: &mut Procs) -> Result<()> {
     for (i, port) in BACKENDS.iter().enumerate() {
         procs.0.push(
-            Command::new(lbctl)
+            tied(&mut Command::new(lbctl))
                 .args([
                     "serve",
                     "--name",
@@ -365,7 +384,7 @@ fn start_ours(lbctl: &Path, dir: &Path, nbthread: usize, procs: &mut Procs) -> R
     }
     let lab_cfg = dir.join("bench.toml");
     std::fs::write(&lab_cfg, cfg)?;
-    let ours = Command::new(lbctl)
+    let ours = tied(&mut Command::new(lbctl))
         .args([
             "agent",
             "-c",
@@ -401,7 +420,7 @@ fn start_haproxy(dir: &Path, nbthread: usize, procs: &mut Procs) -> Result<u32> 
     );
     let hfile = dir.join("haproxy.cfg");
     std::fs::write(&hfile, hcfg)?;
-    let child = Command::new("haproxy")
+    let child = tied(&mut Command::new("haproxy"))
         .args(["-db", "-f", hfile.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -971,6 +990,19 @@ Transfer/sec:     12.50MB
         );
         assert_eq!(chart_name(Case::KeepAlive, 2), "proxy-cdf.svg");
         assert_eq!(chart_name(Case::Body1k, 1), "proxy-cdf-body-1k-nb1.svg");
+    }
+
+    /// A child started by a thread that has ended (as the bench's are when xtask dies) is
+    /// sent SIGTERM: nothing it started outlives it.
+    #[test]
+    fn a_tied_child_ends_with_its_parent() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let mut child =
+            std::thread::spawn(|| tied(&mut Command::new("sleep")).arg("30").spawn().unwrap())
+                .join()
+                .unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     }
 
     #[test]
