@@ -30,7 +30,6 @@
 //! and explains it to whoever runs `ip link`. [`add`] works on any bridge in the caller's
 //! namespace, a lab's or a real host's.
 use anyhow::{bail, Context as _, Result};
-use futures::TryStreamExt as _;
 use rtnetlink::packet_core::Nla as _;
 use rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, LinkVxlan};
@@ -144,13 +143,7 @@ pub async fn add(h: &Handle, p: &HeadroomPort<'_>) -> Result<()> {
         .execute()
         .await
         .with_context(|| format!("enslaving {}", what()))?;
-    let links: Vec<LinkMessage> = h
-        .link()
-        .get()
-        .execute()
-        .try_collect()
-        .await
-        .context("dumping links")?;
+    let links = crate::topo::nl::dump_links(h).await?;
     let ports = port_headrooms(&links, bridge);
     if least_headroom(&ports).is_none() && !ports.is_empty() {
         // Older kernels do not report IFLA_HEADROOM: the room is given all the same.
