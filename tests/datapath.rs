@@ -115,7 +115,7 @@ fn assert_endpoints_have_headroom(lab: &Lab, config: &str) {
     assert_eq!(checked, 10, "endpoints checked");
 }
 
-fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
+fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str, decap: &str) {
     require_root();
     let lab = Lab::up(Some(config));
     assert_endpoints_have_headroom(&lab, config);
@@ -252,6 +252,7 @@ fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
             .find(|x| x["host"] == host)
             .unwrap();
         if mode == "ebpf" {
+            assert_eq!(x["decap"], decap, "{x:#}");
             assert_eq!(x["headroom_port"], "vxlan0h", "{x:#}");
             assert!(x["headroom"].as_u64() >= Some(50), "{x:#}");
             assert!(out.contains("headroom port vxlan0h"), "{out}");
@@ -269,17 +270,17 @@ fn check_lab(config: &str, vm1_mode: &str, vm2_mode: &str) {
 
 #[test]
 fn ebpf_data_path_on_both_hosts() {
-    check_lab("tests/configs/ebpf.toml", "ebpf", "ebpf");
+    check_lab("tests/configs/ebpf.toml", "ebpf", "ebpf", "tc");
 }
 
 #[test]
 fn mixed_ours_on_vm1_kernel_on_vm2() {
-    check_lab("tests/configs/mixed-a.toml", "ebpf", "kernel");
+    check_lab("tests/configs/mixed-a.toml", "ebpf", "kernel", "xdp");
 }
 
 #[test]
 fn mixed_kernel_on_vm1_ours_on_vm2() {
-    check_lab("tests/configs/mixed-b.toml", "kernel", "ebpf");
+    check_lab("tests/configs/mixed-b.toml", "kernel", "ebpf", "tc");
 }
 
 /// The internal nodes of `tests/configs/big*.toml`: (node, host, address).

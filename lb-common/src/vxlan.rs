@@ -7,6 +7,9 @@
 
 /// XDP decapsulation program (attached to the underlay ports).
 pub const VX_DEC_PROG: &str = "lb_vxdec";
+/// TC decapsulation program (TCX ingress of the underlay ports), the alternative to
+/// `lb_vxdec` where frames arrive as skbs anyway (veths: `vxlan.decap = "tc"`).
+pub const VX_DEC_TC_PROG: &str = "lb_vxdtc";
 /// TC encapsulation program (TCX egress of the tunnel port).
 pub const VX_ENC_PROG: &str = "lb_vxenc";
 /// TC fast-forwarding program (TCX ingress of the local endpoints' bridge-side ports):
@@ -134,13 +137,16 @@ impl MacKey {
 }
 
 /// The local endpoints (value of `VX_EPS[0]`): `macs[i]` (MAC bytes then two zero bytes, read
-/// as a little-endian `u64`) is redirected to `VX_LOCAL` slot `i + 1`.
+/// as a little-endian `u64`) is redirected to `VX_LOCAL` slot `i + 1` by `lb_vxdec` (XDP),
+/// to the device `ifindex[i]` by `lb_vxdtc` (TC, which cannot redirect through a DEVMAP).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Endpoints {
     pub n: u32,
     pub pad: u32,
     pub macs: [u64; VX_EP_MAX as usize],
+    /// The endpoint's bridge-side veth (the device of `VX_LOCAL` slot `i + 1`).
+    pub ifindex: [u32; VX_EP_MAX as usize],
 }
 
 impl Default for Endpoints {
@@ -149,6 +155,7 @@ impl Default for Endpoints {
             n: 0,
             pad: 0,
             macs: [0; VX_EP_MAX as usize],
+            ifindex: [0; VX_EP_MAX as usize],
         }
     }
 }

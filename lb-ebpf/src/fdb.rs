@@ -1,7 +1,7 @@
 //! The VTEP's forwarding table (`VX_FDB`): inner MACs learned behind remote VTEPs from
 //! decapsulated frames ([`learn`]), looked up to send known unicast to one VTEP
 //! ([`known_vtep`]).
-use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use aya_ebpf::{EbpfContext, bindings::BPF_ANY, helpers::bpf_ktime_get_coarse_ns};
 use aya_log_ebpf::debug;
 use lb_common::vxlan::{FdbEntry, MacKey, VxConfig, VxStats};
 
@@ -19,7 +19,7 @@ const LEARN_CHECK_EVERY: u32 = 32;
 /// MAC learning: the inner source MAC lives behind the outer source address. A per-CPU
 /// cache of the last MAC seen spares the LRU lookup for back-to-back frames of one flow.
 #[inline(always)]
-pub fn learn(ctx: &XdpContext, v: &Valid, st: &mut VxStats) {
+pub fn learn<C: EbpfContext>(ctx: &C, v: &Valid, st: &mut VxStats) {
     if v.inner_src[0] & 1 != 0 {
         return; // a multicast source MAC is invalid; never learn it
     }

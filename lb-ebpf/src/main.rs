@@ -4,7 +4,8 @@
 //! * `lb_obs` (TC ingress of the lab's switch ports): the STP/VRRP observer, [`observe`], then
 //!   the RSTP gate, [`gate`]; `lb_gate` (TC egress of the same ports): the gate's other half.
 //! * lbctl's own VXLAN tunnel endpoint (VTEP): `lb_vxdec` (XDP) decapsulates on the host's
-//!   underlay ports ([`parse`] decides, [`decap`] strips and redirects, [`fdb`] learns),
+//!   underlay ports ([`parse`] decides, [`decap`] strips and redirects, [`fdb`] learns), or
+//!   `lb_vxdtc` in their TCX ingress (the same, for skbs: `vxlan.decap = "tc"`),
 //!   `lb_vxenc` (TC egress of the tunnel port) encapsulates, `lb_vxfwd` (TC ingress of the
 //!   local endpoints' ports) encapsulates known remote unicast before the bridge ([`encap`]),
 //!   `lb_xpass`/`lb_xdrop` are the do-nothing XDP programs the benchmark uses as its floors,
@@ -158,6 +159,34 @@ pub fn lb_vxdec(ctx: XdpContext) -> u32 {
         Err(reason) => {
             reason.count(st);
             xdp_action::XDP_PASS
+        }
+    }
+}
+
+/// TCX ingress of the underlay ports: the same decapsulation for frames that arrive as skbs
+/// (veths); see [`decap`]. Everything that is not VXLAN for the local VTEP goes on untouched.
+#[classifier]
+pub fn lb_vxdtc(ctx: TcContext) -> i32 {
+    let Some(st) = stats() else {
+        return TC_ACT_UNSPEC;
+    };
+    let Some(cfg) = VX_CFG.get(0) else {
+        return TC_ACT_UNSPEC;
+    };
+    // The checks read the headers in place: bring them into the linear part when a driver
+    // left them in pages (a no-op for veths and the common NIC).
+    if ctx.data_end() - ctx.data() < parse::HEADERS_LEN
+        && ctx.len() as usize >= parse::HEADERS_LEN
+        && ctx.pull_data(parse::HEADERS_LEN as u32).is_err()
+    {
+        st.pass_trunc += 1;
+        return TC_ACT_UNSPEC;
+    }
+    match parse::classify(&ctx, cfg) {
+        Ok(v) => decap::deliver_tc(&ctx, cfg, st, v),
+        Err(reason) => {
+            reason.count(st);
+            TC_ACT_UNSPEC
         }
     }
 }

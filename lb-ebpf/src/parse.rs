@@ -3,13 +3,12 @@
 //! the first check it failed ([`Pass`]).
 use core::ptr::addr_of;
 
-use aya_ebpf::programs::XdpContext;
 use lb_common::vxlan::{VxConfig, VxStats};
 
 use crate::{
     headers::{ETH_P_IP, EthHdr, IPPROTO_UDP, IPV4_IHL_MIN, Ipv4Hdr, UdpHdr, VxlanHdr},
     headers::{ether_type, ihl_words, is_fragment},
-    ptr::{Packet, header_at, ptr_at},
+    ptr::{Linear, header_at, ptr_at, read_at},
 };
 
 /// Why a frame is not decapsulated; each reason has its `pass_*` counter in `VxStats`.
@@ -50,6 +49,11 @@ pub struct Valid {
     pub outer_src: [u8; 4],
     pub inner_dst: [u8; 6],
     pub inner_src: [u8; 6],
+    /// The inner EtherType, host order.
+    pub inner_type: u16,
+    /// The outer UDP checksum is 0 (not computed, as RFC 7348 allows): nothing has checked
+    /// the frame's bytes on the way, which matters to a receiver that was told otherwise.
+    pub outer_csum0: bool,
     pub inner_len: usize,
 }
 
@@ -57,13 +61,17 @@ pub struct Valid {
 const IP_OFF: usize = EthHdr::LEN;
 const UDP_OFF: usize = IP_OFF + Ipv4Hdr::LEN;
 const VX_OFF: usize = UDP_OFF + UdpHdr::LEN;
-const INNER_OFF: usize = VX_OFF + VxlanHdr::LEN;
+pub const INNER_OFF: usize = VX_OFF + VxlanHdr::LEN;
+/// Bytes of a VXLAN frame the checks and the delivery read: up to the inner Ethernet header.
+pub const HEADERS_LEN: usize = INNER_OFF + EthHdr::LEN;
 
 /// Checks that the frame of `ctx` is VXLAN for this endpoint. Headers are read in place,
-/// only the fields looked at; the outer Ethernet header (alignment 2) is copied out.
+/// only the fields looked at; the outer Ethernet header (alignment 2) is copied out. For an
+/// skb, the headers must be in its linear part ([`HEADERS_LEN`] bytes); the IP length is
+/// checked against the whole packet.
 #[inline(always)]
-pub fn classify(ctx: &XdpContext, cfg: &VxConfig) -> Result<Valid, Pass> {
-    let eth: EthHdr = ctx.read(0).ok_or(Pass::Trunc)?;
+pub fn classify<C: Linear>(ctx: &C, cfg: &VxConfig) -> Result<Valid, Pass> {
+    let eth: EthHdr = read_at(ctx, 0).ok_or(Pass::Trunc)?;
     if ether_type(&eth) != ETH_P_IP {
         return Err(Pass::NotIp);
     }
@@ -98,23 +106,26 @@ pub fn classify(ctx: &XdpContext, cfg: &VxConfig) -> Result<Valid, Pass> {
     if vx.vni() != cfg.vni {
         return Err(Pass::Vni);
     }
-    let inner = ptr_at::<EthHdr>(ctx, INNER_OFF).ok_or(Pass::Trunc)?;
-    let frame_len = ctx.data_end() - ctx.data();
+    let inner = ptr_at::<EthHdr, C>(ctx, INNER_OFF).ok_or(Pass::Trunc)?;
+    let frame_len = ctx.total_len();
     if IP_OFF + tot_len > frame_len {
         return Err(Pass::Trunc); // the IP packet claims more than the frame holds
     }
     // SAFETY: `ptr_at` checked that the inner header is in the frame; the addresses are byte
     // arrays (alignment 1), read without assuming the header's alignment of 2.
-    let (inner_dst, inner_src) = unsafe {
+    let (inner_dst, inner_src, inner_type) = unsafe {
         (
             addr_of!((*inner).dst_addr).read(),
             addr_of!((*inner).src_addr).read(),
+            addr_of!((*inner).ether_type).read_unaligned(),
         )
     };
     Ok(Valid {
         outer_src: ip.src_addr,
         inner_dst,
         inner_src,
+        inner_type: u16::from_be(inner_type),
+        outer_csum0: udp.check == [0, 0],
         inner_len: frame_len - INNER_OFF,
     })
 }

@@ -32,21 +32,64 @@ const _: () = assert!(
         && mem::align_of::<VxlanHdr>() == 1
 );
 
-/// A pointer to a `T` at `offset` of the XDP frame, or `None` when the frame is too short.
+/// A context whose bytes can be read in place between `data()` and `data_end()`: the XDP
+/// frame, or the linear part of an skb (which holds the headers of every frame the VTEP
+/// decapsulates once `lb_vxdtc` has pulled them in).
+pub trait Linear {
+    /// Address of the first byte.
+    fn start(&self) -> usize;
+    /// Address one past the last byte readable in place.
+    fn end(&self) -> usize;
+    /// Length of the whole packet (for an skb, paged part included).
+    fn total_len(&self) -> usize;
+}
+
+impl Linear for XdpContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+    #[inline(always)]
+    fn total_len(&self) -> usize {
+        self.data_end() - self.data()
+    }
+}
+
+impl Linear for TcContext {
+    #[inline(always)]
+    fn start(&self) -> usize {
+        self.data()
+    }
+    #[inline(always)]
+    fn end(&self) -> usize {
+        self.data_end()
+    }
+    #[inline(always)]
+    fn total_len(&self) -> usize {
+        self.len() as usize
+    }
+}
+
+/// A pointer to a `T` at `offset` of the frame, or `None` when the frame (its linear part)
+/// is too short.
 #[inline(always)]
-pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*const T> {
-    let start = ctx.data();
-    let end = ctx.data_end();
+pub fn ptr_at<T, C: Linear>(ctx: &C, offset: usize) -> Option<*const T> {
+    let start = ctx.start();
+    let end = ctx.end();
     if start + offset + mem::size_of::<T>() > end {
         return None;
     }
     Some((start + offset) as *const T)
 }
 
-/// The `T` at `offset` of the XDP frame, by reference, or `None` when the frame is too short.
+/// The `T` at `offset` of the frame, by reference, or `None` when the frame is too short.
 #[inline(always)]
-pub fn header_at<T: Header>(ctx: &XdpContext, offset: usize) -> Option<&T> {
-    let p = ptr_at::<T>(ctx, offset)?;
+pub fn header_at<T: Header, C: Linear>(ctx: &C, offset: usize) -> Option<&T> {
+    let p = ptr_at::<T, C>(ctx, offset)?;
     // SAFETY: in bounds (`ptr_at`), alignment 1 and any bit pattern valid (`Header`); the
     // programs never write the frame through a pointer while such a reference lives.
     Some(unsafe { &*p })
@@ -61,11 +104,18 @@ pub trait Packet {
 impl Packet for XdpContext {
     #[inline(always)]
     fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        let p = ptr_at::<T>(self, offset)?;
-        // SAFETY: `ptr_at` checked that the `size_of::<T>()` bytes at `p` are inside the
-        // frame; the read makes no alignment assumption.
-        Some(unsafe { p.read_unaligned() })
+        read_at(self, offset)
     }
+}
+
+/// A copy of the `T` at `offset`, read in place, or `None` when the frame (its linear part)
+/// is too short.
+#[inline(always)]
+pub fn read_at<T: Copy, C: Linear>(ctx: &C, offset: usize) -> Option<T> {
+    let p = ptr_at::<T, C>(ctx, offset)?;
+    // SAFETY: `ptr_at` checked that the `size_of::<T>()` bytes at `p` are inside the frame;
+    // the read makes no alignment assumption.
+    Some(unsafe { p.read_unaligned() })
 }
 
 impl Packet for TcContext {

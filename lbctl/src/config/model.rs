@@ -290,6 +290,20 @@ pub enum VxlanMode {
     Ebpf,
 }
 
+/// Where the BPF VTEP decapsulates on the underlay ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VxlanDecap {
+    /// TCX ingress (`lb_vxdtc`): for ports that deliver skbs anyway, such as the lab's veths.
+    /// GSO super-packets stay whole, and frames for a local endpoint enter its namespace
+    /// directly (`bpf_redirect_peer`).
+    #[default]
+    Tc,
+    /// Native XDP (`lb_vxdec`): for NICs whose driver runs XDP before any skb exists. On a
+    /// veth it makes the peer segment GSO packets first.
+    Xdp,
+}
+
 /// The overlay joining the hosts' internal bridges into one broadcast domain.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -306,6 +320,9 @@ pub struct Vxlan {
     /// every remote VTEP again), like the kernel bridge's ageing time.
     #[serde(default = "default_vxlan_ageing")]
     pub ageing_s: u32,
+    /// BPF VTEP: the hook that decapsulates (`tc` or `xdp`).
+    #[serde(default)]
+    pub decap: VxlanDecap,
     #[serde(rename = "endpoint")]
     pub endpoints: Vec<VxlanEndpoint>,
 }

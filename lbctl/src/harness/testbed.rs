@@ -120,6 +120,7 @@ impl TestNet {
             tunnel_port: "t0".into(),
             tunnel_peer: "t0p".into(),
             underlay_ports: vec!["u0".into()],
+            decap: crate::datapath::vxlan::DecapHook::Xdp,
             endpoints: vec![(MAC_ENDPOINT, "e0".into())],
             fast: true,
         }

@@ -288,6 +288,7 @@ fn vxlan_rows(plan: &Plan, mut read: Vec<(String, VxlanRaw)>) -> Vec<VxlanStatus
         out.push(VxlanStatus {
             host,
             mode: x.mode,
+            decap: (x.mode == VxlanMode::Ebpf).then_some(x.decap),
             device: x.device.clone(),
             counters,
             fdb,

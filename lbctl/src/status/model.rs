@@ -110,6 +110,8 @@ pub struct CounterRow {
 pub struct VxlanStatus {
     pub host: String,
     pub mode: crate::config::VxlanMode,
+    /// `ebpf`: the hook that decapsulates (`tc` or `xdp`).
+    pub decap: Option<crate::config::VxlanDecap>,
     pub device: String,
     /// Counter name -> value, in a stable order. `ebpf`: the fields of `VX_STATS`
     /// (`dec_*`, `pass_*`, `enc_*`, `learn_*`); `kernel`: `rx_packets`, `tx_packets`,

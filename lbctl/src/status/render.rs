@@ -403,9 +403,12 @@ fn gate_drops(c: &lb_common::PortStats) -> [u64; 4] {
 /// Each VXLAN endpoint's non-zero counters and learned MACs.
 fn vxlan(o: &mut String, s: &Status) {
     for x in &s.vxlan {
-        let mode = match x.mode {
-            crate::config::VxlanMode::Ebpf => "BPF VTEP, VX_STATS",
-            crate::config::VxlanMode::Kernel => "kernel vxlan device",
+        let mode = match (x.mode, x.decap) {
+            (crate::config::VxlanMode::Ebpf, Some(crate::config::VxlanDecap::Xdp)) => {
+                "BPF VTEP, XDP decapsulation, VX_STATS"
+            }
+            (crate::config::VxlanMode::Ebpf, _) => "BPF VTEP, TC decapsulation, VX_STATS",
+            (crate::config::VxlanMode::Kernel, _) => "kernel vxlan device",
         };
         let _ = writeln!(o, "\nVXLAN {} ({mode}, {})", x.host, x.device);
         let nonzero: Vec<String> = x

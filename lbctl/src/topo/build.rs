@@ -5,7 +5,7 @@
 use super::inspect;
 use super::netns;
 use super::nl::{self, BridgeSettings};
-use super::plan::{Kind, Plan};
+use super::plan::{Kind, Plan, VxlanPlan};
 use super::state;
 use super::teardown;
 use crate::config::{Config, VxlanMode};
@@ -330,13 +330,11 @@ async fn bring_up(plan: &Plan, handles: &Handles) -> Result<()> {
 }
 
 /// Loads and attaches the BPF VTEP of every `ebpf` endpoint (`datapath::vxlan`): fills its
-/// maps with the local endpoints (MAC -> bridge-side veth) and the remote VTEPs, and prepares
-/// what its XDP redirects need: GRO (hence NAPI) on every veth that receives redirected
-/// frames, TX checksum offload off on the switches' ends of the XDP ports (a redirected frame
-/// loses `CHECKSUM_PARTIAL`; see the module docs), forwarding on the tunnel port (for
-/// `bpf_fib_lookup`).
+/// maps with the local endpoints (MAC -> bridge-side veth) and the remote VTEPs, turns on
+/// forwarding on the tunnel port (for `bpf_fib_lookup`) and, with `decap = "xdp"`, prepares
+/// what the XDP redirects need ([`prepare_xdp_decap`]).
 async fn attach_vteps(cfg: &Config, plan: &Plan, handles: &Handles) -> Result<()> {
-    use crate::datapath::vxlan::{attach_vtep, ethtool, VtepSpec};
+    use crate::datapath::vxlan::{attach_vtep, DecapHook, VtepSpec};
     for x in plan.vxlans.iter().filter(|x| x.mode == VxlanMode::Ebpf) {
         let host_ns = plan.netns(&x.node);
         let mut endpoints = Vec::new();
@@ -345,38 +343,17 @@ async fn attach_vteps(cfg: &Config, plan: &Plan, handles: &Handles) -> Result<()
                 let h = handles.get(&n.name).expect("handle for every node");
                 let mac = nl::mac_of(h, &f.name).await?;
                 endpoints.push((mac, f.port_name_for(&n.name)));
-                let ifname = f.name.clone();
-                netns::run_in(&plan.netns(&n.name), move || {
-                    ethtool::set_gro(&ifname, true)
-                })
-                .with_context(|| format!("enabling GRO on {}/{}", n.name, f.name))?;
             }
         }
-        let mut underlay = Vec::new();
-        for v in plan.veths.iter().filter(|v| v.inter_bridge) {
-            for (ours, theirs) in [(&v.a, &v.b), (&v.b, &v.a)] {
-                if ours.bridge.as_deref() == Some(x.underlay_bridge.as_str()) {
-                    underlay.push(ours.ifname.clone());
-                    let ifname = theirs.ifname.clone();
-                    netns::run_in(&plan.netns(&theirs.node), move || {
-                        ethtool::set_tx_csum(&ifname, false)
-                    })
-                    .with_context(|| {
-                        format!(
-                            "TX checksum offload off on {}/{}",
-                            theirs.node, theirs.ifname
-                        )
-                    })?;
-                }
-            }
+        let underlay = underlay_ports(plan, x);
+        if x.decap == DecapHook::Xdp {
+            prepare_xdp_decap(cfg, plan, x)?;
         }
         netns::sysctl(
             &host_ns,
             &format!("net/ipv4/conf/{}/forwarding", x.device),
             "1",
         )?;
-        let dev = x.device.clone();
-        netns::run_in(&host_ns, move || ethtool::set_gro(&dev, true))?;
         let spec = VtepSpec {
             local: x.local,
             vni: x.vni,
@@ -386,6 +363,7 @@ async fn attach_vteps(cfg: &Config, plan: &Plan, handles: &Handles) -> Result<()
             tunnel_port: x.device.clone(),
             tunnel_peer: x.peer.clone(),
             underlay_ports: underlay,
+            decap: x.decap,
             endpoints,
             fast: true,
         };
@@ -393,6 +371,55 @@ async fn attach_vteps(cfg: &Config, plan: &Plan, handles: &Handles) -> Result<()
         netns::run_in(&host_ns, move || attach_vtep(&pin, &spec))
             .with_context(|| format!("attaching the BPF VTEP in {}", x.node))?;
     }
+    Ok(())
+}
+
+/// The host's ports on its underlay bridge (where the VTEP decapsulates).
+fn underlay_ports(plan: &Plan, x: &VxlanPlan) -> Vec<String> {
+    let mut ports = Vec::new();
+    for v in plan.veths.iter().filter(|v| v.inter_bridge) {
+        for ours in [&v.a, &v.b] {
+            if ours.node == x.node && ours.bridge.as_deref() == Some(x.underlay_bridge.as_str()) {
+                ports.push(ours.ifname.clone());
+            }
+        }
+    }
+    ports
+}
+
+/// What XDP decapsulation on veths needs: GRO (hence NAPI) on every veth that receives
+/// redirected frames (the endpoints' interfaces and the tunnel port), and TX checksum
+/// offload off on the switches' ends of the XDP ports (a redirected frame loses
+/// `CHECKSUM_PARTIAL`; see the module docs of `datapath::vxlan`).
+fn prepare_xdp_decap(cfg: &Config, plan: &Plan, x: &VxlanPlan) -> Result<()> {
+    use crate::datapath::vxlan::ethtool;
+    for n in &cfg.nodes {
+        for f in n.ifaces.iter().filter(|f| f.bridge == x.bridge) {
+            let ifname = f.name.clone();
+            netns::run_in(&plan.netns(&n.name), move || {
+                ethtool::set_gro(&ifname, true)
+            })
+            .with_context(|| format!("enabling GRO on {}/{}", n.name, f.name))?;
+        }
+    }
+    for v in plan.veths.iter().filter(|v| v.inter_bridge) {
+        for (ours, theirs) in [(&v.a, &v.b), (&v.b, &v.a)] {
+            if ours.node == x.node && ours.bridge.as_deref() == Some(x.underlay_bridge.as_str()) {
+                let ifname = theirs.ifname.clone();
+                netns::run_in(&plan.netns(&theirs.node), move || {
+                    ethtool::set_tx_csum(&ifname, false)
+                })
+                .with_context(|| {
+                    format!(
+                        "TX checksum offload off on {}/{}",
+                        theirs.node, theirs.ifname
+                    )
+                })?;
+            }
+        }
+    }
+    let dev = x.device.clone();
+    netns::run_in(&plan.netns(&x.node), move || ethtool::set_gro(&dev, true))?;
     Ok(())
 }
 

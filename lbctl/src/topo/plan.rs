@@ -92,6 +92,8 @@ pub struct VxlanPlan {
     pub underlay_bridge: String,
     /// BPF VTEP: learned MAC ageing, seconds.
     pub ageing_s: u32,
+    /// BPF VTEP: the hook that decapsulates.
+    pub decap: config::VxlanDecap,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -378,6 +380,7 @@ fn tunnel_ends(cfg: &Config, bridges: &mut [BridgePlan]) -> Vec<VxlanPlan> {
             peer: format!("{}p", v.device),
             underlay_bridge: underlay_bridge(cfg, &e.host, e.local),
             ageing_s: v.ageing_s,
+            decap: v.decap,
         });
         add_port(
             bridges,

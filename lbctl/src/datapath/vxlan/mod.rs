@@ -1,14 +1,15 @@
-//! lbctl's BPF VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`): loads `lb_vxdec` (XDP) and
-//! `lb_vxenc` (TC) from the embedded object, fills their maps and pins everything under the
-//! host's pin directory. The BPF side is the `lb-ebpf` crate; the shared types are
+//! lbctl's BPF VXLAN tunnel endpoint (`vxlan.mode = "ebpf"`): loads `lb_vxdtc` (TC) or
+//! `lb_vxdec` (XDP) for the decapsulation (`vxlan.decap`), `lb_vxenc` and `lb_vxfwd` (TC)
+//! from the embedded object, fills their maps and pins everything under the host's pin
+//! directory. The BPF side is the `lb-ebpf` crate; the shared types are
 //! `lb_common::vxlan`.
 //!
 //! # Wiring on one host (what `lbctl up` builds, `topo/build.rs`)
 //!
 //! ```text
-//!   serv1 eth0 ── serv1-eth0 ┐                          ┌ to-swout1 ── swout1   (XDP lb_vxdec)
-//!   serv2 eth0 ── serv2-eth0 ├ vswin1   vswout1 (VTEP)  ┤
-//!   bal1  eth1 ── bal1-eth1  │                          └ to-swout2 ── swout2   (XDP lb_vxdec)
+//!   serv1 eth0 ── serv1-eth0 ┐                          ┌ to-swout1 ── swout1   (TC lb_vxdtc
+//!   serv2 eth0 ── serv2-eth0 ├ vswin1   vswout1 (VTEP)  ┤                        or XDP lb_vxdec)
+//!   bal1  eth1 ── bal1-eth1  │                          └ to-swout2 ── swout2   (the same)
 //!                 vxlan0 ────┤  (TC egress lb_vxenc; TC ingress lb_vxfwd on each endpoint port)
 //!                 vxlan0h ───┘  (headroom port: a vxlan device kept down, carries nothing)
 //!                 vxlan0p       (peer of the tunnel port; XDP redirect target)
@@ -41,7 +42,20 @@
 //!   of decap fast forwarding: a frame for a MAC learned behind a remote VTEP is encapsulated
 //!   right there and redirected to the underlay, skipping the internal bridge and the tunnel
 //!   port; everything else goes on into the bridge (TCX "next").
-//! * `lb_vxdec` is native XDP on the underlay bridge's ports (the veths to the switches), i.e.
+//! * `lb_vxdtc` (`decap = "tc"`, the default) runs in the TCX ingress of the underlay
+//!   bridge's ports (before the bridge, like XDP), with the same checks and learning as
+//!   `lb_vxdec`. It strips the outer headers with `bpf_skb_adjust_room` and sends a frame
+//!   for a local endpoint into the endpoint's namespace with `bpf_redirect_peer` (no backlog
+//!   queue on the way), anything else out of `vxlan0p` into the bridge (`bpf_redirect`).
+//!   Veths deliver skbs, so XDP on them converts each skb to an XDP frame and back (and
+//!   copies it when the skb's headroom is under 256 bytes); TC works on the skb as it is, the
+//!   peers keep checksum offload and GSO, and none of the XDP preparations below are made.
+//!   Measured in one lab each, 64-byte UDP: 110k pkt/s against 96k with XDP (README).
+//!   The skb of a GSO super-packet keeps its UDP-tunnel GSO marks after the decapsulation
+//!   (6.18 has no flag to clear them; bpf-next's `BPF_F_ADJ_ROOM_DECAP_L4_UDP` does): a local
+//!   socket or a veth does not care, a NIC with tunnel segmentation offload would. On such a
+//!   host, set `decap = "xdp"` for its NIC.
+//! * `lb_vxdec` (`decap = "xdp"`) is native XDP on the underlay bridge's ports (the veths to the switches), i.e.
 //!   before the bridge: the VTEP address lives on the bridge device, but XDP cannot run on a
 //!   bridge in driver mode, and generic XDP there would see GRO/GSO super-packets it cannot
 //!   redirect (the generic redirect path refuses frames over the MTU). Decapsulated frames
@@ -50,7 +64,7 @@
 //!   `i + 1` of `VX_LOCAL`; the frame leaves through the endpoint's own interface, skipping
 //!   the bridge), otherwise to `vxlan0p` (slot 0), so it enters the bridge as received on the
 //!   tunnel port.
-//! * A veth that receives XDP-redirected frames needs NAPI on its receiving end: the loader's
+//! * With XDP: a veth that receives XDP-redirected frames needs NAPI on its receiving end: the loader's
 //!   caller enables GRO on `vxlan0` and on every endpoint's interface (a veth with GRO on has
 //!   NAPI; XDP_REDIRECT into a veth without it is dropped).
 //! * Checksums: veths hand `CHECKSUM_PARTIAL` skbs across (the L4 checksum is still to be
@@ -72,8 +86,9 @@
 //!
 //! # Pins (under the host's pin directory, `/sys/fs/bpf/lbctl/<lab>/<host>/`)
 //!
-//! `lb_vxdec`, `lb_vxenc`, `lb_vxfwd` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`, `VX_REMOTE`,
-//! `VX_LOCAL`, `VX_EPS`, `VX_LAST`, `VX_NH` (maps), `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
+//! `lb_vxdtc` or `lb_vxdec`, `lb_vxenc`, `lb_vxfwd` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`,
+//! `VX_REMOTE`, `VX_LOCAL`, `VX_EPS`, `VX_LAST`, `VX_NH` (maps), `vxlinks/tcdec-<iface>` or
+//! `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
 //! (links; removing a link pin detaches the program). `lbctl down` removes the whole lab
 //! directory.
 use std::{
@@ -94,10 +109,12 @@ use aya::{
 };
 use lb_common::vxlan::{
     mac_u64, Endpoints, FdbEntry, MacKey, Remote, VxConfig, VxStats, VX_CFG_MAP, VX_DEC_PROG,
-    VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_FWD_PROG, VX_F_FAST, VX_LOCAL_MAP, VX_MAPS,
-    VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
+    VX_DEC_TC_PROG, VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_FWD_PROG, VX_F_FAST,
+    VX_LOCAL_MAP, VX_MAPS, VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
 };
 use serde::Serialize;
+
+pub use crate::config::VxlanDecap as DecapHook;
 
 /// Subdirectory of the pin directory holding the VTEP's links.
 pub const LINKS_DIR: &str = "vxlinks";
@@ -117,8 +134,10 @@ pub struct VtepSpec {
     pub tunnel_port: String,
     /// Its peer: decapsulated frames for the bridge are redirected here.
     pub tunnel_peer: String,
-    /// Underlay ports: XDP decapsulates here.
+    /// Underlay ports: the decapsulation runs here.
     pub underlay_ports: Vec<String>,
+    /// Which hook decapsulates on them.
+    pub decap: DecapHook,
     /// Local endpoints: inner MAC -> bridge-side veth to redirect to (fast forwarding).
     pub endpoints: Vec<([u8; 6], String)>,
     /// Redirect frames for local endpoints straight to their veth.
@@ -146,11 +165,13 @@ fn ifindex(name: &str) -> Result<u32> {
 /// Must run on an OS thread inside the host's network namespace. On failure, whatever it
 /// pinned is removed again (the links with it), so nothing stays attached.
 pub fn attach_vtep(pin_dir: &Path, spec: &VtepSpec) -> Result<()> {
-    if pin_dir.join(VX_DEC_PROG).exists() {
-        bail!(
-            "{} already holds a VTEP ({VX_DEC_PROG}); remove the pins first",
-            pin_dir.display()
-        );
+    for prog in [VX_DEC_PROG, VX_DEC_TC_PROG] {
+        if pin_dir.join(prog).exists() {
+            bail!(
+                "{} already holds a VTEP ({prog}); remove the pins first",
+                pin_dir.display()
+            );
+        }
     }
     let mut created: Vec<PathBuf> = Vec::new();
     let res = attach_inner(pin_dir, spec, &mut created);
@@ -226,8 +247,9 @@ pub fn load_vtep(spec: &VtepSpec) -> Result<Ebpf> {
             n: spec.endpoints.len() as u32,
             ..Endpoints::default()
         };
-        for (i, (mac, _)) in spec.endpoints.iter().enumerate() {
+        for (i, (mac, port)) in spec.endpoints.iter().enumerate() {
             eps.macs[i] = mac_u64(*mac);
+            eps.ifindex[i] = ifindex(port)?;
         }
         let mut m: Array<&mut MapData, Endpoints> =
             Array::try_from(map_mut(&mut ebpf, VX_EPS_MAP)?)?;
@@ -254,70 +276,130 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
             .with_context(|| format!("pinning map {name} at {}", path.display()))?;
         created.push(path);
     }
-
-    let enc: &mut SchedClassifier = ebpf
-        .program_mut(VX_ENC_PROG)
-        .ok_or_else(|| anyhow!("BPF object has no program {VX_ENC_PROG}"))?
-        .try_into()?;
-    enc.load()
-        .with_context(|| format!("loading {VX_ENC_PROG} (verifier)"))?;
-    let id = enc
-        .attach_with_options(
-            &spec.tunnel_port,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::first()),
-        )
-        .with_context(|| {
-            format!(
-                "attaching {VX_ENC_PROG} to TC egress of {}",
-                spec.tunnel_port
-            )
-        })?;
-    let link: FdLink = enc.take_link(id)?.try_into()?;
-    let path = links_dir.join(format!("tc-{}", spec.tunnel_port));
-    link.pin(&path)
-        .with_context(|| format!("pinning {}", path.display()))?;
-    created.push(path);
-    let path = pin_dir.join(VX_ENC_PROG);
-    enc.pin(&path)
-        .with_context(|| format!("pinning {}", path.display()))?;
-    created.push(path);
-
+    let mut pins = Pins {
+        pin_dir,
+        links_dir: &links_dir,
+        created,
+    };
+    let enc = TcHook {
+        prog: VX_ENC_PROG,
+        at: TcAttachType::Egress,
+        kind: "tc",
+        first: true,
+    };
+    attach_tc(&mut ebpf, &mut pins, &enc, std::slice::from_ref(&spec.tunnel_port))?;
     if spec.fast && !spec.endpoints.is_empty() {
-        let fwd: &mut SchedClassifier = ebpf
-            .program_mut(VX_FWD_PROG)
-            .ok_or_else(|| anyhow!("BPF object has no program {VX_FWD_PROG}"))?
-            .try_into()?;
-        fwd.load()
-            .with_context(|| format!("loading {VX_FWD_PROG} (verifier)"))?;
-        for (_, port) in &spec.endpoints {
-            // After the observer (which only counts and says "next").
-            let id = fwd
-                .attach_with_options(
-                    port,
-                    TcAttachType::Ingress,
-                    TcAttachOptions::TcxOrder(LinkOrder::last()),
-                )
-                .with_context(|| format!("attaching {VX_FWD_PROG} to TC ingress of {port}"))?;
-            let link: FdLink = fwd.take_link(id)?.try_into()?;
-            let path = links_dir.join(format!("fwd-{port}"));
-            link.pin(&path)
-                .with_context(|| format!("pinning {}", path.display()))?;
-            created.push(path);
+        let ports: Vec<String> = spec.endpoints.iter().map(|(_, p)| p.clone()).collect();
+        let fwd = TcHook {
+            prog: VX_FWD_PROG,
+            at: TcAttachType::Ingress,
+            kind: "fwd",
+            first: false, // after the observer (which only counts and says "next")
+        };
+        attach_tc(&mut ebpf, &mut pins, &fwd, &ports)?;
+    }
+    // The decapsulation program's pin goes last: it marks a complete installation.
+    match spec.decap {
+        DecapHook::Xdp => attach_xdp_decap(&mut ebpf, &mut pins, &spec.underlay_ports),
+        DecapHook::Tc => {
+            let dec = TcHook {
+                prog: VX_DEC_TC_PROG,
+                at: TcAttachType::Ingress,
+                kind: "tcdec",
+                first: true,
+            };
+            attach_tc(&mut ebpf, &mut pins, &dec, &spec.underlay_ports)
         }
-        let path = pin_dir.join(VX_FWD_PROG);
-        fwd.pin(&path)
+    }
+}
+
+/// A TC program of the VTEP and where it goes.
+struct TcHook {
+    prog: &'static str,
+    at: TcAttachType,
+    /// Prefix of its link pins (`vxlinks/<kind>-<iface>`).
+    kind: &'static str,
+    /// First in the TCX chain, else last.
+    first: bool,
+}
+
+/// Where [`attach_inner`] pins, and what it has pinned so far (removed again on failure).
+struct Pins<'a> {
+    pin_dir: &'a Path,
+    links_dir: &'a Path,
+    created: &'a mut Vec<PathBuf>,
+}
+
+impl Pins<'_> {
+    /// Pins `link` as `vxlinks/<kind>-<iface>`.
+    fn link(&mut self, link: FdLink, kind: &str, iface: &str) -> Result<()> {
+        let path = self.links_dir.join(format!("{kind}-{iface}"));
+        link.pin(&path)
             .with_context(|| format!("pinning {}", path.display()))?;
-        created.push(path);
+        self.created.push(path);
+        Ok(())
     }
 
+    /// Pins the program `prog` under its name.
+    fn prog(&mut self, prog: &mut impl PinProg, name: &str) -> Result<()> {
+        let path = self.pin_dir.join(name);
+        prog.pin_at(&path)
+            .with_context(|| format!("pinning {}", path.display()))?;
+        self.created.push(path);
+        Ok(())
+    }
+}
+
+/// A program that can be pinned (aya's `pin` is per program type).
+trait PinProg {
+    fn pin_at(&mut self, path: &Path) -> Result<()>;
+}
+
+impl PinProg for SchedClassifier {
+    fn pin_at(&mut self, path: &Path) -> Result<()> {
+        Ok(self.pin(path)?)
+    }
+}
+
+impl PinProg for Xdp {
+    fn pin_at(&mut self, path: &Path) -> Result<()> {
+        Ok(self.pin(path)?)
+    }
+}
+
+/// Loads the TC program of `hook` and attaches it (TCX) to every interface of `ifaces`,
+/// pinning each link and then the program.
+fn attach_tc(ebpf: &mut Ebpf, pins: &mut Pins<'_>, hook: &TcHook, ifaces: &[String]) -> Result<()> {
+    let (name, at) = (hook.prog, hook.at);
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("BPF object has no program {name}"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("loading {name} (verifier)"))?;
+    for iface in ifaces {
+        let order = if hook.first {
+            LinkOrder::first()
+        } else {
+            LinkOrder::last()
+        };
+        let id = prog
+            .attach_with_options(iface, at, TcAttachOptions::TcxOrder(order))
+            .with_context(|| format!("attaching {name} to TC {at:?} of {iface}"))?;
+        pins.link(prog.take_link(id)?.try_into()?, hook.kind, iface)?;
+    }
+    pins.prog(prog, name)
+}
+
+/// Loads `lb_vxdec` and attaches it in native XDP to every underlay port.
+fn attach_xdp_decap(ebpf: &mut Ebpf, pins: &mut Pins<'_>, ifaces: &[String]) -> Result<()> {
     let dec: &mut Xdp = ebpf
         .program_mut(VX_DEC_PROG)
         .ok_or_else(|| anyhow!("BPF object has no program {VX_DEC_PROG}"))?
         .try_into()?;
     dec.load()
         .with_context(|| format!("loading {VX_DEC_PROG} (verifier)"))?;
-    for iface in &spec.underlay_ports {
+    for iface in ifaces {
         let id = dec
             .attach(iface, XdpMode::Driver)
             .with_context(|| format!("attaching {VX_DEC_PROG} (native XDP) to {iface}"))?;
@@ -325,17 +407,9 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
             .take_link(id)?
             .try_into()
             .with_context(|| format!("XDP link of {iface} is not a bpf_link"))?;
-        let path = links_dir.join(format!("xdp-{iface}"));
-        link.pin(&path)
-            .with_context(|| format!("pinning {}", path.display()))?;
-        created.push(path);
+        pins.link(link, "xdp", iface)?;
     }
-    // The decapsulation program's pin goes last: it marks a complete installation.
-    let path = pin_dir.join(VX_DEC_PROG);
-    dec.pin(&path)
-        .with_context(|| format!("pinning {}", path.display()))?;
-    created.push(path);
-    Ok(())
+    pins.prog(dec, VX_DEC_PROG)
 }
 
 /// Prints the VTEP's aya-log records (debug level: MACs learned, unresolved neighbours,

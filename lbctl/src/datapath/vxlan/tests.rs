@@ -7,8 +7,8 @@ use aya::{
     Ebpf,
 };
 use lb_common::vxlan::{
-    FdbEntry, MacKey, NextHop, Remote, VxStats, VX_DEC_PROG, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG,
-    VX_NH_MAP, VX_STATS_MAP,
+    FdbEntry, MacKey, NextHop, Remote, VxStats, VX_DEC_PROG, VX_DEC_TC_PROG, VX_ENC_PROG,
+    VX_FDB_MAP, VX_FWD_PROG, VX_NH_MAP, VX_STATS_MAP,
 };
 
 use super::*;
@@ -61,6 +61,8 @@ fn with_vtep(f: impl FnOnce(&mut Ebpf) + Send + 'static) {
         p.load()?;
         let p: &mut SchedClassifier = ebpf.program_mut(VX_FWD_PROG).unwrap().try_into()?;
         p.load()?;
+        let p: &mut SchedClassifier = ebpf.program_mut(VX_DEC_TC_PROG).unwrap().try_into()?;
+        p.load()?;
         f(&mut ebpf);
         Ok(())
     })
@@ -69,6 +71,10 @@ fn with_vtep(f: impl FnOnce(&mut Ebpf) + Send + 'static) {
 
 fn dec(ebpf: &Ebpf) -> &Xdp {
     ebpf.program(VX_DEC_PROG).unwrap().try_into().unwrap()
+}
+
+fn dec_tc(ebpf: &Ebpf) -> &SchedClassifier {
+    ebpf.program(VX_DEC_TC_PROG).unwrap().try_into().unwrap()
 }
 
 fn enc(ebpf: &Ebpf) -> &SchedClassifier {
@@ -165,6 +171,8 @@ macro_rules! counter {
 enum Prog {
     /// `lb_vxdec` (XDP, underlay ingress).
     Dec,
+    /// `lb_vxdtc` (TC, underlay ingress): the same checks and results for skbs.
+    DecTc,
     /// `lb_vxenc` (TC egress of the tunnel port).
     Enc,
     /// `lb_vxfwd` (TC ingress of an endpoint's port).
@@ -218,7 +226,7 @@ fn encapsulated(inner: &[u8], remote: Ipv4Addr, mac: [u8; 6], sport: u16) -> Vec
 /// The counters of which every frame a program sees moves exactly one (see `VxStats`).
 fn outcomes(prog: Prog, s: &VxStats) -> Vec<(&'static str, u64)> {
     let names: &[&str] = match prog {
-        Prog::Dec => &[
+        Prog::Dec | Prog::DecTc => &[
             "dec_bridge",
             "dec_fast",
             "dec_no_dev",
@@ -257,15 +265,26 @@ fn outer_with(f: impl FnOnce(&mut Outer), inner: &[u8]) -> Vec<u8> {
     vxlan_frame(&o, inner)
 }
 
-/// Decapsulation rows: valid frames to each destination, then every way a frame is passed.
-fn decap_rows() -> Vec<Golden> {
+/// A decapsulation program's verdicts: (delivered, passed).
+fn decap_verdicts(prog: Prog) -> (u32, u32) {
+    match prog {
+        Prog::DecTc => (TC_ACT_REDIRECT, TC_ACT_UNSPEC),
+        _ => (XDP_REDIRECT, XDP_PASS),
+    }
+}
+
+/// Decapsulation rows for `prog` (`Dec` or `DecTc`: the same frames, the same outputs and
+/// counters, each hook's own verdicts): valid frames to each destination, then every way a
+/// frame is passed.
+fn decap_rows(prog: Prog) -> Vec<Golden> {
+    let (redirect, pass_verdict) = decap_verdicts(prog);
     let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 64);
     let valid = vxlan_frame(&Outer::default(), &inner);
     let arp = inner_arp(MAC_FAR);
     let unknown = inner_frame([0x02, 9, 9, 9, 9, 9], MAC_FAR, 1400);
     let row = |what: &str, input: Vec<u8>, verdict, output, counter| Golden {
-        what: what.into(),
-        prog: Prog::Dec,
+        what: format!("{prog:?}: {what}"),
+        prog,
         input,
         verdict,
         output,
@@ -275,13 +294,13 @@ fn decap_rows() -> Vec<Golden> {
         row(
             what,
             input,
-            XDP_REDIRECT,
+            redirect,
             Output::Frame(inner.to_vec()),
             counter,
         )
     };
     let pass = |what: &str, input: Vec<u8>, counter| {
-        row(what, input, XDP_PASS, Output::Unchanged, counter)
+        row(what, input, pass_verdict, Output::Unchanged, counter)
     };
     let patched = |at: usize, bytes: &[u8]| {
         let mut f = valid.clone();
@@ -391,8 +410,12 @@ fn decap_rows() -> Vec<Golden> {
     ];
     // Truncated at (and one byte short of) every header boundary: outer Ethernet (14), IPv4
     // (34), UDP (42), VXLAN (50), inner Ethernet (64). XDP test runs need at least the 14
-    // bytes of an Ethernet header.
+    // bytes of an Ethernet header; the kernel refuses TC test runs of an IPv4 frame shorter
+    // than its IP header.
     for cut in [14, 33, 34, 41, 42, 49, 50, 63] {
+        if cut < 34 && matches!(prog, Prog::DecTc) {
+            continue;
+        }
         rows.push(pass(
             &format!("truncated to {cut} bytes"),
             valid[..cut].to_vec(),
@@ -463,6 +486,7 @@ fn check_row(ebpf: &Ebpf, row: &Golden) {
     let before = stats(ebpf);
     let (rc, out) = match row.prog {
         Prog::Dec => run_once(dec(ebpf), &row.input),
+        Prog::DecTc => run_once(dec_tc(ebpf), &row.input),
         Prog::Enc => run_once(enc(ebpf), &row.input),
         Prog::Fwd => run_once(fwd(ebpf), &row.input),
     };
@@ -515,22 +539,36 @@ fn check_row(ebpf: &Ebpf, row: &Golden) {
 #[test]
 fn golden_table() {
     with_vtep(|ebpf| {
-        let (passed, delivered): (Vec<Golden>, Vec<Golden>) = decap_rows()
-            .into_iter()
-            .partition(|r| r.verdict == XDP_PASS);
-        assert!(passed.len() >= 25, "the malformed cases are all there");
-        for row in &passed {
-            check_row(ebpf, row);
-        }
-        assert_eq!(fdb(ebpf, MAC_FAR), None, "nothing passed may be learned");
-        for row in &delivered {
-            check_row(ebpf, row);
-        }
-        assert_eq!(fdb(ebpf, MAC_FAR).map(|e| e.vtep), Some(REMOTE_A.octets()));
+        check_decap_rows(ebpf, Prog::Dec);
         for row in &encap_rows() {
             check_row(ebpf, row);
         }
     });
+}
+
+/// The decapsulation rows through `lb_vxdtc`, in a VTEP of their own (learning starts empty).
+#[test]
+fn golden_table_tc_decap() {
+    with_vtep(|ebpf| check_decap_rows(ebpf, Prog::DecTc));
+}
+
+/// Runs the decapsulation rows of `prog`: the passed frames first, so it can check that none
+/// of them was learned; the delivered ones learn MAC_FAR.
+fn check_decap_rows(ebpf: &Ebpf, prog: Prog) {
+    let pass_verdict = decap_verdicts(prog).1;
+    let (passed, delivered): (Vec<Golden>, Vec<Golden>) = decap_rows(prog)
+        .into_iter()
+        .partition(|r| r.verdict == pass_verdict);
+    // (two truncated frames fewer for TC: see `decap_rows`)
+    assert!(passed.len() >= 23, "the malformed cases are all there");
+    for row in &passed {
+        check_row(ebpf, row);
+    }
+    assert_eq!(fdb(ebpf, MAC_FAR), None, "nothing passed may be learned");
+    for row in &delivered {
+        check_row(ebpf, row);
+    }
+    assert_eq!(fdb(ebpf, MAC_FAR).map(|e| e.vtep), Some(REMOTE_A.octets()));
 }
 
 /// Parses an encapsulated frame and checks every outer field; returns the UDP source port.
