@@ -22,7 +22,9 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use aya::programs::{
     links::FdLink, SchedClassifier, TestRun, TestRunAttrs, TestRunOptions, Xdp, XdpMode,
 };
-use lb_common::vxlan::{VX_DEC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG, VX_TC_PASS_PROG};
+use lb_common::vxlan::{
+    VX_DEC_PROG, VX_DEC_TC_PROG, VX_DROP_PROG, VX_ENC_PROG, VX_PASS_PROG, VX_TC_PASS_PROG,
+};
 use serde::Serialize;
 
 use super::testbed::*;
@@ -49,6 +51,11 @@ pub struct VtepBench {
     pub decap_parse_only_ns: f64,
     /// Single-run loop, a broadcast inner frame (no endpoint lookup, redirect to the bridge).
     pub decap_bridge_ns: f64,
+    /// Single-run loop of `lb_vxdtc` (TC decapsulation) on the fast-path frame, the do-nothing
+    /// TC program on the same frame, and their paired difference.
+    pub decap_tc_ns: f64,
+    pub tc_floor_decap_ns: f64,
+    pub decap_tc_over_floor_ns: f64,
     /// Live frames, ns per packet (verdict carried out).
     pub decap_live_ns: f64,
     pub floor_live_ns: f64,
@@ -120,7 +127,7 @@ fn load_programs(ebpf: &mut aya::Ebpf) -> Result<()> {
             .try_into()?;
         p.load()?;
     }
-    for name in [VX_ENC_PROG, VX_TC_PASS_PROG] {
+    for name in [VX_ENC_PROG, VX_TC_PASS_PROG, VX_DEC_TC_PROG] {
         let p: &mut SchedClassifier = ebpf
             .program_mut(name)
             .ok_or_else(|| anyhow!("no {name}"))?
@@ -169,6 +176,92 @@ fn live_frames(p: &Xdp, frame: &[u8], repeat: u32) -> Result<f64> {
     Ok(r.duration.as_nanos() as f64)
 }
 
+/// The single-run figures of [`VtepBench`] (the live-frames ones left at 0).
+fn single_run_figures(ebpf: &aya::Ebpf, iters: u32) -> Result<VtepBench> {
+    let xdp = |name: &str| -> Result<&Xdp> { Ok(ebpf.program(name).unwrap().try_into()?) };
+    let tc =
+        |name: &str| -> Result<&SchedClassifier> { Ok(ebpf.program(name).unwrap().try_into()?) };
+    let (dec, pass) = (xdp(VX_DEC_PROG)?, xdp(VX_PASS_PROG)?);
+    let (enc, tpass, dtc) = (tc(VX_ENC_PROG)?, tc(VX_TC_PASS_PROG)?, tc(VX_DEC_TC_PROG)?);
+
+    // 64-byte inner frames (what the small-packet figure is about).
+    let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
+    let outer = vxlan_frame(&Outer::default(), &inner);
+    // Warm up (and learn MAC_FAR, so encapsulation takes the known-unicast path).
+    single_loop(100, &outer, 4, &xdp_run(dec))?;
+    let wrong_vni = vxlan_frame(
+        &Outer {
+            vni: VNI + 1,
+            ..Outer::default()
+        },
+        &inner,
+    );
+    let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
+    let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
+    // Warm up: the first frame also fills the next-hop cache (VX_NH), as in steady
+    // traffic, where the FIB is looked up once a second per remote VTEP.
+    single_loop(100, &to_far, 7, &tc_run(enc))?;
+    // TC_ACT_UNSPEC (-1) as the u32 test_run reports.
+    let cases: Vec<Case<'_>> = vec![
+        (&outer, 4, Box::new(xdp_run(dec))),
+        (&outer, 2, Box::new(xdp_run(pass))),
+        (&wrong_vni, 2, Box::new(xdp_run(dec))),
+        (&bcast, 4, Box::new(xdp_run(dec))),
+        (&to_far, 7, Box::new(tc_run(enc))),
+        (&to_far, u32::MAX, Box::new(tc_run(tpass))),
+        (&outer, 7, Box::new(tc_run(dtc))),
+        (&outer, u32::MAX, Box::new(tc_run(tpass))),
+    ];
+    let chunks = interleaved(iters, &cases)?;
+    let [decap, floor, parse, bridge, encap, tc_floor, dtc, tc_floor_dec] = chunks.as_slice()
+    else {
+        unreachable!("one result per case");
+    };
+    Ok(VtepBench {
+        iters,
+        live_repeat: 0,
+        decap_ns: median(decap),
+        encap_ns: median(encap),
+        floor_ns: median(floor),
+        tc_floor_ns: median(tc_floor),
+        decap_over_floor_ns: median_diff(decap, floor),
+        encap_over_floor_ns: median_diff(encap, tc_floor),
+        decap_parse_only_ns: median(parse),
+        decap_bridge_ns: median(bridge),
+        decap_tc_ns: median(dtc),
+        tc_floor_decap_ns: median(tc_floor_dec),
+        decap_tc_over_floor_ns: median_diff(dtc, tc_floor_dec),
+        decap_live_ns: 0.0,
+        floor_live_ns: 0.0,
+        decap_live_drop_ns: 0.0,
+        floor_live_drop_ns: 0.0,
+        inner_len: inner.len(),
+    })
+}
+
+/// Fills in the live-frames figures of `b`; deletes the endpoint's device on the way.
+fn live_figures(ebpf: &aya::Ebpf, live_repeat: u32, b: &mut VtepBench) -> Result<()> {
+    let xdp = |name: &str| -> Result<&Xdp> { Ok(ebpf.program(name).unwrap().try_into()?) };
+    let (dec, pass, drop) = (xdp(VX_DEC_PROG)?, xdp(VX_PASS_PROG)?, xdp(VX_DROP_PROG)?);
+    let outer = vxlan_frame(&Outer::default(), &inner_frame(MAC_ENDPOINT, MAC_FAR, 18));
+    let live = |p: &Xdp| live_frames(p, &outer, live_repeat);
+    b.live_repeat = live_repeat;
+    b.decap_live_ns = live(dec)?;
+    b.floor_live_ns = live(pass)?;
+    // Delete the endpoint's device: the kernel empties its DEVMAP slot and lb_vxdec
+    // drops what it decapsulates for it.
+    let out = std::process::Command::new("ip")
+        .args(["link", "del", "e0"])
+        .output()
+        .context("ip link del e0")?;
+    if !out.status.success() {
+        bail!("ip link del e0: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    b.decap_live_drop_ns = live(dec)?;
+    b.floor_live_drop_ns = live(drop)?;
+    Ok(())
+}
+
 /// Runs the measurements in a throwaway namespace.
 pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     let net = TestNet::new()?;
@@ -178,79 +271,9 @@ pub fn run(iters: u32, live_repeat: u32) -> Result<VtepBench> {
     net.run(move || {
         let mut ebpf = load_vtep(&spec)?;
         load_programs(&mut ebpf)?;
-        let dec: &Xdp = ebpf.program(VX_DEC_PROG).unwrap().try_into()?;
-        let pass: &Xdp = ebpf.program(VX_PASS_PROG).unwrap().try_into()?;
-        let enc: &SchedClassifier = ebpf.program(VX_ENC_PROG).unwrap().try_into()?;
-        let tpass: &SchedClassifier = ebpf.program(VX_TC_PASS_PROG).unwrap().try_into()?;
-
-        // 64-byte inner frames (what the small-packet figure is about).
-        let inner = inner_frame(MAC_ENDPOINT, MAC_FAR, 18);
-        let outer = vxlan_frame(&Outer::default(), &inner);
-        // Warm up (and learn MAC_FAR, so encapsulation takes the known-unicast path).
-        single_loop(100, &outer, 4, &xdp_run(dec))?;
-        let wrong_vni = vxlan_frame(
-            &Outer {
-                vni: VNI + 1,
-                ..Outer::default()
-            },
-            &inner,
-        );
-        let bcast = vxlan_frame(&Outer::default(), &inner_arp(MAC_FAR));
-        let to_far = inner_frame(MAC_FAR, MAC_ENDPOINT, 18);
-        // Warm up: the first frame also fills the next-hop cache (VX_NH), as in steady
-        // traffic, where the FIB is looked up once a second per remote VTEP.
-        single_loop(100, &to_far, 7, &tc_run(enc))?;
-        // TC_ACT_UNSPEC (-1) as the u32 test_run reports.
-        let cases: Vec<Case<'_>> = vec![
-            (&outer, 4, Box::new(xdp_run(dec))),
-            (&outer, 2, Box::new(xdp_run(pass))),
-            (&wrong_vni, 2, Box::new(xdp_run(dec))),
-            (&bcast, 4, Box::new(xdp_run(dec))),
-            (&to_far, 7, Box::new(tc_run(enc))),
-            (&to_far, u32::MAX, Box::new(tc_run(tpass))),
-        ];
-        let chunks = interleaved(iters, &cases)?;
-        let [decap, floor, parse, bridge, encap, tc_floor] = chunks.as_slice() else {
-            unreachable!("one result per case");
-        };
-        let (decap_ns, floor_ns, tc_floor_ns) = (median(decap), median(floor), median(tc_floor));
-        let (decap_parse_only_ns, decap_bridge_ns, encap_ns) =
-            (median(parse), median(bridge), median(encap));
-        let decap_over_floor_ns = median_diff(decap, floor);
-        let encap_over_floor_ns = median_diff(encap, tc_floor);
-
-        let live = |p: &Xdp| live_frames(p, &outer, live_repeat);
-        let decap_live_ns = live(dec)?;
-        let floor_live_ns = live(pass)?;
-        // Delete the endpoint's device: the kernel empties its DEVMAP slot and lb_vxdec
-        // drops what it decapsulates for it.
-        let out = std::process::Command::new("ip")
-            .args(["link", "del", "e0"])
-            .output()
-            .context("ip link del e0")?;
-        if !out.status.success() {
-            bail!("ip link del e0: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let drop: &Xdp = ebpf.program(VX_DROP_PROG).unwrap().try_into()?;
-        let decap_live_drop_ns = live(dec)?;
-        let floor_live_drop_ns = live(drop)?;
-        Ok(VtepBench {
-            iters,
-            live_repeat,
-            decap_ns,
-            encap_ns,
-            floor_ns,
-            tc_floor_ns,
-            decap_over_floor_ns,
-            encap_over_floor_ns,
-            decap_parse_only_ns,
-            decap_bridge_ns,
-            decap_live_ns,
-            floor_live_ns,
-            decap_live_drop_ns,
-            floor_live_drop_ns,
-            inner_len: inner.len(),
-        })
+        let mut b = single_run_figures(&ebpf, iters)?;
+        live_figures(&ebpf, live_repeat, &mut b)?;
+        Ok(b)
     })
 }
 

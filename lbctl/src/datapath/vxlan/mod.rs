@@ -287,7 +287,12 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
         kind: "tc",
         first: true,
     };
-    attach_tc(&mut ebpf, &mut pins, &enc, std::slice::from_ref(&spec.tunnel_port))?;
+    attach_tc(
+        &mut ebpf,
+        &mut pins,
+        &enc,
+        std::slice::from_ref(&spec.tunnel_port),
+    )?;
     if spec.fast && !spec.endpoints.is_empty() {
         let ports: Vec<String> = spec.endpoints.iter().map(|(_, p)| p.clone()).collect();
         let fwd = TcHook {
