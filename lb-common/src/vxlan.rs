@@ -24,6 +24,9 @@ pub const VX_DROP_PROG: &str = "lb_xdrop";
 /// A do-nothing TC program (`TC_ACT_UNSPEC`): the floor the benchmark compares `lb_vxenc` with
 /// (a TC test run builds an skb; the XDP floor does not say what that costs).
 pub const VX_TC_PASS_PROG: &str = "lb_tpass";
+/// TC program on the underlay ports' egress: learns which port the underlay bridge sends
+/// each remote VTEP's frames out of (`VX_PORT`).
+pub const VX_PORT_PROG: &str = "lb_vxport";
 
 /// Per-CPU array, one [`VxStats`] at index 0: every outcome of both programs.
 pub const VX_STATS_MAP: &str = "VX_STATS";
@@ -46,8 +49,12 @@ pub const VX_LAST_MAP: &str = "VX_LAST";
 /// named it (see `lb-ebpf/src/encap/nh_cache.rs`).
 pub const VX_NH_MAP: &str = "VX_NH";
 
+/// Hash [`Remote`] -> [`PortHint`]: the underlay bridge's port toward each remote VTEP, as
+/// the bridge itself last chose it (see `lb-ebpf/src/encap/port_hint.rs`).
+pub const VX_PORT_MAP: &str = "VX_PORT";
+
 /// Every map of the VTEP, for pinning and inspection.
-pub const VX_MAPS: [&str; 8] = [
+pub const VX_MAPS: [&str; 9] = [
     VX_STATS_MAP,
     VX_FDB_MAP,
     VX_CFG_MAP,
@@ -56,6 +63,7 @@ pub const VX_MAPS: [&str; 8] = [
     VX_EPS_MAP,
     VX_LAST_MAP,
     VX_NH_MAP,
+    VX_PORT_MAP,
 ];
 
 /// Remote VTEPs one endpoint replicates BUM traffic to, at most.
@@ -194,6 +202,24 @@ pub struct NextHop {
     pub checked_ns: u64,
 }
 
+/// The underlay bridge's port toward one remote VTEP (value of `VX_PORT`): the port the
+/// bridge last sent an encapsulated frame for it out of, and when.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortHint {
+    /// The port (an underlay bridge port, in the VTEP's namespace).
+    pub ifindex: u32,
+    /// Explicit padding, zero.
+    pub pad: u32,
+    /// Monotonic time (`bpf_ktime_get_coarse_ns`) the bridge chose it.
+    pub seen_ns: u64,
+}
+
+/// Value `lb_vxfwd`/`lb_vxenc` put in `__sk_buff.cb[0]` of a frame they send straight out of
+/// a port from `VX_PORT`, so `lb_vxport` does not take that port as the bridge's choice. The
+/// bridge clears the control block of every frame it sends itself.
+pub const VX_DIRECT_MARK: u32 = 0x5658_4452; // "VXDR"
+
 /// A learned MAC: behind which remote VTEP, and when it was last seen (`bpf_ktime_get_ns`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -271,6 +297,11 @@ pub struct VxStats {
     /// FIB lookups for an outer next hop (`VX_NH` had no fresh entry for the remote VTEP);
     /// every other copy took its next hop from the cache.
     pub enc_fib_lookups: u64,
+    /// Known unicast sent straight out of the underlay bridge's port toward the remote VTEP
+    /// (`VX_PORT`), not through the bridge device: GSO super-packets stay whole.
+    pub enc_direct: u64,
+    /// `lb_vxport`: the bridge's port toward a remote VTEP recorded (new, moved or due).
+    pub port_learned: u64,
 }
 
 #[cfg(feature = "user")]
@@ -284,6 +315,7 @@ mod user {
     unsafe impl aya::Pod for super::LearnCache {}
     unsafe impl aya::Pod for super::Endpoints {}
     unsafe impl aya::Pod for super::NextHop {}
+    unsafe impl aya::Pod for super::PortHint {}
 }
 
 const _: () = {
@@ -293,5 +325,6 @@ const _: () = {
     assert!(core::mem::size_of::<FdbEntry>() == 16);
     assert!(core::mem::size_of::<LearnCache>() == 24);
     assert!(core::mem::size_of::<NextHop>() == 24);
-    assert!(core::mem::size_of::<VxStats>() == 26 * 8);
+    assert!(core::mem::size_of::<PortHint>() == 16);
+    assert!(core::mem::size_of::<VxStats>() == 28 * 8);
 };

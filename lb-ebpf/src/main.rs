@@ -53,8 +53,8 @@ use aya_ebpf::{
 use lb_common::{
     OBS_PORT_MAX, OBS_VRRP_MAX, PortStats, RstpPortInfo, StpGate, VrrpKey,
     vxlan::{
-        Endpoints, FdbEntry, LearnCache, MacKey, NextHop, Remote, VX_FDB_MAX, VX_LOCAL_MAX,
-        VX_NH_MAX, VX_REMOTE_MAX, VxConfig, VxStats,
+        Endpoints, FdbEntry, LearnCache, MacKey, NextHop, PortHint, Remote, VX_FDB_MAX,
+        VX_LOCAL_MAX, VX_NH_MAX, VX_REMOTE_MAX, VxConfig, VxStats,
     },
 };
 
@@ -118,6 +118,10 @@ static VX_EPS: Array<Endpoints, 1> = Array::new();
 /// VTEP: remote VTEP -> its outer next hop, as the FIB last named it (`encap::nh_cache`).
 #[btf_map]
 static VX_NH: HashMap<Remote, NextHop, { VX_NH_MAX as usize }> = HashMap::new();
+
+/// VTEP: remote VTEP -> the underlay bridge's port toward it (`encap::port_hint`).
+#[btf_map]
+static VX_PORT: HashMap<Remote, PortHint, { VX_NH_MAX as usize }> = HashMap::new();
 
 /// This CPU's VTEP counters.
 #[inline(always)]
@@ -230,6 +234,16 @@ pub fn lb_vxfwd(ctx: TcContext) -> i32 {
         return TC_ACT_UNSPEC;
     };
     encap::encap(&ctx, cfg, st, true)
+}
+
+/// TCX egress of the underlay ports: learns which port the bridge sends each remote VTEP's
+/// frames out of ([`encap::port_hint`]); every frame goes on unchanged.
+#[classifier]
+pub fn lb_vxport(ctx: TcContext) -> i32 {
+    if let (Some(st), Some(cfg)) = (stats(), VX_CFG.get(0)) {
+        encap::port_hint::learn(&ctx, cfg, st);
+    }
+    TC_ACT_UNSPEC
 }
 
 /// The do-nothing TC program: the cost floor of a TC program run (test runs build an skb),

@@ -22,6 +22,7 @@
 mod fib;
 mod flow_hash;
 mod nh_cache;
+pub mod port_hint;
 mod replicate;
 
 use aya_ebpf::{

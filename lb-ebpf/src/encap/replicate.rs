@@ -7,7 +7,7 @@ use lb_common::vxlan::{VX_REMOTE_MAX, VxConfig, VxStats};
 
 use super::{
     fib::{self, NextHop},
-    nh_cache,
+    nh_cache, port_hint,
 };
 use crate::{VX_REMOTE, headers::VxlanEncap};
 
@@ -64,8 +64,16 @@ pub fn send(
                 }
                 if last {
                     st.enc_copies += 1;
+                    let mut out = ifindex;
+                    if unicast.is_some() {
+                        if let Some(port) = port_hint::fresh(remote, now) {
+                            port_hint::mark_direct(ctx);
+                            st.enc_direct += 1;
+                            out = port;
+                        }
+                    }
                     // SAFETY: plain helper call.
-                    return unsafe { bpf_redirect(ifindex, 0) } as i32;
+                    return unsafe { bpf_redirect(out, 0) } as i32;
                 }
                 if ctx.clone_redirect(ifindex, 0).is_ok() {
                     st.enc_copies += 1;

@@ -88,7 +88,8 @@
 //!
 //! `lb_vxdtc` or `lb_vxdec`, `lb_vxenc`, `lb_vxfwd` (programs), `VX_STATS`, `VX_FDB`, `VX_CFG`,
 //! `VX_REMOTE`, `VX_LOCAL`, `VX_EPS`, `VX_LAST`, `VX_NH` (maps), `vxlinks/tcdec-<iface>` or
-//! `vxlinks/xdp-<iface>`, `vxlinks/tc-<iface>` and `vxlinks/fwd-<iface>`
+//! `vxlinks/xdp-<iface>`, `vxlinks/port-<iface>` (`lb_vxport`), `vxlinks/tc-<iface>` and
+//! `vxlinks/fwd-<iface>`
 //! (links; removing a link pin detaches the program). `lbctl down` removes the whole lab
 //! directory.
 use std::{
@@ -110,7 +111,7 @@ use aya::{
 use lb_common::vxlan::{
     mac_u64, Endpoints, FdbEntry, MacKey, Remote, VxConfig, VxStats, VX_CFG_MAP, VX_DEC_PROG,
     VX_DEC_TC_PROG, VX_ENC_PROG, VX_EPS_MAP, VX_EP_MAX, VX_FDB_MAP, VX_FWD_PROG, VX_F_FAST,
-    VX_LOCAL_MAP, VX_MAPS, VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
+    VX_LOCAL_MAP, VX_MAPS, VX_PORT_PROG, VX_REMOTE_MAP, VX_REMOTE_MAX, VX_STATS_MAP,
 };
 use serde::Serialize;
 
@@ -303,6 +304,13 @@ fn attach_inner(pin_dir: &Path, spec: &VtepSpec, created: &mut Vec<PathBuf>) -> 
         };
         attach_tc(&mut ebpf, &mut pins, &fwd, &ports)?;
     }
+    let port = TcHook {
+        prog: VX_PORT_PROG,
+        at: TcAttachType::Egress,
+        kind: "port",
+        first: false,
+    };
+    attach_tc(&mut ebpf, &mut pins, &port, &spec.underlay_ports)?;
     // The decapsulation program's pin goes last: it marks a complete installation.
     match spec.decap {
         DecapHook::Xdp => attach_xdp_decap(&mut ebpf, &mut pins, &spec.underlay_ports),
@@ -469,6 +477,8 @@ pub fn read_stats(pin_dir: &Path) -> Result<VxCounters> {
 pub fn sum_stats<'a>(it: impl Iterator<Item = &'a VxStats>) -> VxStats {
     let mut t = VxStats::default();
     for s in it {
+        t.enc_direct += s.enc_direct;
+        t.port_learned += s.port_learned;
         t.dec_bridge += s.dec_bridge;
         t.dec_fast += s.dec_fast;
         t.dec_bytes += s.dec_bytes;
@@ -528,6 +538,8 @@ pub fn stats_fields(s: &VxStats) -> Vec<(&'static str, u64)> {
         ("learn_new", s.learn_new),
         ("learn_refresh", s.learn_refresh),
         ("enc_fib_lookups", s.enc_fib_lookups),
+        ("enc_direct", s.enc_direct),
+        ("port_learned", s.port_learned),
     ]
 }
 

@@ -7,8 +7,9 @@ use aya::{
     Ebpf,
 };
 use lb_common::vxlan::{
-    FdbEntry, MacKey, NextHop, Remote, VxStats, VX_DEC_PROG, VX_DEC_TC_PROG, VX_ENC_PROG,
-    VX_FDB_MAP, VX_FWD_PROG, VX_NH_MAP, VX_STATS_MAP,
+    FdbEntry, MacKey, NextHop, PortHint, Remote, VxStats, VX_DEC_PROG, VX_DEC_TC_PROG,
+    VX_DIRECT_MARK, VX_ENC_PROG, VX_FDB_MAP, VX_FWD_PROG, VX_NH_MAP, VX_PORT_MAP, VX_PORT_PROG,
+    VX_STATS_MAP,
 };
 
 use super::*;
@@ -61,8 +62,10 @@ fn with_vtep(f: impl FnOnce(&mut Ebpf) + Send + 'static) {
         p.load()?;
         let p: &mut SchedClassifier = ebpf.program_mut(VX_FWD_PROG).unwrap().try_into()?;
         p.load()?;
-        let p: &mut SchedClassifier = ebpf.program_mut(VX_DEC_TC_PROG).unwrap().try_into()?;
-        p.load()?;
+        for name in [VX_DEC_TC_PROG, VX_PORT_PROG] {
+            let p: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into()?;
+            p.load()?;
+        }
         f(&mut ebpf);
         Ok(())
     })
@@ -954,5 +957,90 @@ fn encap_source_port_follows_the_inner_flow() {
         let mut frag_other_port = frag.clone();
         frag_other_port[34..36].copy_from_slice(&40001u16.to_be_bytes());
         assert_eq!(sport(&frag), sport(&frag_other_port));
+    });
+}
+
+fn port_prog(ebpf: &Ebpf) -> &SchedClassifier {
+    ebpf.program(VX_PORT_PROG).unwrap().try_into().unwrap()
+}
+
+fn port_hint(ebpf: &Ebpf, remote: Ipv4Addr) -> Option<PortHint> {
+    let m: AyaHashMap<&MapData, Remote, PortHint> =
+        AyaHashMap::try_from(ebpf.map(VX_PORT_MAP).unwrap()).unwrap();
+    m.get(
+        &Remote {
+            ip: remote.octets(),
+        },
+        0,
+    )
+    .ok()
+}
+
+/// Runs `lb_vxport` once on `frame` as if leaving through `ifindex`, with `cb[0]` = `mark`.
+fn run_port(ebpf: &Ebpf, frame: &[u8], ifindex: u32, mark: u32) -> u32 {
+    // The first 68 bytes of a __sk_buff: ifindex at 40, cb[0] at 48 (the fields a test run
+    // may set; everything else zero).
+    let mut skb = [0u8; 68];
+    skb[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    skb[48..52].copy_from_slice(&mark.to_ne_bytes());
+    let mut out = vec![0u8; frame.len() + 256];
+    port_prog(ebpf)
+        .test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ctx_in: Some(&skb),
+            ..TestRunOptions::new()
+        })
+        .map_err(|e: ProgramError| anyhow!("{e:#}"))
+        .expect("test_run")
+        .return_value
+}
+
+/// `lb_vxport` records the port the bridge sent one of this VTEP's frames out of: not from
+/// other frames, not from frames sent straight out (marked), once per half second when
+/// unchanged, and a second port at once (a flooded frame) clears the hint.
+#[test]
+fn port_hint_follows_the_bridges_choice() {
+    with_vtep(|ebpf| {
+        let (u0, t0) = (ifindex("u0").unwrap(), ifindex("t0").unwrap());
+        let inner = inner_frame(MAC_FAR, MAC_ENDPOINT, 64);
+        let ours = encapsulated(&inner, REMOTE_A, MAC_U0, 50_000);
+        let theirs = vxlan_frame(&Outer::default(), &inner);
+        let learned = |ebpf: &Ebpf| stats(ebpf).port_learned;
+
+        assert_eq!(run_port(ebpf, &theirs, u0, 0), TC_ACT_UNSPEC);
+        assert_eq!(
+            port_hint(ebpf, REMOTE_A),
+            None,
+            "learned from a frame not ours"
+        );
+        assert_eq!(run_port(ebpf, &ours, u0, VX_DIRECT_MARK), TC_ACT_UNSPEC);
+        assert_eq!(
+            port_hint(ebpf, REMOTE_A),
+            None,
+            "learned from a frame sent straight"
+        );
+
+        assert_eq!(
+            run_port(ebpf, &ours, u0, 0),
+            TC_ACT_UNSPEC,
+            "the frame goes on"
+        );
+        assert_eq!(port_hint(ebpf, REMOTE_A).map(|h| h.ifindex), Some(u0));
+        assert_eq!(learned(ebpf), 1);
+        run_port(ebpf, &ours, u0, 0);
+        assert_eq!(
+            learned(ebpf),
+            1,
+            "an unchanged, recent hint is not rewritten"
+        );
+        assert_eq!(port_hint(ebpf, REMOTE_B), None);
+
+        run_port(ebpf, &ours, t0, 0);
+        assert_eq!(
+            port_hint(ebpf, REMOTE_A).map(|h| h.ifindex),
+            Some(0),
+            "two ports at once: flooded, no hint"
+        );
     });
 }
