@@ -35,7 +35,7 @@ pub struct Raw {
 pub enum VxlanRaw {
     /// The BPF VTEP's maps (None: `VX_STATS` unreadable).
     Ebpf {
-        stats: Option<VxCounters>,
+        stats: Option<Box<VxCounters>>,
         fdb: Vec<FdbRow>,
         /// The least `needed_headroom` of the internal bridge's ports (the headroom port's
         /// doing, `datapath::vxlan::headroom`); None: not reported or not read.
@@ -135,7 +135,7 @@ async fn read_vxlan(plan: &Plan) -> Result<Vec<(String, VxlanRaw)>> {
             VxlanMode::Ebpf => {
                 let pin = state::node_pin_dir(&plan.lab, &x.node);
                 VxlanRaw::Ebpf {
-                    stats: vxlan::read_stats(&pin).ok(),
+                    stats: vxlan::read_stats(&pin).ok().map(Box::new),
                     fdb: vxlan::read_fdb(&pin).unwrap_or_default(),
                     headroom: bridge_headroom(&ns, &x.bridge).await.unwrap_or_else(|e| {
                         tracing::debug!("headroom of {}'s ports: {e:#}", x.bridge);

@@ -289,12 +289,12 @@ fn raw(cfg: &Config) -> Raw {
             (
                 e,
                 VxlanRaw::Ebpf {
-                    stats: Some(VxCounters {
+                    stats: Some(Box::new(VxCounters {
                         dec_bridge: 7,
                         enc_unicast: 9,
                         enc_copies: 9,
                         ..Default::default()
-                    }),
+                    })),
                     fdb: vec![FdbRow {
                         mac: "02:00:00:00:00:01".into(),
                         vtep: "192.168.1.1".parse().unwrap(),
