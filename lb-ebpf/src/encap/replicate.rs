@@ -58,27 +58,15 @@ pub fn send(
                 smac,
             } => {
                 h.set_macs(dmac, smac);
-                if ctx.store(0, &*h, 0).is_err() {
-                    st.enc_drop_err += 1;
-                    continue;
-                }
-                if last {
-                    st.enc_copies += 1;
-                    let mut out = ifindex;
-                    if unicast.is_some() {
-                        if let Some(port) = port_hint::fresh(remote, now) {
-                            port_hint::mark_direct(ctx);
-                            st.enc_direct += 1;
-                            out = port;
-                        }
-                    }
-                    // SAFETY: plain helper call.
-                    return unsafe { bpf_redirect(out, 0) } as i32;
-                }
-                if ctx.clone_redirect(ifindex, 0).is_ok() {
-                    st.enc_copies += 1;
-                } else {
-                    st.enc_drop_err += 1;
+                let copy = Copy {
+                    remote,
+                    ifindex,
+                    last,
+                    unicast: unicast.is_some(),
+                    now,
+                };
+                if let Some(verdict) = send_resolved(ctx, st, h, copy) {
+                    return verdict;
                 }
             }
             NextHop::NoNeigh { ifindex, nh } => {
@@ -114,4 +102,46 @@ pub fn send(
         }
     }
     TC_ACT_SHOT
+}
+
+/// One copy to a resolved next hop.
+struct Copy {
+    remote: [u8; 4],
+    /// The FIB's egress device (the underlay bridge, a NIC, ...).
+    ifindex: u32,
+    /// The last copy of the frame (sent by redirect; the others are clones).
+    last: bool,
+    /// Known unicast (one copy): it may leave straight out of the bridge's port.
+    unicast: bool,
+    now: u64,
+}
+
+/// Writes the headers `h` (MACs set) and sends one copy: the last one by redirect (known
+/// unicast straight out of the bridge's port when `VX_PORT` names one), the others by
+/// clone. Returns the program's verdict after the last copy.
+#[inline(always)]
+fn send_resolved(ctx: &TcContext, st: &mut VxStats, h: &VxlanEncap, c: Copy) -> Option<i32> {
+    if ctx.store(0, h, 0).is_err() {
+        st.enc_drop_err += 1;
+        return None;
+    }
+    if c.last {
+        st.enc_copies += 1;
+        let mut out = c.ifindex;
+        if c.unicast {
+            if let Some(port) = port_hint::fresh(c.remote, c.now) {
+                port_hint::mark_direct(ctx);
+                st.enc_direct += 1;
+                out = port;
+            }
+        }
+        // SAFETY: plain helper call.
+        return Some(unsafe { bpf_redirect(out, 0) } as i32);
+    }
+    if ctx.clone_redirect(c.ifindex, 0).is_ok() {
+        st.enc_copies += 1;
+    } else {
+        st.enc_drop_err += 1;
+    }
+    None
 }
