@@ -285,8 +285,8 @@ pub enum VxlanMode {
     /// The kernel's vxlan device.
     #[default]
     Kernel,
-    /// lbctl's own BPF VTEP: XDP decapsulation, TC encapsulation, DEVMAP fast forwarding
-    /// (`lbctl/src/datapath/vxlan.rs`).
+    /// lbctl's own BPF VTEP: TC or XDP decapsulation (`Vxlan::decap`), TC encapsulation,
+    /// fast forwarding both ways (`lbctl/src/datapath/vxlan/`).
     Ebpf,
 }
 
