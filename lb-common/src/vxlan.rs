@@ -109,7 +109,8 @@ pub struct VxConfig {
     pub flags: u32,
     /// Ifindex of the tunnel port's peer (`VX_LOCAL` slot 0), where decapsulated frames go
     /// when no local endpoint owns the inner destination MAC, so they enter the internal
-    /// bridge as received on the tunnel port. Informational: the programs use slot 0.
+    /// bridge as received on the tunnel port. `lb_vxdtc` redirects to it; `lb_vxdec` uses
+    /// slot 0 (the same device).
     pub bridge_ifindex: u32,
     /// Device the FIB lookup of the outer next hop runs for (`bpf_fib_lookup`'s ifindex): the
     /// tunnel port; it needs `net.ipv4.conf.<dev>.forwarding = 1`.
