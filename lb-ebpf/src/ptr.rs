@@ -4,8 +4,9 @@
 //! before every access (`data + offset + size_of::<T>() <= data_end`). TC reads through
 //! `bpf_skb_load_bytes` (`TcContext::load`): the kernel checks the bounds against the whole
 //! skb, so a header in the paged part of a non-linear skb (GRO on a bridge port) still reads.
-//! [`Packet::read`] copies the header out, so it suits any type; [`header_at`] lends a
-//! reference into the XDP frame for the headers of alignment 1 ([`Header`]), so a program
+//! The decapsulation reads in place in both hooks (an skb's linear part, [`Linear`]).
+//! [`read_at`] and [`Packet::read`] copy the header out, so they suit any type; [`header_at`]
+//! lends a reference into the frame for the headers of alignment 1 ([`Header`]), so a program
 //! reads only the fields it looks at (a copy of a whole header makes the compiler load and
 //! assemble all of its bytes, which costs instructions on the per-packet path).
 use core::mem;
@@ -95,19 +96,6 @@ pub fn header_at<T: Header, C: Linear>(ctx: &C, offset: usize) -> Option<&T> {
     Some(unsafe { &*p })
 }
 
-/// A packet a program can read typed headers from.
-pub trait Packet {
-    /// A copy of the `T` at `offset`, or `None` when the packet is too short.
-    fn read<T: Copy>(&self, offset: usize) -> Option<T>;
-}
-
-impl Packet for XdpContext {
-    #[inline(always)]
-    fn read<T: Copy>(&self, offset: usize) -> Option<T> {
-        read_at(self, offset)
-    }
-}
-
 /// A copy of the `T` at `offset`, read in place, or `None` when the frame (its linear part)
 /// is too short.
 #[inline(always)]
@@ -116,6 +104,13 @@ pub fn read_at<T: Copy, C: Linear>(ctx: &C, offset: usize) -> Option<T> {
     // SAFETY: `ptr_at` checked that the `size_of::<T>()` bytes at `p` are inside the frame;
     // the read makes no alignment assumption.
     Some(unsafe { p.read_unaligned() })
+}
+
+/// An skb a program reads typed headers from wherever they lie, paged part included (the
+/// observer); reads in place, from an XDP frame or an skb's linear part, are [`read_at`].
+pub trait Packet {
+    /// A copy of the `T` at `offset`, or `None` when the packet is too short.
+    fn read<T: Copy>(&self, offset: usize) -> Option<T>;
 }
 
 impl Packet for TcContext {
