@@ -80,6 +80,13 @@ pub const VX_NH_MAX: u32 = 64;
 /// A cached next hop is used for this long after the FIB named it, then looked up again:
 /// how long a changed neighbour MAC or route can go unnoticed (see `VX_NH_MAP`).
 pub const VX_NH_REFRESH_NS: u64 = 1_000_000_000;
+/// A port from `VX_PORT` is used for this long after the bridge was seen choosing it, then
+/// the next frame goes through the bridge, which chooses afresh. Frames sent straight out
+/// skip the bridge's STP port states and its view of carrier loss, so this bounds how long
+/// a port that stopped forwarding (a link cut, a role change) can still be sent out of:
+/// under RSTP's recovery of a link event (a median of at most 50 ms measured), at the cost
+/// of one frame per remote VTEP through the bridge every 20 ms.
+pub const VX_PORT_TTL_NS: u64 = 20_000_000;
 
 /// Outer Ethernet (14) + IPv4 (20) + UDP (8) + VXLAN (8).
 pub const VX_OVERHEAD: usize = 50;
@@ -208,11 +215,14 @@ pub struct NextHop {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortHint {
-    /// The port (an underlay bridge port, in the VTEP's namespace).
+    /// The port to send straight out of (an underlay bridge port, in the VTEP's namespace);
+    /// 0 while the bridge floods this remote's frames.
     pub ifindex: u32,
-    /// Explicit padding, zero.
-    pub pad: u32,
-    /// Monotonic time (`bpf_ktime_get_coarse_ns`) the bridge chose it.
+    /// The port of the last frame seen: a frame seen on another port than the one before,
+    /// a moment later, was flooded; two in a row on one port, the bridge sends to one port
+    /// again.
+    pub last: u32,
+    /// Monotonic time (`bpf_ktime_get_coarse_ns`) of the last frame seen.
     pub seen_ns: u64,
 }
 

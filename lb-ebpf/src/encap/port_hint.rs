@@ -16,17 +16,22 @@
 //! that port. An encapsulated frame of this VTEP (outer source the local address, UDP to the
 //! VXLAN port) that the bridge sent there names the bridge's own choice of port for that
 //! remote VTEP, made with its FDB and its STP port states ([`learn`]). A hint is used for
-//! [`VX_NH_REFRESH_NS`] (1 s); after that the next frame goes through the bridge again and
-//! the bridge chooses afresh, so a topology change, a moved MAC or a changed route is
-//! followed within a second, as with the next-hop cache. Frames sent straight out of a port
-//! carry [`VX_DIRECT_MARK`] in `cb[0]` and are not learned from (the bridge clears the
-//! control block of what it sends itself); otherwise a port would keep confirming itself.
+//! [`VX_PORT_TTL_NS`] (20 ms); after that the next frame goes through the bridge again and
+//! the bridge chooses afresh. Frames sent straight out skip the bridge's port states and its
+//! view of carrier loss, so the hint's life is what bounds sending out of a port that has
+//! stopped forwarding: under RSTP's recovery of a link event, not a second as with the
+//! next-hop cache (whose staleness only delays a changed neighbour MAC). Frames sent straight
+//! out of a port carry [`VX_DIRECT_MARK`] in `cb[0]` and are not learned from (the bridge
+//! clears the control block of what it sends itself); otherwise a port would keep
+//! confirming itself.
+//!
 //! A frame the bridge floods (its FDB does not know the outer destination) leaves through
-//! every forwarding port: seen on a second port within [`FLOOD_WINDOW_NS`], the hint is
-//! cleared instead (`ifindex` 0), so nothing is sent straight until the bridge sends one
-//! remote's frames out of one port only.
+//! every forwarding port, one copy after another. So a frame seen on another port than the
+//! last one, within [`FLOOD_WINDOW_NS`], clears the hint (`ifindex` 0): nothing is sent
+//! straight. Two frames in a row on one port mean the bridge sends to one port again, and
+//! that port is the hint once more, even under steady traffic.
 use aya_ebpf::{bindings::BPF_ANY, helpers::bpf_ktime_get_coarse_ns, programs::TcContext};
-use lb_common::vxlan::{PortHint, Remote, VX_DIRECT_MARK, VX_NH_REFRESH_NS, VxConfig, VxStats};
+use lb_common::vxlan::{PortHint, Remote, VX_DIRECT_MARK, VX_PORT_TTL_NS, VxConfig, VxStats};
 
 use crate::{
     VX_PORT,
@@ -39,14 +44,14 @@ use crate::{
 /// Two ports seeing one remote's frames within this long: the bridge flooded it.
 const FLOOD_WINDOW_NS: u64 = 20_000_000;
 
-/// The port to send `remote`'s known unicast out of, if the bridge named one less than a
-/// second ago.
+/// The port to send `remote`'s known unicast out of, if the bridge named one less than
+/// [`VX_PORT_TTL_NS`] ago.
 #[inline(always)]
 pub fn fresh(remote: [u8; 4], now: u64) -> Option<u32> {
     let h = VX_PORT.get_ptr(Remote { ip: remote })?;
     // SAFETY: map value pointer, read only; writers replace whole entries.
     let h = unsafe { &*h };
-    (h.ifindex != 0 && now.saturating_sub(h.seen_ns) <= VX_NH_REFRESH_NS).then_some(h.ifindex)
+    (h.ifindex != 0 && now.saturating_sub(h.seen_ns) <= VX_PORT_TTL_NS).then_some(h.ifindex)
 }
 
 /// Marks the frame of `ctx` as sent straight out of a port (see the module documentation).
@@ -70,23 +75,22 @@ pub fn learn(ctx: &TcContext, cfg: &VxConfig, st: &mut VxStats) {
     // SAFETY: no preconditions.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
     let key = Remote { ip: remote };
-    let mut ifindex = port;
+    let mut hint = PortHint {
+        ifindex: port,
+        last: port,
+        seen_ns: now,
+    };
     if let Some(h) = VX_PORT.get_ptr(key) {
         // SAFETY: map value pointer, read only.
         let h = unsafe { &*h };
         let age = now.saturating_sub(h.seen_ns);
-        if h.ifindex == port && age <= VX_NH_REFRESH_NS / 2 {
+        if h.ifindex == port && age <= VX_PORT_TTL_NS / 2 {
             return; // confirmed recently enough: no write
         }
-        if h.ifindex != port && age <= FLOOD_WINDOW_NS {
-            ifindex = 0; // another port a moment ago: flooded
+        if h.last != port && age <= FLOOD_WINDOW_NS {
+            hint.ifindex = 0; // another port a moment ago: flooded
         }
     }
-    let hint = PortHint {
-        ifindex,
-        pad: 0,
-        seen_ns: now,
-    };
     if VX_PORT.insert(key, hint, BPF_ANY as u64).is_ok() {
         st.port_learned += 1;
     }
