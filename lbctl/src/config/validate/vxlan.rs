@@ -64,7 +64,8 @@ pub fn check(cfg: &Config, bridges: &Bridges, ifnames: &mut IfNames) -> Problems
             );
         }
         if v.mode_of(e) == VxlanMode::Ebpf {
-            ebpf(&mut out, cfg, v, &field, e, under);
+            ebpf(&mut out, cfg, &field, e, under);
+            vtep_ports(&mut out, ifnames, v, e);
         }
         mtu(&mut out, cfg, under, inner);
     }
@@ -144,22 +145,9 @@ fn replication_limit(out: &mut Problems, v: &Vxlan) {
     );
 }
 
-/// The BPF VTEP: a veth pair as the tunnel port, XDP on the underlay links.
-fn ebpf(
-    out: &mut Problems,
-    cfg: &Config,
-    v: &Vxlan,
-    field: &str,
-    e: &VxlanEndpoint,
-    under: &Bridge,
-) {
-    let peer = format!("{}p", v.device);
-    if let Err(why) = check_ifname(&peer) {
-        out.err(
-            "vxlan.device",
-            format!("mode \"ebpf\" names the tunnel port's peer {peer:?}: {why}"),
-        );
-    }
+/// The BPF VTEP: a veth pair as the tunnel port, its decapsulation (TC or XDP) on the
+/// underlay bridge's links.
+fn ebpf(out: &mut Problems, cfg: &Config, field: &str, e: &VxlanEndpoint, under: &Bridge) {
     let field_mode = if e.mode.is_some() {
         format!("{field}.mode")
     } else {
@@ -173,10 +161,26 @@ fn ebpf(
         out.err(
             field_mode,
             format!(
-                "the BPF VTEP decapsulates in XDP on the links of the underlay bridge {:?}, and it has none",
+                "the BPF VTEP decapsulates on the links of the underlay bridge {:?} (TC or XDP), and it has none",
                 under.name
             ),
         );
+    }
+}
+
+/// The interfaces the BPF VTEP adds on its host besides the tunnel port: the tunnel port's
+/// peer `<device>p` and the headroom port `<device>h` (`datapath::vxlan::headroom`). Both
+/// must be valid names and free in the host's namespace, or `up` would fail half-way.
+fn vtep_ports(out: &mut Problems, ifnames: &mut IfNames, v: &Vxlan, e: &VxlanEndpoint) {
+    for (suffix, what) in [("p", "the tunnel port's peer"), ("h", "the headroom port")] {
+        let name = format!("{}{suffix}", v.device);
+        match check_ifname(&name) {
+            Ok(()) => ifnames.claim(out, &e.host, &name, "vxlan.device".into()),
+            Err(why) => out.err(
+                "vxlan.device",
+                format!("mode \"ebpf\" names {what} {name:?}: {why}"),
+            ),
+        }
     }
 }
 
@@ -359,6 +363,41 @@ mod tests {
         );
     }
 
+    /// The BPF VTEP adds `<device>p` and `<device>h` on its host: valid names (checked for
+    /// each endpoint), and free there (here vm1 has a bridge of that name).
+    #[test]
+    fn the_bpf_vteps_own_ports_are_named_and_free() {
+        let too_long = |name: &str, what: &str| {
+            problem(
+                "vxlan.device",
+                &format!(
+                    "mode \"ebpf\" names {what} \"{name}\": interface name \"{name}\" is 16 characters; the kernel allows at most 15"
+                ),
+            )
+        };
+        let long = "mode = \"ebpf\"\ndevice = \"vxlan0123456789\"";
+        let (peer, headroom) = (
+            too_long("vxlan0123456789p", "the tunnel port's peer"),
+            too_long("vxlan0123456789h", "the headroom port"),
+        );
+        assert_eq!(
+            run(&[("mode = \"kernel\"", long)]),
+            [peer.clone(), headroom.clone(), peer, headroom]
+        );
+
+        let inner = "name = \"vswin1\"\nlan = \"int\"\nstp = false";
+        let taken =
+            format!("{inner}\n[[host.bridge]]\nname = \"vxlan0h\"\nlan = \"int\"\nstp = false");
+        let p = run(&[("mode = \"kernel\"", "mode = \"ebpf\""), (inner, &taken)]);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].field, "vxlan.device");
+        assert!(
+            p[0].reason
+                .starts_with("interface name \"vxlan0h\" is already used in namespace \"vm1\" by "),
+            "{p:?}"
+        );
+    }
+
     #[test]
     fn the_bpf_vtep_needs_underlay_links_and_few_remotes() {
         let vm3 = "[[host]]\nname = \"vm3\"\n[[host.bridge]]\nname = \"vswout3\"\nlan = \"ext\"\naddress = \"172.16.1.152/24\"\n[[host.bridge]]\nname = \"vswin3\"\nlan = \"int\"\nstp = false\n# The two hypervisors";
@@ -372,7 +411,7 @@ mod tests {
             p,
             [problem(
                 "vxlan.endpoint[1].mode",
-                "the BPF VTEP decapsulates in XDP on the links of the underlay bridge \"vswout3\", and it has none"
+                "the BPF VTEP decapsulates on the links of the underlay bridge \"vswout3\" (TC or XDP), and it has none"
             )]
         );
         let cfg = parsed(&[("mode = \"kernel\"", "mode = \"ebpf\"")]);

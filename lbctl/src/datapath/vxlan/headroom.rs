@@ -63,8 +63,8 @@ pub struct HeadroomPort<'a> {
     pub mtu: u32,
 }
 
-/// The headroom port's name for a VTEP whose tunnel port is `device`: `<device>h`, as long
-/// as the tunnel port's peer `<device>p` (so the config's check of that name covers it).
+/// The headroom port's name for a VTEP whose tunnel port is `device`: `<device>h`. The
+/// config's validation claims it (and the peer's `<device>p`) in the host's namespace.
 pub fn port_name(device: &str) -> String {
     format!("{device}h")
 }
