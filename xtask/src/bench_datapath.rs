@@ -91,28 +91,11 @@ fn iperf(node: &str, args: &[&str]) -> Result<Value> {
     Ok(v)
 }
 
+/// One lab case end to end: the lab up for `case`, an iperf3 server in serv3, then TCP,
+/// iperf3 UDP and the batched UDP pair from serv1 across the tunnel; the lab goes down
+/// when the guard drops, whatever happened.
 fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
-    let cfg = match case {
-        Case::Ebpf => "tests/configs/ebpf.toml",
-        _ => "configs/default.toml",
-    };
-    let _ = Command::new(lbctl).args(["down", "--lab", LAB]).output();
-    run_ok(Command::new(lbctl).args(["up", "--lab", LAB, "-c", root.join(cfg).to_str().unwrap()]))?;
-    let mut guard = LabGuard {
-        lbctl,
-        server: None,
-    };
-    if case == Case::KernelXdpNoop {
-        for (node, ports) in [
-            ("vm1", ["to-swout1", "to-swout2"]),
-            ("vm2", ["to-swout1", "to-swout2"]),
-        ] {
-            run_ok(
-                Command::new(harness_bin(root))
-                    .args(["xdp-noop", "--lab", LAB, "--node", node, ports[0], ports[1]]),
-            )?;
-        }
-    }
+    let mut guard = lab_up(root, lbctl, case)?;
     guard.server = Some(
         in_node("serv3", &["iperf3", "-s", "-p", "5201"])
             .stdout(Stdio::null())
@@ -120,6 +103,57 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
             .spawn()
             .context("starting iperf3 -s (scripts/bootstrap.sh installs iperf3)")?,
     );
+    wait_iperf_server()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let t = secs.to_string();
+    let tcp = iperf("serv1", &["-c", "10.0.0.3", "-p", "5201", "-t", &t])?;
+    let tcp_bps = tcp["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("iperf3 TCP: no end.sum_received.bits_per_second")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (udp_pps, udp_sent_pps) = iperf_udp(secs)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (blast_pps, blast_sent_pps) = batched_udp(root, secs)?;
+    Ok(E2e {
+        tcp_gbps: tcp_bps / 1e9,
+        udp_pps,
+        udp_sent_pps,
+        blast_pps,
+        blast_sent_pps,
+    })
+}
+
+/// The lab of `case` up (a no-op XDP program on vm1's and vm2's underlay ports for
+/// `KernelXdpNoop`), behind a guard that takes it down.
+fn lab_up<'a>(root: &Path, lbctl: &'a Path, case: Case) -> Result<LabGuard<'a>> {
+    let cfg = match case {
+        Case::Ebpf => "tests/configs/ebpf.toml",
+        _ => "configs/default.toml",
+    };
+    let _ = Command::new(lbctl).args(["down", "--lab", LAB]).output();
+    run_ok(Command::new(lbctl).args(["up", "--lab", LAB, "-c", root.join(cfg).to_str().unwrap()]))?;
+    let guard = LabGuard {
+        lbctl,
+        server: None,
+    };
+    if case == Case::KernelXdpNoop {
+        for node in ["vm1", "vm2"] {
+            run_ok(Command::new(harness_bin(root)).args([
+                "xdp-noop",
+                "--lab",
+                LAB,
+                "--node",
+                node,
+                "to-swout1",
+                "to-swout2",
+            ]))?;
+        }
+    }
+    Ok(guard)
+}
+
+/// Waits (10 s at most) until serv1 can connect to the iperf3 server in serv3.
+fn wait_iperf_server() -> Result<()> {
     let t0 = Instant::now();
     loop {
         let ok = in_node("serv1", &["bash", "-c", "exec 3<>/dev/tcp/10.0.0.3/5201"])
@@ -128,20 +162,18 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
             .map(|s| s.success())
             .unwrap_or(false);
         if ok {
-            break;
+            return Ok(());
         }
         if t0.elapsed() > Duration::from_secs(10) {
             bail!("iperf3 server in serv3 does not answer");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_millis(500));
+}
+
+/// iperf3's 64-byte UDP (18-byte payload) for `secs`: packets received and sent per second.
+fn iperf_udp(secs: u32) -> Result<(f64, f64)> {
     let t = secs.to_string();
-    let tcp = iperf("serv1", &["-c", "10.0.0.3", "-p", "5201", "-t", &t])?;
-    let tcp_bps = tcp["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("iperf3 TCP: no end.sum_received.bits_per_second")?;
-    std::thread::sleep(Duration::from_millis(500));
     let udp = iperf(
         "serv1",
         &[
@@ -152,8 +184,13 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
     let packets = sum["packets"].as_f64().context("iperf3 UDP: no packets")?;
     let lost = sum["lost_packets"].as_f64().unwrap_or(0.0);
     let seconds = sum["seconds"].as_f64().unwrap_or(secs as f64).max(0.001);
-    std::thread::sleep(Duration::from_millis(500));
-    // The batched sender and receiver (lbctl-harness udp-blast / udp-sink).
+    Ok(((packets - lost) / seconds, packets / seconds))
+}
+
+/// The batched sender and receiver (lbctl-harness udp-blast / udp-sink), 64-byte frames:
+/// packets received and sent per second.
+fn batched_udp(root: &Path, secs: u32) -> Result<(f64, f64)> {
+    let t = secs.to_string();
     let harness = harness_bin(root);
     let exe = harness.to_str().unwrap();
     let sink = in_node(
@@ -181,13 +218,10 @@ fn e2e_case(root: &Path, lbctl: &Path, case: Case, secs: u32) -> Result<E2e> {
     let sink = sink.wait_with_output().context("udp-sink")?;
     let blast: Value = serde_json::from_str(blast.trim()).context("udp-blast output")?;
     let got: Value = serde_json::from_slice(&sink.stdout).context("udp-sink output")?;
-    Ok(E2e {
-        tcp_gbps: tcp_bps / 1e9,
-        udp_pps: (packets - lost) / seconds,
-        udp_sent_pps: packets / seconds,
-        blast_pps: got["pps"].as_f64().context("udp-sink output: no pps")?,
-        blast_sent_pps: blast["pps"].as_f64().context("udp-blast output: no pps")?,
-    })
+    Ok((
+        got["pps"].as_f64().context("udp-sink output: no pps")?,
+        blast["pps"].as_f64().context("udp-blast output: no pps")?,
+    ))
 }
 
 pub fn datapath(root: &Path, secs: u32, rounds: u32, iters: u32, repeat: u32) -> Result<()> {
