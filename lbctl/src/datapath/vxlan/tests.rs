@@ -759,18 +759,19 @@ fn nh(ebpf: &Ebpf, remote: Ipv4Addr) -> Option<NextHop> {
     .ok()
 }
 
+/// Writes the entry of `remote` in the `Remote`-keyed map `map` (`VX_NH`, `VX_PORT`).
+fn set_remote_entry<V: aya::Pod>(ebpf: &mut Ebpf, map: &str, remote: Ipv4Addr, v: V) {
+    let mut m: AyaHashMap<&mut MapData, Remote, V> =
+        AyaHashMap::try_from(ebpf.map_mut(map).unwrap()).unwrap();
+    let key = Remote {
+        ip: remote.octets(),
+    };
+    m.insert(key, v, 0).unwrap();
+}
+
 /// Writes the cached next hop of `remote` as user space (or a refresh) would.
 fn set_nh(ebpf: &mut Ebpf, remote: Ipv4Addr, e: NextHop) {
-    let mut m: AyaHashMap<&mut MapData, Remote, NextHop> =
-        AyaHashMap::try_from(ebpf.map_mut(VX_NH_MAP).unwrap()).unwrap();
-    m.insert(
-        Remote {
-            ip: remote.octets(),
-        },
-        e,
-        0,
-    )
-    .unwrap();
+    set_remote_entry(ebpf, VX_NH_MAP, remote, e);
 }
 
 /// A MAC no neighbour of the test namespace has: a frame carrying it came from the cache.
@@ -1068,16 +1069,7 @@ fn timed_sequence<T>(mut f: impl FnMut() -> T) -> T {
 
 /// Writes the port hint of `remote` as `lb_vxport` would.
 fn set_port_hint(ebpf: &mut Ebpf, remote: Ipv4Addr, h: PortHint) {
-    let mut m: AyaHashMap<&mut MapData, Remote, PortHint> =
-        AyaHashMap::try_from(ebpf.map_mut(VX_PORT_MAP).unwrap()).unwrap();
-    m.insert(
-        Remote {
-            ip: remote.octets(),
-        },
-        h,
-        0,
-    )
-    .unwrap();
+    set_remote_entry(ebpf, VX_PORT_MAP, remote, h);
 }
 
 /// `lb_vxenc` sends known unicast straight out of the hinted port only while the hint is
